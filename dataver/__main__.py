@@ -1,0 +1,5 @@
+import sys
+
+from dataver.cli.main import main
+
+sys.exit(main())

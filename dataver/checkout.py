@@ -1,0 +1,228 @@
+"""Making the workspace match pointers: plan what differs, then apply it.
+
+Planning reads only (stat cache, hashing); nothing is touched until the whole plan
+is known. A file whose current content is not in the cache would be lost by an
+overwrite or delete, so the plan lists it as a conflict and ``apply`` refuses unless
+forced. Each file is placed by writing a temporary sibling and renaming it over the
+old one, so a kill leaves every file either old or new. Writes never go through a
+symbolic link inside a tracked folder (a manifest must not steer writes elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as stat_mod
+from dataclasses import dataclass, field
+
+from . import linking
+from .digest import Digest
+from .errors import PathError, WouldLoseData
+from .hashing import HashedFile
+from .odb import copy_verified
+from .progress import NO_PROGRESS, Progress
+from .repo import Repo
+from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
+
+
+@dataclass
+class Action:
+    op: str  # "create", "replace" or "delete"
+    path: str  # absolute
+    rel: str  # repo-relative
+    digest: Digest | None = None
+    size: int = 0
+    executable: bool = False
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # rel paths whose changes are not in the cache
+    missing: list[tuple[str, Digest]] = field(default_factory=list)  # (rel path, digest) absent from cache
+    unchanged: int = 0
+    folders: list[str] = field(default_factory=list)  # tracked folder roots touched (absolute)
+
+
+def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> Plan:
+    p = Plan()
+    for t in tracked:
+        if t.pointer.is_dir:
+            _plan_folder(repo, t, p, progress)
+        else:
+            _plan_file(repo, t, p, progress)
+    return p
+
+
+def _saved(repo: Repo, digest: Digest | None) -> bool:
+    return digest is not None and repo.cache.has_blob(digest)
+
+
+def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
+    want = t.pointer.digest
+    try:
+        st = os.lstat(t.path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat_mod.S_ISREG(st.st_mode):
+        current = file_digest(repo, t.path, st, progress)
+        if current == want:
+            p.unchanged += 1
+            return
+        if not _saved(repo, current):
+            p.conflicts.append(t.rel)
+    elif st is not None:
+        p.conflicts.append(t.rel)  # a folder or link where the file belongs
+    if not repo.cache.has_blob(want):
+        p.missing.append((t.rel, want))
+        return
+    p.actions.append(Action("create" if st is None else "replace", t.path, t.rel, want, t.pointer.size))
+
+
+def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
+    if not repo.cache.has_manifest(t.pointer.digest):
+        p.missing.append((t.rel, t.pointer.digest))
+        return
+    entries = read_manifest(repo, t)
+    p.folders.append(t.path)
+    current: dict[str, Digest] = {}
+    files: dict[str, os.stat_result] = {}
+    if os.path.isdir(t.path):
+        scan = scan_folder(t.path, t.rel)
+        files = scan.files
+        current, unknown = known_digests(repo, t.rel, scan)
+        hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
+        current.update({os.path.relpath(k, t.path).replace(os.sep, "/"): h.digest for k, h in hashed.items()})
+    elif os.path.lexists(t.path):
+        cur = file_digest(repo, t.path, os.stat(t.path), progress) if os.path.isfile(t.path) else None
+        if not _saved(repo, cur):
+            p.conflicts.append(t.rel)
+        p.actions.append(Action("delete", t.path, t.rel))
+    wanted = {e.path: e for e in entries}
+    for rel in sorted(files.keys() - wanted.keys(), reverse=True):
+        if not _saved(repo, current.get(rel)):
+            p.conflicts.append(f"{t.rel}/{rel}")
+        p.actions.append(Action("delete", os.path.join(t.path, rel), f"{t.rel}/{rel}"))
+    for e in entries:
+        have = current.get(e.path)
+        if have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
+            p.unchanged += 1
+            continue
+        if have is not None and have != e.digest and not _saved(repo, have):
+            p.conflicts.append(f"{t.rel}/{e.path}")
+        if not repo.cache.has_blob(e.digest):
+            p.missing.append((f"{t.rel}/{e.path}", e.digest))
+            continue
+        op = "create" if have is None else "replace"
+        p.actions.append(Action(op, os.path.join(t.path, e.path), f"{t.rel}/{e.path}", e.digest, e.size, e.executable))
+
+
+@dataclass
+class Applied:
+    created: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    link_types: dict[str, int] = field(default_factory=dict)
+
+
+def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROGRESS) -> Applied:
+    """Carry out a plan. Refuses (WouldLoseData) if it has conflicts and not ``force``."""
+    if p.conflicts and not force:
+        shown = ", ".join(p.conflicts[:10]) + (f" and {len(p.conflicts) - 10} more" if len(p.conflicts) > 10 else "")
+        raise WouldLoseData(
+            f"checkout would overwrite or delete {len(p.conflicts)} changed file(s) not saved in the cache: {shown}",
+            "save them with dataver add, move them away, or re-run with --force to discard them",
+        )
+    done = Applied()
+    for a in p.actions:
+        if a.op == "delete":
+            _remove(a.path)
+            done.deleted += 1
+    for folder in p.folders:
+        _prune_empty_dirs(folder)
+    writes = [a for a in p.actions if a.op != "delete"]
+    if not writes:
+        return done
+    progress.start("checkout", total_bytes=sum(a.size for a in writes), total_files=len(writes))
+    checked_dirs: set[str] = set()
+    with repo.hasher() as hasher:
+        for a in writes:
+            _prepare_parent(repo, a, checked_dirs)
+
+        def place(a: Action, prog: Progress) -> tuple[Action, str]:
+            assert a.digest is not None
+            digest = a.digest
+
+            def copy(src: str, tmp: str) -> None:
+                return copy_verified(src, digest, tmp, hasher, prog)
+
+            kind = linking.place(repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy)
+            return a, kind
+
+        records = []
+        for a, kind in hasher.map_sized([(a, a.size) for a in writes], place, progress):
+            done.link_types[kind] = done.link_types.get(kind, 0) + 1
+            if a.op == "create":
+                done.created += 1
+            else:
+                done.replaced += 1
+            st = os.stat(a.path)
+            assert a.digest is not None
+            records.append(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
+    progress.close()
+    repo.state.put_many(repo.root, records)
+    return done
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _prune_empty_dirs(folder: str) -> None:
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return
+    for here, _dirs, _files in os.walk(folder, topdown=False):
+        if here != folder and not os.listdir(here):
+            os.rmdir(here)
+
+
+def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
+    """Create the parent folders of a write, refusing to pass through symlinks."""
+    parent = os.path.dirname(a.path)
+    if parent in checked:
+        return
+    probe = parent
+    chain = []
+    while len(probe) > len(repo.root) and probe not in checked:
+        chain.append(probe)
+        probe = os.path.dirname(probe)
+    for d in reversed(chain):
+        if os.path.islink(d) and d != _tracked_root(repo, a):
+            raise PathError(
+                f"refusing to write {a.rel}: {repo.rel(d)} is a symbolic link",
+                "replace the link with a real folder, then re-run",
+            )
+        if os.path.lexists(d) and not os.path.isdir(d):
+            raise PathError(
+                f"cannot write {a.rel}: {repo.rel(d)} is a file where a folder belongs", "move it away, then re-run"
+            )
+        os.makedirs(d, exist_ok=True)
+        checked.add(d)
+    if os.path.isdir(a.path) and not os.path.islink(a.path):
+        os.rmdir(a.path)  # emptied by the deletes above
+
+
+def _tracked_root(repo: Repo, a: Action) -> str:
+    """The tracked path an action belongs to (a tracked folder may itself be a link)."""
+    probe = a.path
+    while len(probe) > len(repo.root):
+        if os.path.isfile(probe + ".dv"):
+            return probe
+        probe = os.path.dirname(probe)
+    return a.path

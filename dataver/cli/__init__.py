@@ -1,0 +1,1 @@
+"""The command line: typer commands that parse, call ``dataver.ops`` and render."""

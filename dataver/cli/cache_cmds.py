@@ -1,0 +1,123 @@
+"""Commands about the cache: verify, gc, hash, and debugging plumbing."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from ..errors import CheckFailed
+from .main import app
+from .options import JOBS, JSON, QUIET
+from .render import emit_json, human_size, note, progress_for
+
+
+@app.command()
+def verify(
+    paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Re-read everything and exit 1 if the workspace or cache disagrees with any pointer.
+
+    Ignores the stat cache: every workspace file and every cache object the pointers
+    need is hashed again. Use it as a CI gate.
+    """
+    from ..ops.core import verify as do_verify
+    from ..repo import Repo
+
+    repo = Repo.find()
+    problems = do_verify(repo, paths, progress_for(quiet))
+    if json_out:
+        emit_json({"ok": not problems, "problems": problems})
+    else:
+        for p in problems:
+            print(f"{p.path}: {p.what}")
+    if problems:
+        raise CheckFailed(f"verify found {len(problems)} problem(s)")
+    if not quiet and not json_out:
+        note("verify: everything matches")
+
+
+@app.command()
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only report what would be removed."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = JSON,
+) -> None:
+    """Remove cache objects that no pointer in the workspace references.
+
+    Objects only older commits need are removed too (history-aware gc comes later),
+    so this asks first unless --yes.
+    """
+    from ..ops.core import gc as do_gc
+    from ..repo import Repo
+
+    repo = Repo.find()
+    with repo.lock(note):
+        preview = do_gc(repo, dry_run=True)
+        if not dry_run and preview.removed and not yes:
+            if not sys.stdin.isatty():
+                raise typer.BadParameter("gc would remove objects; pass --yes to confirm when not interactive")
+            typer.confirm(f"remove {preview.removed} object(s), {human_size(preview.freed)}?", abort=True)
+        result = preview if dry_run else do_gc(repo, dry_run=False)
+    if json_out:
+        out = {k: v for k, v in vars(result).items() if k != "removed_paths"}
+        emit_json(out)
+    else:
+        verb = "would remove" if dry_run else "removed"
+        note(f"gc: {verb} {result.removed} object(s), {human_size(result.freed)}; kept {result.kept}")
+
+
+@app.command("hash")
+def hash_cmd(
+    path: str = typer.Argument(..., help="A file or folder."),
+    jobs: Optional[int] = JOBS,
+    json_out: bool = JSON,
+) -> None:
+    """Print the digest a pointer would record for PATH (no repository needed).
+
+    For a folder this is its manifest's digest.
+    """
+    from ..ops.core import hash_path
+
+    h = hash_path(path, jobs)
+    if json_out:
+        emit_json(h)
+    else:
+        print(f"{h.digest}  {h.path}")
+
+
+debug = typer.Typer(help="Plumbing for inspecting the cache.", no_args_is_help=True)
+app.add_typer(debug, name="debug")
+
+
+@debug.command("digest-path")
+def digest_path(digest: str, manifest: bool = typer.Option(False, "--manifest")) -> None:
+    """Print the cache path of a digest (xxh3-128:HEX or HEX)."""
+    from ..digest import ALGORITHM, Digest
+    from ..repo import Repo
+
+    d = Digest.parse(digest, ALGORITHM)
+    cache = Repo.find().cache
+    print(cache.manifest_path(d) if manifest else cache.blob_path(d))
+
+
+@debug.command("cat-object")
+def cat_object(digest: str, manifest: bool = typer.Option(False, "--manifest")) -> None:
+    """Write an object's bytes to stdout."""
+    import shutil
+
+    from ..digest import ALGORITHM, Digest
+    from ..errors import ObjectsMissing
+    from ..repo import Repo
+
+    d = Digest.parse(digest, ALGORITHM)
+    cache = Repo.find().cache
+    path = cache.manifest_path(d) if manifest else cache.blob_path(d)
+    try:
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+    except FileNotFoundError:
+        raise ObjectsMissing(f"object {d} is not in the cache") from None

@@ -1,0 +1,76 @@
+"""The ``dataver`` entry point: builds the typer app and maps errors to exit codes.
+
+This is the one place where exceptions become messages: a ``DataverError`` prints
+``error: <message>`` (and its hint) on stderr and exits with the family's code (see
+``dataver.errors.EXIT_CODES``); usage errors exit 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from .. import __version__
+from ..errors import DataverError
+
+app = typer.Typer(
+    name="dataver",
+    help="Version large data and models beside git: content-addressed cache, pointer files, remotes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dataver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Version large data and models beside git.
+
+    Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config;
+    4 bad path; 5 bad pointer/manifest; 6 would lose workspace changes; 7 objects
+    missing; 8 integrity (corrupt object, file changed while hashed); 9 remote;
+    10 lock timeout; 130 interrupted.
+    """
+
+
+from . import cache_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
+
+_ = (cache_cmds, repo_cmds, workspace_cmds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rv = app(args=argv, prog_name="dataver", standalone_mode=False)
+    except DataverError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return rv if isinstance(rv, int) else 0
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

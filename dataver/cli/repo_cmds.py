@@ -1,0 +1,60 @@
+"""Commands about the repository itself: init, config."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .main import app
+from .render import note
+
+
+@app.command()
+def init(
+    no_scm: bool = typer.Option(False, "--no-scm", help="Allow a folder that is not a git repository."),
+    force: bool = typer.Option(False, "--force", "-f", help="Re-initialise an existing repository."),
+) -> None:
+    """Create .dataver/ at the root of the current git repository."""
+    import os
+
+    from ..repo import init as do_init
+
+    repo = do_init(os.getcwd(), no_scm=no_scm, force=force)
+    note(f"initialised dataver in {repo.dataver_dir}")
+    note("next: git add .dataver/config .dataver/.gitignore && git commit -m 'dataver init'")
+
+
+@app.command()
+def config(
+    key: Optional[str] = typer.Argument(None, help="section.option, e.g. cache.link"),
+    value: Optional[str] = typer.Argument(None, help="New value (omit to print the current one)."),
+    local: bool = typer.Option(False, "--local", help="Write .dataver/config.local (not committed)."),
+    unset: bool = typer.Option(False, "--unset", help="Remove the key."),
+    list_all: bool = typer.Option(False, "--list", "-l", help="Print every set key."),
+) -> None:
+    """Get or set configuration (cache.dir, cache.link, core.jobs, core.lock_timeout)."""
+    from ..config import KNOWN_KEYS
+    from ..errors import ConfigError
+    from ..repo import Repo
+
+    repo = Repo.find()
+    if list_all or key is None:
+        for k, v in sorted(repo.config.items().items()):
+            print(f"{k}={v}")
+        if key is None and not list_all:
+            note("known keys:\n" + "\n".join(f"  {k}: {why}" for k, why in KNOWN_KEYS.items()))
+        return
+    if unset:
+        repo.config.set(key, None, local)
+    elif value is None:
+        current = repo.config.get(key)
+        if current is None:
+            raise ConfigError(f"{key} is not set")
+        print(current)
+    else:
+        if key == "cache.link":
+            from ..linking import parse_link_types
+
+            parse_link_types(value)
+        repo.config.set(key, value, local)

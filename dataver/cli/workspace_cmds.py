@@ -1,0 +1,141 @@
+"""Commands that move data between the workspace and the cache."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .main import app
+from .options import JSON, QUIET
+from .render import emit_json, human_size, note, progress_for
+
+
+def _repo():
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+@app.command()
+def add(
+    paths: List[str] = typer.Argument(..., help="Files or folders to track."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Track files or folders: store their content in the cache and write PATH.dv.
+
+    Commit the .dv pointer files (and the .gitignore entries added beside them) with
+    git. Re-adding unchanged data reads nothing and changes nothing.
+    """
+    from ..ops.add import add as do_add
+
+    repo = _repo()
+    with repo.lock(note):
+        results = do_add(repo, paths, progress_for(quiet))
+    repo.close()
+    if json_out:
+        emit_json(results)
+    elif not quiet:
+        for r in results:
+            what = f"{r.files} files, " if r.kind == "dir" else ""
+            verb = "added" if r.changed else "unchanged"
+            note(f"{verb}: {r.path} ({what}{human_size(r.size)}; {r.hashed} hashed) -> {r.path}.dv")
+        if any(r.changed for r in results):
+            note("next: git add " + " ".join(f"{r.path}.dv" for r in results if r.changed) + " .gitignore")
+
+
+@app.command()
+def status(
+    paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+    show_all: bool = typer.Option(False, "--all", "-a", help="Also list unchanged files."),
+) -> None:
+    """Show how the workspace differs from the pointers, file by file.
+
+    States: modified, added, deleted (files in tracked folders), missing (a tracked
+    path absent from the workspace: run dataver checkout), and 'not in cache' when
+    the content a pointer records is absent from the cache.
+    """
+    from ..ops.core import status as do_status
+
+    repo = _repo()
+    records = do_status(repo, paths, progress_for(quiet))
+    repo.close()
+    if json_out:
+        emit_json(records)
+        return
+    shown = [r for r in records if show_all or r.state != "unchanged" or r.in_cache is False]
+    for r in shown:
+        flag = "  (not in cache)" if r.in_cache is False else ""
+        print(f"{r.state + ':':<11} {r.path}{flag}")
+    if not shown and not quiet:
+        note("everything matches the pointers" if records else "nothing is tracked yet: dataver add PATH")
+
+
+@app.command()
+def checkout(
+    paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite or delete changes not saved in the cache."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Make the workspace match the pointers, touching only what differs.
+
+    Refuses (exit 6, naming the files) to overwrite or delete changes that are not
+    in the cache, unless --force. Objects missing from the cache are listed (exit 7)
+    after everything else is checked out.
+    """
+    from ..ops.core import checkout as do_checkout
+    from ..ops.core import missing_error
+
+    repo = _repo()
+    with repo.lock(note):
+        result = do_checkout(repo, paths, force, progress_for(quiet))
+    repo.close()
+    a = result.applied
+    if json_out:
+        emit_json(
+            {
+                "created": a.created,
+                "replaced": a.replaced,
+                "deleted": a.deleted,
+                "unchanged": result.unchanged,
+                "link_types": a.link_types,
+                "missing": [{"path": p, "digest": str(d)} for p, d in result.missing],
+            }
+        )
+    elif not quiet:
+        note(f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, {result.unchanged} unchanged")
+    if result.missing:
+        raise missing_error(result.missing)
+
+
+@app.command("ls")
+def ls_cmd(
+    path: Optional[str] = typer.Argument(None, help="A tracked folder to list the files of."),
+    json_out: bool = JSON,
+) -> None:
+    """List tracked paths, or the files inside a tracked folder."""
+    from ..ops.core import ls as do_ls
+
+    repo = _repo()
+    items = do_ls(repo, path)
+    if json_out:
+        emit_json(items)
+        return
+    for it in items:
+        files = f"{it.files} files" if it.kind == "dir" else ""
+        print(f"{it.kind:<4} {human_size(it.size):>10} {files:>12}  {it.path}")
+
+
+@app.command()
+def unprotect(paths: List[str] = typer.Argument(..., help="Tracked files or folders.")) -> None:
+    """Replace hardlinked/symlinked (read-only) files with editable copies."""
+    from ..ops.core import unprotect as do_unprotect
+
+    repo = _repo()
+    with repo.lock(note):
+        changed = do_unprotect(repo, paths)
+    note(f"unprotected {len(changed)} file(s)")

@@ -1,0 +1,76 @@
+"""Repository configuration: ``.dataver/config`` (committed) and ``config.local``.
+
+INI files read with configparser; keys are ``section.option``. ``config.local`` is
+git-ignored and overrides the shared file (machine paths, credentials later).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+
+from .errors import ConfigError
+
+KNOWN_KEYS = {
+    "cache.dir": "where objects are stored; relative paths are relative to .dataver/",
+    "cache.link": "ordered link types to try: reflink, hardlink, symlink, copy",
+    "core.jobs": "worker threads for hashing and copying (default: CPU count)",
+    "core.lock_timeout": "seconds to wait for another dataver process (default 60)",
+}
+
+
+class Config:
+    def __init__(self, dataver_dir: str):
+        self.shared_path = os.path.join(dataver_dir, "config")
+        self.local_path = os.path.join(dataver_dir, "config.local")
+        self._shared = _read(self.shared_path)
+        self._local = _read(self.local_path)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        section, option = _split(key)
+        for parser in (self._local, self._shared):
+            if parser.has_option(section, option):
+                return parser.get(section, option)
+        return default
+
+    def items(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for parser in (self._shared, self._local):
+            for section in parser.sections():
+                for option, value in parser.items(section):
+                    out[f"{section}.{option}"] = value
+        return out
+
+    def set(self, key: str, value: str | None, local: bool = False) -> None:
+        """Set (or with ``None`` remove) a key, writing the file atomically."""
+        if key not in KNOWN_KEYS:
+            raise ConfigError(f"unknown config key {key!r}", "known keys: " + ", ".join(sorted(KNOWN_KEYS)))
+        section, option = _split(key)
+        parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
+        if value is None:
+            if not (parser.has_section(section) and parser.remove_option(section, option)):
+                raise ConfigError(f"{key} is not set in {path}")
+        else:
+            if not parser.has_section(section):
+                parser.add_section(section)
+            parser.set(section, option, value)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            parser.write(f)
+        os.replace(tmp, path)
+
+
+def _split(key: str) -> tuple[str, str]:
+    section, dot, option = key.rpartition(".")
+    if not dot or not section or not option:
+        raise ConfigError(f"config keys look like section.option, not {key!r}")
+    return section, option
+
+
+def _read(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not a valid config file: {str(e).splitlines()[0]}") from None
+    return parser

@@ -1,0 +1,109 @@
+"""One exception root for everything dataver reports to a user.
+
+Each family carries the process exit code the CLI maps it to; the CLI's single
+handler (``dataver.cli.main``) turns any ``DataverError`` into one line on stderr
+and that code. Library exceptions (OSError, sqlite3, pygit2, ...) are translated
+into these at the boundary where they occur.
+"""
+
+from __future__ import annotations
+
+
+class DataverError(Exception):
+    """Root of dataver's errors. ``hint`` says what the user can do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class CheckFailed(DataverError):
+    """A check (verify) ran and found disagreements: a result, not a crash."""
+
+    exit_code = 1
+
+
+class RepoError(DataverError):
+    """Not inside a dataver repository, or its configuration is invalid."""
+
+    exit_code = 3
+
+
+class ConfigError(RepoError):
+    """A configuration key or value is not valid."""
+
+
+class PathError(DataverError):
+    """A path given by the user cannot be used: outside the repo, missing, in git..."""
+
+    exit_code = 4
+
+
+class UnreadableFile(PathError):
+    """A file could not be read (permissions, I/O error)."""
+
+
+class SymlinkLoop(PathError):
+    """A symbolic link cycle was found while walking a folder."""
+
+
+class PointerError(DataverError):
+    """A pointer file or manifest is malformed or hostile."""
+
+    exit_code = 5
+
+
+class WouldLoseData(DataverError):
+    """The operation would overwrite or delete user data not saved in the cache."""
+
+    exit_code = 6
+
+
+class ObjectsMissing(DataverError):
+    """Objects that pointers need are not in the cache (or on the remote)."""
+
+    exit_code = 7
+
+
+class IntegrityError(DataverError):
+    """An object's bytes do not match its digest."""
+
+    exit_code = 8
+
+
+class FileChanged(IntegrityError):
+    """A file changed while it was being hashed or copied."""
+
+
+class RemoteError(DataverError):
+    """A remote could not be reached, authenticated against or used."""
+
+    exit_code = 9
+
+
+class LockTimeout(DataverError):
+    """Another dataver process holds the lock for longer than we wait."""
+
+    exit_code = 10
+
+
+EXIT_CODES: dict[str, int] = {
+    "success": 0,
+    "check failed / differences found": CheckFailed.exit_code,
+    "usage error (bad option or argument)": 2,
+    "repository or configuration error": RepoError.exit_code,
+    "bad path (outside the repo, missing, tracked by git, unreadable, symlink loop)": PathError.exit_code,
+    "malformed pointer file or manifest": PointerError.exit_code,
+    "refused: would lose workspace changes (use --force)": WouldLoseData.exit_code,
+    "objects missing from the cache or remote": ObjectsMissing.exit_code,
+    "integrity error (bytes do not match digest, file changed while hashed)": IntegrityError.exit_code,
+    "remote error": RemoteError.exit_code,
+    "lock held by another process (timed out)": LockTimeout.exit_code,
+    "interrupted (Ctrl-C)": 130,
+}

@@ -1,0 +1,41 @@
+"""Everything dataver asks git, through pygit2 (the only module that imports it)."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import PathError, RepoError
+
+
+def find_git_root(start: str) -> str | None:
+    """The work tree root of the git repository containing ``start``, if any."""
+    import pygit2
+
+    found = pygit2.discover_repository(start)
+    if not found:
+        return None
+    repo = pygit2.Repository(found)
+    return None if repo.workdir is None else os.path.normpath(repo.workdir)
+
+
+class Git:
+    def __init__(self, root: str):
+        import pygit2
+
+        try:
+            self._repo = pygit2.Repository(root)
+        except pygit2.GitError as e:
+            raise RepoError(f"cannot open the git repository at {root}: {e}") from None
+
+    def tracked_under(self, relpath: str) -> list[str]:
+        """Paths in the git index equal to ``relpath`` or under it (posix, repo-relative)."""
+        prefix = relpath.rstrip("/") + "/"
+        return [e.path for e in self._repo.index if e.path == relpath or e.path.startswith(prefix)]
+
+    def check_not_tracked(self, relpath: str) -> None:
+        hits = self.tracked_under(relpath)
+        if hits:
+            raise PathError(
+                f"{relpath} is tracked by git ({len(hits)} file(s), e.g. {hits[0]})",
+                f"stop tracking it in git first: git rm -r --cached {relpath}",
+            )

@@ -1,0 +1,266 @@
+"""The parallel chunked xxh3-128 hasher: dataver's performance-critical path.
+
+Hash definition (normative; test vectors in docs/formats.md):
+
+* A file of at most ``CHUNK_SIZE`` bytes: ``XXH3_128(content, seed=0)``, the same
+  value ``xxhsum -H2`` prints.
+* A larger file is cut into ``CHUNK_SIZE`` chunks (the last may be shorter). Each
+  chunk ``i`` has ``d_i = XXH3_128(chunk_i, seed=0)`` as 16 big-endian bytes, and the
+  file's digest is ``XXH3_128(b"dataver-chunked-v1\\0" || u64be(size) ||
+  u64be(CHUNK_SIZE) || d_0 || ... || d_n-1, seed=SEED_CHUNKED)``.
+* A folder manifest: ``XXH3_128(manifest_bytes, seed=SEED_MANIFEST)``.
+
+The three use different seeds (and the chunked form binds size and chunk size), so a
+small file can never share a digest with a large file's chunk list or a manifest
+except by an xxh3 collision. The result depends only on the bytes: chunks are hashed
+on a thread pool in any order and combined in file order.
+
+Speed (see shared/design/PERFORMANCE-NOTES.md): reads go with ``os.preadv`` into
+page-aligned anonymous-mmap buffers that each worker thread allocates once and
+reuses; a misaligned ``bytearray`` reads 3-5x slower, and a fresh buffer per chunk
+pays page faults. xxhash releases the GIL, so threads overlap I/O and hashing.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat as stat_mod
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import xxhash
+
+from .digest import ALGORITHM, Digest
+from .errors import FileChanged, PathError, UnreadableFile
+from .progress import NO_PROGRESS, Progress
+
+CHUNK_SIZE = 8 * 1024 * 1024
+SEED_BLOB = 0
+SEED_CHUNKED = int.from_bytes(b"dvchunk1", "big")
+SEED_MANIFEST = int.from_bytes(b"dvmanif1", "big")
+_CHUNKED_PREFIX = b"dataver-chunked-v1\0"
+# Small files are handed to workers in batches to amortise executor overhead.
+_SMALL_BATCH_BYTES = 4 * 1024 * 1024
+_SMALL_BATCH_FILES = 256
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Sink = Callable[[int, memoryview], None]
+"""Receives each chunk's bytes at its offset (used to copy while hashing)."""
+
+
+def default_jobs() -> int:
+    return max(1, min(32, os.cpu_count() or 1))
+
+
+def combine_chunk_digests(size: int, chunk_digests: Iterable[bytes], chunk_size: int = CHUNK_SIZE) -> Digest:
+    """The digest of a large file from its chunk digests, in file order."""
+    h = xxhash.xxh3_128(seed=SEED_CHUNKED)
+    h.update(_CHUNKED_PREFIX + struct.pack(">QQ", size, chunk_size))
+    for d in chunk_digests:
+        h.update(d)
+    return Digest(ALGORITHM, h.hexdigest())
+
+
+def digest_bytes(data: bytes | memoryview, chunk_size: int = CHUNK_SIZE) -> Digest:
+    """The digest of in-memory content, by the same definition as files."""
+    size = len(data)
+    if size <= chunk_size:
+        return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(data, seed=SEED_BLOB))
+    view = memoryview(data)
+    parts = (xxhash.xxh3_128_digest(view[o : o + chunk_size], seed=SEED_BLOB) for o in range(0, size, chunk_size))
+    return combine_chunk_digests(size, parts, chunk_size)
+
+
+def digest_manifest(data: bytes) -> Digest:
+    return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(data, seed=SEED_MANIFEST))
+
+
+@dataclass(frozen=True, slots=True)
+class HashedFile:
+    """A file's digest with the stat it was taken under (for the stat cache)."""
+
+    path: str
+    digest: Digest
+    size: int
+    inode: int
+    mtime_ns: int
+    executable: bool
+
+
+class Hasher:
+    """Hashes files with a shared thread pool and per-thread aligned buffers.
+
+    Use as a context manager, or call ``close()``. ``jobs`` is the number of worker
+    threads; the digests do not depend on it.
+    """
+
+    def __init__(self, jobs: int | None = None, chunk_size: int = CHUNK_SIZE):
+        if chunk_size % mmap.PAGESIZE:
+            raise ValueError("chunk_size must be a multiple of the page size")
+        self.jobs = jobs or default_jobs()
+        self.chunk_size = chunk_size
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash")
+
+    def __enter__(self) -> Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- buffers and reads -------------------------------------------------
+    def _buffer(self) -> memoryview:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = memoryview(mmap.mmap(-1, self.chunk_size))
+            self._local.buf = buf
+        return buf
+
+    def _read_at(self, fd: int, path: str, offset: int, length: int) -> memoryview:
+        """Read exactly ``length`` bytes at ``offset`` into this thread's buffer."""
+        view = self._buffer()[:length]
+        got = 0
+        while got < length:
+            try:
+                n = os.preadv(fd, [view[got:]], offset + got)
+            except OSError as e:
+                raise UnreadableFile(f"cannot read {path}: {e.strerror}") from e
+            if n == 0:
+                raise FileChanged(f"{path} shrank while it was being read", "re-run when nothing writes to it")
+            got += n
+        return view
+
+    # -- single files -------------------------------------------------------
+    def hash_file(self, path: str, sink: Sink | None = None, progress: Progress = NO_PROGRESS) -> HashedFile:
+        """Hash one file, optionally passing every chunk to ``sink`` (copy-while-hash).
+
+        Raises ``FileChanged`` if the file's size or mtime moved while we read it.
+        """
+        fd = _open_for_read(path)
+        try:
+            before = os.fstat(fd)
+            if not stat_mod.S_ISREG(before.st_mode):
+                raise PathError(f"{path} is not a regular file")
+            size = before.st_size
+            if size <= self.chunk_size:
+                view = self._read_at(fd, path, 0, size)
+                digest = Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(view, seed=SEED_BLOB))
+                if sink is not None:
+                    sink(0, view)
+                progress.advance(size)
+            else:
+                digest = self._hash_chunked(fd, path, size, sink, progress)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+            raise FileChanged(f"{path} changed while it was being hashed", "re-run when nothing writes to it")
+        return HashedFile(path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100))
+
+    def _hash_chunked(self, fd: int, path: str, size: int, sink: Sink | None, progress: Progress) -> Digest:
+        def chunk(offset: int) -> bytes:
+            length = min(self.chunk_size, size - offset)
+            view = self._read_at(fd, path, offset, length)
+            d = xxhash.xxh3_128_digest(view, seed=SEED_BLOB)
+            if sink is not None:
+                sink(offset, view)
+            progress.advance(length)
+            return d
+
+        # map() yields results in submission order, whatever order they finish in.
+        parts = list(self._pool.map(chunk, range(0, size, self.chunk_size)))
+        return combine_chunk_digests(size, parts, self.chunk_size)
+
+    # -- many files ----------------------------------------------------------
+    def hash_many(self, paths: Sequence[str], progress: Progress = NO_PROGRESS) -> Iterator[HashedFile]:
+        """Hash many files in parallel; yields in no particular order."""
+        sized = []
+        for p in paths:
+            try:
+                sized.append((p, os.stat(p).st_size))
+            except OSError as e:
+                raise _path_error(p, e) from e
+        return self.map_sized(sized, lambda p, prog: self.hash_file(p, progress=prog), progress)
+
+    def map_sized(
+        self, sized: Sequence[tuple[T, int]], fn: Callable[[T, Progress], R], progress: Progress = NO_PROGRESS
+    ) -> Iterator[R]:
+        """Run ``fn(item, progress)`` over items of known byte size, in parallel.
+
+        Items up to one chunk go to the pool in batches; larger ones run one at a
+        time in the calling thread, where ``fn`` may itself use the pool (chunked
+        hashing) without deadlocking it. Yields results in no particular order.
+        """
+        small = [(item, size) for item, size in sized if size <= self.chunk_size]
+        large = [(item, size) for item, size in sized if size > self.chunk_size]
+
+        def run_batch(batch: list[tuple[T, int]]) -> list[R]:
+            out = []
+            for item, size in batch:
+                out.append(fn(item, NO_PROGRESS))
+                progress.advance(size, 1)
+            return out
+
+        futures = [self._pool.submit(run_batch, b) for b in _batches(small)]
+        try:
+            for item, _ in large:
+                yield fn(item, _BytesOnly(progress))
+                progress.advance(nfiles=1)
+            for f in futures:
+                yield from f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+class _BytesOnly(Progress):
+    """Passes byte progress of one chunked file through to the outer bar."""
+
+    def __init__(self, outer: Progress):
+        self.outer = outer
+
+    def advance(self, nbytes: int = 0, nfiles: int = 0) -> None:
+        self.outer.advance(nbytes)
+
+
+def _batches(sized: list[tuple[T, int]]) -> Iterator[list[tuple[T, int]]]:
+    batch: list[tuple[T, int]] = []
+    nbytes = 0
+    for item, size in sized:
+        batch.append((item, size))
+        nbytes += size
+        if len(batch) >= _SMALL_BATCH_FILES or nbytes >= _SMALL_BATCH_BYTES:
+            yield batch
+            batch, nbytes = [], 0
+    if batch:
+        yield batch
+
+
+def _open_for_read(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise _path_error(path, e) from e
+
+
+def _path_error(path: str, e: OSError) -> PathError:
+    import errno
+
+    if e.errno == errno.ENOENT:
+        return PathError(f"{path} does not exist")
+    if e.errno == errno.ELOOP:
+        from .errors import SymlinkLoop
+
+        return SymlinkLoop(f"{path} is a symbolic link loop")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return UnreadableFile(f"cannot read {path}: permission denied", "fix its permissions, then re-run")
+    return UnreadableFile(f"cannot read {path}: {e.strerror}")

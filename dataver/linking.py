@@ -1,0 +1,157 @@
+"""Putting cache objects into the workspace: reflink, hardlink, symlink or copy.
+
+``cache.link`` is an ordered preference; the first type the filesystem supports
+wins. Every placement writes a temporary sibling and renames it over the
+destination, so a crash leaves either the old file or the new one, never a torn
+one. Hardlinks and symlinks share the cache object's read-only inode, so an edit
+cannot change a cache object; ``unprotect`` swaps such a file for a private copy.
+An executable file is never hardlinked or symlinked (the mode belongs to the shared
+object), it falls through to the next type.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+
+from .errors import ConfigError, DataverError
+
+LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+DEFAULT_LINK_TYPES = ("reflink", "copy")
+TEMP_MARK = ".dataver-tmp-"
+_FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
+_UNSUPPORTED = {
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.ENOSYS,
+    errno.EPERM,
+    errno.EMLINK,
+    errno.EBADF,
+}
+
+
+def parse_link_types(text: str) -> tuple[str, ...]:
+    """``"hardlink,copy"`` -> ``("hardlink", "copy")``, validated."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in LINK_TYPES]
+    if not kinds or bad:
+        raise ConfigError(
+            f"cache.link must list link types from {', '.join(LINK_TYPES)}; got {text!r}",
+            "e.g. dataver config cache.link reflink,hardlink,copy",
+        )
+    return kinds
+
+
+def reflink(fd_src: int, fd_dst: int) -> bool:
+    """Clone ``fd_src`` into ``fd_dst`` (copy-on-write); False if unsupported."""
+    try:
+        fcntl.ioctl(fd_dst, _FICLONE, fd_src)
+        return True
+    except OSError as e:
+        if e.errno in _UNSUPPORTED:
+            return False
+        raise
+
+
+def temp_sibling(dest: str) -> str:
+    head, tail = os.path.split(dest)
+    return os.path.join(head, f".{tail[:80]}{TEMP_MARK}{secrets.token_hex(4)}")
+
+
+def is_temp_name(name: str) -> bool:
+    return TEMP_MARK in name and name.startswith(".")
+
+
+def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: bool, copy=None) -> str:
+    """Make ``dest`` hold the object at ``obj_path``; returns the link type used.
+
+    ``copy(src, tmp)`` performs (and may verify) a plain copy; defaults to shutil.
+    """
+    tmp = temp_sibling(dest)
+    try:
+        for kind in link_types:
+            if executable and kind in ("hardlink", "symlink"):
+                continue
+            if _make(kind, obj_path, tmp, copy):
+                if kind in ("reflink", "copy"):
+                    os.chmod(tmp, _writable_mode(executable))
+                os.replace(tmp, dest)
+                return kind
+        _make("copy", obj_path, tmp, copy)
+        os.chmod(tmp, _writable_mode(executable))
+        os.replace(tmp, dest)
+        return "copy"
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _make(kind: str, src: str, tmp: str, copy) -> bool:
+    try:
+        if kind == "reflink":
+            fd_src = os.open(src, os.O_RDONLY)
+            try:
+                fd_dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    ok = reflink(fd_src, fd_dst)
+                finally:
+                    os.close(fd_dst)
+            finally:
+                os.close(fd_src)
+            if not ok:
+                os.unlink(tmp)
+            return ok
+        if kind == "hardlink":
+            os.link(src, tmp)
+        elif kind == "symlink":
+            os.symlink(src, tmp)
+        else:
+            (copy or shutil.copyfile)(src, tmp)
+        return True
+    except OSError as e:
+        if kind != "copy" and e.errno in _UNSUPPORTED:
+            return False
+        raise DataverError(f"cannot write {tmp.replace(TEMP_MARK, '~')}: {e.strerror}") from e
+
+
+def _writable_mode(executable: bool) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if executable else 0o666) & ~umask
+
+
+def is_protected_link(path: str, cache_root: str) -> bool:
+    """True if ``path`` is a symlink into the cache or shares an inode with a cache object."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if os.path.islink(path):
+        return os.path.realpath(path).startswith(cache_root + os.sep)
+    return st.st_nlink > 1 and not (st.st_mode & 0o222)
+
+
+def unprotect(path: str) -> bool:
+    """Replace a linked file with a private writable copy; True if it changed anything."""
+    st = os.stat(path)
+    tmp = temp_sibling(path)
+    try:
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, _writable_mode(bool(st.st_mode & 0o100)))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return True

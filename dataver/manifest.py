@@ -1,0 +1,91 @@
+"""Folder manifests: the canonical list of a tracked folder's files.
+
+Serialisation (version 1), UTF-8, ``\\n`` line ends, no trailing spaces::
+
+    dataver-manifest 1 xxh3-128
+    <32 hex> <size> <x|-> <relative/path>
+    ...
+
+One line per regular file, sorted by the UTF-8 bytes of the path; ``x`` marks an
+executable file. The path is the rest of the line (it may contain spaces). Paths use
+``/``, are relative, and have no empty, ``.`` or ``..`` component, no NUL, CR or LF.
+Parsing accepts only canonical bytes (sorted, unique, no file that is also a
+folder), so one folder has exactly one manifest and one digest on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .digest import ALGORITHM, Digest
+from .errors import PointerError
+
+HEADER = f"dataver-manifest 1 {ALGORITHM}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str
+    digest: Digest
+    size: int
+    executable: bool = False
+
+
+def check_relpath(path: str, source: str = "manifest") -> None:
+    """Reject paths that could escape the folder or are not portable."""
+    bad = (
+        not path
+        or path.startswith("/")
+        or any(c in path for c in "\0\r\n")
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    )
+    if bad:
+        raise PointerError(f"{source}: unsafe or invalid path {path[:100]!r}")
+
+
+def dumps(entries: Iterable[Entry]) -> bytes:
+    ordered = sorted(entries, key=lambda e: e.path.encode())
+    _check_tree(ordered, "manifest")
+    lines = [HEADER]
+    for e in ordered:
+        check_relpath(e.path)
+        lines.append(f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def loads(data: bytes, source: str = "manifest") -> list[Entry]:
+    """Parse canonical manifest bytes (already digest-checked by the store)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PointerError(f"{source}: not UTF-8") from None
+    if not text.endswith("\n"):
+        raise PointerError(f"{source}: truncated (no final newline)")
+    lines = text[:-1].split("\n")
+    if lines[0] != HEADER:
+        raise PointerError(f"{source}: unknown header {lines[0][:60]!r}")
+    entries = []
+    for n, line in enumerate(lines[1:], 2):
+        parts = line.split(" ", 3)
+        if len(parts) != 4 or parts[2] not in ("x", "-") or not parts[1].isdigit() or len(parts[1]) > 20:
+            raise PointerError(f"{source}: line {n} is malformed: {line[:80]!r}")
+        hex_, size, mode, path = parts
+        check_relpath(path, source)
+        entries.append(Entry(path, Digest(ALGORITHM, hex_), int(size), mode == "x"))
+    for a, b in zip(entries, entries[1:], strict=False):
+        if a.path.encode() >= b.path.encode():
+            raise PointerError(f"{source}: entries not in canonical order or duplicated at {b.path[:100]!r}")
+    _check_tree(entries, source)
+    return entries
+
+
+def _check_tree(ordered: list[Entry], source: str) -> None:
+    """No entry may be the parent folder of another (a file cannot be a folder)."""
+    paths = {e.path for e in ordered}
+    for e in ordered:
+        parent = e.path
+        while "/" in parent:
+            parent = parent.rsplit("/", 1)[0]
+            if parent in paths:
+                raise PointerError(f"{source}: {parent!r} is both a file and a folder")

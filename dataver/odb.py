@@ -1,0 +1,230 @@
+"""The local content-addressed object store (the cache).
+
+Layout: ``<root>/xxh3-128/ab/cdef...`` for file contents (blobs) and the same path
+plus ``.manifest`` for folder manifests; ``<root>/tmp/`` holds objects being written.
+
+Contract: an object is visible under its final name only once its bytes are complete
+and hash to that name. Writers copy into ``tmp/`` while hashing, check the digest,
+make the file read-only and rename it into place; a crash leaves at most a stray
+temporary file, which ``gc`` removes. Objects are not fsynced one by one (that
+costs seconds per thousand files); ``verify`` detects damage after a power loss.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Iterator
+
+from .digest import ALGORITHM, Digest
+from .errors import FileChanged, IntegrityError, ObjectsMissing, UnreadableFile
+from .hashing import HashedFile, Hasher, digest_manifest
+from .linking import reflink
+from .progress import NO_PROGRESS, Progress
+
+MANIFEST_SUFFIX = ".manifest"
+
+
+class ObjectStore:
+    """Blobs and manifests by digest under one root folder."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self._made_dirs: set[str] = set()
+
+    # -- paths ----------------------------------------------------------------
+    def blob_path(self, digest: Digest) -> str:
+        return os.path.join(self.root, digest.relpath())
+
+    def manifest_path(self, digest: Digest) -> str:
+        return os.path.join(self.root, digest.relpath() + MANIFEST_SUFFIX)
+
+    def has_blob(self, digest: Digest) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def has_manifest(self, digest: Digest) -> bool:
+        return os.path.exists(self.manifest_path(digest))
+
+    # -- writing ----------------------------------------------------------------
+    def add_file(self, path: str, hasher: Hasher, progress: Progress = NO_PROGRESS) -> HashedFile:
+        """Copy ``path`` into the store while hashing it; returns its digest and stat.
+
+        Uses a reflink clone where the filesystem offers one (no data copied), else
+        one read pass that both hashes and writes the temporary object.
+        """
+        fd_tmp, tmp = self._mkstemp()
+        try:
+            try:
+                before = _stat_or_none(path)
+                if before is not None and _try_clone(path, fd_tmp):
+                    clone = hasher.hash_file(tmp, progress=progress)
+                    after = _stat_or_none(path)
+                    if after is None or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                        raise FileChanged(
+                            f"{path} changed while it was being added", "re-run when nothing writes to it"
+                        )
+                    hashed = HashedFile(
+                        path, clone.digest, clone.size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100)
+                    )
+                else:
+                    hashed = hasher.hash_file(
+                        path, sink=lambda off, view: _pwrite_all(fd_tmp, view, off), progress=progress
+                    )
+                os.fchmod(fd_tmp, 0o444)
+            finally:
+                os.close(fd_tmp)
+            self._publish(tmp, self.blob_path(hashed.digest))
+            return hashed
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def add_verified_copy(self, src: str, digest: Digest, hasher: Hasher, progress: Progress = NO_PROGRESS) -> None:
+        """Copy ``src`` (e.g. a downloaded object) in, only if it hashes to ``digest``."""
+        fd_tmp, tmp = self._mkstemp()
+        try:
+            try:
+                hashed = hasher.hash_file(src, sink=lambda off, view: _pwrite_all(fd_tmp, view, off), progress=progress)
+                os.fchmod(fd_tmp, 0o444)
+            finally:
+                os.close(fd_tmp)
+            if hashed.digest != digest:
+                raise IntegrityError(f"{src} hashes to {hashed.digest}, expected {digest}; not stored")
+            self._publish(tmp, self.blob_path(digest))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def add_manifest(self, data: bytes) -> Digest:
+        digest = digest_manifest(data)
+        path = self.manifest_path(digest)
+        if os.path.exists(path):
+            return digest
+        fd_tmp, tmp = self._mkstemp()
+        try:
+            try:
+                _pwrite_all(fd_tmp, memoryview(data), 0)
+                os.fchmod(fd_tmp, 0o444)
+            finally:
+                os.close(fd_tmp)
+            self._publish(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return digest
+
+    def _mkstemp(self) -> tuple[int, str]:
+        try:
+            return tempfile.mkstemp(dir=self.tmp_dir, suffix=".tmp")
+        except FileNotFoundError:
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            return tempfile.mkstemp(dir=self.tmp_dir, suffix=".tmp")
+        except OSError as e:
+            raise UnreadableFile(f"cannot write to the cache at {self.root}: {e.strerror}") from e
+
+    def _publish(self, tmp: str, final: str) -> None:
+        parent = os.path.dirname(final)
+        if parent not in self._made_dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._made_dirs.add(parent)
+        os.replace(tmp, final)
+
+    # -- reading ----------------------------------------------------------------
+    def read_manifest_bytes(self, digest: Digest) -> bytes:
+        """The manifest's bytes, checked against its digest."""
+        path = self.manifest_path(digest)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ObjectsMissing(
+                f"manifest {digest} is not in the cache", "fetch it from a remote (dataver pull), or re-add the folder"
+            ) from None
+        if digest_manifest(data) != digest:
+            raise IntegrityError(
+                f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
+                "delete it and fetch it again, or re-add the folder",
+            )
+        return data
+
+    def check_blob(self, digest: Digest, hasher: Hasher) -> bool:
+        """Re-hash a blob; False if its bytes do not match its name."""
+        return hasher.hash_file(self.blob_path(digest)).digest == digest
+
+    def iter_objects(self) -> Iterator[tuple[Digest, bool, str]]:
+        """Yield ``(digest, is_manifest, path)`` for every object in the store."""
+        base = os.path.join(self.root, ALGORITHM)
+        try:
+            fans = sorted(os.listdir(base))
+        except FileNotFoundError:
+            return
+        for fan in fans:
+            fan_dir = os.path.join(base, fan)
+            if len(fan) != 2 or not os.path.isdir(fan_dir):
+                continue
+            for name in sorted(os.listdir(fan_dir)):
+                is_manifest = name.endswith(MANIFEST_SUFFIX)
+                hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
+                try:
+                    digest = Digest(ALGORITHM, hex_)
+                except Exception:
+                    continue  # not ours; never delete what we cannot name
+                yield digest, is_manifest, os.path.join(fan_dir, name)
+
+    def remove(self, path: str) -> None:
+        _unlink_quietly(path)
+
+    def stale_temporaries(self) -> list[str]:
+        try:
+            return [os.path.join(self.tmp_dir, n) for n in os.listdir(self.tmp_dir)]
+        except FileNotFoundError:
+            return []
+
+
+def _try_clone(src: str, fd_dst: int) -> bool:
+    try:
+        fd_src = os.open(src, os.O_RDONLY)
+    except OSError:
+        return False  # let the hashing path produce the proper error
+    try:
+        return reflink(fd_src, fd_dst)
+    finally:
+        os.close(fd_src)
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def copy_verified(
+    obj_path: str, digest: Digest, dest_tmp: str, hasher: Hasher, progress: Progress = NO_PROGRESS
+) -> None:
+    """Copy an object out to a new file ``dest_tmp``, failing if its bytes are corrupt."""
+    fd = os.open(dest_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        hashed = hasher.hash_file(obj_path, sink=lambda off, view: _pwrite_all(fd, view, off), progress=progress)
+    finally:
+        os.close(fd)
+    if hashed.digest != digest:
+        raise IntegrityError(
+            f"cache object {obj_path} is corrupt (its bytes hash to {hashed.digest.short()}, not {digest.short()})",
+            "delete it and fetch it again from a remote, or re-add the data",
+        )

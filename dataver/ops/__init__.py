@@ -1,0 +1,1 @@
+"""Repository operations: ``Repo`` + arguments -> result dataclass. No printing."""

@@ -1,0 +1,169 @@
+"""``add``: put files and folders into the cache and write their pointers.
+
+Write order (what makes a kill at any point safe): every object is complete in the
+cache before the manifest that lists it, the manifest before the pointer, and the
+workspace file is swapped for a link (hardlink/symlink modes) only after its object
+exists, by an atomic rename. Copy and reflink modes leave workspace files untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from dataclasses import dataclass
+
+from .. import linking, manifest, pointer
+from ..digest import Digest
+from ..errors import PathError
+from ..fsutil import atomic_write, ensure_gitignored
+from ..hashing import HashedFile, Hasher
+from ..manifest import Entry
+from ..pointer import Pointer
+from ..progress import NO_PROGRESS, Progress
+from ..repo import Repo
+from ..state import matches
+from ..workspace import load_tracked, pointer_for, scan_folder, tracked_ancestor
+
+
+@dataclass
+class Added:
+    path: str  # repo-relative
+    kind: str
+    digest: str
+    size: int
+    files: int
+    hashed: int  # files read because the stat cache could not vouch for them
+    changed: bool  # the pointer file was written
+
+
+def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS) -> list[Added]:
+    targets = [_check_target(repo, p) for p in user_paths]
+    results = []
+    with repo.hasher() as hasher:
+        for target in targets:
+            results.append(_add_one(repo, target, hasher, progress))
+    return results
+
+
+def _check_target(repo: Repo, user_path: str) -> str:
+    path = repo.resolve(user_path)
+    if path.endswith(pointer.SUFFIX):
+        raise PathError(f"{user_path} is a pointer file", f"add the data it tracks: dataver add {user_path[:-3]}")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise PathError(f"{user_path} does not exist") from None
+    except OSError as e:
+        from ..hashing import _path_error
+
+        raise _path_error(user_path, e) from None
+    if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+        raise PathError(f"{user_path} is not a regular file or folder")
+    owner = tracked_ancestor(repo, path)
+    if owner:
+        raise PathError(
+            f"{user_path} is inside the tracked folder {repo.rel(owner)}",
+            f"re-add the whole folder: dataver add {repo.rel(owner)}",
+        )
+    if repo.git is not None:
+        repo.git.check_not_tracked(repo.rel(path))
+    return path
+
+
+def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Added:
+    rel = repo.rel(target)
+    old = _existing_pointer(repo, target)
+    if os.path.isdir(target):
+        new, hashed = _add_folder(repo, target, rel, hasher, progress)
+    else:
+        new, hashed = _add_file(repo, target, rel, hasher, progress)
+    if old is not None:
+        new = Pointer(new.kind, new.digest, new.size, new.files, old.extra)
+    ensure_gitignored(target)
+    changed = atomic_write(pointer_for(target), pointer.dumps(new))
+    return Added(rel, new.kind, new.digest.hex, new.size, new.files or 1, hashed, changed)
+
+
+def _existing_pointer(repo: Repo, target: str) -> Pointer | None:
+    if not os.path.exists(pointer_for(target)):
+        return None
+    return load_tracked(repo, pointer_for(target)).pointer
+
+
+def _add_file(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
+    st = os.stat(target)
+    digest = repo.state.get(rel, st)
+    hashed = 0
+    if digest is None or not repo.cache.has_blob(digest):
+        progress.start(f"adding {rel}", total_bytes=st.st_size, total_files=1)
+        h = repo.cache.add_file(target, hasher, progress)
+        progress.close()
+        repo.state.put_many(repo.root, [h])
+        digest, hashed = h.digest, 1
+        st = os.stat(target)
+    relinked = _link_back(repo, target, digest, bool(st.st_mode & 0o100))
+    if relinked is not None:
+        repo.state.put_many(repo.root, [relinked])
+    return Pointer("file", digest, st.st_size), hashed
+
+
+def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
+    scan = scan_folder(target, rel)
+    nested = [n for n in scan.files if n.endswith(pointer.SUFFIX) and _is_pointer_file(os.path.join(target, n))]
+    if nested:
+        raise PathError(
+            f"{rel} contains dataver pointer files ({rel}/{nested[0]})",
+            "track the folder as a whole, or its parts separately, not both",
+        )
+    recorded = repo.state.lookup_under(rel)
+    entries: dict[str, Entry] = {}
+    to_store: list[tuple[str, int]] = []
+    for name, st in scan.files.items():
+        d = matches(recorded.get(f"{rel}/{name}"), st)
+        if d is not None and repo.cache.has_blob(d):
+            entries[name] = Entry(name, d, st.st_size, bool(st.st_mode & 0o100))
+        else:
+            to_store.append((os.path.join(target, name), st.st_size))
+    stored: list[HashedFile] = []
+    if to_store:
+        progress.start(f"adding {rel}", total_bytes=sum(s for _, s in to_store), total_files=len(to_store))
+        stored = list(hasher.map_sized(to_store, lambda p, prog: repo.cache.add_file(p, hasher, prog), progress))
+        progress.close()
+        repo.state.put_many(repo.root, stored)
+        for h in stored:
+            name = os.path.relpath(h.path, target).replace(os.sep, "/")
+            entries[name] = Entry(name, h.digest, h.size, h.executable)
+    ordered = list(entries.values())
+    digest = repo.cache.add_manifest(manifest.dumps(ordered))
+    if _links_back(repo):
+        relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
+        repo.state.put_many(repo.root, [h for h in relinked if h is not None])
+    total = sum(e.size for e in ordered)
+    return Pointer("dir", digest, total, len(ordered)), len(stored)
+
+
+def _is_pointer_file(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(pointer.HEADER)) == pointer.HEADER.encode()
+
+
+def _links_back(repo: Repo) -> bool:
+    return any(k in ("hardlink", "symlink") for k in repo.link_types)
+
+
+def _link_back(repo: Repo, path: str, digest: Digest, executable: bool) -> HashedFile | None:
+    """In hardlink/symlink modes, swap the workspace file for a link to its object.
+
+    Returns the new file's stat-cache record, or None if nothing was swapped.
+    """
+    kind = next((k for k in repo.link_types if not (executable and k in ("hardlink", "symlink"))), "copy")
+    if kind not in ("hardlink", "symlink"):
+        return None
+    obj = repo.cache.blob_path(digest)
+    if kind == "symlink" and os.path.islink(path) and os.path.realpath(path) == os.path.realpath(obj):
+        return None
+    if kind == "hardlink" and not os.path.islink(path) and os.stat(path).st_ino == os.stat(obj).st_ino:
+        return None
+    linking.place(obj, path, repo.link_types, executable)
+    st = os.stat(path)
+    return HashedFile(path, digest, st.st_size, st.st_ino, st.st_mtime_ns, executable)

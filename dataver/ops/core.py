@@ -1,0 +1,235 @@
+"""status, checkout, ls, verify, gc, unprotect and hash over the local cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .. import checkout as checkout_mod
+from .. import linking
+from ..digest import Digest
+from ..errors import ObjectsMissing, PathError
+from ..manifest import Entry
+from ..progress import NO_PROGRESS, Progress
+from ..repo import Repo
+from ..workspace import (
+    UNCHANGED,
+    Record,
+    Tracked,
+    find_tracked,
+    manifest_digest_of,
+    read_manifest,
+    scan_folder,
+)
+from ..workspace import status as workspace_status
+
+STALE_TEMP_SECONDS = 3600
+
+
+def status(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS) -> list[Record]:
+    return workspace_status(repo, find_tracked(repo, paths), progress)
+
+
+@dataclass
+class CheckoutResult:
+    applied: checkout_mod.Applied
+    unchanged: int
+    missing: list[tuple[str, Digest]]
+
+
+def checkout(
+    repo: Repo, paths: list[str] | None = None, force: bool = False, progress: Progress = NO_PROGRESS
+) -> CheckoutResult:
+    """Make the workspace match the pointers; objects absent from the cache are
+    skipped and reported in ``missing`` (the caller decides how loudly)."""
+    tracked = find_tracked(repo, paths)
+    plan = checkout_mod.plan(repo, tracked, progress)
+    applied = checkout_mod.apply(repo, plan, force, progress)
+    return CheckoutResult(applied, plan.unchanged, plan.missing)
+
+
+def missing_error(missing: list[tuple[str, Digest]], where: str = "the cache") -> ObjectsMissing:
+    shown = "\n".join(f"  {path}  ({d})" for path, d in missing[:20])
+    more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+    return ObjectsMissing(
+        f"{len(missing)} object(s) missing from {where}:\n{shown}{more}",
+        "fetch them from a remote (dataver pull), or re-add the data where it exists",
+    )
+
+
+@dataclass
+class Listed:
+    path: str
+    kind: str
+    size: int
+    digest: str
+    files: int | None = None
+    executable: bool = False
+
+
+def ls(repo: Repo, path: str | None = None) -> list[Listed]:
+    """Tracked paths, or with a tracked folder, the files its manifest lists."""
+    if path is None:
+        return [
+            Listed(t.rel, t.pointer.kind, t.pointer.size, t.pointer.digest.hex, t.pointer.files)
+            for t in find_tracked(repo)
+        ]
+    (t,) = find_tracked(repo, [path])
+    if not t.pointer.is_dir:
+        return [Listed(t.rel, "file", t.pointer.size, t.pointer.digest.hex)]
+    return [
+        Listed(f"{t.rel}/{e.path}", "file", e.size, e.digest.hex, None, e.executable) for e in read_manifest(repo, t)
+    ]
+
+
+@dataclass
+class Problem:
+    path: str
+    what: str
+
+
+def verify(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS) -> list[Problem]:
+    """Re-read everything (no stat cache): workspace vs pointers, cache bytes vs names."""
+    problems: list[Problem] = []
+    tracked = find_tracked(repo, paths)
+    fresh = Repo(repo.root, use_state=False)
+    for rec in workspace_status(fresh, tracked, progress, check_cache=False):
+        if rec.state != UNCHANGED:
+            problems.append(Problem(rec.path, f"workspace {rec.state}"))
+    wanted = _blobs_of(repo, tracked, problems)
+    progress.start("verifying cache", total_bytes=sum(s for _, s, _ in wanted), total_files=len(wanted))
+    with repo.hasher() as hasher:
+
+        def check(item: tuple[Digest, int, str], prog: Progress) -> Problem | None:
+            digest, _, rel = item
+            path = repo.cache.blob_path(digest)
+            if not os.path.exists(path):
+                return Problem(rel, f"object {digest.short()} missing from the cache")
+            if hasher.hash_file(path, progress=prog).digest != digest:
+                return Problem(rel, f"cache object {digest.short()} is corrupt")
+            return None
+
+        problems += [pr for pr in hasher.map_sized([(w, w[1]) for w in wanted], check, progress) if pr]
+    progress.close()
+    return sorted(problems, key=lambda pr: pr.path)
+
+
+def _blobs_of(repo: Repo, tracked: list[Tracked], problems: list[Problem]) -> list[tuple[Digest, int, str]]:
+    """(digest, size, display path) of every blob the pointers need; manifest trouble -> problems."""
+    out: dict[Digest, tuple[Digest, int, str]] = {}
+    for t in tracked:
+        if not t.pointer.is_dir:
+            out.setdefault(t.pointer.digest, (t.pointer.digest, t.pointer.size, t.rel))
+            continue
+        try:
+            entries = read_manifest(repo, t)
+        except Exception as e:  # noqa: BLE001 - any manifest failure is a finding here
+            problems.append(Problem(t.rel, getattr(e, "message", str(e))))
+            continue
+        for e in entries:
+            out.setdefault(e.digest, (e.digest, e.size, f"{t.rel}/{e.path}"))
+    return list(out.values())
+
+
+@dataclass
+class GcResult:
+    removed: int = 0
+    freed: int = 0
+    kept: int = 0
+    temporaries: int = 0
+    dry_run: bool = False
+    removed_paths: list[str] = field(default_factory=list)
+
+
+def gc(repo: Repo, dry_run: bool = False) -> GcResult:
+    """Drop cache objects that no pointer in the workspace references.
+
+    Refuses if a folder's manifest is missing: without it we cannot know which
+    blobs that folder needs.
+    """
+    keep_blobs: set[Digest] = set()
+    keep_manifests: set[Digest] = set()
+    for t in find_tracked(repo):
+        if t.pointer.is_dir:
+            keep_manifests.add(t.pointer.digest)
+            if not repo.cache.has_manifest(t.pointer.digest):
+                raise ObjectsMissing(
+                    f"the manifest of {t.rel} is not in the cache, so gc cannot tell what it needs",
+                    "fetch it first (dataver pull), or re-add the folder",
+                )
+            keep_blobs.update(e.digest for e in read_manifest(repo, t))
+        else:
+            keep_blobs.add(t.pointer.digest)
+    result = GcResult(dry_run=dry_run)
+    for digest, is_manifest, path in list(repo.cache.iter_objects()):
+        if digest in (keep_manifests if is_manifest else keep_blobs):
+            result.kept += 1
+            continue
+        result.removed += 1
+        result.freed += os.lstat(path).st_size
+        result.removed_paths.append(path)
+        if not dry_run:
+            repo.cache.remove(path)
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for tmp in repo.cache.stale_temporaries():
+        try:
+            if os.lstat(tmp).st_mtime < cutoff:
+                result.temporaries += 1
+                if not dry_run:
+                    repo.cache.remove(tmp)
+        except FileNotFoundError:
+            pass
+    return result
+
+
+def unprotect(repo: Repo, paths: list[str]) -> list[str]:
+    """Give linked (read-only) workspace files private writable copies."""
+    changed = []
+    for t in find_tracked(repo, paths):
+        files = (
+            [t.path]
+            if not t.pointer.is_dir
+            else [os.path.join(t.path, rel) for rel in scan_folder(t.path, t.rel).files]
+            if os.path.isdir(t.path)
+            else []
+        )
+        for f in files:
+            if not os.path.lexists(f):
+                continue
+            if linking.is_protected_link(f, repo.cache.root) or not os.access(f, os.W_OK):
+                linking.unprotect(f)
+                changed.append(repo.rel(f))
+    return changed
+
+
+@dataclass
+class Hashed:
+    path: str
+    kind: str
+    digest: str
+    size: int
+    files: int | None = None
+
+
+def hash_path(path: str, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> Hashed:
+    """The digest a pointer would record for ``path``; needs no repository."""
+    from ..hashing import Hasher, _path_error
+
+    if os.path.isdir(path):
+        scan = scan_folder(path, path)
+        with Hasher(jobs) as hasher:
+            hashed = {h.path: h for h in hasher.hash_many([os.path.join(path, r) for r in scan.files], progress)}
+        entries = [
+            Entry(rel, hashed[os.path.join(path, rel)].digest, st.st_size, bool(st.st_mode & 0o100))
+            for rel, st in scan.files.items()
+        ]
+        return Hashed(path, "dir", manifest_digest_of(entries).hex, sum(e.size for e in entries), len(entries))
+    if not os.path.exists(path):
+        raise PathError(f"{path} does not exist")
+    with Hasher(jobs) as hasher:
+        try:
+            h = hasher.hash_file(path, progress=progress)
+        except OSError as e:
+            raise _path_error(path, e) from None
+    return Hashed(path, "file", h.digest.hex, h.size)

@@ -1,0 +1,133 @@
+"""Pointer files (``PATH.dv``): the small text file git tracks in place of the data.
+
+Format (version 1), one ``key: value`` per line, UTF-8, ``#`` comments::
+
+    # dataver pointer: commit this file; the data lives in the dataver cache
+    version: 1
+    kind: file            # or: dir
+    hash: xxh3-128
+    digest: 0f3a...       # file content digest, or the folder manifest's digest
+    size: 1234            # bytes (a folder: total of its files)
+    files: 20             # folders only: number of files
+
+Keys this version does not know (a user's ``desc:``, say) are kept, in order, and
+written back on re-add. Pure: bytes in, values out; pointers arrive through git from
+other people, so everything is validated and errors are ``PointerError``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .digest import ALGORITHM, Digest
+from .errors import PointerError
+
+SUFFIX = ".dv"
+FORMAT_VERSION = 1
+MAX_POINTER_BYTES = 64 * 1024
+HEADER = "# dataver pointer: commit this file; the data lives in the dataver cache"
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_KNOWN = ("version", "kind", "hash", "digest", "size", "files")
+KINDS = ("file", "dir")
+
+
+@dataclass(frozen=True)
+class Pointer:
+    kind: str
+    digest: Digest
+    size: int
+    files: int | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    def with_content(self, digest: Digest, size: int, files: int | None) -> Pointer:
+        """The same pointer (extra keys kept) recording new content."""
+        return Pointer(self.kind, digest, size, files, self.extra)
+
+
+def dumps(ptr: Pointer) -> bytes:
+    lines = [
+        HEADER,
+        f"version: {FORMAT_VERSION}",
+        f"kind: {ptr.kind}",
+        f"hash: {ptr.digest.algorithm}",
+        f"digest: {ptr.digest.hex}",
+        f"size: {ptr.size}",
+    ]
+    if ptr.is_dir:
+        lines.append(f"files: {ptr.files}")
+    lines += [f"{k}: {v}" for k, v in ptr.extra]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def loads(data: bytes, source: str = "pointer") -> Pointer:
+    """Parse and validate a pointer file's bytes; ``source`` names it in errors."""
+
+    def fail(why: str) -> PointerError:
+        return PointerError(f"{source}: {why}", "fix or restore the file (git checkout -- FILE), then re-run")
+
+    if len(data) > MAX_POINTER_BYTES:
+        raise fail(f"too large for a pointer file ({len(data)} bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail("not UTF-8 text") from None
+    if "\0" in text:
+        raise fail("contains a NUL byte")
+    values: dict[str, str] = {}
+    extra: list[tuple[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not _KEY.fullmatch(key):
+            raise fail(f"line {n} is not 'key: value': {raw[:60]!r}")
+        if key in values or any(k == key for k, _ in extra):
+            raise fail(f"key {key!r} appears twice")
+        if key in _KNOWN:
+            values[key] = value
+        else:
+            extra.append((key, value))
+    for key in _KNOWN[:5]:
+        if key not in values:
+            raise fail(f"missing '{key}:'")
+    if values["version"] != str(FORMAT_VERSION):
+        if values["version"].isdigit() and int(values["version"]) > FORMAT_VERSION:
+            raise PointerError(
+                f"{source}: written by a newer dataver (format {values['version']})",
+                "upgrade dataver: pip install -U dataver",
+            )
+        raise fail(f"unknown format version {values['version']!r}")
+    kind = values["kind"]
+    if kind not in KINDS:
+        raise fail(f"kind must be 'file' or 'dir', not {kind!r}")
+    try:
+        digest = Digest(values["hash"], values["digest"])
+    except PointerError as e:
+        raise fail(e.message) from None
+    size = _count(values["size"], "size", fail)
+    files = None
+    if kind == "dir":
+        if "files" not in values:
+            raise fail("missing 'files:' (required for a folder)")
+        files = _count(values["files"], "files", fail)
+    elif "files" in values:
+        raise fail("'files:' is only valid for kind: dir")
+    return Pointer(kind, digest, size, files, tuple(extra))
+
+
+def _count(text: str, key: str, fail) -> int:
+    if not text.isdigit() or len(text) > 20:
+        raise fail(f"{key} must be a non-negative integer, not {text[:40]!r}")
+    return int(text)
+
+
+def new_pointer(kind: str, digest: Digest, size: int, files: int | None = None) -> Pointer:
+    assert digest.algorithm == ALGORITHM
+    return Pointer(kind, digest, size, files if kind == "dir" else None)

@@ -1,0 +1,138 @@
+"""The repository context: where things are and the objects built from config.
+
+Holds no operations (those live in ``dataver.ops``); just the root, the config, the
+cache, the stat cache, the lock and path helpers shared by every operation.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Callable
+
+from .config import Config
+from .errors import ConfigError, PathError, RepoError
+from .hashing import Hasher, default_jobs
+from .linking import DEFAULT_LINK_TYPES, parse_link_types
+from .lock import RepoLock
+from .odb import ObjectStore
+from .state import NullState, State
+
+DATAVER_DIR = ".dataver"
+FORBIDDEN_DIRS = (".git", DATAVER_DIR)
+DATAVER_GITIGNORE = "/cache/\n/tmp/\n/state.db*\n/lock\n/config.local\n"
+
+
+class Repo:
+    """A dataver repository rooted at ``root`` (the folder holding ``.dataver/``)."""
+
+    def __init__(self, root: str, use_state: bool = True):
+        self.root = os.path.abspath(root)
+        self.dataver_dir = os.path.join(self.root, DATAVER_DIR)
+        if not os.path.isdir(self.dataver_dir):
+            raise RepoError(f"{self.root} is not a dataver repository", "run: dataver init")
+        self.config = Config(self.dataver_dir)
+        self._use_state = use_state
+
+    @classmethod
+    def find(cls, start: str | None = None) -> Repo:
+        here = os.path.abspath(start or os.getcwd())
+        probe = here
+        while True:
+            if os.path.isdir(os.path.join(probe, DATAVER_DIR)):
+                return cls(probe)
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                raise RepoError(f"not inside a dataver repository ({here})", "run: dataver init")
+            probe = parent
+
+    # -- objects built from config ----------------------------------------------
+    @cached_property
+    def cache(self) -> ObjectStore:
+        configured = self.config.get("cache.dir")
+        path = (
+            os.path.join(self.dataver_dir, os.path.expanduser(configured))
+            if configured
+            else os.path.join(self.dataver_dir, "cache")
+        )
+        return ObjectStore(path)
+
+    @cached_property
+    def state(self) -> State | NullState:
+        return State(os.path.join(self.dataver_dir, "state.db")) if self._use_state else NullState()
+
+    @cached_property
+    def link_types(self) -> tuple[str, ...]:
+        text = self.config.get("cache.link")
+        return parse_link_types(text) if text else DEFAULT_LINK_TYPES
+
+    @cached_property
+    def jobs(self) -> int:
+        text = self.config.get("core.jobs")
+        if text is None:
+            return default_jobs()
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"core.jobs must be a positive integer, not {text!r}")
+        return int(text)
+
+    def hasher(self, jobs: int | None = None) -> Hasher:
+        return Hasher(jobs or self.jobs)
+
+    def lock(self, on_wait: Callable[[str], None] | None = None) -> RepoLock:
+        text = self.config.get("core.lock_timeout", "60")
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ConfigError(f"core.lock_timeout must be a number of seconds, not {text!r}") from None
+        return RepoLock(os.path.join(self.dataver_dir, "lock"), timeout, on_wait)
+
+    @cached_property
+    def git(self):
+        """The git repository (``gitscm.Git``) holding this one, or None."""
+        from .gitscm import Git, find_git_root
+
+        return Git(self.root) if find_git_root(self.root) == self.root else None
+
+    def close(self) -> None:
+        if "state" in self.__dict__:
+            self.state.close()
+
+    # -- paths ----------------------------------------------------------------------
+    def resolve(self, user_path: str) -> str:
+        """An absolute path for a user-given one, checked to be inside the repo."""
+        path = os.path.abspath(user_path).rstrip(os.sep) or os.sep
+        rel = os.path.relpath(path, self.root)
+        if rel == ".":
+            raise PathError(f"{user_path} is the repository root", "name a file or folder inside it")
+        if rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
+            raise PathError(f"{user_path} is outside the repository {self.root}")
+        first = rel.split(os.sep, 1)[0]
+        if first in FORBIDDEN_DIRS or f"{os.sep}.git{os.sep}" in f"{os.sep}{rel}{os.sep}":
+            raise PathError(f"{user_path} is inside {first}/, which dataver never tracks")
+        return path
+
+    def rel(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+
+def init(path: str, no_scm: bool = False, force: bool = False) -> Repo:
+    """Create ``.dataver/`` in ``path``; it must be a git work tree root unless ``no_scm``."""
+    root = os.path.abspath(path)
+    dv = os.path.join(root, DATAVER_DIR)
+    if os.path.isdir(dv) and not force:
+        raise RepoError(f"{root} is already a dataver repository")
+    if not no_scm:
+        from .gitscm import find_git_root
+
+        git_root = find_git_root(root)
+        if git_root is None:
+            raise RepoError(f"{root} is not inside a git repository", "run git init first, or use --no-scm")
+        if git_root != root:
+            raise RepoError(f"run dataver init at the git work tree root ({git_root}), not in {root}")
+    os.makedirs(dv, exist_ok=True)
+    for name, text in (("config", "[core]\n"), (".gitignore", DATAVER_GITIGNORE)):
+        target = os.path.join(dv, name)
+        if not os.path.exists(target):
+            with open(target, "w") as f:
+                f.write(text)
+    return Repo(root)

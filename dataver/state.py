@@ -1,0 +1,143 @@
+"""The stat cache: (path, inode, size, mtime_ns) -> digest, in sqlite.
+
+It lets status and re-add of unchanged files cost a ``stat`` instead of a read. An
+entry is trusted only when all four values still match. Entries for files modified
+within ``RACY_WINDOW_NS`` of being recorded are not stored: a same-size write in the
+same timestamp tick would otherwise go unseen (git's "racily clean" problem). A
+damaged database is deleted and rebuilt, never trusted. ``NullState`` is the twin
+that remembers nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Iterable
+
+from .digest import ALGORITHM, Digest
+from .hashing import HashedFile
+
+RACY_WINDOW_NS = 100_000_000  # above the timestamp tick of ext4, xfs, btrfs, tmpfs
+COARSE_RACY_WINDOW_NS = 2_000_000_000  # mtimes in whole milliseconds or coarser (FAT, HFS+, some NFS)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+Key = tuple[int, int, int]  # inode, size, mtime_ns
+
+
+class NullState:
+    """Remembers nothing: every file is hashed."""
+
+    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, Digest]]:
+        return {}
+
+    def get(self, path: str, st: os.stat_result) -> Digest | None:
+        return None
+
+    def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class State(NullState):
+    """sqlite-backed stat cache at ``path``; keys are repo-relative posix paths."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        for attempt in (1, 2):
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                db.execute("SELECT count(*) FROM files LIMIT 1").fetchone()
+                return db
+            except sqlite3.DatabaseError:
+                if attempt == 2:
+                    raise
+                self._discard()
+        raise AssertionError("unreachable")
+
+    def _discard(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(self.path + suffix)
+            except FileNotFoundError:
+                pass
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError:
+            self._rebuild()
+            return []
+
+    def _rebuild(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._discard()
+        self._db = self._open()
+
+    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, Digest]]:
+        """All entries whose path starts with ``prefix/`` (one query for a folder)."""
+        lo = prefix + "/"
+        hi = prefix + "0"  # '0' sorts right after '/'
+        rows = self._query(
+            "SELECT path, inode, size, mtime_ns, digest FROM files WHERE path >= ? AND path < ?", (lo, hi)
+        )
+        return {p: ((i, s, m), Digest(ALGORITHM, d)) for p, i, s, m, d in rows if _is_hex(d)}
+
+    def get(self, path: str, st: os.stat_result) -> Digest | None:
+        rows = self._query("SELECT inode, size, mtime_ns, digest FROM files WHERE path = ?", (path,))
+        if rows and rows[0][:3] == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(rows[0][3]):
+            return Digest(ALGORITHM, rows[0][3])
+        return None
+
+    def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
+        """Record hashed files (absolute paths under ``root``) in one transaction."""
+        now = time.time_ns()
+        rows = [
+            (os.path.relpath(h.path, root).replace(os.sep, "/"), h.inode, h.size, h.mtime_ns, h.digest.hex)
+            for h in hashed
+            if not is_racy(h.mtime_ns, now)
+        ]
+        if not rows:
+            return
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def is_racy(mtime_ns: int, now_ns: int) -> bool:
+    """True if a same-size write could still go unseen at this mtime's resolution."""
+    window = COARSE_RACY_WINDOW_NS if mtime_ns % 1_000_000 == 0 else RACY_WINDOW_NS
+    return now_ns - mtime_ns < window
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def matches(entry: tuple[Key, Digest] | None, st: os.stat_result) -> Digest | None:
+    """The recorded digest if the entry still describes ``st``."""
+    if entry is not None and entry[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+        return entry[1]
+    return None

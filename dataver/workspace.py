@@ -1,0 +1,288 @@
+"""Reading the working tree: which pointers exist, what tracked folders hold, and
+how the workspace compares with the pointers and the cache (status records).
+
+Digests of workspace files come from the stat cache where it still matches, and
+from the hasher otherwise (hashed files are recorded back).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from dataclasses import dataclass, field
+
+from . import manifest, pointer
+from .digest import Digest
+from .errors import PathError, SymlinkLoop, UnreadableFile
+from .hashing import HashedFile
+from .linking import is_temp_name
+from .manifest import Entry
+from .pointer import Pointer
+from .progress import NO_PROGRESS, Progress
+from .repo import FORBIDDEN_DIRS, Repo
+from .state import matches
+
+UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A pointer file and the path it tracks."""
+
+    pointer_path: str  # absolute
+    path: str  # absolute target
+    rel: str  # repo-relative target, posix
+    pointer: Pointer
+
+
+@dataclass
+class Record:
+    """One status line: a tracked path or a file inside a tracked folder."""
+
+    path: str  # repo-relative
+    state: str  # UNCHANGED, MODIFIED, ADDED, DELETED, MISSING
+    in_cache: bool | None  # is the content the pointer records in the cache? None: not applicable
+    tracked: str  # repo-relative target of the pointer this belongs to
+
+
+@dataclass
+class FolderScan:
+    files: dict[str, os.stat_result] = field(default_factory=dict)  # rel-to-folder posix -> stat
+
+
+def pointer_for(target: str) -> str:
+    return target + pointer.SUFFIX
+
+
+def load_tracked(repo: Repo, pointer_path: str) -> Tracked:
+    try:
+        with open(pointer_path, "rb") as f:
+            data = f.read(pointer.MAX_POINTER_BYTES + 1)
+    except OSError as e:
+        raise UnreadableFile(f"cannot read {repo.rel(pointer_path)}: {e.strerror}") from None
+    ptr = pointer.loads(data, repo.rel(pointer_path))
+    target = pointer_path[: -len(pointer.SUFFIX)]
+    return Tracked(pointer_path, target, repo.rel(target), ptr)
+
+
+def find_tracked(repo: Repo, user_paths: list[str] | None = None) -> list[Tracked]:
+    """The pointers named by ``user_paths`` (targets or .dv files), or all in the repo."""
+    if user_paths:
+        out = []
+        for up in user_paths:
+            path = repo.resolve(up)
+            if path.endswith(pointer.SUFFIX) and os.path.isfile(path):
+                out.append(load_tracked(repo, path))
+            elif os.path.isfile(pointer_for(path)):
+                out.append(load_tracked(repo, pointer_for(path)))
+            else:
+                owner = tracked_ancestor(repo, path)
+                hint = (
+                    f"it is inside the tracked folder {repo.rel(owner)}; name that instead"
+                    if owner
+                    else f"track it first: dataver add {up}"
+                )
+                raise PathError(f"{up} is not tracked by dataver (no {os.path.basename(path)}.dv)", hint)
+        return out
+    return [load_tracked(repo, p) for p in _walk_pointers(repo.root)]
+
+
+def tracked_ancestor(repo: Repo, path: str) -> str | None:
+    """The tracked folder that contains ``path``, if any."""
+    probe = os.path.dirname(path)
+    while len(probe) > len(repo.root):
+        if os.path.isfile(pointer_for(probe)):
+            return probe
+        probe = os.path.dirname(probe)
+    return None
+
+
+def _walk_pointers(root: str) -> list[str]:
+    found: list[str] = []
+    stack = [root]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        names = {e.name for e in entries}
+        for e in entries:
+            if e.name.endswith(pointer.SUFFIX) and e.is_file():
+                found.append(e.path)
+            elif (
+                e.is_dir(follow_symlinks=False)
+                and e.name not in FORBIDDEN_DIRS
+                and e.name + pointer.SUFFIX not in names
+            ):
+                stack.append(e.path)
+    return sorted(found)
+
+
+def scan_folder(folder: str, display: str) -> FolderScan:
+    """Every regular file under ``folder``, following symlinks, refusing loops."""
+    scan = FolderScan()
+    try:
+        top = os.stat(folder)
+    except OSError as e:
+        raise PathError(f"cannot read folder {display}: {e.strerror}") from None
+    stack: list[tuple[str, str, frozenset]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
+    while stack:
+        here, prefix, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError as e:
+            raise UnreadableFile(f"cannot list {display}/{prefix}: {e.strerror}") from None
+        for e in entries:
+            rel = prefix + e.name
+            if is_temp_name(e.name):
+                continue
+            try:
+                st = e.stat()  # follows symlinks
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop") from None
+                if err.errno == errno.ENOENT and e.is_symlink():
+                    raise PathError(
+                        f"{display}/{rel} is a broken symbolic link", "remove it or fix its target"
+                    ) from None
+                raise UnreadableFile(f"cannot read {display}/{rel}: {err.strerror}") from None
+            if stat_mod.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
+                stack.append((e.path, rel + "/", ancestors | {key}))
+            elif stat_mod.S_ISREG(st.st_mode):
+                _check_name(rel, display)
+                scan.files[rel] = st
+            else:
+                raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")
+    return scan
+
+
+def _check_name(rel: str, display: str) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathError(f"{display}/{rel!r}: file names must be valid UTF-8") from None
+    if "\n" in rel or "\r" in rel:
+        raise PathError(f"{display}/{rel!r}: file names with line breaks cannot be tracked")
+
+
+def known_digests(repo: Repo, folder_rel: str, scan: FolderScan) -> tuple[dict[str, Digest], list[str]]:
+    """Split a scanned folder into files the stat cache knows and files to hash."""
+    recorded = repo.state.lookup_under(folder_rel)
+    known: dict[str, Digest] = {}
+    unknown: list[str] = []
+    for rel, st in scan.files.items():
+        d = matches(recorded.get(f"{folder_rel}/{rel}"), st)
+        if d is None:
+            unknown.append(rel)
+        else:
+            known[rel] = d
+    return known, unknown
+
+
+def hash_files(repo: Repo, paths: list[str], progress: Progress = NO_PROGRESS) -> dict[str, HashedFile]:
+    """Hash absolute ``paths`` in parallel and record them in the stat cache."""
+    if not paths:
+        return {}
+    progress.start("hashing", total_files=len(paths))
+    with repo.hasher() as hasher:
+        out = {h.path: h for h in hasher.hash_many(paths, progress)}
+    progress.close()
+    repo.state.put_many(repo.root, out.values())
+    return out
+
+
+def file_digest(repo: Repo, path: str, st: os.stat_result, progress: Progress = NO_PROGRESS) -> Digest:
+    d = repo.state.get(repo.rel(path), st)
+    return d if d is not None else hash_files(repo, [path], progress)[path].digest
+
+
+def read_manifest(repo: Repo, tracked: Tracked) -> list[Entry]:
+    data = repo.cache.read_manifest_bytes(tracked.pointer.digest)
+    return manifest.loads(data, f"manifest of {tracked.rel}")
+
+
+# -- status -------------------------------------------------------------------------
+def status(
+    repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS, check_cache: bool = True
+) -> list[Record]:
+    records: list[Record] = []
+    for t in tracked:
+        if t.pointer.is_dir:
+            records += _folder_status(repo, t, progress, check_cache)
+        else:
+            records.append(_file_status(repo, t, progress, check_cache))
+    return records
+
+
+def _file_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool) -> Record:
+    in_cache = repo.cache.has_blob(t.pointer.digest) if check_cache else None
+    try:
+        st = os.stat(t.path)
+    except FileNotFoundError:
+        return Record(t.rel, MISSING, in_cache, t.rel)
+    except OSError as e:
+        raise UnreadableFile(f"cannot read {t.rel}: {e.strerror}") from None
+    if not stat_mod.S_ISREG(st.st_mode) or st.st_size != t.pointer.size:
+        return Record(t.rel, MODIFIED, in_cache, t.rel)
+    same = file_digest(repo, t.path, st, progress) == t.pointer.digest
+    return Record(t.rel, UNCHANGED if same else MODIFIED, in_cache, t.rel)
+
+
+def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool) -> list[Record]:
+    if not repo.cache.has_manifest(t.pointer.digest):
+        # Without the manifest we cannot compare file by file, but the folder's
+        # current manifest digest still tells whether it matches the pointer.
+        if not os.path.isdir(t.path):
+            return [Record(t.rel, MISSING, False, t.rel)]
+        scan = scan_folder(t.path, t.rel)
+        current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, progress))
+        return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
+    entries = read_manifest(repo, t)
+    if not os.path.isdir(t.path):
+        return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
+    scan = scan_folder(t.path, t.rel)
+    known, unknown = known_digests(repo, t.rel, scan)
+    by_path = {e.path: e for e in entries}
+    to_hash = [rel for rel in unknown if rel in by_path and scan.files[rel].st_size == by_path[rel].size]
+    hashed = hash_files(repo, [os.path.join(t.path, rel) for rel in to_hash], progress)
+    for rel in to_hash:
+        known[rel] = hashed[os.path.join(t.path, rel)].digest
+    records = []
+    for e in entries:
+        in_cache = repo.cache.has_blob(e.digest) if check_cache else None
+        path = f"{t.rel}/{e.path}"
+        if e.path not in scan.files:
+            records.append(Record(path, DELETED, in_cache, t.rel))
+        elif known.get(e.path) == e.digest:
+            records.append(Record(path, UNCHANGED, in_cache, t.rel))
+        else:
+            records.append(Record(path, MODIFIED, in_cache, t.rel))
+    for rel in sorted(scan.files.keys() - by_path.keys()):
+        records.append(Record(f"{t.rel}/{rel}", ADDED, None, t.rel))
+    return records
+
+
+def build_entries(
+    repo: Repo, folder: str, folder_rel: str, scan: FolderScan, progress: Progress = NO_PROGRESS
+) -> list[Entry]:
+    """Manifest entries for a scanned folder (hashing only what the stat cache lacks)."""
+    known, unknown = known_digests(repo, folder_rel, scan)
+    hashed = hash_files(repo, [os.path.join(folder, rel) for rel in unknown], progress)
+    for rel in unknown:
+        known[rel] = hashed[os.path.join(folder, rel)].digest
+    return [Entry(rel, known[rel], st.st_size, bool(st.st_mode & 0o100)) for rel, st in scan.files.items()]
+
+
+def manifest_digest_of(entries: list[Entry]) -> Digest:
+    from .hashing import digest_manifest
+
+    return digest_manifest(manifest.dumps(entries))
+
+
+def _all_in_cache(repo: Repo, entries: list[Entry]) -> bool:
+    return all(repo.cache.has_blob(e.digest) for e in entries)
