@@ -1,0 +1,95 @@
+"""Shared fixtures: real git repositories in temp dirs and a CLI runner.
+
+``cli(...)`` runs dataver in-process (fast) and returns (exit code, stdout, stderr);
+``cli_proc(...)`` runs it as a real subprocess (for kill and concurrency tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from dataver.cli.main import main
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    def run(*args: str, cwd: str | os.PathLike | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def cli_proc(*args: str, cwd: str | os.PathLike, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dataver", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, **kwargs)
+
+
+def git_commit(repo_dir: str | os.PathLike, message: str = "commit") -> str:
+    """Stage everything git does not ignore and commit; returns the commit id."""
+    repo = pygit2.Repository(str(repo_dir))
+    repo.index.add_all()
+    repo.index.write()
+    tree = repo.index.write_tree()
+    sig = pygit2.Signature("Test", "test@example.com")
+    parents = [] if repo.head_is_unborn else [repo.head.target]
+    return str(repo.create_commit("HEAD", sig, sig, message, tree, parents))
+
+
+@pytest.fixture
+def repo_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh git repository with ``dataver init`` done; the cwd is set to it."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    pygit2.init_repository(str(root))
+    monkeypatch.chdir(root)
+    assert main(["init"]) == 0
+    return root
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def make_tree(root: Path, n_files: int = 20, seed: int = 0, max_size: int = 4096) -> dict[str, bytes]:
+    """Deterministic folder of files (some in subfolders); returns rel path -> bytes."""
+    import random
+
+    rng = random.Random(seed)
+    out = {}
+    for i in range(n_files):
+        rel = f"sub{i % 3}/f{i}.bin" if i % 2 else f"f{i}.bin"
+        data = rng.randbytes(rng.randint(0, max_size))
+        write(root / rel, data)
+        out[rel] = data
+    return out
+
+
+def age(path: Path, seconds: float = 10.0) -> None:
+    """Move mtimes into the past, outside the stat cache's racy window."""
+    import time
+
+    t = time.time() - seconds
+    paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for p in paths:
+        os.utime(p, (t, t))
