@@ -25,6 +25,17 @@ class Result:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def _git_identity(monkeypatch, tmp_path_factory):
+    """Tests that call the git CLI must not depend on the machine's git config."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     def run(*args: str, cwd: str | os.PathLike | None = None) -> Result:
