@@ -64,6 +64,13 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         st = os.lstat(t.path)
     except FileNotFoundError:
         st = None
+    into_cache = st is not None and stat_mod.S_ISLNK(st.st_mode) and linking.is_protected_link(t.path, repo.cache.root)
+    if into_cache:
+        # symlink mode: the link holds its object's content (dangling: nothing to lose)
+        try:
+            st = os.stat(t.path)
+        except FileNotFoundError:
+            pass
     if st is not None and stat_mod.S_ISREG(st.st_mode):
         current = file_digest(repo, t.path, st, progress)
         if current == want:
@@ -71,7 +78,7 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
             return
         if not _saved(repo, current):
             p.conflicts.append(t.rel)
-    elif st is not None:
+    elif st is not None and not into_cache:
         p.conflicts.append(t.rel)  # a folder or link where the file belongs
     if not repo.cache.has_blob(want):
         p.missing.append((t.rel, want))

@@ -16,6 +16,7 @@ KNOWN_KEYS = {
     "cache.link": "ordered link types to try: reflink, hardlink, symlink, copy",
     "core.jobs": "worker threads for hashing and copying (default: CPU count)",
     "core.lock_timeout": "seconds to wait for another dataver process (default 60)",
+    "core.remote": "the default remote's name (set with dataver remote default NAME)",
 }
 
 
@@ -42,20 +43,53 @@ class Config:
         return out
 
     def set(self, key: str, value: str | None, local: bool = False) -> None:
-        """Set (or with ``None`` remove) a key, writing the file atomically."""
+        """Set (or with ``None`` remove) a known key, writing the file atomically."""
         if key not in KNOWN_KEYS:
             raise ConfigError(f"unknown config key {key!r}", "known keys: " + ", ".join(sorted(KNOWN_KEYS)))
         section, option = _split(key)
+        self.set_in(section, option, value, local)
+
+    def section(self, section: str) -> dict[str, str] | None:
+        """A section's options, config.local overriding; None if neither file has it."""
+        found = [p for p in (self._shared, self._local) if p.has_section(section)]
+        if not found:
+            return None
+        out: dict[str, str] = {}
+        for parser in found:
+            out.update(parser.items(section))
+        return out
+
+    def sections(self) -> list[str]:
+        return sorted(set(self._shared.sections()) | set(self._local.sections()))
+
+    def has_section_in(self, section: str, local: bool) -> bool:
+        return (self._local if local else self._shared).has_section(section)
+
+    def set_in(self, section: str, option: str, value: str | None, local: bool = False) -> None:
+        """Set or remove ``option`` of ``section`` in one file, atomically."""
         parser, path = (self._local, self.local_path) if local else (self._shared, self.shared_path)
         if value is None:
             if not (parser.has_section(section) and parser.remove_option(section, option)):
-                raise ConfigError(f"{key} is not set in {path}")
+                raise ConfigError(f"{section}.{option} is not set in {path}")
         else:
             if not parser.has_section(section):
                 parser.add_section(section)
             parser.set(section, option, value)
+        self._write(parser, path)
+
+    def remove_section(self, section: str) -> bool:
+        """Remove a section from both files; True if it existed anywhere."""
+        found = False
+        for parser, path in ((self._shared, self.shared_path), (self._local, self.local_path)):
+            if parser.remove_section(section):
+                found = True
+                self._write(parser, path)
+        return found
+
+    @staticmethod
+    def _write(parser: configparser.ConfigParser, path: str) -> None:
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             parser.write(f)
         os.replace(tmp, path)
 

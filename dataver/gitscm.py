@@ -39,3 +39,38 @@ class Git:
                 f"{relpath} is tracked by git ({len(hits)} file(s), e.g. {hits[0]})",
                 f"stop tracking it in git first: git rm -r --cached {relpath}",
             )
+
+    def resolve(self, rev: str) -> str:
+        """A commit id for any revision git understands (branch, tag, short SHA, HEAD~3)."""
+        import pygit2
+
+        try:
+            obj = self._repo.revparse_single(rev)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise RepoError(f"unknown revision {rev!r}", "see git log / git tag for valid revisions") from None
+        return str(commit.id)
+
+    def pointer_files_at(self, rev: str, suffix: str = ".dv") -> list[tuple[str, bytes]]:
+        """(repo-relative path, bytes) of every pointer file committed at ``rev``.
+
+        Reads git objects only: the index, HEAD and the work tree are untouched.
+        """
+        import pygit2
+
+        commit = self._repo.get(self.resolve(rev))
+        out: list[tuple[str, bytes]] = []
+        stack = [("", commit.tree)]
+        while stack:
+            prefix, tree = stack.pop()
+            for entry in tree:
+                path = prefix + entry.name
+                if entry.type_str == "tree":
+                    stack.append((path + "/", self._repo.get(entry.id)))
+                elif (
+                    entry.type_str == "blob"
+                    and entry.name.endswith(suffix)
+                    and entry.filemode != pygit2.GIT_FILEMODE_LINK
+                ):
+                    out.append((path, self._repo.get(entry.id).data))
+        return sorted(out)

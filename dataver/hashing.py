@@ -106,7 +106,10 @@ class Hasher:
         self.jobs = jobs or default_jobs()
         self.chunk_size = chunk_size
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash")
+        self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash", initializer=self._mark_worker)
+
+    def _mark_worker(self) -> None:
+        self._local.is_worker = True
 
     def __enter__(self) -> Hasher:
         return self
@@ -176,8 +179,14 @@ class Hasher:
             progress.advance(length)
             return d
 
-        # map() yields results in submission order, whatever order they finish in.
-        parts = list(self._pool.map(chunk, range(0, size, self.chunk_size)))
+        offsets = range(0, size, self.chunk_size)
+        if getattr(self._local, "is_worker", False):
+            # Already on a pool thread (a file bigger than map_sized was told): waiting
+            # on the pool from inside it can deadlock it, so hash the chunks here.
+            parts = [chunk(o) for o in offsets]
+        else:
+            # map() yields results in submission order, whatever order they finish in.
+            parts = list(self._pool.map(chunk, offsets))
         return combine_chunk_digests(size, parts, self.chunk_size)
 
     # -- many files ----------------------------------------------------------

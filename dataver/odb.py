@@ -228,3 +228,24 @@ def copy_verified(
             f"cache object {obj_path} is corrupt (its bytes hash to {hashed.digest.short()}, not {digest.short()})",
             "delete it and fetch it again from a remote, or re-add the data",
         )
+
+
+def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, hasher: Hasher) -> None:
+    """Move a downloaded file into the store if and only if it hashes to ``digest``.
+
+    ``tmp_path`` must be in ``store.tmp_dir`` (same filesystem, so the rename is atomic).
+    On a mismatch the file is deleted and IntegrityError raised.
+    """
+    try:
+        if manifest:
+            with open(tmp_path, "rb") as f:
+                actual = digest_manifest(f.read())
+        else:
+            actual = hasher.hash_file(tmp_path).digest
+        if actual != digest:
+            raise IntegrityError(f"downloaded object {digest} is corrupt (its bytes hash to {actual.short()})")
+        os.chmod(tmp_path, 0o444)
+        store._publish(tmp_path, store.manifest_path(digest) if manifest else store.blob_path(digest))
+    except BaseException:
+        _unlink_quietly(tmp_path)
+        raise

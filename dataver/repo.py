@@ -106,9 +106,10 @@ class Repo:
             raise PathError(f"{user_path} is the repository root", "name a file or folder inside it")
         if rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
             raise PathError(f"{user_path} is outside the repository {self.root}")
-        first = rel.split(os.sep, 1)[0]
-        if first in FORBIDDEN_DIRS or f"{os.sep}.git{os.sep}" in f"{os.sep}{rel}{os.sep}":
-            raise PathError(f"{user_path} is inside {first}/, which dataver never tracks")
+        parts = rel.split(os.sep)
+        if parts[0] in FORBIDDEN_DIRS or ".git" in parts:
+            where = parts[0] if parts[0] in FORBIDDEN_DIRS else ".git"  # name the .git, not sub/
+            raise PathError(f"{user_path} is inside {where}/, which dataver never tracks")
         return path
 
     def rel(self, path: str) -> str:

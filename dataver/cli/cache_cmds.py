@@ -18,17 +18,32 @@ def verify(
     paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
     quiet: bool = QUIET,
     json_out: bool = JSON,
+    remote_name: Optional[str] = typer.Option(
+        None, "--remote", "-r", help="Instead: check that REMOTE holds every object the pointers at HEAD need."
+    ),
 ) -> None:
     """Re-read everything and exit 1 if the workspace or cache disagrees with any pointer.
 
     Ignores the stat cache: every workspace file and every cache object the pointers
-    need is hashed again. Use it as a CI gate.
+    need is hashed again. Use it as a CI gate. With --remote NAME it checks instead
+    that the remote has every object the pointers committed at HEAD need (catches
+    "forgot to dataver push").
     """
+    from ..ops.core import Problem
     from ..ops.core import verify as do_verify
     from ..repo import Repo
 
     repo = Repo.find()
-    problems = do_verify(repo, paths, progress_for(quiet))
+    if remote_name is not None:
+        from ..ops.sync import remote_status
+
+        problems = [
+            Problem(r.path, f"object {r.digest} is not on remote {remote_name!r}")
+            for r in remote_status(repo, None, remote_name, at_head=True)
+            if not r.remote
+        ]
+    else:
+        problems = do_verify(repo, paths, progress_for(quiet))
     if json_out:
         emit_json({"ok": not problems, "problems": problems})
     else:

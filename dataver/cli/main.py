@@ -15,6 +15,18 @@ import typer
 from .. import __version__
 from ..errors import DataverError
 
+# typer >= 0.20 vendors click as ``typer._click`` and raises its own exception
+# classes, which are not those of the separately installed ``click``: catch both.
+_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+_CLICK_ERRORS: tuple[type[BaseException], ...] = (click.ClickException,)
+try:
+    from typer._click.exceptions import ClickException as _VendoredClickException
+
+    _CLICK_ERRORS += (_VendoredClickException,)
+except ImportError:  # typer that uses the real click
+    pass
+
 app = typer.Typer(
     name="dataver",
     help="Version large data and models beside git: content-addressed cache, pointer files, remotes.",
@@ -45,9 +57,9 @@ def _root(
     """
 
 
-from . import cache_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
+from . import cache_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
 
-_ = (cache_cmds, repo_cmds, workspace_cmds)
+_ = (cache_cmds, remote_cmds, repo_cmds, workspace_cmds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"hint: {e.hint}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Exit as e:
+    except _EXIT as e:
         return e.exit_code
-    except click.ClickException as e:
+    except _CLICK_ERRORS as e:
         e.show()
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _ABORT:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -51,16 +51,23 @@ def status(
     quiet: bool = QUIET,
     json_out: bool = JSON,
     show_all: bool = typer.Option(False, "--all", "-a", help="Also list unchanged files."),
+    remote_name: Optional[str] = typer.Option(
+        None, "--remote", "-r", help="Compare the cache with this remote instead of the workspace."
+    ),
 ) -> None:
     """Show how the workspace differs from the pointers, file by file.
 
     States: modified, added, deleted (files in tracked folders), missing (a tracked
     path absent from the workspace: run dataver checkout), and 'not in cache' when
-    the content a pointer records is absent from the cache.
+    the content a pointer records is absent from the cache. With --remote NAME:
+    which objects are only local (push them), only on the remote (pull them), or
+    missing everywhere.
     """
     from ..ops.core import status as do_status
 
     repo = _repo()
+    if remote_name is not None:
+        return _remote_status(repo, paths, remote_name, show_all, json_out, quiet)
     records = do_status(repo, paths, progress_for(quiet))
     repo.close()
     if json_out:
@@ -139,3 +146,23 @@ def unprotect(paths: List[str] = typer.Argument(..., help="Tracked files or fold
     with repo.lock(note):
         changed = do_unprotect(repo, paths)
     note(f"unprotected {len(changed)} file(s)")
+
+
+def _remote_status(repo, paths, remote_name, show_all, json_out, quiet) -> None:
+    from ..ops.sync import remote_status
+
+    records = remote_status(repo, paths, remote_name)
+    if json_out:
+        emit_json(records)
+        return
+    labels = {
+        (True, False): "only local:",
+        (False, True): "only remote:",
+        (False, False): "missing:",
+        (True, True): "both:",
+    }
+    shown = [r for r in records if show_all or not (r.local and r.remote)]
+    for r in shown:
+        print(f"{labels[(r.local, r.remote)]:<13} {r.path}")
+    if not shown and not quiet:
+        note(f"the cache and remote {remote_name!r} both hold everything the pointers need")

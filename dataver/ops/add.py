@@ -81,7 +81,8 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Add
         new = Pointer(new.kind, new.digest, new.size, new.files, old.extra)
     ensure_gitignored(target)
     changed = atomic_write(pointer_for(target), pointer.dumps(new))
-    return Added(rel, new.kind, new.digest.hex, new.size, new.files or 1, hashed, changed)
+    files = (new.files or 0) if new.is_dir else 1  # an empty folder has 0 files, not 1
+    return Added(rel, new.kind, new.digest.hex, new.size, files, hashed, changed)
 
 
 def _existing_pointer(repo: Repo, target: str) -> Pointer | None:

@@ -1,0 +1,236 @@
+"""Commands about remotes: remote add/list/remove/modify/default, push, fetch, pull."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .main import app
+from .options import JOBS, JSON, QUIET
+from .render import emit_json, human_size, note, progress_for
+
+remote = typer.Typer(help="Configure remotes (local folders, s3://, any fsspec URL).", no_args_is_help=True)
+app.add_typer(remote, name="remote")
+
+REMOTE = typer.Option(None, "--remote", "-r", help="Remote name (default: core.remote).")
+PATHS = typer.Argument(None, help="Tracked paths (default: all).")
+
+
+def _repo():
+    from ..repo import Repo
+
+    return Repo.find()
+
+
+@remote.command("add")
+def remote_add(
+    name: str = typer.Argument(..., help="A short name, e.g. origin or storage."),
+    url: str = typer.Argument(..., help="A folder path, file://, s3://bucket/prefix, or any fsspec URL."),
+    default: bool = typer.Option(False, "--default", "-d", help="Make it the default remote."),
+    local: bool = typer.Option(False, "--local", help="Write to .dataver/config.local (not committed)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing remote of that name."),
+) -> None:
+    """Add a remote. Relative folder paths are taken from the repository root."""
+    from ..errors import ConfigError
+    from ..remotes import check_name, redact, remote_names, section_name
+
+    repo = _repo()
+    check_name(name)
+    if name in remote_names(repo.config) and not force:
+        raise ConfigError(f"remote {name!r} already exists", "use --force to replace it, or remote modify")
+    if redact(url) != url:
+        raise ConfigError(
+            "remote URLs must not contain credentials", f"use: dataver remote modify {name} access_key_id ... --local"
+        )
+    if force:
+        repo.config.remove_section(section_name(name))
+    repo.config.set_in(section_name(name), "url", url, local)
+    if default:
+        repo.config.set("core.remote", name, local)
+    note(f"remote {name} -> {url}" + (" (default)" if default else ""))
+
+
+@remote.command("list")
+def remote_list(json_out: bool = JSON) -> None:
+    """List remotes and their settings (credentials hidden)."""
+    from ..remotes import SECRET_KEYS, remote_names, section_name
+
+    repo = _repo()
+    default = repo.config.get("core.remote")
+    rows = []
+    for name in remote_names(repo.config):
+        options = repo.config.section(section_name(name)) or {}
+        shown = {k: ("***" if k in SECRET_KEYS else v) for k, v in options.items()}
+        rows.append({"name": name, "default": name == default, **shown})
+    if json_out:
+        emit_json(rows)
+        return
+    for row in rows:
+        extra = " ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "default", "url"))
+        print(f"{row['name']}{' (default)' if row['default'] else ''}\t{row.get('url', '')}\t{extra}".rstrip())
+
+
+@remote.command("remove")
+def remote_remove(name: str) -> None:
+    """Remove a remote's configuration (its stored objects are not touched)."""
+    from ..errors import ConfigError
+    from ..remotes import section_name
+
+    repo = _repo()
+    if not repo.config.remove_section(section_name(name)):
+        raise ConfigError(f"no remote named {name!r}")
+    for local in (False, True):
+        if repo.config.has_section_in("core", local) and repo.config.section("core").get("remote") == name:
+            try:
+                repo.config.set_in("core", "remote", None, local)
+            except ConfigError:
+                pass
+    note(f"removed remote {name}")
+
+
+@remote.command("modify")
+def remote_modify(
+    name: str,
+    key: str = typer.Argument(
+        ...,
+        help="url, endpoint_url, region, profile, anonymous, access_key_id, "
+        "secret_access_key, session_token, jobs, or a storage option of the backend.",
+    ),
+    value: Optional[str] = typer.Argument(None),
+    local: bool = typer.Option(False, "--local", help="Write to .dataver/config.local (for credentials)."),
+    unset: bool = typer.Option(False, "--unset", help="Remove the key."),
+) -> None:
+    """Set a remote's option. Credentials go to config.local only (--local)."""
+    from ..errors import ConfigError
+    from ..remotes import SECRET_KEYS, remote_names, section_name
+
+    repo = _repo()
+    if name not in remote_names(repo.config):
+        raise ConfigError(f"no remote named {name!r}", "add it first: dataver remote add NAME URL")
+    if key in SECRET_KEYS and not local and not unset:
+        raise ConfigError(
+            f"{key} is a credential and would be committed with .dataver/config",
+            f"store it locally: dataver remote modify {name} {key} VALUE --local",
+        )
+    if not unset and value is None:
+        raise typer.BadParameter("give a VALUE, or --unset")
+    repo.config.set_in(section_name(name), key, None if unset else value, local)
+
+
+@remote.command("default")
+def remote_default(
+    name: Optional[str] = typer.Argument(None, help="Remote to make the default (omit to print it)."),
+    local: bool = typer.Option(False, "--local"),
+) -> None:
+    """Print or set the default remote."""
+    from ..errors import ConfigError
+    from ..remotes import default_remote_name, remote_names
+
+    repo = _repo()
+    if name is None:
+        print(default_remote_name(repo.config))
+        return
+    if name not in remote_names(repo.config):
+        raise ConfigError(f"no remote named {name!r}")
+    repo.config.set("core.remote", name, local)
+
+
+def _report(verb: str, result, quiet: bool) -> None:
+    from ..ops.core import missing_error
+
+    if not quiet:
+        note(f"{verb} {result.transferred} object(s) ({human_size(result.nbytes)}); {result.present} already there")
+    if result.missing:
+        raise missing_error([(p, r.digest) for p, r in result.missing], "everywhere it was looked for")
+
+
+def _transfer_json(result) -> dict:
+    return {
+        "transferred": result.transferred,
+        "present": result.present,
+        "bytes": result.nbytes,
+        "missing": [{"path": p, "digest": str(r.digest)} for p, r in result.missing],
+    }
+
+
+@app.command()
+def push(
+    paths: Optional[List[str]] = PATHS,
+    remote_name: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Upload the objects the pointers need that the remote lacks (in parallel).
+
+    Interrupted? Run it again: only what is still missing moves.
+    """
+    from ..ops.sync import push as do_push
+
+    repo = _repo()
+    with repo.lock(note):
+        result = do_push(repo, paths, remote_name, jobs, progress_for(quiet))
+    if json_out:
+        emit_json(_transfer_json(result))
+    _report("pushed", result, quiet or json_out)
+
+
+@app.command()
+def fetch(
+    paths: Optional[List[str]] = PATHS,
+    remote_name: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Download missing objects into the cache (the workspace is not touched).
+
+    Each object is hashed before it enters the cache.
+    """
+    from ..ops.sync import fetch as do_fetch
+
+    repo = _repo()
+    with repo.lock(note):
+        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet))
+    if json_out:
+        emit_json(_transfer_json(result))
+    _report("fetched", result, quiet or json_out)
+
+
+@app.command()
+def pull(
+    paths: Optional[List[str]] = PATHS,
+    remote_name: Optional[str] = REMOTE,
+    jobs: Optional[int] = JOBS,
+    force: bool = typer.Option(False, "--force", "-f", help="Let checkout discard unsaved workspace changes."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """fetch, then checkout: the workspace ends up with the pointers' exact bytes."""
+    from ..ops.core import missing_error
+    from ..ops.sync import pull as do_pull
+
+    repo = _repo()
+    with repo.lock(note):
+        result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet))
+    a = result.checkout.applied
+    if json_out:
+        emit_json(
+            {
+                **_transfer_json(result.fetched),
+                "created": a.created,
+                "replaced": a.replaced,
+                "deleted": a.deleted,
+                "unchanged": result.checkout.unchanged,
+            }
+        )
+    elif not quiet:
+        note(
+            f"fetched {result.fetched.transferred} object(s) ({human_size(result.fetched.nbytes)}); "
+            f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, "
+            f"{result.checkout.unchanged} unchanged"
+        )
+    missing = [(p, r.digest) for p, r in result.fetched.missing] or result.checkout.missing
+    if missing:
+        raise missing_error(missing, "the cache and the remote")

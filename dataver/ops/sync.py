@@ -1,0 +1,116 @@
+"""push, fetch, pull, and remote status/verify: the cache <-> a remote."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .. import pointer as pointer_mod
+from ..progress import NO_PROGRESS, Progress
+from ..remotes import ObjRef, RemoteStore, open_remote
+from ..repo import Repo
+from ..transfer import TransferResult, Wanted, wanted_objects
+from ..transfer import fetch as fetch_objects
+from ..transfer import push as push_objects
+from ..workspace import Tracked, find_tracked
+from .core import CheckoutResult, checkout
+
+DEFAULT_TRANSFER_JOBS = 8
+
+
+def _jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
+    return jobs or remote.jobs or max(DEFAULT_TRANSFER_JOBS, 4 * (os.cpu_count() or 1))
+
+
+def push(
+    repo: Repo,
+    paths: list[str] | None = None,
+    remote_name: str | None = None,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> TransferResult:
+    remote = open_remote(repo.config, remote_name, repo.root)
+    wanted = wanted_objects(repo.cache, find_tracked(repo, paths))
+    return push_objects(repo.cache, remote, wanted, _jobs(repo, remote, jobs), progress)
+
+
+def fetch(
+    repo: Repo,
+    paths: list[str] | None = None,
+    remote_name: str | None = None,
+    jobs: int | None = None,
+    progress: Progress = NO_PROGRESS,
+    tracked: list[Tracked] | None = None,
+) -> TransferResult:
+    remote = open_remote(repo.config, remote_name, repo.root)
+    tracked = tracked if tracked is not None else find_tracked(repo, paths)
+    with repo.hasher() as hasher:
+        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+        return fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+
+
+@dataclass
+class PullResult:
+    fetched: TransferResult
+    checkout: CheckoutResult
+
+
+def pull(
+    repo: Repo,
+    paths: list[str] | None = None,
+    remote_name: str | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> PullResult:
+    """fetch, then checkout of everything that arrived (missing objects are reported)."""
+    fetched = fetch(repo, paths, remote_name, jobs, progress)
+    return PullResult(fetched, checkout(repo, paths, force, progress))
+
+
+@dataclass
+class RemoteRecord:
+    path: str
+    digest: str
+    local: bool
+    remote: bool
+
+
+def tracked_at_head(repo: Repo) -> list[Tracked]:
+    """Pointers as committed at HEAD (the workspace's when there is no git)."""
+    if repo.git is None:
+        return find_tracked(repo)
+    out = []
+    for rel, data in repo.git.pointer_files_at("HEAD"):
+        target = rel[: -len(pointer_mod.SUFFIX)]
+        ptr = pointer_mod.loads(data, f"{rel} at HEAD")
+        out.append(Tracked(os.path.join(repo.root, rel), os.path.join(repo.root, target), target, ptr))
+    return out
+
+
+def remote_status(
+    repo: Repo,
+    paths: list[str] | None = None,
+    remote_name: str | None = None,
+    jobs: int | None = None,
+    at_head: bool = False,
+) -> list[RemoteRecord]:
+    """Per object the pointers need: is it in the cache, on the remote, both, neither?"""
+    remote = open_remote(repo.config, remote_name, repo.root)
+    tracked = tracked_at_head(repo) if at_head else find_tracked(repo, paths)
+    with repo.hasher() as hasher:
+        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+    refs = list(wanted.refs)
+    on_remote_missing = set(remote.missing(refs, _jobs(repo, remote, jobs)))
+    records = []
+    for ref in refs:
+        local = repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
+        records.append(RemoteRecord(_display(wanted, ref), str(ref.digest), local, ref not in on_remote_missing))
+    for display, ref in wanted.unknown:
+        records.append(RemoteRecord(display, str(ref.digest), False, False))
+    return sorted(records, key=lambda r: r.path)
+
+
+def _display(wanted: Wanted, ref: ObjRef) -> str:
+    display = wanted.refs[ref][1]
+    return f"{display} (manifest)" if ref.manifest else display

@@ -1,0 +1,404 @@
+"""Remotes: a config section or URL -> an object store over fsspec.
+
+A remote holds objects in the cache's layout (``xxh3-128/ab/cdef...`` plus
+``.manifest``) under its URL. This module is the boundary to fsspec, s3fs and
+botocore: their exceptions are retried here when transient and translated into
+``RemoteError`` (naming the remote, never its credentials) when not.
+
+Atomic uploads: on filesystems with rename (local folders, sftp) an object is
+written under ``tmp/`` and renamed into place; on object stores (s3, gcs, azure,
+memory) a single PUT or a completed multipart upload is already atomic.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from .concurrency import run_parallel
+from .config import Config
+from .digest import Digest
+from .errors import ConfigError, ObjectsMissing, RemoteError
+from .odb import MANIFEST_SUFFIX
+
+T = TypeVar("T")
+
+SECTION_PREFIX = 'remote "'
+SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token", "password", "key_file")
+S3_KEYS = (
+    "endpoint_url",
+    "region",
+    "profile",
+    "anonymous",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "jobs",
+)
+# Protocols whose fsspec implementation offers an atomic rename (mv) within the store.
+RENAME_PROTOCOLS = ("file", "local", "sftp", "ssh")
+READ_ONLY_PROTOCOLS = ("http", "https")
+# Package that provides each protocol, for the "install it" message.
+BACKEND_PACKAGES = {
+    "s3": "s3fs (pip install 'dataver[s3]')",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "sftp": "paramiko",
+    "ssh": "paramiko",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
+UPLOAD_PART_SIZE = 8 * 1024 * 1024
+RETRIES = 4
+
+
+def section_name(name: str) -> str:
+    return f'{SECTION_PREFIX}{name}"'
+
+
+def check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ConfigError(f"invalid remote name {name!r}", "use letters, digits, '.', '_' or '-'")
+
+
+def remote_names(config: Config) -> list[str]:
+    return [s[len(SECTION_PREFIX) : -1] for s in config.sections() if s.startswith(SECTION_PREFIX) and s.endswith('"')]
+
+
+def redact(url: str) -> str:
+    """A URL fit for messages: any user:password@ part removed."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+@dataclass(frozen=True)
+class ObjRef:
+    """An object on a store: a blob or a manifest, by digest."""
+
+    digest: Digest
+    manifest: bool = False
+
+    def relpath(self) -> str:
+        return self.digest.relpath() + (MANIFEST_SUFFIX if self.manifest else "")
+
+
+def default_remote_name(config: Config) -> str:
+    name = config.get("core.remote")
+    if name:
+        return name
+    names = remote_names(config)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise RemoteError("no remote is configured", "add one: dataver remote add NAME URL --default")
+    raise RemoteError(
+        f"several remotes ({', '.join(names)}) and no default",
+        "name one with -r NAME, or set: dataver remote default NAME",
+    )
+
+
+def open_remote(config: Config, name: str | None, repo_root: str | None = None) -> RemoteStore:
+    name = name or default_remote_name(config)
+    options = config.section(section_name(name))
+    if options is None or "url" not in options:
+        raise RemoteError(
+            f"remote {name!r} is not configured",
+            f"known remotes: {', '.join(remote_names(config)) or 'none'}; add one with dataver remote add",
+        )
+    url = options["url"]
+    if repo_root is not None and "://" not in url and not os.path.isabs(url):
+        url = os.path.normpath(os.path.join(repo_root, url))  # relative to the repository root
+    return RemoteStore(name, url, {k: v for k, v in options.items() if k != "url"})
+
+
+class RemoteStore:
+    """Objects on one remote. Methods retry transient faults and raise RemoteError."""
+
+    def __init__(self, name: str, url: str, options: dict[str, str]):
+        self.name = name
+        self.url = url
+        self.display = redact(url)
+        self.protocol, self.root, storage = _split_url(url)
+        self._storage = _storage_options(self.protocol, options, storage)
+        self.jobs = int(options["jobs"]) if options.get("jobs", "").isdigit() else None
+        self._fs: Any = None
+
+    # -- the fsspec filesystem, built lazily (importing s3fs costs ~0.3 s) ----------
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import fsspec
+
+            try:
+                cls = fsspec.get_filesystem_class(self.protocol)
+            except (ImportError, ValueError) as e:
+                package = BACKEND_PACKAGES.get(self.protocol)
+                need = f"install {package}" if package else "install the fsspec backend for it"
+                raise RemoteError(
+                    f"remote {self.name!r} uses {self.protocol}://, which is not available here: {e}", need
+                ) from None
+            self._fs = self._call(lambda: cls(**self._storage), "connect to")
+            if self.protocol == "s3":
+                self._fs.retries = 1  # we retry (with backoff) one level up, in _call
+        return self._fs
+
+    @property
+    def read_only(self) -> bool:
+        return self.protocol in READ_ONLY_PROTOCOLS
+
+    def path(self, ref: ObjRef) -> str:
+        return f"{self.root.rstrip('/')}/{ref.relpath()}"
+
+    # -- which objects are there -----------------------------------------------------
+    def missing(self, refs: list[ObjRef], jobs: int = 8) -> list[ObjRef]:
+        """The refs the remote lacks, in few round trips.
+
+        Few objects: parallel existence checks. Many: list only the fan-out folders
+        they live in (at most 256 listings, paginated by the store), which is far
+        cheaper than one request per object.
+        """
+        if not refs:
+            return []
+        self.check_reachable()
+        if len(refs) <= 64:
+            present = run_parallel(lambda r: self._exists(self.path(r)), refs, jobs)
+            return [r for r, ok in zip(refs, present, strict=True) if not ok]
+        fans = sorted({os.path.dirname(self.path(r)) for r in refs})
+        listed = run_parallel(self._list_names, fans, jobs)
+        have = {f"{fan}/{n}" for fan, names in zip(fans, listed, strict=True) for n in names}
+        return [r for r in refs if self.path(r) not in have]
+
+    def check_reachable(self) -> None:
+        """One cheap request, so a wrong endpoint, bucket or credential fails once, fast."""
+        if self.protocol == "s3":
+            bucket = self.root.split("/", 1)[0]
+            self._call(lambda: self.fs.ls(bucket, detail=False) and None, "list")
+        else:
+            self._call(lambda: self.fs.exists(self.root), "check")
+
+    def _exists(self, path: str) -> bool:
+        return self._call(lambda: self.fs.exists(path), "check")
+
+    def _list_names(self, folder: str) -> list[str]:
+        def ls() -> list[str]:
+            try:
+                return [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(folder, detail=False)]
+            except FileNotFoundError:
+                return []  # check_reachable already proved the bucket or folder is there
+
+        return self._call(ls, "list")
+
+    # -- moving bytes ---------------------------------------------------------------------
+    def upload(self, local_path: str, ref: ObjRef, callback: Any = None) -> None:
+        if self.read_only:
+            raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only ({self.protocol}://)")
+        final = self.path(ref)
+        kwargs: dict[str, Any] = {"callback": callback} if callback is not None else {}
+        if self.protocol == "s3":
+            kwargs["chunksize"] = UPLOAD_PART_SIZE
+        if self.protocol in RENAME_PROTOCOLS:
+            tmp = f"{self.root.rstrip('/')}/tmp/{secrets.token_hex(8)}.tmp"
+
+            def put_and_rename() -> None:
+                self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+                self.fs.put_file(local_path, tmp, **kwargs)
+                self.fs.makedirs(os.path.dirname(final), exist_ok=True)
+                self.fs.mv(tmp, final)
+
+            try:
+                self._call(put_and_rename, "upload to", ref)
+            finally:
+                try:
+                    if self.fs.exists(tmp):
+                        self.fs.rm(tmp)
+                except Exception:  # noqa: BLE001 - best-effort cleanup of our own temporary
+                    pass
+        else:
+            self._call(lambda: self.fs.put_file(local_path, final, **kwargs), "upload to", ref)
+
+    def download(self, ref: ObjRef, local_path: str, callback: Any = None) -> None:
+        kwargs: dict[str, Any] = {"callback": callback} if callback is not None else {}
+        self._call(lambda: self.fs.get_file(self.path(ref), local_path, **kwargs), "download from", ref)
+
+    def read_bytes(self, ref: ObjRef) -> bytes:
+        return self._call(lambda: self.fs.cat_file(self.path(ref)), "download from", ref)
+
+    # -- retries and error translation ----------------------------------------------
+    def _call(self, fn: Callable[[], T], what: str, ref: ObjRef | None = None) -> T:
+        delay = 0.2
+        for attempt in range(RETRIES + 1):
+            try:
+                return fn()
+            except Exception as e:  # noqa: BLE001 - every backend error is translated here
+                if _transient(e) and attempt < RETRIES:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise self._translate(e, what, ref) from None
+        raise AssertionError("unreachable")
+
+    def _translate(self, e: BaseException, what: str, ref: ObjRef | None) -> Exception:
+        where = f"remote {self.name!r} ({self.display})"
+        if isinstance(e, (RemoteError, ObjectsMissing)):
+            return e
+        if isinstance(e, FileNotFoundError):
+            if ref is not None and what == "download from":
+                return ObjectsMissing(f"object {ref.digest} is not on {where}")
+            return RemoteError(
+                f"{where} does not exist (no such bucket or folder)", "check the URL: dataver remote list"
+            )
+        if isinstance(e, PermissionError) or _code(e) in _AUTH_CODES or _names(e) & _AUTH_ERRORS:
+            return RemoteError(
+                f"access to {where} was denied (cannot {what} it)",
+                f"check credentials: dataver remote modify {self.name} access_key_id ... --local, "
+                "or the AWS_* environment variables / profile",
+            )
+        if _is_connection_error(e):
+            return RemoteError(f"cannot reach {where}: {_short(e)}", "check the endpoint and your network, then re-run")
+        return RemoteError(f"cannot {what} {where}: {type(e).__name__}: {_short(e)}")
+
+
+_AUTH_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "403",
+}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+
+
+def _code(e: BaseException) -> str:
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    cause = e.__cause__ or e.__context__
+    return _code(cause) if cause is not None and cause is not e else ""
+
+
+_AUTH_ERRORS = {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound", "NoAuthTokenError"}
+
+
+def _names(e: BaseException) -> set[str]:
+    return {type(x).__name__ for x in _chain(e)}
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    names = _names(e)
+    if names & {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectionRefusedError",
+        "ConnectionResetError",
+        "ClientOSError",
+        "ServerTimeoutError",
+        "FSTimeoutError",
+    }:
+        return True
+    return any(
+        isinstance(x, OSError)
+        and x.errno in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ETIMEDOUT, errno.ENETUNREACH)
+        for x in _chain(e)
+    )
+
+
+def _transient(e: BaseException) -> bool:
+    return _code(e) in _TRANSIENT_CODES or _is_connection_error(e)
+
+
+def _chain(e: BaseException):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return redact(text)[:200]
+
+
+def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
+    """(protocol, root path as fsspec wants it, storage options from the URL)."""
+    if "://" not in url:
+        return "file", os.path.abspath(os.path.expanduser(url)), {}
+    protocol = url.split("://", 1)[0].lower()
+    if protocol in ("file", "local"):
+        return "file", os.path.abspath(url.split("://", 1)[1]), {}
+    import fsspec
+
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+        root, storage = cls._strip_protocol(url), cls._get_kwargs_from_urls(url)
+    except (ImportError, ValueError):
+        root, storage = url.split("://", 1)[1], {}  # the error comes when the remote is used
+    return protocol, str(root).rstrip("/"), storage
+
+
+def _storage_options(protocol: str, options: dict[str, str], from_url: dict[str, Any]) -> dict[str, Any]:
+    """Config values -> fsspec constructor arguments (s3fs's names for S3)."""
+    out: dict[str, Any] = dict(from_url)
+    out["skip_instance_cache"] = True
+    if protocol == "s3":
+        client: dict[str, Any] = {}
+        if "endpoint_url" in options:
+            out["endpoint_url"] = options["endpoint_url"]
+        if "region" in options:
+            client["region_name"] = options["region"]
+        if "profile" in options:
+            out["profile"] = options["profile"]
+        if _truthy(options.get("anonymous", "")):
+            out["anon"] = True
+        if "access_key_id" in options:
+            out["key"] = options["access_key_id"]
+        if "secret_access_key" in options:
+            out["secret"] = options["secret_access_key"]
+        if "session_token" in options:
+            out["token"] = options["session_token"]
+        if client:
+            out["client_kwargs"] = client
+        out["use_listings_cache"] = False
+        out["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 1}}
+        return out
+    if protocol in ("file", "local"):
+        return {"auto_mkdir": True}
+    for key, value in options.items():
+        if key != "jobs":
+            out[key] = _typed(value)
+    return out
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _typed(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if re.fullmatch(r"-?\d+", text.strip()):
+        return int(text)
+    return text

@@ -1,0 +1,156 @@
+"""Moving objects between the local cache and a remote: wanted - present = missing.
+
+Blobs travel before the manifests that list them, so a remote (or cache) never
+holds a manifest whose files were not sent first. Every downloaded object is hashed
+before it gets its name in the cache (``odb.adopt``); a mismatch is an error naming
+the object and the remote, and nothing bad is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from . import manifest as manifest_mod
+from .concurrency import run_parallel
+from .errors import IntegrityError, ObjectsMissing
+from .hashing import Hasher
+from .odb import ObjectStore, adopt
+from .progress import NO_PROGRESS, Progress
+from .remotes import ObjRef, RemoteStore
+from .workspace import Tracked
+
+
+@dataclass
+class Wanted:
+    """Objects some pointers need, with sizes and a path to name each in messages."""
+
+    refs: dict[ObjRef, tuple[int, str]] = field(default_factory=dict)  # ref -> (size, display path)
+    unknown: list[tuple[str, ObjRef]] = field(default_factory=list)  # folders whose manifest we lack
+
+    def add(self, ref: ObjRef, size: int, display: str) -> None:
+        self.refs.setdefault(ref, (size, display))
+
+
+def wanted_objects(
+    cache: ObjectStore, tracked: list[Tracked], remote: RemoteStore | None = None, hasher: Hasher | None = None
+) -> Wanted:
+    """Everything the pointers need. Manifests absent locally are fetched from
+    ``remote`` when one is given (so a fetch can expand folders), else listed as unknown."""
+    w = Wanted()
+    for t in tracked:
+        if not t.pointer.is_dir:
+            w.add(ObjRef(t.pointer.digest), t.pointer.size, t.rel)
+            continue
+        mref = ObjRef(t.pointer.digest, manifest=True)
+        w.add(mref, 0, t.rel)
+        if not cache.has_manifest(t.pointer.digest):
+            if remote is None or hasher is None:
+                w.unknown.append((t.rel, mref))
+                continue
+            try:
+                _download(cache, remote, mref, hasher)
+            except ObjectsMissing:
+                w.unknown.append((t.rel, mref))
+                continue
+        data = cache.read_manifest_bytes(t.pointer.digest)
+        for e in manifest_mod.loads(data, f"manifest of {t.rel}"):
+            w.add(ObjRef(e.digest), e.size, f"{t.rel}/{e.path}")
+    return w
+
+
+@dataclass
+class TransferResult:
+    transferred: int = 0
+    present: int = 0  # already where they needed to be
+    nbytes: int = 0
+    missing: list[tuple[str, ObjRef]] = field(default_factory=list)  # (display path, ref) found nowhere
+
+
+def push(
+    cache: ObjectStore, remote: RemoteStore, wanted: Wanted, jobs: int, progress: Progress = NO_PROGRESS
+) -> TransferResult:
+    result = TransferResult(missing=list(wanted.unknown))
+    unknown = {ref for _, ref in wanted.unknown}
+    local = []
+    for ref, (_size, display) in wanted.refs.items():
+        if ref in unknown:
+            continue
+        path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
+        if os.path.exists(path):
+            local.append(ref)
+        else:
+            result.missing.append((display, ref))
+    to_send = remote.missing(local, jobs)
+    result.present = len(local) - len(to_send)
+
+    def send(ref: ObjRef) -> None:
+        path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
+        remote.upload(path, ref)
+        progress.advance(wanted.refs[ref][0], 1)
+
+    _run_in_order(to_send, send, jobs, wanted, progress, "uploading")
+    result.transferred = len(to_send)
+    result.nbytes = sum(wanted.refs[r][0] for r in to_send)
+    return result
+
+
+def fetch(
+    cache: ObjectStore, remote: RemoteStore, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
+) -> TransferResult:
+    result = TransferResult(missing=list(wanted.unknown))
+    unknown = {ref for _, ref in wanted.unknown}
+    to_get = []
+    for ref in wanted.refs:
+        if ref in unknown:
+            continue
+        have = cache.has_manifest(ref.digest) if ref.manifest else cache.has_blob(ref.digest)
+        if have:
+            result.present += 1
+        else:
+            to_get.append(ref)
+    absent: list[ObjRef] = []
+
+    def get(ref: ObjRef) -> None:
+        try:
+            _download(cache, remote, ref, hasher)
+        except ObjectsMissing:
+            absent.append(ref)
+            return
+        progress.advance(wanted.refs[ref][0], 1)
+
+    _run_in_order(to_get, get, jobs, wanted, progress, "downloading")
+    result.missing += [(wanted.refs[r][1], r) for r in absent]
+    result.transferred = len(to_get) - len(absent)
+    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in absent)
+    return result
+
+
+def _download(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
+    os.makedirs(cache.tmp_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")
+    os.close(fd)
+    try:
+        remote.download(ref, tmp)
+        adopt(cache, tmp, ref.digest, ref.manifest, hasher)
+    except IntegrityError as e:
+        raise IntegrityError(
+            f"{e.message} on remote {remote.name!r} ({remote.display})",
+            "the remote copy is damaged: push it again from a machine that has it",
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
+    """Blobs first (in parallel), then manifests; stop at the first hard error."""
+    if not refs:
+        return
+    progress.start(desc, total_bytes=sum(wanted.refs[r][0] for r in refs), total_files=len(refs))
+    try:
+        run_parallel(fn, [r for r in refs if not r.manifest], jobs)
+        run_parallel(fn, [r for r in refs if r.manifest], jobs)
+    finally:
+        progress.close()
