@@ -83,6 +83,8 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
     if not repo.cache.has_blob(want):
         p.missing.append((t.rel, want))
         return
+    if st is not None and stat_mod.S_ISDIR(st.st_mode):
+        p.actions.append(Action("delete", t.path, t.rel))  # a folder cannot be renamed over
     p.actions.append(Action("create" if st is None else "replace", t.path, t.rel, want, t.pointer.size))
 
 

@@ -27,6 +27,10 @@ class Git:
         except pygit2.GitError as e:
             raise RepoError(f"cannot open the git repository at {root}: {e}") from None
 
+    @property
+    def workdir(self) -> str | None:
+        return None if self._repo.workdir is None else os.path.normpath(self._repo.workdir)
+
     def tracked_under(self, relpath: str) -> list[str]:
         """Paths in the git index equal to ``relpath`` or under it (posix, repo-relative)."""
         prefix = relpath.rstrip("/") + "/"
@@ -44,12 +48,52 @@ class Git:
         """A commit id for any revision git understands (branch, tag, short SHA, HEAD~3)."""
         import pygit2
 
+        if rev == "HEAD" and self._repo.head_is_unborn:
+            raise RepoError("the git repository has no commits yet", "commit your pointer files first")
         try:
             obj = self._repo.revparse_single(rev)
             commit = obj.peel(pygit2.Commit)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
             raise RepoError(f"unknown revision {rev!r}", "see git log / git tag for valid revisions") from None
         return str(commit.id)
+
+    def file_at(self, rev: str, relpath: str) -> bytes | None:
+        """The bytes of a committed file at ``rev``, or None if it is not there."""
+        commit = self._repo.get(self.resolve(rev))
+        try:
+            entry = commit.tree[relpath]
+        except KeyError:
+            return None
+        obj = self._repo.get(entry.id)
+        return obj.data if entry.type_str == "blob" else None
+
+    def branches(self) -> list[str]:
+        return [str(self._repo.branches.local[b].target) for b in self._repo.branches.local]
+
+    def tags(self) -> list[str]:
+        import pygit2
+
+        out = []
+        for ref in self._repo.references:
+            if ref.startswith("refs/tags/"):
+                try:
+                    out.append(str(self._repo.revparse_single(ref).peel(pygit2.Commit).id))
+                except (ValueError, pygit2.GitError):
+                    continue  # a tag of something that is not a commit
+        return out
+
+    def all_commits(self) -> list[str]:
+        """Every commit reachable from any branch or tag."""
+        import pygit2
+
+        seen: set[str] = set()
+        for start in self.branches() + self.tags():
+            for commit in self._repo.walk(start, pygit2.enums.SortMode.NONE):
+                cid = str(commit.id)
+                if cid in seen:
+                    break
+                seen.add(cid)
+        return sorted(seen)
 
     def pointer_files_at(self, rev: str, suffix: str = ".dv") -> list[tuple[str, bytes]]:
         """(repo-relative path, bytes) of every pointer file committed at ``rev``.

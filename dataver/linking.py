@@ -16,6 +16,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import threading
 
 from .errors import ConfigError, DataverError
 
@@ -23,6 +24,7 @@ LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINK_TYPES = ("reflink", "copy")
 TEMP_MARK = ".dataver-tmp-"
 _FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
+_UMASK_LOCK = threading.Lock()  # place() runs on worker threads; os.umask is process-wide
 _UNSUPPORTED = {
     errno.EOPNOTSUPP,
     errno.ENOTSUP,
@@ -124,8 +126,9 @@ def _make(kind: str, src: str, tmp: str, copy) -> bool:
 
 
 def _writable_mode(executable: bool) -> int:
-    umask = os.umask(0)
-    os.umask(umask)
+    with _UMASK_LOCK:
+        umask = os.umask(0)
+        os.umask(umask)
     return (0o777 if executable else 0o666) & ~umask
 
 

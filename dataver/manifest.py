@@ -68,11 +68,15 @@ def loads(data: bytes, source: str = "manifest") -> list[Entry]:
     entries = []
     for n, line in enumerate(lines[1:], 2):
         parts = line.split(" ", 3)
-        if len(parts) != 4 or parts[2] not in ("x", "-") or not parts[1].isdigit() or len(parts[1]) > 20:
+        if len(parts) != 4 or parts[2] not in ("x", "-") or not _is_canonical_count(parts[1]):
             raise PointerError(f"{source}: line {n} is malformed: {line[:80]!r}")
         hex_, size, mode, path = parts
         check_relpath(path, source)
-        entries.append(Entry(path, Digest(ALGORITHM, hex_), int(size), mode == "x"))
+        try:
+            digest = Digest(ALGORITHM, hex_)
+        except PointerError as e:
+            raise PointerError(f"{source}: line {n}: {e.message}") from None
+        entries.append(Entry(path, digest, int(size), mode == "x"))
     for a, b in zip(entries, entries[1:], strict=False):
         if a.path.encode() >= b.path.encode():
             raise PointerError(f"{source}: entries not in canonical order or duplicated at {b.path[:100]!r}")
@@ -83,9 +87,17 @@ def loads(data: bytes, source: str = "manifest") -> list[Entry]:
 def _check_tree(ordered: list[Entry], source: str) -> None:
     """No entry may be the parent folder of another (a file cannot be a folder)."""
     paths = {e.path for e in ordered}
+    if len(paths) != len(ordered):
+        dup = next(a.path for a, b in zip(ordered, ordered[1:], strict=False) if a.path == b.path)
+        raise PointerError(f"{source}: {dup[:100]!r} is listed twice")
     for e in ordered:
         parent = e.path
         while "/" in parent:
             parent = parent.rsplit("/", 1)[0]
             if parent in paths:
                 raise PointerError(f"{source}: {parent!r} is both a file and a folder")
+
+
+def _is_canonical_count(text: str) -> bool:
+    """ASCII digits, no leading zero (``str.isdigit`` also accepts '²' and '١٢٣')."""
+    return text.isascii() and text.isdigit() and len(text) <= 20 and (text == "0" or text[0] != "0")

@@ -80,6 +80,7 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
         raise fail("contains a NUL byte")
     values: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -88,8 +89,9 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
         key, value = key.strip(), value.strip()
         if not sep or not _KEY.fullmatch(key):
             raise fail(f"line {n} is not 'key: value': {raw[:60]!r}")
-        if key in values or any(k == key for k, _ in extra):
+        if key in seen:
             raise fail(f"key {key!r} appears twice")
+        seen.add(key)
         if key in _KNOWN:
             values[key] = value
         else:
@@ -98,7 +100,7 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
         if key not in values:
             raise fail(f"missing '{key}:'")
     if values["version"] != str(FORMAT_VERSION):
-        if values["version"].isdigit() and int(values["version"]) > FORMAT_VERSION:
+        if _is_decimal(values["version"]) and int(values["version"]) > FORMAT_VERSION:
             raise PointerError(
                 f"{source}: written by a newer dataver (format {values['version']})",
                 "upgrade dataver: pip install -U dataver",
@@ -123,9 +125,14 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
 
 
 def _count(text: str, key: str, fail) -> int:
-    if not text.isdigit() or len(text) > 20:
+    if not _is_decimal(text) or len(text) > 20:
         raise fail(f"{key} must be a non-negative integer, not {text[:40]!r}")
     return int(text)
+
+
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²' (int() then fails) and '١٢٣'."""
+    return text.isascii() and text.isdigit()
 
 
 def new_pointer(kind: str, digest: Digest, size: int, files: int | None = None) -> Pointer:

@@ -194,6 +194,36 @@ class RemoteStore:
 
         return self._call(ls, "list")
 
+    def iter_objects(self) -> list[tuple[ObjRef, int]]:
+        """Every object on the remote with its size (one recursive listing)."""
+        from .digest import ALGORITHM
+
+        base = f"{self.root.rstrip('/')}/{ALGORITHM}"
+
+        def find() -> dict:
+            try:
+                return self.fs.find(base, detail=True)
+            except FileNotFoundError:
+                return {}
+
+        out = []
+        for path, info in self._call(find, "list").items():
+            fan, name = str(path).rstrip("/").split("/")[-2:]
+            is_manifest = name.endswith(MANIFEST_SUFFIX)
+            hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
+            try:
+                ref = ObjRef(Digest(ALGORITHM, hex_), is_manifest)
+            except Exception:  # noqa: BLE001 - not ours: never delete what we cannot name
+                continue
+            out.append((ref, int(info.get("size") or 0)))
+        return out
+
+    def remove(self, refs: list[ObjRef]) -> None:
+        if self.read_only:
+            raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only")
+        paths = [self.path(r) for r in refs]
+        self._call(lambda: self.fs.rm(paths), "delete from")
+
     # -- moving bytes ---------------------------------------------------------------------
     def upload(self, local_path: str, ref: ObjRef, callback: Any = None) -> None:
         if self.read_only:

@@ -127,6 +127,11 @@ def fetch(
     return result
 
 
+def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher) -> None:
+    """Bring one folder manifest into the cache (verified); ObjectsMissing if absent."""
+    _download(cache, remote, ObjRef(digest, manifest=True), hasher)
+
+
 def _download(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
     os.makedirs(cache.tmp_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")

@@ -59,30 +59,41 @@ def verify(
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only report what would be removed."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    all_branches: bool = typer.Option(False, "--all-branches", "-a", help="Keep what any branch tip references."),
+    all_tags: bool = typer.Option(False, "--all-tags", "-T", help="Keep what any tag references."),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="Keep what any commit references."),
+    remote_name: Optional[str] = typer.Option(None, "--remote", "-r", help="Collect garbage on this remote instead."),
     json_out: bool = JSON,
 ) -> None:
-    """Remove cache objects that no pointer in the workspace references.
+    """Remove objects that no kept revision references, from the cache or a remote.
 
-    Objects only older commits need are removed too (history-aware gc comes later),
-    so this asks first unless --yes.
+    Always kept: what the workspace's pointers reference; add --all-branches,
+    --all-tags or --all-commits to keep older versions too. Asks first unless --yes.
     """
-    from ..ops.core import gc as do_gc
+    from ..ops.gc import gc as do_gc
     from ..repo import Repo
 
     repo = Repo.find()
+    opts = {"all_branches": all_branches, "all_tags": all_tags, "all_commits": all_commits, "remote_name": remote_name}
     with repo.lock(note):
-        preview = do_gc(repo, dry_run=True)
+        preview = do_gc(repo, dry_run=True, **opts)
         if not dry_run and preview.removed and not yes:
             if not sys.stdin.isatty():
                 raise typer.BadParameter("gc would remove objects; pass --yes to confirm when not interactive")
-            typer.confirm(f"remove {preview.removed} object(s), {human_size(preview.freed)}?", abort=True)
-        result = preview if dry_run else do_gc(repo, dry_run=False)
+            typer.confirm(
+                f"remove {preview.removed} object(s), {human_size(preview.freed)}, from the {preview.where}?",
+                abort=True,
+            )
+        result = preview if dry_run or not preview.removed else do_gc(repo, dry_run=False, **opts)
     if json_out:
-        out = {k: v for k, v in vars(result).items() if k != "removed_paths"}
-        emit_json(out)
+        emit_json({k: v for k, v in vars(result).items() if k != "removed_paths"})
     else:
         verb = "would remove" if dry_run else "removed"
-        note(f"gc: {verb} {result.removed} object(s), {human_size(result.freed)}; kept {result.kept}")
+        revs = f" (kept what {result.revisions} commit(s) reference)" if result.revisions else ""
+        note(
+            f"gc ({result.where}): {verb} {result.removed} object(s), {human_size(result.freed)}; "
+            f"kept {result.kept}{revs}"
+        )
 
 
 @app.command("hash")

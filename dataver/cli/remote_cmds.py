@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .main import app
-from .options import JOBS, JSON, QUIET
+from .options import JOBS, JSON, QUIET, REV
 from .render import emit_json, human_size, note, progress_for
 
 remote = typer.Typer(help="Configure remotes (local folders, s3://, any fsspec URL).", no_args_is_help=True)
@@ -158,6 +158,7 @@ def _transfer_json(result) -> dict:
 def push(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
+    rev: Optional[str] = REV,
     jobs: Optional[int] = JOBS,
     quiet: bool = QUIET,
     json_out: bool = JSON,
@@ -170,7 +171,7 @@ def push(
 
     repo = _repo()
     with repo.lock(note):
-        result = do_push(repo, paths, remote_name, jobs, progress_for(quiet))
+        result = do_push(repo, paths, remote_name, jobs, progress_for(quiet), rev)
     if json_out:
         emit_json(_transfer_json(result))
     _report("pushed", result, quiet or json_out)
@@ -180,6 +181,7 @@ def push(
 def fetch(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
+    rev: Optional[str] = REV,
     jobs: Optional[int] = JOBS,
     quiet: bool = QUIET,
     json_out: bool = JSON,
@@ -192,7 +194,7 @@ def fetch(
 
     repo = _repo()
     with repo.lock(note):
-        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet))
+        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet), rev)
     if json_out:
         emit_json(_transfer_json(result))
     _report("fetched", result, quiet or json_out)
@@ -202,6 +204,7 @@ def fetch(
 def pull(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
+    rev: Optional[str] = REV,
     jobs: Optional[int] = JOBS,
     force: bool = typer.Option(False, "--force", "-f", help="Let checkout discard unsaved workspace changes."),
     quiet: bool = QUIET,
@@ -213,7 +216,7 @@ def pull(
 
     repo = _repo()
     with repo.lock(note):
-        result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet))
+        result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet), rev)
     a = result.checkout.applied
     if json_out:
         emit_json(

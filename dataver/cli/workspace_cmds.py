@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .main import app
-from .options import JSON, QUIET
+from .options import JSON, QUIET, REV
 from .render import emit_json, human_size, note, progress_for
 
 
@@ -85,21 +85,24 @@ def status(
 def checkout(
     paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite or delete changes not saved in the cache."),
+    rev: Optional[str] = REV,
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
     """Make the workspace match the pointers, touching only what differs.
 
-    Refuses (exit 6, naming the files) to overwrite or delete changes that are not
-    in the cache, unless --force. Objects missing from the cache are listed (exit 7)
-    after everything else is checked out.
+    With --rev, the data becomes that of the pointers committed at REV while git's
+    HEAD, index and .dv files stay where they are (dataver status then shows the
+    difference). Refuses (exit 6, naming the files) to overwrite or delete changes
+    that are not in the cache, unless --force. Objects missing from the cache are
+    listed (exit 7) after everything else is checked out.
     """
     from ..ops.core import checkout as do_checkout
     from ..ops.core import missing_error
 
     repo = _repo()
     with repo.lock(note):
-        result = do_checkout(repo, paths, force, progress_for(quiet))
+        result = do_checkout(repo, paths, force, progress_for(quiet), rev)
     repo.close()
     a = result.applied
     if json_out:
@@ -122,13 +125,14 @@ def checkout(
 @app.command("ls")
 def ls_cmd(
     path: Optional[str] = typer.Argument(None, help="A tracked folder to list the files of."),
+    rev: Optional[str] = REV,
     json_out: bool = JSON,
 ) -> None:
     """List tracked paths, or the files inside a tracked folder."""
     from ..ops.core import ls as do_ls
 
     repo = _repo()
-    items = do_ls(repo, path)
+    items = do_ls(repo, path, rev)
     if json_out:
         emit_json(items)
         return
@@ -166,3 +170,37 @@ def _remote_status(repo, paths, remote_name, show_all, json_out, quiet) -> None:
         print(f"{labels[(r.local, r.remote)]:<13} {r.path}")
     if not shown and not quiet:
         note(f"the cache and remote {remote_name!r} both hold everything the pointers need")
+
+
+@app.command("diff")
+def diff_cmd(
+    a: Optional[str] = typer.Argument(None, help="Old side: a revision (default HEAD)."),
+    b: Optional[str] = typer.Argument(None, help="New side: a revision (default: the workspace)."),
+    paths: Optional[List[str]] = typer.Option(None, "--path", "-p", help="Limit to these tracked paths."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Files added, modified or deleted in tracked data between two revisions.
+
+    dataver diff            HEAD vs the workspace
+    dataver diff v1.0       v1.0 vs the workspace
+    dataver diff v1.0 HEAD  v1.0 vs HEAD
+    """
+    from ..ops.diff import diff as do_diff
+
+    repo = _repo()
+    changes = do_diff(repo, a or "HEAD", b, paths, progress_for(quiet))
+    repo.close()
+    if json_out:
+        emit_json(changes)
+        return
+    for c in changes:
+        sizes = {
+            "added": f"{human_size(c.new_size or 0)}",
+            "deleted": f"{human_size(c.old_size or 0)}",
+            "modified": f"{human_size(c.old_size or 0)} -> {human_size(c.new_size or 0)}",
+        }[c.change]
+        print(f"{c.change + ':':<10} {c.path}  ({sizes})")
+    if not quiet:
+        counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "modified", "deleted")}
+        note(", ".join(f"{n} {k}" for k, n in counts.items()))

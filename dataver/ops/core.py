@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import checkout as checkout_mod
 from .. import linking
 from ..digest import Digest
 from ..errors import ObjectsMissing, PathError
+from ..history import tracked_for
 from ..manifest import Entry
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
@@ -24,8 +24,6 @@ from ..workspace import (
 )
 from ..workspace import status as workspace_status
 
-STALE_TEMP_SECONDS = 3600
-
 
 def status(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS) -> list[Record]:
     return workspace_status(repo, find_tracked(repo, paths), progress)
@@ -39,11 +37,16 @@ class CheckoutResult:
 
 
 def checkout(
-    repo: Repo, paths: list[str] | None = None, force: bool = False, progress: Progress = NO_PROGRESS
+    repo: Repo,
+    paths: list[str] | None = None,
+    force: bool = False,
+    progress: Progress = NO_PROGRESS,
+    rev: str | None = None,
 ) -> CheckoutResult:
-    """Make the workspace match the pointers; objects absent from the cache are
-    skipped and reported in ``missing`` (the caller decides how loudly)."""
-    tracked = find_tracked(repo, paths)
+    """Make the workspace match the pointers (of the workspace, or committed at
+    ``rev``); objects absent from the cache are skipped and reported in ``missing``
+    (the caller decides how loudly). Git's HEAD and index never move."""
+    tracked = tracked_for(repo, rev, paths)
     plan = checkout_mod.plan(repo, tracked, progress)
     applied = checkout_mod.apply(repo, plan, force, progress)
     return CheckoutResult(applied, plan.unchanged, plan.missing)
@@ -68,19 +71,31 @@ class Listed:
     executable: bool = False
 
 
-def ls(repo: Repo, path: str | None = None) -> list[Listed]:
+def ls(repo: Repo, path: str | None = None, rev: str | None = None) -> list[Listed]:
     """Tracked paths, or with a tracked folder, the files its manifest lists."""
     if path is None:
         return [
             Listed(t.rel, t.pointer.kind, t.pointer.size, t.pointer.digest.hex, t.pointer.files)
-            for t in find_tracked(repo)
+            for t in tracked_for(repo, rev, None)
         ]
-    (t,) = find_tracked(repo, [path])
+    (t,) = tracked_for(repo, rev, [path])
     if not t.pointer.is_dir:
         return [Listed(t.rel, "file", t.pointer.size, t.pointer.digest.hex)]
     return [
-        Listed(f"{t.rel}/{e.path}", "file", e.size, e.digest.hex, None, e.executable) for e in read_manifest(repo, t)
+        Listed(f"{t.rel}/{e.path}", "file", e.size, e.digest.hex, None, e.executable) for e in folder_entries(repo, t)
     ]
+
+
+def folder_entries(repo: Repo, t: Tracked) -> list[Entry]:
+    """A tracked folder's manifest entries, from the cache or else the default remote."""
+    if not repo.cache.has_manifest(t.pointer.digest):
+        from ..remotes import open_remote, remote_names
+        from ..transfer import fetch_manifest
+
+        if remote_names(repo.config):
+            with repo.hasher() as hasher:
+                fetch_manifest(repo.cache, open_remote(repo.config, None, repo.root), t.pointer.digest, hasher)
+    return read_manifest(repo, t)
 
 
 @dataclass
@@ -130,57 +145,6 @@ def _blobs_of(repo: Repo, tracked: list[Tracked], problems: list[Problem]) -> li
         for e in entries:
             out.setdefault(e.digest, (e.digest, e.size, f"{t.rel}/{e.path}"))
     return list(out.values())
-
-
-@dataclass
-class GcResult:
-    removed: int = 0
-    freed: int = 0
-    kept: int = 0
-    temporaries: int = 0
-    dry_run: bool = False
-    removed_paths: list[str] = field(default_factory=list)
-
-
-def gc(repo: Repo, dry_run: bool = False) -> GcResult:
-    """Drop cache objects that no pointer in the workspace references.
-
-    Refuses if a folder's manifest is missing: without it we cannot know which
-    blobs that folder needs.
-    """
-    keep_blobs: set[Digest] = set()
-    keep_manifests: set[Digest] = set()
-    for t in find_tracked(repo):
-        if t.pointer.is_dir:
-            keep_manifests.add(t.pointer.digest)
-            if not repo.cache.has_manifest(t.pointer.digest):
-                raise ObjectsMissing(
-                    f"the manifest of {t.rel} is not in the cache, so gc cannot tell what it needs",
-                    "fetch it first (dataver pull), or re-add the folder",
-                )
-            keep_blobs.update(e.digest for e in read_manifest(repo, t))
-        else:
-            keep_blobs.add(t.pointer.digest)
-    result = GcResult(dry_run=dry_run)
-    for digest, is_manifest, path in list(repo.cache.iter_objects()):
-        if digest in (keep_manifests if is_manifest else keep_blobs):
-            result.kept += 1
-            continue
-        result.removed += 1
-        result.freed += os.lstat(path).st_size
-        result.removed_paths.append(path)
-        if not dry_run:
-            repo.cache.remove(path)
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for tmp in repo.cache.stale_temporaries():
-        try:
-            if os.lstat(tmp).st_mtime < cutoff:
-                result.temporaries += 1
-                if not dry_run:
-                    repo.cache.remove(tmp)
-        except FileNotFoundError:
-            pass
-    return result
 
 
 def unprotect(repo: Repo, paths: list[str]) -> list[str]:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
+from ..history import tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote
 from ..repo import Repo
@@ -28,9 +29,10 @@ def push(
     remote_name: str | None = None,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
+    rev: str | None = None,
 ) -> TransferResult:
     remote = open_remote(repo.config, remote_name, repo.root)
-    wanted = wanted_objects(repo.cache, find_tracked(repo, paths))
+    wanted = wanted_objects(repo.cache, tracked_for(repo, rev, paths))
     return push_objects(repo.cache, remote, wanted, _jobs(repo, remote, jobs), progress)
 
 
@@ -40,10 +42,11 @@ def fetch(
     remote_name: str | None = None,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
-    tracked: list[Tracked] | None = None,
+    rev: str | None = None,
 ) -> TransferResult:
+    """Bring into the cache what the pointers (of the workspace, or at ``rev``) need."""
     remote = open_remote(repo.config, remote_name, repo.root)
-    tracked = tracked if tracked is not None else find_tracked(repo, paths)
+    tracked = tracked_for(repo, rev, paths)
     with repo.hasher() as hasher:
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
         return fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
@@ -62,10 +65,11 @@ def pull(
     jobs: int | None = None,
     force: bool = False,
     progress: Progress = NO_PROGRESS,
+    rev: str | None = None,
 ) -> PullResult:
     """fetch, then checkout of everything that arrived (missing objects are reported)."""
-    fetched = fetch(repo, paths, remote_name, jobs, progress)
-    return PullResult(fetched, checkout(repo, paths, force, progress))
+    fetched = fetch(repo, paths, remote_name, jobs, progress, rev)
+    return PullResult(fetched, checkout(repo, paths, force, progress, rev))
 
 
 @dataclass
