@@ -71,6 +71,9 @@ class ObjectStore:
                     hashed = hasher.hash_file(
                         path, sink=lambda off, view: _pwrite_all(fd_tmp, view, off), progress=progress
                     )
+                # The object keeps the data's mtime: a hardlink or symlink to it then is as
+                # old as the data, not racily new, so the stat cache can vouch for it.
+                os.utime(fd_tmp, ns=(hashed.mtime_ns, hashed.mtime_ns))
                 os.fchmod(fd_tmp, 0o444)
             finally:
                 os.close(fd_tmp)

@@ -1,0 +1,52 @@
+"""Python API: read tracked data at any revision without a checkout.
+
+    import dataver.api
+    with dataver.api.open("data/train.csv", rev="v1.0") as f:
+        header = f.readline()
+
+``repo`` is a path inside a dataver repository (default: the current directory);
+``rev`` is any git revision (default: the pointers in the workspace). Bytes come
+from the cache, fetched from the default remote when missing, and are verified
+against their digest before they are handed out.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import IO, Any
+
+from .repo import Repo
+from .view import RevisionView
+
+__all__ = ["open", "read", "get_path", "view"]
+
+
+def view(repo: str | None = None, rev: str | None = None) -> RevisionView:
+    """The tracked data of ``repo`` at ``rev`` (reusable across many reads)."""
+    return RevisionView(Repo.find(repo), rev)
+
+
+def get_path(path: str, rev: str | None = None, repo: str | None = None) -> str:
+    """A local, read-only file holding ``path``'s bytes at ``rev`` (a cache object)."""
+    v = view(repo, rev)
+    return v.local_path(v.file(path))
+
+
+def open(
+    path: str, rev: str | None = None, repo: str | None = None, mode: str = "rb", encoding: str | None = None
+) -> IO[Any]:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open ``path`` as it was at ``rev`` for reading ("rb" or "r")."""
+    if mode not in ("r", "rb", "rt"):
+        raise ValueError("dataver.api.open is read-only: mode must be 'r' or 'rb'")
+    local = get_path(path, rev, repo)
+    if "b" in mode:
+        return builtins.open(local, "rb")
+    return builtins.open(local, encoding=encoding or "utf-8")
+
+
+def read(
+    path: str, rev: str | None = None, repo: str | None = None, mode: str = "rb", encoding: str | None = None
+) -> bytes | str:
+    """The whole content of ``path`` at ``rev``."""
+    with open(path, rev, repo, mode, encoding) as f:
+        return f.read()

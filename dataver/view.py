@@ -1,0 +1,143 @@
+"""A read-only view of tracked data at one revision (or the workspace pointers).
+
+Answers "which object holds this path" and "what is in this folder" without
+touching the workspace, and hands out local paths of verified cache objects,
+fetching from the default remote when an object is not in the cache. Used by
+``dataver.api`` and the ``dataver://`` fsspec filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+from .digest import Digest
+from .errors import IntegrityError, ObjectsMissing, PathError
+from .history import tracked_for
+from .repo import Repo
+from .workspace import Tracked
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    digest: Digest
+    size: int
+    executable: bool = False
+
+
+class RevisionView:
+    def __init__(self, repo: Repo, rev: str | None = None):
+        self.repo = repo
+        self.rev = rev
+        self._tracked: dict[str, Tracked] = {t.rel: t for t in tracked_for(repo, rev, None)}
+        self._folders: dict[str, dict[str, FileInfo]] = {}
+        self._verified: set[Digest] = set()
+
+    # -- lookups -------------------------------------------------------------------
+    def _folder(self, t: Tracked) -> dict[str, FileInfo]:
+        if t.rel not in self._folders:
+            from .ops.core import folder_entries
+
+            self._folders[t.rel] = {
+                f"{t.rel}/{e.path}": FileInfo(f"{t.rel}/{e.path}", e.digest, e.size, e.executable)
+                for e in folder_entries(self.repo, t)
+            }
+        return self._folders[t.rel]
+
+    def file(self, path: str) -> FileInfo:
+        path = _norm(path)
+        t = self._tracked.get(path)
+        if t is not None and not t.pointer.is_dir:
+            return FileInfo(path, t.pointer.digest, t.pointer.size)
+        owner = self._owner(path)
+        if owner is not None:
+            info = self._folder(owner).get(path)
+            if info is not None:
+                return info
+        where = f"at {self.rev}" if self.rev else "in the workspace pointers"
+        raise PathError(
+            f"{path} is not a tracked file {where}", "see: dataver ls" + (f" --rev {self.rev}" if self.rev else "")
+        )
+
+    def _owner(self, path: str) -> Tracked | None:
+        probe = path
+        while "/" in probe:
+            probe = probe.rsplit("/", 1)[0]
+            t = self._tracked.get(probe)
+            if t is not None:
+                return t if t.pointer.is_dir else None
+        return None
+
+    def listdir(self, path: str) -> list[tuple[str, str, int]]:
+        """(name, "file"|"directory", size) of the entries directly under ``path``."""
+        path = _norm(path)
+        candidates: dict[str, tuple[str, int]] = {}
+        prefix = "" if path == "" else path + "/"
+        for rel, t in self._tracked.items():
+            if t.pointer.is_dir and (rel == path or path.startswith(rel + "/")):
+                files = self._folder(t).values()
+            elif rel.startswith(prefix):
+                files = [FileInfo(rel, t.pointer.digest, t.pointer.size)] if not t.pointer.is_dir else []
+                if t.pointer.is_dir:
+                    candidates[rel[len(prefix) :].split("/", 1)[0]] = ("directory", 0)
+                    continue
+            else:
+                continue
+            for f in files:
+                if not f.path.startswith(prefix):
+                    continue
+                head, _, rest = f.path[len(prefix) :].partition("/")
+                candidates[head] = ("directory", 0) if rest else ("file", f.size)
+        if not candidates and path and not self.is_dir(path):
+            raise FileNotFoundError(path)
+        return sorted((name, kind, size) for name, (kind, size) in candidates.items())
+
+    def is_dir(self, path: str) -> bool:
+        path = _norm(path)
+        if path == "":
+            return True
+        t = self._tracked.get(path)
+        if t is not None:
+            return t.pointer.is_dir
+        prefix = path + "/"
+        if any(rel.startswith(prefix) for rel in self._tracked):
+            return True
+        owner = self._owner(path)
+        return owner is not None and any(p.startswith(prefix) for p in self._folder(owner))
+
+    # -- bytes ------------------------------------------------------------------------
+    def local_path(self, info: FileInfo, verify: bool = True) -> str:
+        """Path of the cache object holding ``info``'s bytes (fetched if needed, verified)."""
+        cache = self.repo.cache
+        if not cache.has_blob(info.digest):
+            self._fetch(info)
+        path = cache.blob_path(info.digest)
+        if verify and info.digest not in self._verified:
+            with self.repo.hasher() as hasher:
+                if hasher.hash_file(path).digest != info.digest:
+                    raise IntegrityError(
+                        f"cache object for {info.path} is corrupt ({path})",
+                        "delete it and fetch it again: dataver fetch",
+                    )
+            self._verified.add(info.digest)
+        return path
+
+    def _fetch(self, info: FileInfo) -> None:
+        from .remotes import ObjRef, open_remote, remote_names
+        from .transfer import _download
+
+        if not remote_names(self.repo.config):
+            raise ObjectsMissing(f"{info.path} ({info.digest}) is not in the cache and no remote is configured")
+        remote = open_remote(self.repo.config, None, self.repo.root)
+        with self.repo.hasher() as hasher:
+            _download(self.repo.cache, remote, ObjRef(info.digest), hasher)
+
+
+def _norm(path: str) -> str:
+    path = path.replace(os.sep, "/").strip("/")
+    norm = posixpath.normpath(path) if path else ""
+    if norm.startswith("..") or norm == ".":
+        return "" if norm == "." else norm
+    return norm
