@@ -28,6 +28,16 @@ class Git:
             raise RepoError(f"cannot open the git repository at {root}: {e}") from None
 
     @property
+    def git_dir(self) -> str:
+        return os.path.normpath(self._repo.path)
+
+    def config_value(self, key: str) -> str | None:
+        try:
+            return self._repo.config[key]
+        except KeyError:
+            return None
+
+    @property
     def workdir(self) -> str | None:
         return None if self._repo.workdir is None else os.path.normpath(self._repo.workdir)
 

@@ -71,19 +71,23 @@ class TransferResult:
 def push(
     cache: ObjectStore, remote: RemoteStore, wanted: Wanted, jobs: int, progress: Progress = NO_PROGRESS
 ) -> TransferResult:
-    result = TransferResult(missing=list(wanted.unknown))
     unknown = {ref for _, ref in wanted.unknown}
-    local = []
-    for ref, (_size, display) in wanted.refs.items():
+    local, not_local = [], []
+    for ref in wanted.refs:
         if ref in unknown:
             continue
         path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
-        if os.path.exists(path):
-            local.append(ref)
-        else:
-            result.missing.append((display, ref))
-    to_send = remote.missing(local, jobs)
-    result.present = len(local) - len(to_send)
+        (local if os.path.exists(path) else not_local).append(ref)
+    # One question to the remote for both: what to send, and which of the objects
+    # we lack it lacks too (those are lost unless someone else still has them).
+    unknown_refs = [r for _, r in wanted.unknown]
+    absent = set(remote.missing(local + not_local + unknown_refs, jobs))
+    to_send = [r for r in local if r in absent]
+    result = TransferResult(
+        missing=[(d, r) for d, r in wanted.unknown if r in absent]
+        + [(wanted.refs[r][1], r) for r in not_local if r in absent]
+    )
+    result.present = len(local) + len(not_local) - len(absent & set(local + not_local))
 
     def send(ref: ObjRef) -> None:
         path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)

@@ -58,3 +58,15 @@ def config(
 
             parse_link_types(value)
         repo.config.set(key, value, local)
+
+
+@app.command()
+def install() -> None:
+    """Install git hooks: post-checkout and post-merge run dataver checkout,
+    pre-push runs dataver push. Existing hooks are kept and run first."""
+    from ..ops.hooks import install as do_install
+    from ..repo import Repo
+
+    for h in do_install(Repo.find()):
+        chained = f" (runs the previous hook first: {h.chained})" if h.chained else ""
+        note(f"{h.hook}: {'installed' if h.changed else 'already installed'}{chained}")

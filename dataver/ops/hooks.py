@@ -1,0 +1,94 @@
+"""``install``: git hooks that keep data in step with git.
+
+post-checkout and post-merge run ``dataver checkout``; pre-push runs ``dataver push``
+(so a ``git push`` fails if the data it needs could not be pushed). A hook that is
+already there and is not ours is kept as ``NAME.pre-dataver`` and run first, with the
+same arguments and standard input, so installing never disables someone's hook.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+from dataclasses import dataclass
+
+from ..errors import RepoError
+from ..history import require_git
+from ..repo import Repo
+
+MARKER = "# installed by `dataver install`"
+HOOKS = {
+    "post-checkout": "checkout --quiet",
+    "post-merge": "checkout --quiet",
+    "pre-push": "push --quiet",
+}
+
+
+@dataclass
+class Installed:
+    hook: str
+    path: str
+    chained: str | None  # the previous hook, kept and run first
+    changed: bool
+
+
+def _script(name: str, command: str) -> str:
+    python = shlex.quote(sys.executable)
+    return f"""#!/bin/sh
+{MARKER}
+# Runs the hook that was here before (kept as {name}.pre-dataver), then dataver.
+hook_dir=$(dirname "$0")
+input_file=$(mktemp)
+cat > "$input_file"
+if [ -x "$hook_dir/{name}.pre-dataver" ]; then
+    "$hook_dir/{name}.pre-dataver" "$@" < "$input_file" || {{ status=$?; rm -f "$input_file"; exit $status; }}
+fi
+rm -f "$input_file"
+if command -v dataver >/dev/null 2>&1; then
+    exec dataver {command}
+fi
+exec {python} -m dataver {command}
+"""
+
+
+def hooks_dir(repo: Repo) -> str:
+    git = require_git(repo)
+    configured = git.config_value("core.hooksPath")
+    if configured:
+        return configured if os.path.isabs(configured) else os.path.join(repo.root, configured)
+    return os.path.join(git.git_dir, "hooks")
+
+
+def install(repo: Repo) -> list[Installed]:
+    folder = hooks_dir(repo)
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for name, command in HOOKS.items():
+        path = os.path.join(folder, name)
+        text = _script(name, command)
+        chained = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                current = f.read()
+            if MARKER in current:
+                if current != text:
+                    _write_executable(path, text)
+                out.append(Installed(name, path, None, current != text))
+                continue
+            chained = path + ".pre-dataver"
+            if os.path.exists(chained):
+                raise RepoError(f"both {path} and {chained} exist", "merge them by hand, then re-run")
+            os.rename(path, chained)
+        _write_executable(path, text)
+        out.append(Installed(name, path, chained, True))
+    return out
+
+
+def _write_executable(path: str, text: str) -> None:
+    tmp = path + ".dataver-tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, os.stat(tmp).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    os.replace(tmp, path)
