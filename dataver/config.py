@@ -27,6 +27,20 @@ class Config:
         self._shared = _read(self.shared_path)
         self._local = _read(self.local_path)
 
+    @classmethod
+    def from_text(cls, shared: str, local: str = "") -> Config:
+        """A read-only config from text (e.g. another repository's committed config)."""
+        self = cls.__new__(cls)
+        self.shared_path = self.local_path = "<text>"
+        self._shared = configparser.ConfigParser(interpolation=None)
+        self._local = configparser.ConfigParser(interpolation=None)
+        try:
+            self._shared.read_string(shared)
+            self._local.read_string(local)
+        except configparser.Error as e:
+            raise ConfigError(f"invalid dataver config: {str(e).splitlines()[0]}") from None
+        return self
+
     def get(self, key: str, default: str | None = None) -> str | None:
         section, option = _split(key)
         for parser in (self._local, self._shared):

@@ -18,6 +18,17 @@ def find_git_root(start: str) -> str | None:
     return None if repo.workdir is None else os.path.normpath(repo.workdir)
 
 
+def clone_bare(url: str, dest: str) -> str:
+    """Clone ``url`` (anything git can clone) as a bare repository into ``dest``."""
+    import pygit2
+
+    try:
+        pygit2.clone_repository(url, dest, bare=True)
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise RepoError(f"cannot clone {url}: {e}", "check the URL and that git can reach it") from None
+    return dest
+
+
 class Git:
     def __init__(self, root: str):
         import pygit2

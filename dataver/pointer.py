@@ -30,6 +30,7 @@ HEADER = "# dataver pointer: commit this file; the data lives in the dataver cac
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _KNOWN = ("version", "kind", "hash", "digest", "size", "files")
 KINDS = ("file", "dir")
+SOURCE_PREFIX = "source."  # keys of an imported pointer: where its data came from
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,17 @@ class Pointer:
     @property
     def is_dir(self) -> bool:
         return self.kind == "dir"
+
+    @property
+    def source(self) -> dict[str, str]:
+        """The ``source.*`` keys of an imported pointer (repo, rev, commit, path); {} otherwise."""
+        return {k[len(SOURCE_PREFIX) :]: v for k, v in self.extra if k.startswith(SOURCE_PREFIX)}
+
+    def with_source(self, source: dict[str, str]) -> Pointer:
+        """The same pointer with its source block replaced (other extra keys kept)."""
+        kept = tuple((k, v) for k, v in self.extra if not k.startswith(SOURCE_PREFIX))
+        block = tuple((SOURCE_PREFIX + k, v) for k, v in source.items() if v)
+        return Pointer(self.kind, self.digest, self.size, self.files, kept + block)
 
     def with_content(self, digest: Digest, size: int, files: int | None) -> Pointer:
         """The same pointer (extra keys kept) recording new content."""

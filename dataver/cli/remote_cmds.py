@@ -237,3 +237,73 @@ def pull(
     missing = [(p, r.digest) for p, r in result.fetched.missing] or result.checkout.missing
     if missing:
         raise missing_error(missing, "the cache and the remote")
+
+
+@app.command()
+def get(
+    url: str = typer.Argument(..., help="Another dataver repository: a local path or any URL git can clone."),
+    path: str = typer.Argument(..., help="A tracked path in that repository."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="Revision there (default: its HEAD)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Where to write it (default: the path's name)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Download data tracked in another repository; no pointer is kept.
+
+    Works outside a dataver repository too. Objects come from the other
+    repository's cache (local paths) or its default remote.
+    """
+    from ..ops.imports import get as do_get
+
+    result = do_get(url, path, rev, out, progress_for(quiet))
+    if json_out:
+        emit_json(result)
+    elif not quiet:
+        note(f"got {result.path} ({result.files} file(s), {human_size(result.size)}) at {result.commit[:10]}")
+
+
+@app.command("import")
+def import_cmd(
+    url: str = typer.Argument(..., help="Another dataver repository: a local path or any URL git can clone."),
+    path: str = typer.Argument(..., help="A tracked path in that repository."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="Revision to pin (default: its HEAD)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Where to put it here (default: the path's name)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Track data from another repository, pinned to the commit REV resolves to.
+
+    Writes OUT.dv with a source block (repo, rev, commit, path); commit it, and
+    pull reproduces exactly that commit's data. Move the pin with dataver update.
+    """
+    from ..ops.imports import import_
+
+    repo = _repo()
+    with repo.lock(note):
+        result = import_(repo, url, path, rev, out, progress_for(quiet))
+    _report_pin("imported", result, quiet, json_out)
+
+
+@app.command()
+def update(
+    pointer_file: str = typer.Argument(..., help="An import's pointer (PATH.dv or PATH)."),
+    rev: Optional[str] = typer.Option(None, "--rev", help="Move the pin to this revision."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Re-resolve an import's revision (or move it to --rev) and check out the result."""
+    from ..ops.imports import update as do_update
+
+    repo = _repo()
+    with repo.lock(note):
+        result = do_update(repo, pointer_file, rev, progress_for(quiet))
+    _report_pin("updated" if result.changed else "up to date:", result, quiet, json_out)
+
+
+def _report_pin(verb: str, result, quiet: bool, json_out: bool) -> None:
+    if json_out:
+        emit_json(
+            {"path": result.path, "commit": result.commit, "changed": result.changed, **_transfer_json(result.fetched)}
+        )
+    elif not quiet:
+        note(f"{verb} {result.path} at {result.commit[:10]} -> {result.path}.dv")

@@ -73,6 +73,11 @@ def _check_target(repo: Repo, user_path: str) -> str:
 def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Added:
     rel = repo.rel(target)
     old = _existing_pointer(repo, target)
+    if old is not None and old.source:
+        raise PathError(
+            f"{rel} is imported from {old.source.get('repo', 'another repository')}",
+            f"move the pin with: dataver update {rel}.dv --rev REV; or delete {rel}.dv to track it as your own",
+        )
     if os.path.isdir(target):
         new, hashed = _add_folder(repo, target, rel, hasher, progress)
     else:

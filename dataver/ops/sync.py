@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import pointer as pointer_mod
 from ..history import tracked_for
 from ..progress import NO_PROGRESS, Progress
-from ..remotes import ObjRef, RemoteStore, open_remote
+from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
 from ..repo import Repo
 from ..transfer import TransferResult, Wanted, wanted_objects
 from ..transfer import fetch as fetch_objects
@@ -44,12 +44,31 @@ def fetch(
     progress: Progress = NO_PROGRESS,
     rev: str | None = None,
 ) -> TransferResult:
-    """Bring into the cache what the pointers (of the workspace, or at ``rev``) need."""
-    remote = open_remote(repo.config, remote_name, repo.root)
+    """Bring into the cache what the pointers (of the workspace, or at ``rev``) need.
+
+    Imported pointers are served from our remote when it has their objects, else
+    from their source repository at the pinned commit.
+    """
     tracked = tracked_for(repo, rev, paths)
-    with repo.hasher() as hasher:
-        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
-        return fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+    imported = [t for t in tracked if t.pointer.source]
+    if remote_name is None and not remote_names(repo.config) and imported and len(imported) == len(tracked):
+        result = TransferResult()  # only imports and no remote of our own: their sources serve them
+    else:
+        remote = open_remote(repo.config, remote_name, repo.root)
+        with repo.hasher() as hasher:
+            wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+            result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+    if imported:
+        from .imports import fetch_imports
+
+        still = fetch_imports(repo, imported, progress)
+        listed = {r for _, r in still}
+        result.missing = [(d, r) for d, r in result.missing if not _present(repo, r) and r not in listed] + still
+    return result
+
+
+def _present(repo: Repo, ref: ObjRef) -> bool:
+    return repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
 
 
 @dataclass

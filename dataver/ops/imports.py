@@ -1,0 +1,287 @@
+"""``get``, ``import`` and ``update``: data from another dataver repository.
+
+The other repository is read at a revision through git (a local path is opened in
+place; a URL is cloned bare into a temporary folder). Its objects come from its
+local cache when it is a folder on this machine, else from the default remote named
+in its committed ``.dataver/config``. An import pointer is an ordinary pointer plus
+a ``source.*`` block (repo, rev asked for, resolved commit, path there), so ``pull``
+reproduces exactly the resolved commit's data and ``update`` moves the pin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from .. import pointer as pointer_mod
+from ..config import Config
+from ..errors import PathError, RepoError
+from ..fsutil import atomic_write, ensure_gitignored
+from ..gitscm import Git, clone_bare, find_git_root
+from ..hashing import Hasher
+from ..history import pointers_at
+from ..linking import temp_sibling
+from ..manifest import loads as load_manifest
+from ..odb import ObjectStore, copy_verified
+from ..pointer import Pointer
+from ..progress import NO_PROGRESS, Progress
+from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
+from ..repo import DATAVER_DIR, Repo
+from ..transfer import TransferResult, wanted_objects
+from ..transfer import fetch as fetch_objects
+from ..workspace import Tracked, load_tracked, pointer_for
+from .core import CheckoutResult, checkout, missing_error
+
+TRANSFER_JOBS = 8
+
+
+class Source:
+    """Another dataver repository, opened read-only at git level."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._tmp: str | None = None
+        if os.path.isdir(url):
+            root = find_git_root(os.path.abspath(url))
+            if root is None:
+                raise RepoError(f"{url} is not inside a git repository")
+            self.root: str | None = root
+            self.git = Git(root)
+            self.display = root
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="dataver-source-")
+            self.git = Git(clone_bare(url, os.path.join(self._tmp, "repo.git")))
+            self.root = None
+            self.display = url
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def find(self, rev: str, path: str) -> tuple[str, str, Pointer]:
+        """(commit, tracked path there, pointer) for ``path`` at ``rev``."""
+        commit = self.git.resolve(rev)
+        rel = path.strip("/").removesuffix(pointer_mod.SUFFIX)
+        found = pointers_at(self.git, commit)
+        if rel not in found:
+            raise PathError(
+                f"{path} is not tracked by dataver in {self.display} at {rev}",
+                f"tracked there: {', '.join(sorted(found)) or 'nothing'}",
+            )
+        return commit, rel, found[rel]
+
+    def cache(self) -> ObjectStore | None:
+        """The source's own cache, when it is a repository on this machine."""
+        if self.root is None or not os.path.isdir(os.path.join(self.root, DATAVER_DIR)):
+            return None
+        return Repo(self.root).cache
+
+    def remote(self, commit: str) -> RemoteStore | None:
+        """The default remote named in the source's committed config at ``commit``."""
+        text = self.git.file_at(commit, f"{DATAVER_DIR}/config")
+        if text is None:
+            return None
+        local = ""
+        if self.root is not None:  # credentials a local source keeps beside its config
+            try:
+                with open(os.path.join(self.root, DATAVER_DIR, "config.local"), encoding="utf-8") as f:
+                    local = f.read()
+            except OSError:
+                pass
+        config = Config.from_text(text.decode("utf-8", errors="replace"), local)
+        if not remote_names(config):
+            return None
+        return open_remote(config, None, self.root)
+
+
+def bring(
+    cache: ObjectStore,
+    src: Source,
+    commit: str,
+    tracked: list[Tracked],
+    hasher: Hasher,
+    progress: Progress = NO_PROGRESS,
+) -> TransferResult:
+    """Copy what ``tracked`` (pointers of ``src`` at ``commit``) need into ``cache``."""
+    src_cache = src.cache()
+    if src_cache is not None:
+        for t in tracked:
+            if (
+                t.pointer.is_dir
+                and not cache.has_manifest(t.pointer.digest)
+                and src_cache.has_manifest(t.pointer.digest)
+            ):
+                cache.add_manifest(src_cache.read_manifest_bytes(t.pointer.digest))
+    remote = src.remote(commit)
+    wanted = wanted_objects(cache, tracked, remote, hasher)
+    if src_cache is not None:
+        for ref in wanted.refs:
+            if not ref.manifest and not cache.has_blob(ref.digest) and src_cache.has_blob(ref.digest):
+                cache.add_verified_copy(src_cache.blob_path(ref.digest), ref.digest, hasher)
+    if remote is not None:
+        return fetch_objects(cache, remote, wanted, hasher, TRANSFER_JOBS, progress)
+    result = TransferResult(missing=list(wanted.unknown))
+    for ref, (_size, display) in wanted.refs.items():
+        have = cache.has_manifest(ref.digest) if ref.manifest else cache.has_blob(ref.digest)
+        if have:
+            result.present += 1
+        else:
+            result.missing.append((display, ref))
+    return result
+
+
+def _source_tracked(src: Source, rev: str, path: str, where: str) -> tuple[str, Tracked]:
+    commit, rel, ptr = src.find(rev, path)
+    return commit, Tracked(where + pointer_mod.SUFFIX, where, rel, ptr)
+
+
+# -- get ------------------------------------------------------------------------------
+@dataclass
+class GetResult:
+    path: str
+    files: int
+    size: int
+    commit: str
+
+
+def get(
+    url: str, path: str, rev: str | None = None, out: str | None = None, progress: Progress = NO_PROGRESS
+) -> GetResult:
+    """Download ``path`` of the repository at ``url`` (at ``rev``) to ``out``; no pointer is kept."""
+    dest = os.path.abspath(out or os.path.basename(path.rstrip("/").removesuffix(pointer_mod.SUFFIX)))
+    if os.path.lexists(dest):
+        raise PathError(f"{dest} already exists", "choose another destination with -o, or remove it")
+    try:
+        repo: Repo | None = Repo.find()
+    except RepoError:
+        repo = None
+    scratch = None if repo is not None else tempfile.mkdtemp(prefix="dataver-get-cache-")
+    cache = repo.cache if repo is not None else ObjectStore(scratch)
+    try:
+        with Source(url) as src, Hasher() as hasher:
+            commit, t = _source_tracked(src, rev or "HEAD", path, dest)
+            result = bring(cache, src, commit, [t], hasher, progress)
+            if result.missing:
+                raise missing_error([(d, r.digest) for d, r in result.missing], f"{src.display} and its remote")
+            files = _materialize(cache, t, dest, hasher)
+        return GetResult(dest, files, t.pointer.size, commit)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _materialize(cache: ObjectStore, t: Tracked, dest: str, hasher: Hasher) -> int:
+    """Write the tracked data to ``dest`` as plain, verified copies."""
+    if not t.pointer.is_dir:
+        _copy_to(cache, t.pointer.digest, dest, False, hasher)
+        return 1
+    entries = load_manifest(cache.read_manifest_bytes(t.pointer.digest), f"manifest of {t.rel}")
+    staging = temp_sibling(dest)
+    os.makedirs(staging)
+    try:
+        for e in entries:
+            target = os.path.join(staging, *e.path.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _copy_to(cache, e.digest, target, e.executable, hasher)
+        os.replace(staging, dest)  # the folder appears whole, or not at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return len(entries)
+
+
+def _copy_to(cache: ObjectStore, digest, dest: str, executable: bool, hasher: Hasher) -> None:
+    tmp = temp_sibling(dest)
+    try:
+        copy_verified(cache.blob_path(digest), digest, tmp, hasher)
+        os.chmod(tmp, 0o755 if executable else 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- import / update ---------------------------------------------------------------------
+@dataclass
+class ImportResult:
+    path: str
+    commit: str
+    changed: bool
+    fetched: TransferResult
+    checkout: CheckoutResult | None
+
+
+def import_(
+    repo: Repo, url: str, path: str, rev: str | None = None, out: str | None = None, progress: Progress = NO_PROGRESS
+) -> ImportResult:
+    """Track data of another repository, pinned to the commit ``rev`` resolves to."""
+    target = repo.resolve(out or os.path.basename(path.rstrip("/").removesuffix(pointer_mod.SUFFIX)))
+    if os.path.exists(pointer_for(target)):
+        raise PathError(
+            f"{repo.rel(target)} is already tracked ({repo.rel(target)}.dv)",
+            f"to move an import's pin use: dataver update {repo.rel(target)}.dv --rev REV",
+        )
+    if os.path.lexists(target):
+        raise PathError(f"{repo.rel(target)} already exists", "choose another destination with -o, or remove it")
+    if repo.git is not None:
+        repo.git.check_not_tracked(repo.rel(target))
+    source_url = os.path.abspath(url) if os.path.isdir(url) else url
+    return _pin(repo, source_url, path, rev, target, None, progress)
+
+
+def update(repo: Repo, pointer_path: str, rev: str | None = None, progress: Progress = NO_PROGRESS) -> ImportResult:
+    """Re-resolve an import's revision (or move it to ``rev``) and check out the result."""
+    path = repo.resolve(pointer_path)
+    if not path.endswith(pointer_mod.SUFFIX):
+        path = pointer_for(path)
+    t = load_tracked(repo, path)
+    source = t.pointer.source
+    if not source.get("repo") or not source.get("path"):
+        raise PathError(
+            f"{t.rel} is not an import (its pointer has no source.repo / source.path)",
+            "update works on pointers made by dataver import",
+        )
+    return _pin(repo, source["repo"], source["path"], rev or source.get("rev"), t.path, t.pointer, progress)
+
+
+def _pin(
+    repo: Repo, url: str, path: str, rev: str | None, target: str, old: Pointer | None, progress: Progress
+) -> ImportResult:
+    with Source(url) as src, repo.hasher() as hasher:
+        commit, t = _source_tracked(src, rev or "HEAD", path, target)
+        fetched = bring(repo.cache, src, commit, [t], hasher, progress)
+    if fetched.missing:
+        raise missing_error([(d, r.digest) for d, r in fetched.missing], f"{url} and its remote")
+    new = Pointer(t.pointer.kind, t.pointer.digest, t.pointer.size, t.pointer.files, old.extra if old else ())
+    new = new.with_source({"repo": url, "rev": rev or "", "commit": commit, "path": t.rel})
+    ensure_gitignored(target)
+    changed = atomic_write(pointer_for(target), pointer_mod.dumps(new))
+    result = checkout(repo, [repo.rel(target)], False, progress)
+    return ImportResult(repo.rel(target), commit, changed, fetched, result)
+
+
+def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> list[tuple[str, ObjRef]]:
+    """Bring what imported pointers need from their sources, at their pinned commits.
+
+    Returns (path, ref) still missing afterwards.
+    """
+    missing: list[tuple[str, ObjRef]] = []
+    groups: dict[tuple[str, str], list[Tracked]] = {}
+    for t in tracked:
+        s = t.pointer.source
+        if s.get("repo") and s.get("commit"):
+            groups.setdefault((s["repo"], s["commit"]), []).append(t)
+    for (url, commit), ts in groups.items():
+        with Source(url) as src, repo.hasher() as hasher:
+            result = bring(repo.cache, src, commit, ts, hasher, progress)
+        missing += result.missing
+    return missing
