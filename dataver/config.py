@@ -60,6 +60,8 @@ class Config:
         """Set (or with ``None`` remove) a known key, writing the file atomically."""
         if key not in KNOWN_KEYS:
             raise ConfigError(f"unknown config key {key!r}", "known keys: " + ", ".join(sorted(KNOWN_KEYS)))
+        if value is not None:
+            validate(key, value)
         section, option = _split(key)
         self.set_in(section, option, value, local)
 
@@ -76,8 +78,10 @@ class Config:
     def sections(self) -> list[str]:
         return sorted(set(self._shared.sections()) | set(self._local.sections()))
 
-    def has_section_in(self, section: str, local: bool) -> bool:
-        return (self._local if local else self._shared).has_section(section)
+    def get_in(self, section: str, option: str, local: bool) -> str | None:
+        """A value from one file only (config.local if ``local``, else the shared one)."""
+        parser = self._local if local else self._shared
+        return parser.get(section, option) if parser.has_option(section, option) else None
 
     def set_in(self, section: str, option: str, value: str | None, local: bool = False) -> None:
         """Set or remove ``option`` of ``section`` in one file, atomically."""
@@ -106,6 +110,22 @@ class Config:
         with open(tmp, "w", encoding="utf-8") as f:
             parser.write(f)
         os.replace(tmp, path)
+
+
+def validate(key: str, value: str) -> None:
+    """Refuse a value that would make later commands fail."""
+    if key == "core.jobs" and not (value.isdigit() and int(value) >= 1):
+        raise ConfigError(f"core.jobs must be a positive integer, not {value!r}")
+    if key == "core.lock_timeout":
+        try:
+            if float(value) < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"core.lock_timeout must be a number of seconds, not {value!r}") from None
+    if key == "cache.link":
+        from .linking import parse_link_types
+
+        parse_link_types(value)
 
 
 def _split(key: str) -> tuple[str, str]:

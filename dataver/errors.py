@@ -93,6 +93,12 @@ class LockTimeout(DataverError):
     exit_code = 10
 
 
+class StorageError(DataverError):
+    """Something could not be written: disk full, permissions, read-only filesystem."""
+
+    exit_code = 11
+
+
 EXIT_CODES: dict[str, int] = {
     "success": 0,
     "check failed / differences found": CheckFailed.exit_code,
@@ -105,5 +111,6 @@ EXIT_CODES: dict[str, int] = {
     "integrity error (bytes do not match digest, file changed while hashed)": IntegrityError.exit_code,
     "remote error": RemoteError.exit_code,
     "lock held by another process (timed out)": LockTimeout.exit_code,
+    "cannot write (disk full, permissions, read-only filesystem)": StorageError.exit_code,
     "interrupted (Ctrl-C)": 130,
 }

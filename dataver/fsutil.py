@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import DataverError
+from .errors import StorageError
 from .linking import temp_sibling
 
 
@@ -26,7 +26,7 @@ def atomic_write(path: str, data: bytes) -> bool:
             os.unlink(tmp)
         except OSError:
             pass
-        raise DataverError(f"cannot write {path}: {e.strerror}") from None
+        raise StorageError(f"cannot write {path}: {e.strerror}") from None
     return True
 
 

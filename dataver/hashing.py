@@ -197,7 +197,7 @@ class Hasher:
             try:
                 sized.append((p, os.stat(p).st_size))
             except OSError as e:
-                raise _path_error(p, e) from e
+                raise path_error(p, e) from e
         return self.map_sized(sized, lambda p, prog: self.hash_file(p, progress=prog), progress)
 
     def map_sized(
@@ -258,10 +258,11 @@ def _open_for_read(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except OSError as e:
-        raise _path_error(path, e) from e
+        raise path_error(path, e) from e
 
 
-def _path_error(path: str, e: OSError) -> PathError:
+def path_error(path: str, e: OSError) -> PathError:
+    """Our error for an OSError met while opening or reading ``path``."""
     import errno
 
     if e.errno == errno.ENOENT:

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import threading
 
-from .errors import ConfigError, DataverError
+from .errors import ConfigError, StorageError
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINK_TYPES = ("reflink", "copy")
@@ -64,6 +64,12 @@ def reflink(fd_src: int, fd_dst: int) -> bool:
 def temp_sibling(dest: str) -> str:
     head, tail = os.path.split(dest)
     return os.path.join(head, f".{tail[:80]}{TEMP_MARK}{secrets.token_hex(4)}")
+
+
+def _final_name(tmp: str) -> str:
+    """The destination a temporary sibling stands for (for messages)."""
+    head, tail = os.path.split(tmp)
+    return os.path.join(head, tail[1:].split(TEMP_MARK, 1)[0])
 
 
 def is_temp_name(name: str) -> bool:
@@ -122,7 +128,7 @@ def _make(kind: str, src: str, tmp: str, copy) -> bool:
     except OSError as e:
         if kind != "copy" and e.errno in _UNSUPPORTED:
             return False
-        raise DataverError(f"cannot write {tmp.replace(TEMP_MARK, '~')}: {e.strerror}") from e
+        raise StorageError(f"cannot write {_final_name(tmp)}: {e.strerror}") from e
 
 
 def _writable_mode(executable: bool) -> int:

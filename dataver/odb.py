@@ -12,17 +12,36 @@ costs seconds per thousand files); ``verify`` detects damage after a power loss.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
-from .errors import FileChanged, IntegrityError, ObjectsMissing, UnreadableFile
+from .errors import FileChanged, IntegrityError, ObjectsMissing, StorageError
 from .hashing import HashedFile, Hasher, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
 
 MANIFEST_SUFFIX = ".manifest"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _writes_cache(method: F) -> F:
+    """Turn a raw OSError while writing an object (disk full, permissions) into
+    StorageError naming the cache; the temporary file is already cleaned up."""
+
+    @functools.wraps(method)
+    def wrapper(self: ObjectStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            raise StorageError(
+                f"cannot write to the cache at {self.root}: {e.strerror or e}",
+                "free some space or fix permissions, then re-run (nothing was half-written)",
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ObjectStore:
@@ -47,6 +66,7 @@ class ObjectStore:
         return os.path.exists(self.manifest_path(digest))
 
     # -- writing ----------------------------------------------------------------
+    @_writes_cache
     def add_file(self, path: str, hasher: Hasher, progress: Progress = NO_PROGRESS) -> HashedFile:
         """Copy ``path`` into the store while hashing it; returns its digest and stat.
 
@@ -83,6 +103,7 @@ class ObjectStore:
             _unlink_quietly(tmp)
             raise
 
+    @_writes_cache
     def add_verified_copy(self, src: str, digest: Digest, hasher: Hasher, progress: Progress = NO_PROGRESS) -> None:
         """Copy ``src`` (e.g. a downloaded object) in, only if it hashes to ``digest``."""
         fd_tmp, tmp = self._mkstemp()
@@ -99,6 +120,7 @@ class ObjectStore:
             _unlink_quietly(tmp)
             raise
 
+    @_writes_cache
     def add_manifest(self, data: bytes) -> Digest:
         digest = digest_manifest(data)
         path = self.manifest_path(digest)
@@ -124,7 +146,7 @@ class ObjectStore:
             os.makedirs(self.tmp_dir, exist_ok=True)
             return tempfile.mkstemp(dir=self.tmp_dir, suffix=".tmp")
         except OSError as e:
-            raise UnreadableFile(f"cannot write to the cache at {self.root}: {e.strerror}") from e
+            raise StorageError(f"cannot write to the cache at {self.root}: {e.strerror}") from e
 
     def _publish(self, tmp: str, final: str) -> None:
         parent = os.path.dirname(final)

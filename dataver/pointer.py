@@ -1,17 +1,21 @@
 """Pointer files (``PATH.dv``): the small text file git tracks in place of the data.
 
-Format (version 1), one ``key: value`` per line, UTF-8, ``#`` comments::
+Format (version 1): UTF-8, ``\n``-separated lines, each ``key: value`` or a
+comment line starting with ``#``::
 
     # dataver pointer: commit this file; the data lives in the dataver cache
     version: 1
-    kind: file            # or: dir
+    kind: dir
     hash: xxh3-128
-    digest: 0f3a...       # file content digest, or the folder manifest's digest
-    size: 1234            # bytes (a folder: total of its files)
-    files: 20             # folders only: number of files
+    digest: 0f3a...
+    size: 1234
+    files: 20
 
-Keys this version does not know (a user's ``desc:``, say) are kept, in order, and
-written back on re-add. Pure: bytes in, values out; pointers arrive through git from
+``kind`` is ``file`` or ``dir``; ``digest`` is the file's digest or the folder
+manifest's; ``size`` is in bytes (a folder's: the total of its files); ``files``
+(folders only) counts its files. Keys this version does not know (a user's
+``desc:``, say, or an import's ``source.*`` block) are kept, in order, and written
+back on re-add; comment lines are not. Pure: bytes in, values out; pointers arrive through git from
 other people, so everything is validated and errors are ``PointerError``.
 """
 
@@ -93,7 +97,7 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
     values: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -136,8 +140,22 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
     return Pointer(kind, digest, size, files, tuple(extra))
 
 
+def looks_like_pointer(path: str) -> bool:
+    """Cheap test used when scanning a repo: is this ``*.dv`` file meant as a pointer?
+
+    Files that do not start like one (another tool's ``.dv`` files) are ignored by
+    repo-wide scans; a file the user names explicitly is always parsed (and errors).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return True  # let the real read report the problem
+    return head.startswith(b"# dataver pointer") or head.lstrip().startswith(b"version:") or b"\nversion:" in head
+
+
 def _count(text: str, key: str, fail) -> int:
-    if not _is_decimal(text) or len(text) > 20:
+    if not _is_decimal(text) or len(text) > 20 or (len(text) > 1 and text[0] == "0"):
         raise fail(f"{key} must be a non-negative integer, not {text[:40]!r}")
     return int(text)
 

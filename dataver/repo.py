@@ -20,7 +20,7 @@ from .state import NullState, State
 
 DATAVER_DIR = ".dataver"
 FORBIDDEN_DIRS = (".git", DATAVER_DIR)
-DATAVER_GITIGNORE = "/cache/\n/tmp/\n/state.db*\n/lock\n/config.local\n"
+DATAVER_GITIGNORE = "/cache/\n/state.db*\n/lock\n/config.local\n/*.tmp\n"
 
 
 class Repo:

@@ -1,7 +1,9 @@
 """Moving objects between the local cache and a remote: wanted - present = missing.
 
-Blobs travel before the manifests that list them, so a remote (or cache) never
-holds a manifest whose files were not sent first. Every downloaded object is hashed
+On push, blobs travel before the manifests that list them, so a remote never holds
+a manifest whose files were not sent first. On fetch, a folder's manifest comes
+first (it is what says which blobs to fetch); a manifest in the cache without its
+blobs is harmless, since status and checkout report the blobs as missing. Every downloaded object is hashed
 before it gets its name in the cache (``odb.adopt``); a mismatch is an error naming
 the object and the remote, and nothing bad is kept.
 """
@@ -28,6 +30,7 @@ class Wanted:
 
     refs: dict[ObjRef, tuple[int, str]] = field(default_factory=dict)  # ref -> (size, display path)
     unknown: list[tuple[str, ObjRef]] = field(default_factory=list)  # folders whose manifest we lack
+    manifests_fetched: int = 0  # manifests downloaded to expand folders
 
     def add(self, ref: ObjRef, size: int, display: str) -> None:
         self.refs.setdefault(ref, (size, display))
@@ -50,10 +53,11 @@ def wanted_objects(
                 w.unknown.append((t.rel, mref))
                 continue
             try:
-                _download(cache, remote, mref, hasher)
+                download_object(cache, remote, mref, hasher)
             except ObjectsMissing:
                 w.unknown.append((t.rel, mref))
                 continue
+            w.manifests_fetched += 1
         data = cache.read_manifest_bytes(t.pointer.digest)
         for e in manifest_mod.loads(data, f"manifest of {t.rel}"):
             w.add(ObjRef(e.digest), e.size, f"{t.rel}/{e.path}")
@@ -118,7 +122,7 @@ def fetch(
 
     def get(ref: ObjRef) -> None:
         try:
-            _download(cache, remote, ref, hasher)
+            download_object(cache, remote, ref, hasher)
         except ObjectsMissing:
             absent.append(ref)
             return
@@ -126,17 +130,17 @@ def fetch(
 
     _run_in_order(to_get, get, jobs, wanted, progress, "downloading")
     result.missing += [(wanted.refs[r][1], r) for r in absent]
-    result.transferred = len(to_get) - len(absent)
+    result.transferred = len(to_get) - len(absent) + wanted.manifests_fetched
     result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in absent)
     return result
 
 
 def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher) -> None:
     """Bring one folder manifest into the cache (verified); ObjectsMissing if absent."""
-    _download(cache, remote, ObjRef(digest, manifest=True), hasher)
+    download_object(cache, remote, ObjRef(digest, manifest=True), hasher)
 
 
-def _download(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
+def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
     os.makedirs(cache.tmp_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")
     os.close(fd)

@@ -126,13 +126,13 @@ class RevisionView:
 
     def _fetch(self, info: FileInfo) -> None:
         from .remotes import ObjRef, open_remote, remote_names
-        from .transfer import _download
+        from .transfer import download_object
 
         if not remote_names(self.repo.config):
             raise ObjectsMissing(f"{info.path} ({info.digest}) is not in the cache and no remote is configured")
         remote = open_remote(self.repo.config, None, self.repo.root)
         with self.repo.hasher() as hasher:
-            _download(self.repo.cache, remote, ObjRef(info.digest), hasher)
+            download_object(self.repo.cache, remote, ObjRef(info.digest), hasher)
 
 
 def _norm(path: str) -> str:

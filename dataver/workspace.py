@@ -109,7 +109,7 @@ def _walk_pointers(root: str) -> list[str]:
             continue
         names = {e.name for e in entries}
         for e in entries:
-            if e.name.endswith(pointer.SUFFIX) and e.is_file():
+            if e.name.endswith(pointer.SUFFIX) and e.is_file() and _meant_as_pointer(e.path, names, e.name):
                 found.append(e.path)
             elif (
                 e.is_dir(follow_symlinks=False)
@@ -118,6 +118,12 @@ def _walk_pointers(root: str) -> list[str]:
             ):
                 stack.append(e.path)
     return sorted(found)
+
+
+def _meant_as_pointer(path: str, siblings: set[str], name: str) -> bool:
+    """A ``*.dv`` file is a pointer if it reads like one or the path it would track
+    exists; other ``.dv`` files (raw DV video, say) are not ours to parse."""
+    return name[: -len(pointer.SUFFIX)] in siblings or pointer.looks_like_pointer(path)
 
 
 def scan_folder(folder: str, display: str) -> FolderScan:
@@ -258,7 +264,7 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         path = f"{t.rel}/{e.path}"
         if e.path not in scan.files:
             records.append(Record(path, DELETED, in_cache, t.rel))
-        elif known.get(e.path) == e.digest:
+        elif known.get(e.path) == e.digest and bool(scan.files[e.path].st_mode & 0o100) == e.executable:
             records.append(Record(path, UNCHANGED, in_cache, t.rel))
         else:
             records.append(Record(path, MODIFIED, in_cache, t.rel))

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import CheckFailed
+from ..errors import CheckFailed, WouldLoseData
 from .main import app
-from .options import JOBS, JSON, QUIET
+from .options import JSON, QUIET
 from .render import emit_json, human_size, note, progress_for
 
 
@@ -79,7 +79,11 @@ def gc(
         preview = do_gc(repo, dry_run=True, **opts)
         if not dry_run and preview.removed and not yes:
             if not sys.stdin.isatty():
-                raise typer.BadParameter("gc would remove objects; pass --yes to confirm when not interactive")
+                raise WouldLoseData(
+                    f"gc would remove {preview.removed} object(s) ({human_size(preview.freed)}) "
+                    f"from the {preview.where}",
+                    "review with --dry-run, then confirm with --yes",
+                )
             typer.confirm(
                 f"remove {preview.removed} object(s), {human_size(preview.freed)}, from the {preview.where}?",
                 abort=True,
@@ -99,7 +103,7 @@ def gc(
 @app.command("hash")
 def hash_cmd(
     path: str = typer.Argument(..., help="A file or folder."),
-    jobs: Optional[int] = JOBS,
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Hashing threads (default: CPU count)."),
     json_out: bool = JSON,
 ) -> None:
     """Print the digest a pointer would record for PATH (no repository needed).

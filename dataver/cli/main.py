@@ -27,9 +27,17 @@ try:
 except ImportError:  # typer that uses the real click
     pass
 
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config; 4 bad path; "
+    "5 bad pointer/manifest; 6 refused: would lose data (use --force/--yes); 7 objects missing; "
+    "8 integrity (corrupt object, file changed while hashed); 9 remote; 10 lock timeout; "
+    "11 cannot write (disk full, permissions); 130 interrupted."
+)
+
 app = typer.Typer(
     name="dataver",
     help="Version large data and models beside git: content-addressed cache, pointer files, remotes.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -48,13 +56,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Version large data and models beside git.
-
-    Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config;
-    4 bad path; 5 bad pointer/manifest; 6 would lose workspace changes; 7 objects
-    missing; 8 integrity (corrupt object, file changed while hashed); 9 remote;
-    10 lock timeout; 130 interrupted.
-    """
+    """Version large data and models beside git."""
 
 
 from . import cache_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)

@@ -80,12 +80,9 @@ def remote_remove(name: str) -> None:
     repo = _repo()
     if not repo.config.remove_section(section_name(name)):
         raise ConfigError(f"no remote named {name!r}")
-    for local in (False, True):
-        if repo.config.has_section_in("core", local) and repo.config.section("core").get("remote") == name:
-            try:
-                repo.config.set_in("core", "remote", None, local)
-            except ConfigError:
-                pass
+    for local in (False, True):  # unset the default only where it names this remote
+        if repo.config.get_in("core", "remote", local) == name:
+            repo.config.set_in("core", "remote", None, local)
     note(f"removed remote {name}")
 
 
@@ -142,7 +139,12 @@ def _report(verb: str, result, quiet: bool) -> None:
     if not quiet:
         note(f"{verb} {result.transferred} object(s) ({human_size(result.nbytes)}); {result.present} already there")
     if result.missing:
-        raise missing_error([(p, r.digest) for p, r in result.missing], "everywhere it was looked for")
+        hint = (
+            "re-add the data where it exists, then push again"
+            if verb == "pushed"
+            else "push them from a machine that has them (dataver push), then fetch again"
+        )
+        raise missing_error([(p, r.digest) for p, r in result.missing], "everywhere it was looked for", hint)
 
 
 def _transfer_json(result) -> dict:
@@ -236,7 +238,11 @@ def pull(
         )
     missing = [(p, r.digest) for p, r in result.fetched.missing] or result.checkout.missing
     if missing:
-        raise missing_error(missing, "the cache and the remote")
+        raise missing_error(
+            missing,
+            "the cache and the remote",
+            "push them from a machine that has them (dataver push), then pull again",
+        )
 
 
 @app.command()

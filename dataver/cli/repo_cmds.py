@@ -53,10 +53,6 @@ def config(
             raise ConfigError(f"{key} is not set")
         print(current)
     else:
-        if key == "cache.link":
-            from ..linking import parse_link_types
-
-            parse_link_types(value)
         repo.config.set(key, value, local)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import typer
@@ -39,10 +40,12 @@ def add(
     elif not quiet:
         for r in results:
             what = f"{r.files} files, " if r.kind == "dir" else ""
-            verb = "added" if r.changed else "unchanged"
+            verb = "added" if r.changed else "up to date"
             note(f"{verb}: {r.path} ({what}{human_size(r.size)}; {r.hashed} hashed) -> {r.path}.dv")
-        if any(r.changed for r in results):
-            note("next: git add " + " ".join(f"{r.path}.dv" for r in results if r.changed) + " .gitignore")
+        changed = [r.path for r in results if r.changed]
+        if changed:
+            gitignores = sorted({os.path.join(os.path.dirname(p), ".gitignore") for p in changed})
+            note("next: git add " + " ".join([f"{p}.dv" for p in changed] + gitignores))
 
 
 @app.command()

@@ -49,14 +49,20 @@ def _check_target(repo: Repo, user_path: str) -> str:
     path = repo.resolve(user_path)
     if path.endswith(pointer.SUFFIX):
         raise PathError(f"{user_path} is a pointer file", f"add the data it tracks: dataver add {user_path[:-3]}")
+    link = _linked_parent(repo, path)
+    if link is not None:  # the pointer and .gitignore would land wherever the link leads
+        raise PathError(
+            f"{user_path} is beyond a symbolic link ({repo.rel(link)})",
+            f"name the real path, or track the linked folder itself: dataver add {repo.rel(link)}",
+        )
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise PathError(f"{user_path} does not exist") from None
     except OSError as e:
-        from ..hashing import _path_error
+        from ..hashing import path_error
 
-        raise _path_error(user_path, e) from None
+        raise path_error(user_path, e) from None
     if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
         raise PathError(f"{user_path} is not a regular file or folder")
     owner = tracked_ancestor(repo, path)
@@ -68,6 +74,16 @@ def _check_target(repo: Repo, user_path: str) -> str:
     if repo.git is not None:
         repo.git.check_not_tracked(repo.rel(path))
     return path
+
+
+def _linked_parent(repo: Repo, path: str) -> str | None:
+    """A folder between the repository root and ``path`` that is a symbolic link, if any."""
+    probe = os.path.dirname(path)
+    while len(probe) > len(repo.root):
+        if os.path.islink(probe):
+            return probe
+        probe = os.path.dirname(probe)
+    return None
 
 
 def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Added:

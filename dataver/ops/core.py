@@ -52,13 +52,14 @@ def checkout(
     return CheckoutResult(applied, plan.unchanged, plan.missing)
 
 
-def missing_error(missing: list[tuple[str, Digest]], where: str = "the cache") -> ObjectsMissing:
+def missing_error(
+    missing: list[tuple[str, Digest]],
+    where: str = "the cache",
+    hint: str = "fetch them from a remote (dataver pull), or re-add the data where it exists",
+) -> ObjectsMissing:
     shown = "\n".join(f"  {path}  ({d})" for path, d in missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-    return ObjectsMissing(
-        f"{len(missing)} object(s) missing from {where}:\n{shown}{more}",
-        "fetch them from a remote (dataver pull), or re-add the data where it exists",
-    )
+    return ObjectsMissing(f"{len(missing)} object(s) missing from {where}:\n{shown}{more}", hint)
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Hashed:
 
 def hash_path(path: str, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> Hashed:
     """The digest a pointer would record for ``path``; needs no repository."""
-    from ..hashing import Hasher, _path_error
+    from ..hashing import Hasher, path_error
 
     if os.path.isdir(path):
         scan = scan_folder(path, path)
@@ -195,5 +196,5 @@ def hash_path(path: str, jobs: int | None = None, progress: Progress = NO_PROGRE
         try:
             h = hasher.hash_file(path, progress=progress)
         except OSError as e:
-            raise _path_error(path, e) from None
+            raise path_error(path, e) from None
     return Hashed(path, "file", h.digest.hex, h.size)

@@ -123,7 +123,8 @@ def remote_status(
     tracked = tracked_at_head(repo) if at_head else find_tracked(repo, paths)
     with repo.hasher() as hasher:
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
-    refs = list(wanted.refs)
+    unknown = {ref for _, ref in wanted.unknown}
+    refs = [r for r in wanted.refs if r not in unknown]
     on_remote_missing = set(remote.missing(refs, _jobs(repo, remote, jobs)))
     records = []
     for ref in refs:
