@@ -1,8 +1,17 @@
-"""The repository lock: one data-moving dataver process per repository at a time.
+"""Locks between dataver processes: one per repository, one per cache.
 
-An ``fcntl.flock`` on ``.dataver/lock``: the kernel drops it when the holder exits,
-so a crashed process never leaves a stale lock. The holder writes its PID into the
-file so a waiter can say whom it waits for.
+Both are ``fcntl.flock`` locks, which the kernel drops when the holder exits, so a
+crashed or killed process never leaves a stale lock behind.
+
+* The repository lock (``.dataver/lock``, exclusive): one data-moving command per
+  repository at a time. The holder writes its PID so a waiter can say whom it waits for.
+* The cache lock (``<cache>/lock``): shared by every command that adds or reads
+  objects, exclusive for ``gc``. Several repositories may share one cache
+  (``cache.dir``); this keeps a ``gc`` in one from deleting an object another is
+  adding before its pointer exists.
+
+Locks are always taken in that order (repository, then cache), so two processes
+cannot wait on each other.
 """
 
 from __future__ import annotations
@@ -15,14 +24,23 @@ from typing import Callable
 from .errors import LockTimeout
 
 
-class RepoLock:
-    def __init__(self, path: str, timeout: float = 60.0, on_wait: Callable[[str], None] | None = None):
+class FileLock:
+    def __init__(
+        self,
+        path: str,
+        what: str,
+        shared: bool = False,
+        timeout: float = 60.0,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.path = path
+        self.what = what
+        self.shared = shared
         self.timeout = timeout
         self.on_wait = on_wait
         self._fd: int | None = None
 
-    def __enter__(self) -> RepoLock:
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 
@@ -30,35 +48,62 @@ class RepoLock:
         self.release()
 
     def acquire(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + self.timeout
         told = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _read_holder(fd)
                 if not told and self.on_wait is not None:
-                    self.on_wait(f"waiting for the repository lock held by {holder}")
+                    self.on_wait(f"waiting for {self.what} held by {holder}")
                     told = True
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise LockTimeout(
-                        f"the repository is locked by {holder} ({self.path})",
+                        f"{self.what} is held by {holder} ({self.path})",
                         "wait for it to finish, or raise core.lock_timeout",
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            if not self.shared:
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+class Locks:
+    """Several locks taken in order and released in reverse."""
+
+    def __init__(self, *locks: FileLock):
+        self.locks = locks
+
+    def __enter__(self) -> Locks:
+        taken = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
 
 
 def _read_holder(fd: int) -> str:

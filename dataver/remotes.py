@@ -146,6 +146,8 @@ class RemoteStore:
             self._fs = self._call(lambda: cls(**self._storage), "connect to")
             if self.protocol == "s3":
                 self._fs.retries = 1  # we retry (with backoff) one level up, in _call
+            if getattr(self._fs, "async_impl", False):
+                _quiet_dropped_connection_tasks(self._fs.loop)
         return self._fs
 
     @property
@@ -352,6 +354,20 @@ def _is_connection_error(e: BaseException) -> bool:
         and x.errno in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ETIMEDOUT, errno.ENETUNREACH)
         for x in _chain(e)
     )
+
+
+def _quiet_dropped_connection_tasks(loop: Any) -> None:
+    """When a connection drops mid-request, aiohttp leaves a task whose exception nobody
+    awaits, and asyncio prints "Task exception was never retrieved" with a traceback on
+    stderr. The request itself fails too, and _call retries and reports it: drop those."""
+
+    def handler(loop: Any, context: dict) -> None:
+        exc = context.get("exception")
+        if exc is not None and (isinstance(exc, ConnectionError) or _is_connection_error(exc)):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _transient(e: BaseException) -> bool:

@@ -14,7 +14,7 @@ from .config import Config
 from .errors import ConfigError, PathError, RepoError
 from .hashing import Hasher, default_jobs
 from .linking import DEFAULT_LINK_TYPES, parse_link_types
-from .lock import RepoLock
+from .lock import FileLock, Locks
 from .odb import ObjectStore
 from .state import NullState, State
 
@@ -78,13 +78,17 @@ class Repo:
     def hasher(self, jobs: int | None = None) -> Hasher:
         return Hasher(jobs or self.jobs)
 
-    def lock(self, on_wait: Callable[[str], None] | None = None) -> RepoLock:
+    def lock(self, on_wait: Callable[[str], None] | None = None, cache_exclusive: bool = False) -> Locks:
+        """The repository lock, then the cache lock (shared; exclusive for gc)."""
         text = self.config.get("core.lock_timeout", "60")
         try:
             timeout = float(text)
         except ValueError:
             raise ConfigError(f"core.lock_timeout must be a number of seconds, not {text!r}") from None
-        return RepoLock(os.path.join(self.dataver_dir, "lock"), timeout, on_wait)
+        return Locks(
+            FileLock(os.path.join(self.dataver_dir, "lock"), "the repository lock", False, timeout, on_wait),
+            FileLock(os.path.join(self.cache.root, "lock"), "the cache lock", not cache_exclusive, timeout, on_wait),
+        )
 
     @cached_property
     def git(self):

@@ -75,7 +75,7 @@ def gc(
 
     repo = Repo.find()
     opts = {"all_branches": all_branches, "all_tags": all_tags, "all_commits": all_commits, "remote_name": remote_name}
-    with repo.lock(note):
+    with repo.lock(note, cache_exclusive=True):
         preview = do_gc(repo, dry_run=True, **opts)
         if not dry_run and preview.removed and not yes:
             if not sys.stdin.isatty():

@@ -38,6 +38,13 @@ class Added:
 
 def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS) -> list[Added]:
     targets = [_check_target(repo, p) for p in user_paths]
+    for user_path, target in zip(user_paths, targets, strict=True):
+        outer = next((o for o in targets if target.startswith(o + os.sep)), None)
+        if outer is not None:  # checked together, or the inner pointer lands in the folder
+            raise PathError(
+                f"{user_path} is inside {repo.rel(outer)}, which is being added too",
+                f"add the folder alone: dataver add {repo.rel(outer)}",
+            )
     results = []
     with repo.hasher() as hasher:
         for target in targets:
