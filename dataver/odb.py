@@ -169,7 +169,7 @@ class ObjectStore:
         if digest_manifest(data) != digest:
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
-                "delete it and fetch it again, or re-add the folder",
+                "replace it from a remote: dataver fetch --repair; or re-add the folder",
             )
         return data
 
@@ -251,7 +251,7 @@ def copy_verified(
     if hashed.digest != digest:
         raise IntegrityError(
             f"cache object {obj_path} is corrupt (its bytes hash to {hashed.digest.short()}, not {digest.short()})",
-            "delete it and fetch it again from a remote, or re-add the data",
+            "replace it from a remote: dataver fetch --repair; or re-add the data",
         )
 
 

@@ -70,11 +70,19 @@ class TransferResult:
     present: int = 0  # already where they needed to be
     nbytes: int = 0
     missing: list[tuple[str, ObjRef]] = field(default_factory=list)  # (display path, ref) found nowhere
+    repaired: list[tuple[str, ObjRef]] = field(default_factory=list)  # corrupt cache objects replaced
 
 
 def push(
-    cache: ObjectStore, remote: RemoteStore, wanted: Wanted, jobs: int, progress: Progress = NO_PROGRESS
+    cache: ObjectStore,
+    remote: RemoteStore,
+    wanted: Wanted,
+    jobs: int,
+    progress: Progress = NO_PROGRESS,
+    hasher: Hasher | None = None,
 ) -> TransferResult:
+    """Upload what the remote lacks. With a ``hasher``, every blob is re-hashed before
+    it leaves, so a damaged cache object is reported instead of spread."""
     unknown = {ref for _, ref in wanted.unknown}
     local, not_local = [], []
     for ref in wanted.refs:
@@ -95,6 +103,11 @@ def push(
 
     def send(ref: ObjRef) -> None:
         path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
+        if hasher is not None and not ref.manifest and not cache.check_blob(ref.digest, hasher):
+            raise IntegrityError(
+                f"cache object {path} is corrupt (its bytes do not hash to {ref.digest.short()}); not pushed",
+                "repair it: dataver fetch --repair (from a remote that has it), or re-add the data",
+            )
         remote.upload(path, ref)
         progress.advance(wanted.refs[ref][0], 1)
 
@@ -131,8 +144,34 @@ def fetch(
     _run_in_order(to_get, get, jobs, wanted, progress, "downloading")
     result.missing += [(wanted.refs[r][1], r) for r in absent]
     result.transferred = len(to_get) - len(absent) + wanted.manifests_fetched
+    result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
     result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in absent)
     return result
+
+
+def remove_corrupt(
+    cache: ObjectStore, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
+) -> list[tuple[str, ObjRef]]:
+    """Re-hash the wanted objects present in the cache and delete those whose bytes
+    do not match their names, so a fetch brings good copies. Returns what was removed."""
+    present = [r for r in wanted.refs if (cache.has_manifest(r.digest) if r.manifest else cache.has_blob(r.digest))]
+
+    def check(ref: ObjRef) -> bool:
+        if ref.manifest:
+            try:
+                cache.read_manifest_bytes(ref.digest)
+                return True
+            except IntegrityError:
+                return False
+        return cache.check_blob(ref.digest, hasher)
+
+    progress.start("checking cache", total_bytes=sum(wanted.refs[r][0] for r in present), total_files=len(present))
+    good = run_parallel(check, present, max(1, hasher.jobs))
+    progress.close()
+    bad = [r for r, ok in zip(present, good, strict=True) if not ok]
+    for ref in bad:
+        cache.remove(cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest))
+    return [(wanted.refs[r][1], r) for r in bad]
 
 
 def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher) -> None:

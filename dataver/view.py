@@ -119,7 +119,7 @@ class RevisionView:
                 if hasher.hash_file(path).digest != info.digest:
                     raise IntegrityError(
                         f"cache object for {info.path} is corrupt ({path})",
-                        "delete it and fetch it again: dataver fetch",
+                        "replace it from a remote: dataver fetch --repair",
                     )
             self._verified.add(info.digest)
         return path

@@ -136,6 +136,8 @@ def remote_default(
 def _report(verb: str, result, quiet: bool) -> None:
     from ..ops.core import missing_error
 
+    for path, ref in result.repaired:
+        note(f"corrupt cache object removed, to be fetched again: {path} ({ref.digest.short()})")
     if not quiet:
         note(f"{verb} {result.transferred} object(s) ({human_size(result.nbytes)}); {result.present} already there")
     if result.missing:
@@ -149,6 +151,7 @@ def _report(verb: str, result, quiet: bool) -> None:
 
 def _transfer_json(result) -> dict:
     return {
+        "repaired": [{"path": p, "digest": str(r.digest)} for p, r in result.repaired],
         "transferred": result.transferred,
         "present": result.present,
         "bytes": result.nbytes,
@@ -185,18 +188,22 @@ def fetch(
     remote_name: Optional[str] = REMOTE,
     rev: Optional[str] = REV,
     jobs: Optional[int] = JOBS,
+    repair: bool = typer.Option(
+        False, "--repair", help="Re-hash the cache objects first; replace corrupt ones from the remote."
+    ),
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
     """Download missing objects into the cache (the workspace is not touched).
 
-    Each object is hashed before it enters the cache.
+    Each object is hashed before it enters the cache. With --repair, objects already
+    in the cache are checked too, and damaged ones are fetched again.
     """
     from ..ops.sync import fetch as do_fetch
 
     repo = _repo()
     with repo.lock(note):
-        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet), rev)
+        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet), rev, repair)
     if json_out:
         emit_json(_transfer_json(result))
     _report("fetched", result, quiet or json_out)

@@ -10,7 +10,7 @@ from ..history import tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
 from ..repo import Repo
-from ..transfer import TransferResult, Wanted, wanted_objects
+from ..transfer import TransferResult, Wanted, remove_corrupt, wanted_objects
 from ..transfer import fetch as fetch_objects
 from ..transfer import push as push_objects
 from ..workspace import Tracked, find_tracked
@@ -33,7 +33,8 @@ def push(
 ) -> TransferResult:
     remote = open_remote(repo.config, remote_name, repo.root)
     wanted = wanted_objects(repo.cache, tracked_for(repo, rev, paths))
-    return push_objects(repo.cache, remote, wanted, _jobs(repo, remote, jobs), progress)
+    with repo.hasher() as hasher:
+        return push_objects(repo.cache, remote, wanted, _jobs(repo, remote, jobs), progress, hasher)
 
 
 def fetch(
@@ -43,11 +44,13 @@ def fetch(
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
     rev: str | None = None,
+    repair: bool = False,
 ) -> TransferResult:
     """Bring into the cache what the pointers (of the workspace, or at ``rev``) need.
 
     Imported pointers are served from our remote when it has their objects, else
-    from their source repository at the pinned commit.
+    from their source repository at the pinned commit. With ``repair``, cache objects
+    whose bytes do not match their names are deleted first and fetched again.
     """
     tracked = tracked_for(repo, rev, paths)
     imported = [t for t in tracked if t.pointer.source]
@@ -56,8 +59,12 @@ def fetch(
     else:
         remote = open_remote(repo.config, remote_name, repo.root)
         with repo.hasher() as hasher:
+            if repair:
+                _drop_corrupt_manifests(repo, tracked)
             wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+            repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
             result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+            result.repaired = repaired
     if imported:
         from .imports import fetch_imports
 
@@ -65,6 +72,17 @@ def fetch(
         listed = {r for _, r in still}
         result.missing = [(d, r) for d, r in result.missing if not _present(repo, r) and r not in listed] + still
     return result
+
+
+def _drop_corrupt_manifests(repo: Repo, tracked: list[Tracked]) -> None:
+    from ..errors import IntegrityError
+
+    for t in tracked:
+        if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest):
+            try:
+                repo.cache.read_manifest_bytes(t.pointer.digest)
+            except IntegrityError:
+                repo.cache.remove(repo.cache.manifest_path(t.pointer.digest))
 
 
 def _present(repo: Repo, ref: ObjRef) -> bool:
