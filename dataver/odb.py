@@ -149,11 +149,17 @@ class ObjectStore:
             raise StorageError(f"cannot write to the cache at {self.root}: {e.strerror}") from e
 
     def _publish(self, tmp: str, final: str) -> None:
+        """Give a verified temporary file its final name. An object already there is
+        kept (like git, never rewritten): workspace hardlinks to it stay shared, and a
+        concurrent writer of the same object wrote the same bytes."""
         parent = os.path.dirname(final)
         if parent not in self._made_dirs:
             os.makedirs(parent, exist_ok=True)
             self._made_dirs.add(parent)
-        os.replace(tmp, final)
+        if os.path.exists(final):
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, final)
 
     # -- reading ----------------------------------------------------------------
     def read_manifest_bytes(self, digest: Digest) -> bytes:

@@ -427,7 +427,9 @@ def _storage_options(protocol: str, options: dict[str, str], from_url: dict[str,
         if client:
             out["client_kwargs"] = client
         out["use_listings_cache"] = False
-        out["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 1}}
+        # botocore's "max_attempts" counts retries (1 = two tries, with up to 1 s of random
+        # backoff between): "total_max_attempts" 1 leaves the retrying to _call.
+        out["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"total_max_attempts": 1}}
         return out
     if protocol in ("file", "local"):
         return {"auto_mkdir": True}

@@ -252,6 +252,8 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
     if not os.path.isdir(t.path):
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
     scan = scan_folder(t.path, t.rel)
+    if not entries and not scan.files:
+        return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     known, unknown = known_digests(repo, t.rel, scan)
     by_path = {e.path: e for e in entries}
     to_hash = [rel for rel in unknown if rel in by_path and scan.files[rel].st_size == by_path[rel].size]
