@@ -79,13 +79,29 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         if not _saved(repo, current):
             p.conflicts.append(t.rel)
     elif st is not None and not into_cache:
-        p.conflicts.append(t.rel)  # a folder or link where the file belongs
+        if not (stat_mod.S_ISDIR(st.st_mode) and _folder_saved(repo, t, progress)):
+            p.conflicts.append(t.rel)  # a folder or link where the file belongs
     if not repo.cache.has_blob(want):
         p.missing.append((t.rel, want))
         return
     if st is not None and stat_mod.S_ISDIR(st.st_mode):
         p.actions.append(Action("delete", t.path, t.rel))  # a folder cannot be renamed over
     p.actions.append(Action("create" if st is None else "replace", t.path, t.rel, want, t.pointer.size))
+
+
+def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
+    """Whether every file of the folder standing where ``t``'s file belongs is in the cache
+    (it was a tracked folder at another revision): then replacing it loses nothing."""
+    from .errors import DataverError
+
+    try:
+        scan = scan_folder(t.path, t.rel)
+    except DataverError:
+        return False
+    current, unknown = known_digests(repo, t.rel, scan)
+    hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
+    digests = list(current.values()) + [h.digest for h in hashed.values()]
+    return all(_saved(repo, d) for d in digests)
 
 
 def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:

@@ -7,6 +7,7 @@ retries. Here the first exception cancels everything not yet started.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, TypeVar
 
@@ -21,9 +22,22 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> list[R]
         return []
     if jobs <= 1 or len(items) == 1:
         return [fn(x) for x in items]
+    failed = threading.Event()
+
+    def guarded(x: T) -> R | None:
+        # A worker takes its next item before this thread can cancel it: once any task
+        # has failed, start nothing new (its result is never used: the error is raised).
+        if failed.is_set():
+            return None
+        try:
+            return fn(x)
+        except BaseException:
+            failed.set()
+            raise
+
     pool = ThreadPoolExecutor(min(jobs, len(items)))
     try:
-        futures = [pool.submit(fn, x) for x in items]
+        futures = [pool.submit(guarded, x) for x in items]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
             if f.done() and f.exception() is not None:

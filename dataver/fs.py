@@ -14,6 +14,7 @@ from typing import Any
 
 from fsspec.spec import AbstractFileSystem
 
+from .errors import PathError
 from .repo import Repo
 from .view import RevisionView
 
@@ -21,6 +22,7 @@ from .view import RevisionView
 class DataverFileSystem(AbstractFileSystem):
     protocol = "dataver"
     root_marker = ""
+    cachable = False  # pointers change under a long-running process: never reuse an instance
 
     def __init__(self, repo: str | None = None, rev: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -56,4 +58,8 @@ class DataverFileSystem(AbstractFileSystem):
         if "r" not in mode or any(c in mode for c in "wax+"):
             raise PermissionError("the dataver:// filesystem is read-only")
         path = self._strip_protocol(path)
-        return open(self.view.local_path(self.view.file(path)), "rb")  # noqa: SIM115 - returned to the caller
+        try:
+            info = self.view.file(path)
+        except PathError as e:  # not tracked at this revision: what fsspec callers expect
+            raise FileNotFoundError(path) from e
+        return open(self.view.local_path(info), "rb")  # noqa: SIM115 - returned to the caller

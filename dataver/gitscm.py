@@ -107,14 +107,15 @@ class Git:
         """Every commit reachable from any branch or tag."""
         import pygit2
 
-        seen: set[str] = set()
-        for start in self.branches() + self.tags():
-            for commit in self._repo.walk(start, pygit2.enums.SortMode.NONE):
-                cid = str(commit.id)
-                if cid in seen:
-                    break
-                seen.add(cid)
-        return sorted(seen)
+        starts = self.branches() + self.tags()
+        if not starts:
+            return []
+        # One walk from every start: stopping a walk at the first commit already seen
+        # would skip the other parents of a merge (their ancestors were never seen).
+        walker = self._repo.walk(starts[0], pygit2.enums.SortMode.NONE)
+        for start in starts[1:]:
+            walker.push(start)
+        return sorted({str(commit.id) for commit in walker})
 
     def pointer_files_at(self, rev: str, suffix: str = ".dv") -> list[tuple[str, bytes]]:
         """(repo-relative path, bytes) of every pointer file committed at ``rev``.

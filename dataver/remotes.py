@@ -112,9 +112,13 @@ def open_remote(config: Config, name: str | None, repo_root: str | None = None) 
             f"known remotes: {', '.join(remote_names(config)) or 'none'}; add one with dataver remote add",
         )
     url = options["url"]
-    if repo_root is not None and "://" not in url and not os.path.isabs(url):
-        url = os.path.normpath(os.path.join(repo_root, url))  # relative to the repository root
-    return RemoteStore(name, url, {k: v for k, v in options.items() if k != "url"})
+    path = url[len("file://") :] if url.startswith("file://") else url if "://" not in url else None
+    relative = path is not None and not os.path.isabs(os.path.expanduser(path))
+    if relative and repo_root is not None:
+        url = os.path.normpath(os.path.join(repo_root, path))  # relative to the repository root
+    store = RemoteStore(name, url, {k: v for k, v in options.items() if k != "url"})
+    store.relative = relative and repo_root is None
+    return store
 
 
 class RemoteStore:
@@ -127,6 +131,7 @@ class RemoteStore:
         self.protocol, self.root, storage = _split_url(url)
         self._storage = _storage_options(self.protocol, options, storage)
         self.jobs = int(options["jobs"]) if options.get("jobs", "").isdigit() else None
+        self.relative = False  # a relative folder path that no repository root anchored
         self._fs: Any = None
 
     # -- the fsspec filesystem, built lazily (importing s3fs costs ~0.3 s) ----------
@@ -181,8 +186,16 @@ class RemoteStore:
         if self.protocol == "s3":
             bucket = self.root.split("/", 1)[0]
             self._call(lambda: self.fs.ls(bucket, detail=False) and None, "list")
-        else:
-            self._call(lambda: self.fs.exists(self.root), "check")
+        elif not self._call(lambda: self.fs.exists(self.root), "check"):
+            raise RemoteError(
+                f"remote {self.name!r} ({self.display}) does not exist",
+                "check the URL (dataver remote list), or dataver push to create it",
+            )
+
+    def prepare_write(self) -> None:
+        """Create the remote's root folder where the store has folders (push may start a remote)."""
+        if self.protocol in RENAME_PROTOCOLS and not self.read_only:
+            self._call(lambda: self.fs.makedirs(self.root, exist_ok=True), "create")
 
     def _exists(self, path: str) -> bool:
         return self._call(lambda: self.fs.exists(path), "check")

@@ -93,6 +93,7 @@ def push(
     # One question to the remote for both: what to send, and which of the objects
     # we lack it lacks too (those are lost unless someone else still has them).
     unknown_refs = [r for _, r in wanted.unknown]
+    remote.prepare_write()
     absent = set(remote.missing(local + not_local + unknown_refs, jobs))
     to_send = [r for r in local if r in absent]
     result = TransferResult(

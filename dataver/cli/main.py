@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    if rv == 130:  # click hands Ctrl-C back as the return value 130
+        print("interrupted", file=sys.stderr)
     return rv if isinstance(rv, int) else 0
 
 

@@ -22,7 +22,7 @@ MARKER = "# installed by `dataver install`"
 HOOKS = {
     "post-checkout": "checkout --quiet",
     "post-merge": "checkout --quiet",
-    "pre-push": "push --quiet",
+    "pre-push": "push --quiet --rev",  # once per commit being pushed (read from git's stdin)
 }
 
 
@@ -36,20 +36,36 @@ class Installed:
 
 def _script(name: str, command: str) -> str:
     python = shlex.quote(sys.executable)
+    if name == "pre-push":
+        # git gives "<local ref> <local sha> <remote ref> <remote sha>" per ref pushed:
+        # push the data of each commit going out; without a remote there is nothing to do.
+        body = f"""if ! dv remote default >/dev/null 2>&1; then
+    echo "dataver: no default data remote, data not pushed (dataver remote add NAME URL --default)" >&2
+    true
+else
+    while read -r local_ref local_sha remote_ref remote_sha; do
+        case "$local_sha" in *[!0]*) ;; *) continue ;; esac
+        dv {command} "$local_sha" || exit $?
+    done < "$input_file"
+fi"""
+    else:
+        body = f"dv {command}"
+    reads_stdin = name == "pre-push"  # the only one of these hooks git feeds on stdin
+    capture = (
+        'input_file=$(mktemp)\ntrap \'rm -f "$input_file"\' EXIT\ncat > "$input_file"'
+        if reads_stdin
+        else "input_file=/dev/null"
+    )
     return f"""#!/bin/sh
 {MARKER}
 # Runs the hook that was here before (kept as {name}.pre-dataver), then dataver.
 hook_dir=$(dirname "$0")
-input_file=$(mktemp)
-cat > "$input_file"
+{capture}
 if [ -x "$hook_dir/{name}.pre-dataver" ]; then
-    "$hook_dir/{name}.pre-dataver" "$@" < "$input_file" || {{ status=$?; rm -f "$input_file"; exit $status; }}
+    "$hook_dir/{name}.pre-dataver" "$@" < "$input_file" || exit $?
 fi
-rm -f "$input_file"
-if command -v dataver >/dev/null 2>&1; then
-    exec dataver {command}
-fi
-exec {python} -m dataver {command}
+if command -v dataver >/dev/null 2>&1; then dv() {{ dataver "$@"; }}; else dv() {{ {python} -m dataver "$@"; }}; fi
+{body}
 """
 
 

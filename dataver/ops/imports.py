@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
 from ..config import Config
-from ..errors import PathError, RepoError
+from ..errors import PathError, RemoteError, RepoError
 from ..fsutil import atomic_write, ensure_gitignored
 from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
@@ -37,19 +37,31 @@ from .core import CheckoutResult, checkout, missing_error
 TRANSFER_JOBS = 8
 
 
+def _scp_like(url: str) -> bool:
+    """git's ``user@host:path`` form."""
+    head = url.split("/", 1)[0]
+    return ":" in head and not os.path.exists(url)
+
+
 class Source:
     """Another dataver repository, opened read-only at git level."""
 
     def __init__(self, url: str):
         self.url = url
         self._tmp: str | None = None
-        if os.path.isdir(url):
-            root = find_git_root(os.path.abspath(url))
+        local = url[len("file://") :] if url.startswith("file://") else url
+        if os.path.isdir(local):  # a repository on this machine: open it in place
+            root = find_git_root(os.path.abspath(local))
             if root is None:
                 raise RepoError(f"{url} is not inside a git repository")
             self.root: str | None = root
             self.git = Git(root)
             self.display = root
+        elif "://" not in url and not _scp_like(url):
+            raise RepoError(
+                f"source repository {url} does not exist",
+                "it may have moved: fix source.repo in the pointer, or import it again",
+            )
         else:
             self._tmp = tempfile.mkdtemp(prefix="dataver-source-")
             self.git = Git(clone_bare(url, os.path.join(self._tmp, "repo.git")))
@@ -99,7 +111,14 @@ class Source:
         config = Config.from_text(text.decode("utf-8", errors="replace"), local)
         if not remote_names(config):
             return None
-        return open_remote(config, None, self.root)
+        remote = open_remote(config, None, self.root)
+        if self.root is None and remote.relative:
+            raise RemoteError(
+                f"the default remote of {self.display} is a relative path ({remote.url}), "
+                "which only means something inside that repository",
+                "use the repository's local path instead of a URL, or give it an absolute remote",
+            )
+        return remote
 
 
 def bring(
@@ -170,7 +189,11 @@ def get(
             commit, t = _source_tracked(src, rev or "HEAD", path, dest)
             result = bring(cache, src, commit, [t], hasher, progress)
             if result.missing:
-                raise missing_error([(d, r.digest) for d, r in result.missing], f"{src.display} and its remote")
+                raise missing_error(
+                    [(d, r.digest) for d, r in result.missing],
+                    f"{src.display} and its remote",
+                    "ask the source repository's owners to dataver push them",
+                )
             files = _materialize(cache, t, dest, hasher)
         return GetResult(dest, files, t.pointer.size, commit)
     finally:

@@ -65,13 +65,26 @@ def fetch(
             repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
             result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
             result.repaired = repaired
-    if imported:
+    incomplete = [t for t in imported if not _complete(repo, t)]
+    if incomplete:  # only now contact their sources (which may be offline or gone)
         from .imports import fetch_imports
 
-        still = fetch_imports(repo, imported, progress)
+        still = fetch_imports(repo, incomplete, progress)
         listed = {r for _, r in still}
         result.missing = [(d, r) for d, r in result.missing if not _present(repo, r) and r not in listed] + still
     return result
+
+
+def _complete(repo: Repo, t: Tracked) -> bool:
+    """Does the cache hold everything this pointer needs?"""
+    if not t.pointer.is_dir:
+        return repo.cache.has_blob(t.pointer.digest)
+    if not repo.cache.has_manifest(t.pointer.digest):
+        return False
+    from ..manifest import loads
+
+    entries = loads(repo.cache.read_manifest_bytes(t.pointer.digest), f"manifest of {t.rel}")
+    return all(repo.cache.has_blob(e.digest) for e in entries)
 
 
 def _drop_corrupt_manifests(repo: Repo, tracked: list[Tracked]) -> None:
