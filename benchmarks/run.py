@@ -1,0 +1,1069 @@
+#!/usr/bin/env python3
+"""dataver vs DVC benchmark harness (see benchmarks/README.md).
+
+    python benchmarks/run.py                 # full: 2 GiB file + 20,000 files, 3 runs, DVC too
+    python benchmarks/run.py --quick         # CI smoke test: 64 MiB + 500 files, 1 run
+    python benchmarks/run.py --quick --no-dvc
+
+Every step runs through dataver and through DVC in the same run, alternating which
+tool goes first from run to run, on data generated from a seed in a scratch folder
+outside the repository. Each command is timed by wall clock, and its peak resident
+memory is taken from the kernel's rusage of the waited-for child (os.wait4), which
+covers the child's own waited-for children too. The page cache is warm: the data is
+read once before timing, each repository's copy is written (and synced) before its
+steps, and the page cache is flushed (sync) between timed steps so no tool pays for
+another's write-back.
+
+Outputs: a markdown table on stdout and in --doc (docs/benchmarks.md for a full run),
+the raw samples and medians as JSON in --out/results.json, and a PNG chart in --chart
+(docs/benchmarks.png) when matplotlib can be imported here or in the DVC venv.
+
+Standard library only (the chart is drawn by `run.py --plot` in an interpreter that
+has matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+
+FULL = dict(big_size=2 * GIB, nfiles=20_000, ndirs=100, min_size=1 * KIB, max_size=64 * KIB, runs=3)
+QUICK = dict(big_size=64 * MIB, nfiles=500, ndirs=10, min_size=1 * KIB, max_size=64 * KIB, runs=1)
+
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    label: str
+    tools: tuple[str, ...]  # which tools run it; "ref" marks a machine reference
+    nbytes_key: str = ""  # "big" or "many": bytes processed, for a GB/s column
+
+
+def step_list(cfg: dict, s3: bool) -> list[Step]:
+    big = human_size(cfg["big_size"])
+    n = f"{cfg['nfiles']:,}"
+    steps = [
+        Step("add_big", f"add+commit one {big} file", ("dataver", "dvc"), "big"),
+        Step("hash_big", f"`dataver hash` the {big} file", ("dataver",), "big"),
+        Step("hash_empty", "`dataver hash` an empty file (start-up)", ("dataver",)),
+        Step("add_many", f"add+commit {n} files", ("dataver", "dvc"), "many"),
+        Step("status_clean", "status, nothing changed", ("dataver", "dvc")),
+        Step("readd_one", f"re-add+commit after changing 1 of {n}", ("dataver", "dvc")),
+        Step("push_local", f"push {n} files to a local folder", ("dataver", "dvc"), "many"),
+        Step("clone_pull", f"git clone + pull {n} files (local folder)", ("dataver", "dvc"), "many"),
+    ]
+    if s3:
+        steps += [
+            Step("push_s3", f"push {n} files to S3 (moto on 127.0.0.1)", ("dataver", "dvc"), "many"),
+            Step("clone_pull_s3", f"git clone + pull {n} files from S3 (moto)", ("dataver", "dvc"), "many"),
+        ]
+    steps += [
+        Step("ref_cat_big", f"`cat` the {big} file > /dev/null", ("ref",), "big"),
+        Step("ref_md5sum_big", f"`md5sum` the {big} file (DVC's hash)", ("ref",), "big"),
+        Step("ref_cp_big", f"`cp` the {big} file", ("ref",), "big"),
+        Step("ref_cp_r_many", f"`cp -r` the {n} files", ("ref",), "many"),
+    ]
+    return steps
+
+
+# --------------------------------------------------------------------------- running
+
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclass
+class Sample:
+    seconds: float
+    max_rss_kib: int
+
+
+@dataclass
+class Runner:
+    log_path: Path
+    verbose: bool = False
+    base_env: dict = field(default_factory=dict)
+
+    def run(self, argv: list[str], cwd: Path, env: dict | None = None, stdout=None) -> tuple[float, int, str]:
+        """Run one command; return (seconds, peak RSS KiB of the child tree, output)."""
+        full_env = dict(os.environ, **self.base_env, **(env or {}))
+        with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss_file:
+            # A child forked from this (large) Python process inherits its memory
+            # high-water mark until exec, so wait4's ru_maxrss would never read below
+            # ours: /usr/bin/time (a small C program) measures from its own fork.
+            prefix = [TIME, "-f", "%M", "-o", rss_file.name] if TIME else []
+            t0 = time.perf_counter()
+            p = subprocess.Popen(
+                [*prefix, *argv],
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else out,
+                stderr=out,
+            )
+            _, status, ru = os.wait4(p.pid, 0)
+            secs = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            text = out.read().decode("utf-8", "replace")
+            rss = ru.ru_maxrss
+            if TIME:
+                with contextlib.suppress(ValueError, IndexError):
+                    rss = int(rss_file.read().split()[-1])
+        with open(self.log_path, "a") as log:
+            log.write(f"$ (cd {cwd} && {' '.join(argv)})  # {secs:.3f}s rc={p.returncode}\n{text[-4000:]}\n")
+        if self.verbose:
+            print(f"    {secs:8.3f}s  {' '.join(argv)[:100]}", file=sys.stderr)
+        if p.returncode != 0:
+            raise StepFailed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{text[-2000:]}")
+        return secs, rss, text
+
+    def measure(self, cmds: list[tuple[list[str], Path]], env: dict | None = None, stdout=None) -> tuple[Sample, str]:
+        """Time a step made of commands run one after another: total wall, max peak RSS."""
+        total, rss, texts = 0.0, 0, []
+        for argv, cwd in cmds:
+            secs, kib, text = self.run(argv, cwd, env, stdout)
+            total += secs
+            rss = max(rss, kib)
+            texts.append(text)
+        return Sample(total, rss), "\n".join(texts)
+
+
+class Tool:
+    name = ""
+    label = ""
+    pointer_ext = ""
+    env: dict = {}
+
+    def __init__(self, argv0: list[str]):
+        self.argv0 = argv0
+
+    def cmd(self, *args: str) -> list[str]:
+        return [*self.argv0, *args]
+
+    def init_cmds(self) -> list[list[str]]:
+        raise NotImplementedError
+
+    def add(self, path: str) -> list[str]:
+        return self.cmd("add", path)
+
+    def status(self) -> list[str]:
+        return self.cmd("status")
+
+    def remote_add(self, name: str, url: str) -> list[list[str]]:
+        raise NotImplementedError
+
+    def remote_endpoint(self, name: str, endpoint: str) -> list[list[str]]:
+        raise NotImplementedError
+
+    def push(self, remote: str | None = None) -> list[str]:
+        return self.cmd("push", *(["-r", remote] if remote else []))
+
+    def pull(self, remote: str | None = None) -> list[str]:
+        return self.cmd("pull", *(["-r", remote] if remote else []))
+
+    def version(self) -> str:
+        try:
+            out = subprocess.run(
+                self.cmd("--version"), capture_output=True, text=True, timeout=120, env=dict(os.environ, **self.env)
+            )
+            v = (out.stdout or out.stderr).strip().splitlines()[-1]
+            return v if v.lower().startswith(self.name) else f"{self.label} {v}"
+        except Exception as e:  # noqa: BLE001
+            return f"unknown ({e})"
+
+
+class Dataver(Tool):
+    name = "dataver"
+    label = "dataver"
+    pointer_ext = ".dv"
+
+    def init_cmds(self):
+        return [self.cmd("init")]
+
+    def remote_add(self, name, url):
+        return [self.cmd("remote", "add", name, url, "--default")]
+
+    def remote_endpoint(self, name, endpoint):
+        return [self.cmd("remote", "modify", name, "endpoint_url", endpoint)]
+
+
+class Dvc(Tool):
+    name = "dvc"
+    label = "DVC"
+    pointer_ext = ".dvc"
+
+    def __init__(self, argv0, site_cache_dir: Path):
+        super().__init__(argv0)
+        self.env = {"DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(site_cache_dir)}
+
+    def init_cmds(self):
+        return [self.cmd("init", "-q"), self.cmd("config", "core.analytics", "false")]
+
+    def remote_add(self, name, url):
+        return [self.cmd("remote", "add", "-d", name, url)]
+
+    def remote_endpoint(self, name, endpoint):
+        return [self.cmd("remote", "modify", name, "endpointurl", endpoint)]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def human_size(n: int) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def _stream(seed: int, label: str, index: int, size: int) -> bytes:
+    """Deterministic incompressible bytes for (seed, label, index)."""
+    return hashlib.shake_128(f"dataver-bench/{seed}/{label}/{index}".encode()).digest(size)
+
+
+def generate_data(scratch: Path, cfg: dict, seed: int) -> Path:
+    """Generate (once; reused while the seed and sizes match) big.bin, empty.bin, many/."""
+    tag = f"data-s{seed}-b{cfg['big_size']}-n{cfg['nfiles']}x{cfg['ndirs']}-{cfg['min_size']}-{cfg['max_size']}"
+    final = scratch / tag
+    if (final / "COMPLETE").exists():
+        return final
+    tmp = scratch / (tag + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    t0 = time.perf_counter()
+    print(f"generating data in {final} (seed {seed}) ...", file=sys.stderr)
+    block = 16 * MIB
+    with open(tmp / "big.bin", "wb") as f:
+        left, i = cfg["big_size"], 0
+        while left:
+            n = min(block, left)
+            f.write(_stream(seed, "big", i, n))
+            left -= n
+            i += 1
+    (tmp / "empty.bin").touch()
+    rng = random.Random(seed)
+    per_dir = -(-cfg["nfiles"] // cfg["ndirs"])
+    total = 0
+    for i in range(cfg["nfiles"]):
+        d = tmp / "many" / f"d{i // per_dir:03d}"
+        if i % per_dir == 0:
+            d.mkdir(parents=True)
+        size = rng.randint(cfg["min_size"], cfg["max_size"])
+        total += size
+        (d / f"f{i:05d}.bin").write_bytes(_stream(seed, "many", i, size))
+    (tmp / "COMPLETE").write_text(json.dumps({"many_bytes": total, **cfg}))
+    os.sync()
+    tmp.rename(final)
+    print(f"generated in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return final
+
+
+def warm(path: Path) -> None:
+    """Read a file or tree once so it sits in the page cache."""
+    files = [path] if path.is_file() else [Path(r) / f for r, _, fs in os.walk(path) for f in fs]
+    buf = bytearray(8 * MIB)
+    for p in files:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+def count_files(path: Path) -> int:
+    return sum(len(fs) for _, _, fs in os.walk(path))
+
+
+# --------------------------------------------------------------------------- DVC install
+
+
+def find_or_install_dvc(args) -> tuple[list[str] | None, str]:
+    """Return (dvc argv0, note)."""
+    if args.no_dvc:
+        return None, "DVC skipped (--no-dvc)"
+    if args.dvc:
+        return [args.dvc], f"DVC from --dvc {args.dvc}"
+    venv = Path(args.dvc_venv)
+    dvc = venv / "bin" / "dvc"
+    if dvc.exists():
+        return [str(dvc)], f"DVC from {venv}"
+    if args.quick:
+        found = shutil.which("dvc")
+        if found:
+            return [found], f"DVC from PATH ({found})"
+        return None, f"DVC skipped (--quick and no DVC in {venv} or on PATH)"
+    print(f"installing DVC into {venv} (pip install dvc dvc-s3) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=False)
+    subprocess.run([*pip, "dvc", "dvc-s3"], check=True)
+    # For the chart, if this interpreter has no matplotlib; failure is not fatal.
+    subprocess.run([*pip, "matplotlib"], check=False)
+    return [str(dvc)], f"DVC installed into {venv}"
+
+
+def find_dataver(args) -> list[str]:
+    if args.dataver:
+        return args.dataver.split()
+    beside = Path(sys.executable).parent / "dataver"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("dataver")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "dataver"]
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+class _RequestCounter(logging.Handler):
+    """Counts the moto server's requests per key prefix (tool-runN) and HTTP method."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.search(r'"([A-Z]+) (/[^ ]*) HTTP', record.getMessage())
+        if not m:
+            return
+        method, target = m.groups()
+        path, _, query = target.partition("?")
+        parts = path.split("/")  # ["", "bench", "dvc-run0", ...]
+        prefix = parts[2] if len(parts) > 2 and parts[2] else ""
+        if not prefix:
+            q = re.search(r"prefix=([^&/%]+)", query)
+            prefix = q.group(1) if q else "(bucket)"
+        row = self.counts.setdefault(prefix, {})
+        row[method] = row.get(method, 0) + 1
+
+
+class MotoS3:
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        self.requests = _RequestCounter()
+        wz = logging.getLogger("werkzeug")
+        wz.setLevel(logging.INFO)
+        wz.addHandler(self.requests)
+        wz.propagate = False
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket="bench")
+
+    def stop(self):
+        self.server.stop()
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+class Bench:
+    def __init__(self, args, cfg, tools: list[Tool], data: Path, work: Path, runner: Runner, s3: MotoS3 | None):
+        self.args, self.cfg, self.tools, self.data, self.work, self.r, self.s3 = (
+            args,
+            cfg,
+            tools,
+            data,
+            work,
+            runner,
+            s3,
+        )
+        self.steps = step_list(cfg, s3 is not None)
+        self.samples: dict[str, dict[str, list[dict]]] = {s.key: {} for s in self.steps}
+        self.errors: list[str] = []
+        self.checks: dict[str, dict] = {}
+
+    # -- helpers
+    def record(self, key: str, tool: str, run: int, sample: Sample) -> None:
+        self.samples[key].setdefault(tool, []).append(
+            {"run": run, "seconds": round(sample.seconds, 4), "max_rss_kib": sample.max_rss_kib}
+        )
+        print(
+            f"  run {run}  {key:<14} {tool:<8} {sample.seconds:8.3f}s  {sample.max_rss_kib / 1024:7.1f} MiB",
+            file=sys.stderr,
+        )
+
+    def timed(self, key: str, tool: Tool | str, run: int, cmds, env=None, stdout=None) -> str:
+        name = tool if isinstance(tool, str) else tool.name
+        env = dict(env or {}, **({} if isinstance(tool, str) else tool.env))
+        os.sync()
+        sample, text = self.r.measure(cmds, env, stdout)
+        self.record(key, name, run, sample)
+        os.sync()
+        return text
+
+    def git(self, *args: str) -> list[str]:
+        return ["git", *args]
+
+    def new_repo(self, tool: Tool, path: Path) -> None:
+        path.mkdir(parents=True)
+        self.r.run(self.git("init", "-q"), path)
+        for c in tool.init_cmds():
+            self.r.run(c, path, tool.env)
+        self.r.run(self.git("add", "-A"), path)
+        self.r.run(self.git("commit", "-q", "-m", "init"), path)
+
+    def commit_cmds(self, repo: Path, msg: str):
+        return [(self.git("add", "-A"), repo), (self.git("commit", "-q", "-m", msg), repo)]
+
+    def order(self, run: int) -> list[Tool]:
+        return self.tools if run % 2 == 0 else self.tools[::-1]
+
+    def each_tool(self, run: int, broken: set, fn: Callable[[Tool], None]) -> None:
+        for t in self.order(run):
+            if t.name in broken:
+                continue
+            try:
+                fn(t)
+            except StepFailed as e:
+                broken.add(t.name)
+                msg = f"run {run}, {t.name}: {e}"
+                self.errors.append(msg)
+                print("ERROR " + msg, file=sys.stderr)
+
+    def s3_counts(self, t: Tool, run: int) -> dict[str, int] | None:
+        if self.s3 is None:
+            return None
+        return dict(self.s3.requests.counts.get(f"{t.name}-run{run}", {}))
+
+    def s3_delta(self, key: str, t: Tool, run: int, before: dict[str, int] | None) -> None:
+        after = self.s3_counts(t, run)
+        if before is None or after is None or not key.endswith("_s3"):
+            return
+        delta = {m: n - before.get(m, 0) for m, n in after.items() if n - before.get(m, 0)}
+        self.checks.setdefault(f"{key}_requests", {}).setdefault(t.name, []).append(delta)
+
+    # -- phases
+    def phase_big(self, run: int) -> None:
+        base = self.work / f"run{run}-big"
+        big, empty = self.data / "big.bin", self.data / "empty.bin"
+        repos = {}
+        broken: set[str] = set()
+
+        def setup(t: Tool):
+            repos[t.name] = repo = base / t.name
+            self.new_repo(t, repo)
+            self.r.run(["cp", str(big), str(repo / "big.bin")], repo)
+
+        self.each_tool(run, broken, setup)
+        os.sync()
+        self.each_tool(
+            run,
+            broken,
+            lambda t: self.timed(
+                "add_big", t, run, [(t.add("big.bin"), repos[t.name]), *self.commit_cmds(repos[t.name], "add big")]
+            ),
+        )
+        for t in self.tools:
+            shutil.rmtree(base / t.name, ignore_errors=True)
+        os.sync()
+
+        dv = next((t for t in self.tools if t.name == "dataver"), None)
+        if dv is not None:
+            pair = [("hash_empty", empty), ("hash_big", big)]
+            for key, path in pair if run % 2 == 0 else pair[::-1]:
+                try:
+                    self.timed(key, dv, run, [(dv.cmd("hash", str(path)), self.work)])
+                except StepFailed as e:
+                    self.errors.append(f"run {run}, {key}: {e}")
+
+        self.timed("ref_cat_big", "ref", run, [(["cat", str(big)], self.work)], stdout=subprocess.DEVNULL)
+        self.timed("ref_md5sum_big", "ref", run, [(["md5sum", str(big)], self.work)])
+        dst = self.work / "cp-big.bin"
+        self.timed("ref_cp_big", "ref", run, [(["cp", str(big), str(dst)], self.work)])
+        dst.unlink()
+        os.sync()
+
+    def phase_many(self, run: int) -> None:
+        base = self.work / f"run{run}-many"
+        many = self.data / "many"
+        repos: dict[str, Path] = {}
+        broken: set[str] = set()
+        base.mkdir(parents=True)
+
+        dst = base / "cp-many"
+        self.timed("ref_cp_r_many", "ref", run, [(["cp", "-r", str(many), str(dst)], base)])
+        shutil.rmtree(dst)
+
+        def setup(t: Tool):
+            repos[t.name] = repo = base / t.name
+            self.new_repo(t, repo)
+            self.r.run(["cp", "-r", str(many), str(repo / "data")], repo)
+
+        self.each_tool(run, broken, setup)
+        os.sync()
+
+        def add(t: Tool):
+            repo = repos[t.name]
+            self.timed("add_many", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "add data")])
+
+        def status(t: Tool):
+            out = self.timed("status_clean", t, run, [(t.status(), repos[t.name])])
+            if "modified" in out:
+                raise StepFailed(f"status after add reports changes:\n{out[-1000:]}")
+
+        def readd(t: Tool):
+            repo = repos[t.name]
+            victim = repo / "data" / "d000" / "f00000.bin"
+            with open(victim, "r+b") as f:  # in place, new size and content
+                f.truncate(0)
+                f.write(_stream(self.args.seed, f"changed-{run}", 0, 4321))
+            os.sync()
+            # git commit fails ("nothing to commit") if the tool missed the change.
+            self.timed("readd_one", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "change one")])
+
+        def push(t: Tool, key="push_local", remote_name="store", url=None, endpoint=None):
+            repo = repos[t.name]
+            url = url or str(base / f"remote-{t.name}")
+            for c in t.remote_add(remote_name, url):
+                self.r.run(c, repo, t.env)
+            if endpoint:
+                for c in t.remote_endpoint(remote_name, endpoint):
+                    self.r.run(c, repo, t.env)
+            self.r.run(self.git("add", "-A"), repo)
+            self.r.run(self.git("commit", "-q", "-m", f"remote {remote_name}"), repo)
+            env = self.s3.env if endpoint else None
+            before = self.s3_counts(t, run)
+            self.timed(key, t, run, [(t.push(remote_name), repo)], env=env)
+            self.s3_delta(key, t, run, before)
+            if not endpoint:
+                self.checks.setdefault(f"{key}_objects", {})[t.name] = count_files(Path(url))
+
+        def clone_pull(t: Tool, key="clone_pull", remote_name=None, s3=False):
+            clone = base / f"{t.name}-clone{'-s3' if s3 else ''}"
+            env = self.s3.env if s3 else None
+            before = self.s3_counts(t, run)
+            self.timed(
+                key,
+                t,
+                run,
+                [(self.git("clone", "-q", str(repos[t.name]), str(clone)), base), (t.pull(remote_name), clone)],
+                env=env,
+            )
+            self.s3_delta(key, t, run, before)
+            got = count_files(clone / "data")
+            self.checks.setdefault(f"{key}_files", {})[t.name] = got
+            if got != self.cfg["nfiles"]:
+                raise StepFailed(f"{key}: clone has {got} files in data/, expected {self.cfg['nfiles']}")
+            shutil.rmtree(clone)
+
+        for fn in (add, status, readd, push, clone_pull):
+            self.each_tool(run, broken, fn)
+        if self.s3 is not None:
+
+            def push_s3(t: Tool):
+                push(t, "push_s3", "s3store", f"s3://bench/{t.name}-run{run}", self.s3.endpoint)
+
+            self.each_tool(run, broken, push_s3)
+            self.each_tool(run, broken, lambda t: clone_pull(t, "clone_pull_s3", "s3store", s3=True))
+        shutil.rmtree(base, ignore_errors=True)
+        os.sync()
+
+    def run_all(self) -> None:
+        phases = self.args.phases.split(",")
+        for run in range(self.args.runs):
+            print(f"run {run + 1}/{self.args.runs} (first: {self.order(run)[0].name})", file=sys.stderr)
+            if "big" in phases:
+                self.phase_big(run)
+            if "many" in phases:
+                self.phase_many(run)
+        if "big" not in phases or "many" not in phases:
+            self.steps = [s for s in self.steps if self.samples[s.key]]
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summarize(bench: Bench, many_bytes: int) -> dict:
+    summary = {}
+    for s in bench.steps:
+        row = {}
+        for tool, samples in bench.samples[s.key].items():
+            secs = [x["seconds"] for x in samples]
+            med = statistics.median(secs)
+            row[tool] = {
+                "n": len(secs),
+                "median_s": round(med, 4),
+                "min_s": round(min(secs), 4),
+                "max_s": round(max(secs), 4),
+                "peak_rss_mib": round(max(x["max_rss_kib"] for x in samples) / 1024, 1),
+            }
+            nbytes = {"big": bench.cfg["big_size"], "many": many_bytes}.get(s.nbytes_key)
+            if nbytes and med > 0:
+                row[tool]["gb_per_s"] = round(nbytes / med / 1e9, 3)
+        if "dataver" in row and "dvc" in row and row["dataver"]["median_s"] > 0:
+            row["ratio_dvc_over_dataver"] = round(row["dvc"]["median_s"] / row["dataver"]["median_s"], 2)
+        summary[s.key] = row
+    he, hb = summary.get("hash_empty", {}).get("dataver"), summary.get("hash_big", {}).get("dataver")
+    if he and hb:
+        net = hb["median_s"] - he["median_s"]
+        summary["hash_big_net"] = {
+            "dataver": {
+                "median_s": round(net, 4),
+                "gb_per_s": round(bench.cfg["big_size"] / net / 1e9, 2) if net > 0 else None,
+            }
+        }
+    return summary
+
+
+def machine_info(tools: list[Tool], scratch: Path) -> dict:
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001
+            return "unknown"
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "unknown"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "filesystem": fs_type(scratch),
+        "python": platform.python_version(),
+        "git": first(["git", "--version"]),
+        "versions": {t.label: t.version() for t in tools},
+        "peak_rss_method": "/usr/bin/time -f %M" if TIME else "os.wait4 ru_maxrss (includes the harness's own RSS)",
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def fs_type(path: Path) -> str:
+    best, kind = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/mounts"):
+            parts = line.split()
+            mnt = parts[1]
+            if (str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    return kind
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def _cell(step: dict, row: dict, tool: str, dvc_ran: bool) -> str:
+    x = row.get(tool)
+    if tool not in step["tools"]:
+        return "–"
+    if tool == "dvc" and not dvc_ran:
+        return "not run"
+    if not x:
+        return "failed"
+    rng = f" ({fmt_s(x['min_s'])}–{fmt_s(x['max_s'])})" if x["n"] > 1 else ""
+    return f"**{fmt_s(x['median_s'])}**{rng}"
+
+
+def _rss(row: dict, tool: str) -> str:
+    x = row.get(tool)
+    return f"{x['peak_rss_mib']:.0f} MiB" if x else "–"
+
+
+def markdown(result: dict) -> str:
+    meta, cfg, summary = result["machine"], result["config"], result["summary"]
+    steps = result["steps"]
+    lines = []
+    tool_steps = [s for s in steps if "ref" not in s["tools"]]
+    dvc_ran = bool(cfg.get("dvc_cmd"))
+    head = "| step | dataver s (min–max) | DVC s (min–max) | DVC/dataver | dataver peak RSS | DVC peak RSS |"
+    lines += [head, "|---|---:|---:|---:|---:|---:|"]
+    for s in tool_steps:
+        row = summary.get(s["key"], {})
+        ratio = row.get("ratio_dvc_over_dataver")
+        lines.append(
+            f"| {s['label']} | {_cell(s, row, 'dataver', dvc_ran)} | {_cell(s, row, 'dvc', dvc_ran)}"
+            f" | {f'{ratio:.2f}×' if ratio else '–'} | {_rss(row, 'dataver')} | {_rss(row, 'dvc')} |"
+        )
+    net = summary.get("hash_big_net", {}).get("dataver")
+    lines.append("")
+    if net:
+        lines.append(
+            f"`dataver hash` of the {human_size(cfg['big_size'])} file less interpreter start-up: "
+            f"**{fmt_s(net['median_s'])} s** ({net['gb_per_s']} GB/s)."
+        )
+        lines.append("")
+    lines += [
+        "Machine references (same run, same data):",
+        "",
+        "| reference | median s (min–max) | GB/s | peak RSS |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in steps:
+        if "ref" not in s["tools"]:
+            continue
+        x = summary.get(s["key"], {}).get("ref")
+        if not x:
+            continue
+        rng = f" ({fmt_s(x['min_s'])}–{fmt_s(x['max_s'])})" if x["n"] > 1 else ""
+        lines.append(
+            f"| {s['label']} | **{fmt_s(x['median_s'])}**{rng} | {x.get('gb_per_s', '–')} | "
+            f"{x['peak_rss_mib']:.0f} MiB |"
+        )
+    lines.append("")
+    req = {k: v for k, v in result.get("checks", {}).items() if k.endswith("_requests")}
+    if req:
+        lines.append("S3 requests the moto server saw, per step and run:")
+        lines.append("")
+        for k, per_tool in req.items():
+            parts = []
+            for tool, runs in per_tool.items():
+                counts = "; ".join(", ".join(f"{m} {n}" for m, n in sorted(r.items())) for r in runs)
+                parts.append(f"{'DVC' if tool == 'dvc' else tool}: {counts}")
+            lines.append(f"- `{k.removesuffix('_requests')}`: " + " | ".join(parts))
+        lines.append("")
+    v = ", ".join(meta["versions"].values())
+    lines += [
+        f"Machine: {meta['nproc']} CPUs ({meta['cpu']}), {meta['memory']} RAM, {meta['os']}, "
+        f"{meta['filesystem']} scratch file system; Python {meta['python']}, {meta['git']}; {v}.",
+        f"Date: {meta['date_utc']}. Load average at start {fmt_load(meta['loadavg_start'])}, "
+        f"at end {fmt_load(meta.get('loadavg_end'))}.",
+        f"Data: seed {cfg['seed']}; one {human_size(cfg['big_size'])} file; {cfg['nfiles']:,} files of "
+        f"{human_size(cfg['min_size'])}–{human_size(cfg['max_size'])} in {cfg['ndirs']} folders "
+        f"({cfg['many_bytes'] / 1e6:.0f} MB). Median of {cfg['runs']} run(s), tools alternating first. "
+        f"Peak RSS by {meta.get('peak_rss_method', '?')}.",
+    ]
+    if result.get("errors"):
+        lines += ["", "Errors:", ""] + [f"- {e.splitlines()[0]}" for e in result["errors"]]
+    if result.get("notes"):
+        lines += ["", "Notes: " + " ".join(result["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def fmt_load(x) -> str:
+    return "–" if not x else " / ".join(f"{v:.2f}" for v in x)
+
+
+DOC_HEAD = """# Benchmarks: dataver vs DVC
+
+Produced by `python benchmarks/run.py` (see [benchmarks/README.md](../benchmarks/README.md)):
+every step runs through both tools in the same run, alternating which goes first, on data
+generated from a seed; median of the runs, warm page cache, `sync` between timed steps.
+"add+commit" is the tool's add (hash + copy into its cache + pointer) plus `git add -A &&
+git commit` of the pointer. Peak RSS is the kernel's high-water resident set of the
+command and the children it waited for (`/usr/bin/time -f %M`), the largest over the runs.
+Both tools use their default `cache.link` (reflink, else copy: copy on ext4).
+
+"""
+
+NOTES_MARK = "<!-- Hand-written notes below this line: benchmarks/run.py keeps them when it rewrites this file. -->"
+
+
+def write_doc(path: Path, result: dict, table: str, chart: Path | None) -> None:
+    meta = result["machine"]
+    when = meta["date_utc"]
+    title = f"## {'Quick (smoke) run' if result['config']['quick'] else 'Full run'}, {when}\n\n"
+    img = f"\n![dataver vs DVC, median seconds]({os.path.relpath(chart, path.parent)})\n" if chart else ""
+    kept = ""
+    with contextlib.suppress(OSError):
+        old = path.read_text()
+        if NOTES_MARK in old:
+            kept = "\n" + NOTES_MARK + old.split(NOTES_MARK, 1)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DOC_HEAD + title + table + img + kept)
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def plot(results_path: str, png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
+
+    result = json.loads(Path(results_path).read_text())
+    summary = result["summary"]
+    rows = [s for s in result["steps"] if "ref" not in s["tools"] and summary.get(s["key"])]
+    rows = [s for s in rows if s["key"] != "hash_empty"]
+    labels = [s["label"].replace("`", "") for s in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.6))
+    ys = list(range(len(rows)))
+    h = 0.38
+    for i, (tool, color) in enumerate((("dataver", "#2a7ab9"), ("dvc", "#945ba8"))):
+        present = [
+            (y + (i - 0.5) * h, summary[s["key"]][tool]["median_s"], summary[s["key"]].get("ratio_dvc_over_dataver"))
+            for y, s in zip(ys, rows, strict=True)
+            if summary[s["key"]].get(tool)
+        ]
+        if not present:
+            continue
+        pos, vals, ratios = zip(*present, strict=True)
+        bars = ax.barh(pos, vals, h, label="dataver" if tool == "dataver" else "DVC", color=color)
+        for b, v, r in zip(bars, vals, ratios, strict=True):
+            text = f"{v:.2f}s" + (f"  ({r:.2f}× dataver)" if r and tool == "dvc" else "")
+            ax.text(b.get_width() * 1.05, b.get_y() + b.get_height() / 2, text, va="center", fontsize=8)
+    ax.set_yticks(ys, labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlim(right=ax.get_xlim()[1] * 1.6)
+    ax.set_xlabel("median wall time, seconds (log scale; lower is better)")
+    ax.set_title(
+        f"dataver vs DVC — {result['machine']['date_utc']}, {result['machine']['nproc']} CPUs",
+        fontsize=10,
+        loc="left",
+    )
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False, fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def draw_chart(results_path: Path, png: Path, dvc_venv: Path) -> str | None:
+    """Draw with an interpreter that has matplotlib; return a note if none has."""
+    candidates = [sys.executable, str(dvc_venv / "bin" / "python")]
+    for py in candidates:
+        if not Path(py).exists():
+            continue
+        ok = subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0
+        if ok:
+            r = subprocess.run([py, __file__, "--plot", str(results_path), str(png)], capture_output=True, text=True)
+            if r.returncode == 0:
+                return None
+            return f"chart failed: {r.stderr.strip()[-500:]}"
+    return "chart skipped: matplotlib is not importable here nor in the DVC venv (pip install matplotlib)."
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="tiny data (64 MiB + 500 files), 1 run: a smoke test")
+    p.add_argument("--runs", type=int, help="runs per step (default 3; 1 with --quick)")
+    p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="results.json and logs go here")
+    p.add_argument(
+        "--scratch",
+        default=os.path.join(tempfile.gettempdir(), "dataver-bench"),
+        help="data and throwaway repos (outside the repository; data is kept for reuse)",
+    )
+    p.add_argument("--seed", type=int, default=20_240_601)
+    p.add_argument("--no-dvc", action="store_true", help="dataver and the references only")
+    p.add_argument("--dvc", help="use this dvc executable instead of the benchmark venv's")
+    p.add_argument("--dvc-venv", default=str(REPO_ROOT / "benchmarks" / "out" / "dvc-venv"))
+    p.add_argument("--dataver", help="dataver command (default: the one beside this python, else PATH)")
+    p.add_argument("--s3", action="store_true", help="also push/pull through moto's S3 server on 127.0.0.1")
+    p.add_argument("--doc", help="markdown report (default docs/benchmarks.md; --quick: OUT/benchmarks-quick.md)")
+    p.add_argument("--chart", help="PNG chart (default docs/benchmarks.png; --quick: OUT/benchmarks-quick.png)")
+    p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--phases", default="big,many", help="comma list of big,many (for debugging)")
+    p.add_argument("--keep", action="store_true", help="keep the throwaway repos")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every command's time")
+    p.add_argument("--render", metavar="RESULTS_JSON", help="only re-write the markdown and chart from a results.json")
+    p.add_argument("--plot", nargs=2, metavar=("RESULTS_JSON", "PNG"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.runs is None:
+        args.runs = 1 if args.quick else FULL["runs"]
+    return args
+
+
+def render(args) -> int:
+    """Re-write the markdown (and chart) from an existing results.json, running nothing."""
+    results_path = Path(args.render)
+    result = json.loads(results_path.read_text())
+    quick = result["config"]["quick"]
+    out = Path(args.out)
+    doc = (
+        Path(args.doc) if args.doc else (out / "benchmarks-quick.md" if quick else REPO_ROOT / "docs" / "benchmarks.md")
+    )
+    chart = None
+    if not args.no_chart:
+        chart = (
+            Path(args.chart)
+            if args.chart
+            else (out / "benchmarks-quick.png" if quick else REPO_ROOT / "docs" / "benchmarks.png")
+        )
+        note = draw_chart(results_path, chart, Path(args.dvc_venv))
+        if note:
+            print(note, file=sys.stderr)
+            chart = None
+    table = markdown(result)
+    print(table)
+    write_doc(doc, result, table, chart)
+    print(f"wrote {doc}" + (f", {chart}" if chart else ""), file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.plot:
+        plot(*args.plot)
+        return 0
+    if args.render:
+        return render(args)
+    cfg = dict(QUICK if args.quick else FULL)
+    cfg.pop("runs")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(args.scratch).resolve()
+    if scratch == REPO_ROOT or REPO_ROOT in scratch.parents:
+        print(f"--scratch must be outside the repository ({REPO_ROOT})", file=sys.stderr)
+        return 2
+    scratch.mkdir(parents=True, exist_ok=True)
+    doc = (
+        Path(args.doc)
+        if args.doc
+        else (out / "benchmarks-quick.md" if args.quick else REPO_ROOT / "docs" / "benchmarks.md")
+    )
+    chart = (
+        None
+        if args.no_chart
+        else Path(args.chart)
+        if args.chart
+        else (out / "benchmarks-quick.png" if args.quick else REPO_ROOT / "docs" / "benchmarks.png")
+    )
+
+    notes: list[str] = []
+    t_start = time.perf_counter()
+    dvc_argv, dvc_note = find_or_install_dvc(args)
+    notes.append(dvc_note + ".")
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=scratch))
+    tools: list[Tool] = [Dataver(find_dataver(args))]
+    if dvc_argv:
+        tools.append(Dvc(dvc_argv, work / "dvc-site-cache"))
+
+    data = generate_data(scratch, cfg, args.seed)
+    cfg["many_bytes"] = json.loads((data / "COMPLETE").read_text())["many_bytes"]
+    print("warming the page cache ...", file=sys.stderr)
+    warm(data)
+
+    runner = Runner(out / "commands.log", args.verbose, GIT_ENV)
+    (out / "commands.log").write_text("")
+    machine = machine_info(tools, scratch)
+    s3 = None
+    if args.s3:
+        try:
+            s3 = MotoS3()
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"S3 steps skipped: moto server did not start ({e}).")
+    bench = Bench(args, cfg, tools, data, work, runner, s3)
+    try:
+        bench.run_all()
+    finally:
+        if s3:
+            s3.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    machine["loadavg_end"] = os.getloadavg()
+    if machine["loadavg_start"][0] > 0.5 * (os.cpu_count() or 1) or machine["loadavg_end"][0] > 0.5 * (
+        os.cpu_count() or 1
+    ):
+        notes.append("The machine was shared and busy during this run (see the load averages): timings are noisy.")
+    if not shutil.which("md5sum"):
+        notes.append("md5sum not found.")
+
+    result = {
+        "config": {
+            **cfg,
+            "quick": args.quick,
+            "runs": args.runs,
+            "seed": args.seed,
+            "s3": s3 is not None,
+            "dataver_cmd": tools[0].argv0,
+            "dvc_cmd": dvc_argv,
+        },
+        "machine": machine,
+        "steps": [{"key": s.key, "label": s.label, "tools": list(s.tools)} for s in bench.steps],
+        "samples": bench.samples,
+        "summary": summarize(bench, cfg["many_bytes"]),
+        "checks": bench.checks,
+        "errors": bench.errors,
+        "notes": notes,
+        "elapsed_s": round(time.perf_counter() - t_start, 1),
+    }
+    results_path = out / "results.json"
+    results_path.write_text(json.dumps(result, indent=2) + "\n")
+    if chart:
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        note = draw_chart(results_path, chart, Path(args.dvc_venv))
+        if note:
+            notes.append(note)
+            chart = None
+            result["notes"] = notes
+            results_path.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    print(table)
+    write_doc(doc, result, table, chart)
+    print(
+        f"wrote {results_path}, {doc}" + (f", {chart}" if chart else "") + f" in {result['elapsed_s']}s",
+        file=sys.stderr,
+    )
+    return 1 if bench.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
