@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from .. import __version__
 from ..errors import DataverError
 
-# typer >= 0.20 vendors click as ``typer._click`` and raises its own exception
-# classes, which are not those of the separately installed ``click``: catch both.
-_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
-_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
-_CLICK_ERRORS: tuple[type[BaseException], ...] = (click.ClickException,)
-try:
-    from typer._click.exceptions import ClickException as _VendoredClickException
+try:  # typer >= 0.26 vendors click and raises its own exception classes
+    from typer._click import exceptions as _click_exceptions
+except ImportError:  # typer < 0.26 (what we pin, for start-up time) uses click itself
+    from click import exceptions as _click_exceptions
 
-    _CLICK_ERRORS += (_VendoredClickException,)
-except ImportError:  # typer that uses the real click
-    pass
+_EXIT: tuple[type[BaseException], ...] = (_click_exceptions.Exit, typer.Exit)
+_ABORT: tuple[type[BaseException], ...] = (_click_exceptions.Abort, typer.Abort, KeyboardInterrupt)
+_CLICK_ERRORS: tuple[type[BaseException], ...] = (_click_exceptions.ClickException,)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config; 4 bad path; "

@@ -43,6 +43,13 @@ def _scp_like(url: str) -> bool:
     return ":" in head and not os.path.exists(url)
 
 
+def _is_bare(path: str) -> bool:
+    """A bare git repository (a clone with no work tree, e.g. ``git clone --bare``)."""
+    return all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs")) and not os.path.exists(
+        os.path.join(path, ".git")
+    )
+
+
 class Source:
     """Another dataver repository, opened read-only at git level."""
 
@@ -50,11 +57,15 @@ class Source:
         self.url = url
         self._tmp: str | None = None
         local = url[len("file://") :] if url.startswith("file://") else url
-        if os.path.isdir(local):  # a repository on this machine: open it in place
+        if os.path.isdir(local) and _is_bare(local):  # a bare repository here: git objects only
+            self.root: str | None = None
+            self.git = Git(os.path.abspath(local))
+            self.display = url
+        elif os.path.isdir(local):  # a repository on this machine: open it in place
             root = find_git_root(os.path.abspath(local))
             if root is None:
                 raise RepoError(f"{url} is not inside a git repository")
-            self.root: str | None = root
+            self.root = root
             self.git = Git(root)
             self.display = root
         elif "://" not in url and not _scp_like(url):
