@@ -185,7 +185,12 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             def copy(src: str, tmp: str) -> None:
                 return copy_verified(src, digest, tmp, hasher, prog)
 
-            kind = linking.place(repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy)
+            # Objects hashed moments ago by this process (a pull's downloads) are copied
+            # plainly; anything else is verified while it is copied out.
+            verify = digest not in repo.cache.verified
+            kind = linking.place(
+                repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy if verify else None
+            )
             return a, kind
 
         records = []

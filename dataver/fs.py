@@ -50,7 +50,7 @@ class DataverFileSystem(AbstractFileSystem):
             return {"name": path, "type": "directory", "size": 0}
         try:
             f = self.view.file(path)
-        except Exception as e:  # noqa: BLE001 - fsspec callers expect FileNotFoundError
+        except PathError as e:  # not tracked there: what fsspec callers expect is FileNotFoundError
             raise FileNotFoundError(path) from e
         return {"name": path, "type": "file", "size": f.size, "digest": str(f.digest)}
 

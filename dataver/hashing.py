@@ -43,6 +43,7 @@ SEED_BLOB = 0
 SEED_CHUNKED = int.from_bytes(b"dvchunk1", "big")
 SEED_MANIFEST = int.from_bytes(b"dvmanif1", "big")
 _CHUNKED_PREFIX = b"dataver-chunked-v1\0"
+SMALL_FILE_THREADS = 2
 # Small files are handed to workers in batches to amortise executor overhead.
 _SMALL_BATCH_BYTES = 4 * 1024 * 1024
 _SMALL_BATCH_FILES = 256
@@ -104,6 +105,7 @@ class Hasher:
         if chunk_size % mmap.PAGESIZE:
             raise ValueError("chunk_size must be a multiple of the page size")
         self.jobs = jobs or default_jobs()
+        self.small_jobs = min(self.jobs, SMALL_FILE_THREADS)
         self.chunk_size = chunk_size
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash", initializer=self._mark_worker)
@@ -219,7 +221,24 @@ class Hasher:
                 progress.advance(size, 1)
             return out
 
-        futures = [self._pool.submit(run_batch, b) for b in _batches(small)]
+        # Small files cost mostly per-file Python work, which holds the GIL: beyond
+        # SMALL_FILE_THREADS, more threads only contend (measured on 16 cores: 57k
+        # files/s with 1 thread, 39k with 2, 25k with 16; docs/benchmarks.md). So a
+        # few workers pull batches from a shared queue while the rest of the pool
+        # stays free for the chunks of large files.
+        batches = _batches(small)
+        lock = threading.Lock()
+
+        def worker() -> list[R]:
+            out: list[R] = []
+            while True:
+                with lock:
+                    batch = next(batches, None)
+                if batch is None:
+                    return out
+                out.extend(run_batch(batch))
+
+        futures = [self._pool.submit(worker) for _ in range(min(self.small_jobs, len(small)))]
         try:
             for item, _ in large:
                 yield fn(item, _BytesOnly(progress))

@@ -50,13 +50,31 @@ def parse_link_types(text: str) -> tuple[str, ...]:
     return kinds
 
 
+# Filesystems (by st_dev) that refused a clone in this process: ext4, say, refuses
+# every one, and asking again costs an open, a create and an ioctl per file.
+_NO_REFLINK: set[int] = set()
+
+
+def reflink_refused(path: str) -> bool:
+    """True if the filesystem holding ``path`` already refused a reflink."""
+    try:
+        return os.stat(path).st_dev in _NO_REFLINK
+    except OSError:
+        return False
+
+
 def reflink(fd_src: int, fd_dst: int) -> bool:
     """Clone ``fd_src`` into ``fd_dst`` (copy-on-write); False if unsupported."""
+    dev = os.fstat(fd_dst).st_dev
+    if dev in _NO_REFLINK:
+        return False
     try:
         fcntl.ioctl(fd_dst, _FICLONE, fd_src)
         return True
     except OSError as e:
         if e.errno in _UNSUPPORTED:
+            if e.errno != errno.EXDEV:  # cross-device says nothing about this filesystem
+                _NO_REFLINK.add(dev)
             return False
         raise
 
@@ -106,6 +124,8 @@ def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: boo
 def _make(kind: str, src: str, tmp: str, copy) -> bool:
     try:
         if kind == "reflink":
+            if reflink_refused(os.path.dirname(tmp)):
+                return False
             fd_src = os.open(src, os.O_RDONLY)
             try:
                 fd_dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -13,8 +13,9 @@ costs seconds per thousand files); ``verify`` detects damage after a power loss.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
-import tempfile
+import secrets
 from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
@@ -24,6 +25,7 @@ from .linking import reflink
 from .progress import NO_PROGRESS, Progress
 
 MANIFEST_SUFFIX = ".manifest"
+_TMP_COUNTER = itertools.count()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -51,6 +53,9 @@ class ObjectStore:
         self.root = os.path.abspath(root)
         self.tmp_dir = os.path.join(self.root, "tmp")
         self._made_dirs: set[str] = set()
+        # Blobs whose bytes this process hashed on their way in: reading them back
+        # moments later (checkout after fetch) need not hash them a second time.
+        self.verified: set[Digest] = set()
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:
@@ -98,6 +103,7 @@ class ObjectStore:
             finally:
                 os.close(fd_tmp)
             self._publish(tmp, self.blob_path(hashed.digest))
+            self.verified.add(hashed.digest)
             return hashed
         except BaseException:
             _unlink_quietly(tmp)
@@ -116,6 +122,7 @@ class ObjectStore:
             if hashed.digest != digest:
                 raise IntegrityError(f"{src} hashes to {hashed.digest}, expected {digest}; not stored")
             self._publish(tmp, self.blob_path(digest))
+            self.verified.add(digest)
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -140,11 +147,16 @@ class ObjectStore:
         return digest
 
     def _mkstemp(self) -> tuple[int, str]:
+        """A new temporary file in ``tmp/``: PID, a per-process counter and a random
+        tag make the name unique without tempfile's retry loop."""
+        name = os.path.join(self.tmp_dir, f"{os.getpid()}-{next(_TMP_COUNTER)}-{secrets.token_hex(3)}.tmp")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            return tempfile.mkstemp(dir=self.tmp_dir, suffix=".tmp")
-        except FileNotFoundError:
-            os.makedirs(self.tmp_dir, exist_ok=True)
-            return tempfile.mkstemp(dir=self.tmp_dir, suffix=".tmp")
+            try:
+                return os.open(name, flags, 0o600), name
+            except FileNotFoundError:
+                os.makedirs(self.tmp_dir, exist_ok=True)
+                return os.open(name, flags, 0o600), name
         except OSError as e:
             raise StorageError(f"cannot write to the cache at {self.root}: {e.strerror}") from e
 
@@ -277,6 +289,8 @@ def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, has
             raise IntegrityError(f"downloaded object {digest} is corrupt (its bytes hash to {actual.short()})")
         os.chmod(tmp_path, 0o444)
         store._publish(tmp_path, store.manifest_path(digest) if manifest else store.blob_path(digest))
+        if not manifest:
+            store.verified.add(digest)
     except BaseException:
         _unlink_quietly(tmp_path)
         raise

@@ -11,6 +11,7 @@ that remembers nothing.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from typing import Iterable
@@ -132,8 +133,11 @@ def is_racy(mtime_ns: int, now_ns: int) -> bool:
     return now_ns - mtime_ns < window
 
 
-def _is_hex(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def _is_hex(text: object) -> bool:
+    return isinstance(text, str) and _HEX32.fullmatch(text) is not None
 
 
 def matches(entry: tuple[Key, Digest] | None, st: os.stat_result) -> Digest | None:
