@@ -67,6 +67,21 @@ class ObjectStore:
     def has_blob(self, digest: Digest) -> bool:
         return os.path.exists(self.blob_path(digest))
 
+    def blobs_present(self, digests: list[Digest]) -> set[Digest]:
+        """Which of ``digests`` the store holds. Many at once: one listing per fan-out
+        folder involved (at most 256) instead of one stat per object."""
+        if len(digests) < 512:
+            return {d for d in digests if self.has_blob(d)}
+        names: dict[str, set[str]] = {}
+        for d in digests:
+            fan = d.hex[:2]
+            if fan not in names:
+                try:
+                    names[fan] = set(os.listdir(os.path.join(self.root, d.algorithm, fan)))
+                except FileNotFoundError:
+                    names[fan] = set()
+        return {d for d in digests if d.hex[2:] in names[d.hex[:2]]}
+
     def has_manifest(self, digest: Digest) -> bool:
         return os.path.exists(self.manifest_path(digest))
 

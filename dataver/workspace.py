@@ -260,9 +260,10 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
     hashed = hash_files(repo, [os.path.join(t.path, rel) for rel in to_hash], progress)
     for rel in to_hash:
         known[rel] = hashed[os.path.join(t.path, rel)].digest
+    present = repo.cache.blobs_present([e.digest for e in entries]) if check_cache else set()
     records = []
     for e in entries:
-        in_cache = repo.cache.has_blob(e.digest) if check_cache else None
+        in_cache = (e.digest in present) if check_cache else None
         path = f"{t.rel}/{e.path}"
         if e.path not in scan.files:
             records.append(Record(path, DELETED, in_cache, t.rel))
@@ -293,4 +294,5 @@ def manifest_digest_of(entries: list[Entry]) -> Digest:
 
 
 def _all_in_cache(repo: Repo, entries: list[Entry]) -> bool:
-    return all(repo.cache.has_blob(e.digest) for e in entries)
+    digests = [e.digest for e in entries]
+    return len(repo.cache.blobs_present(digests)) == len(set(digests))

@@ -654,3 +654,22 @@ def test_writable_mode_is_thread_safe(umask022):
         current = os.umask(0o022)
     assert current == 0o022
     assert bad == []
+
+
+@pytest.mark.parametrize("count", [10, 700])  # below and above the listing threshold
+def test_blobs_present_by_stat_and_by_listing(tmp_path, count):
+    store = ObjectStore(str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    src.mkdir()
+    digests = []
+    with Hasher(jobs=2) as hasher:
+        for i in range(count):
+            p = src / f"f{i}"
+            p.write_bytes(f"content {i}".encode())
+            digests.append(store.add_file(str(p), hasher).digest)
+    gone = digests[::7]
+    for d in gone:
+        os.unlink(store.blob_path(d))
+    never = [digest_bytes(f"never stored {i}".encode()) for i in range(5)]
+    present = store.blobs_present(digests + never)
+    assert present == set(digests) - set(gone)
