@@ -95,7 +95,7 @@ def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
     from .errors import DataverError
 
     try:
-        scan = scan_folder(t.path, t.rel)
+        scan = scan_folder(t.path, t.rel, repo.root)
     except DataverError:
         return False
     current, unknown = known_digests(repo, t.rel, scan)
@@ -113,7 +113,7 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
     current: dict[str, Digest] = {}
     files: dict[str, os.stat_result] = {}
     if os.path.isdir(t.path):
-        scan = scan_folder(t.path, t.rel)
+        scan = scan_folder(t.path, t.rel, repo.root)
         files = scan.files
         current, unknown = known_digests(repo, t.rel, scan)
         hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)

@@ -19,13 +19,16 @@ import secrets
 from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
-from .errors import FileChanged, IntegrityError, ObjectsMissing, StorageError
+from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError
 from .hashing import HashedFile, Hasher, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
 
 MANIFEST_SUFFIX = ".manifest"
 _TMP_COUNTER = itertools.count()
+# A manifest line is ~60 bytes + the path: 1 GiB is millions of files. The bound keeps
+# a hostile or damaged manifest from exhausting memory (manifests are read whole).
+MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -190,11 +193,16 @@ class ObjectStore:
 
     # -- reading ----------------------------------------------------------------
     def read_manifest_bytes(self, digest: Digest) -> bytes:
-        """The manifest's bytes, checked against its digest."""
+        """The manifest's bytes, checked against its digest (and a size bound)."""
         path = self.manifest_path(digest)
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_MANIFEST_BYTES + 1)
+                if len(data) > MAX_MANIFEST_BYTES:
+                    raise PointerError(
+                        f"manifest {digest.short()} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB ({path})",
+                        "dataver reads manifests whole; split the folder into several tracked folders",
+                    )
         except FileNotFoundError:
             raise ObjectsMissing(
                 f"manifest {digest} is not in the cache", "fetch it from a remote (dataver pull), or re-add the folder"
@@ -296,6 +304,8 @@ def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, has
     """
     try:
         if manifest:
+            if os.path.getsize(tmp_path) > MAX_MANIFEST_BYTES:
+                raise IntegrityError(f"downloaded manifest {digest} is larger than any dataver writes; not stored")
             with open(tmp_path, "rb") as f:
                 actual = digest_manifest(f.read())
         else:

@@ -126,9 +126,18 @@ def _meant_as_pointer(path: str, siblings: set[str], name: str) -> bool:
     return name[: -len(pointer.SUFFIX)] in siblings or pointer.looks_like_pointer(path)
 
 
-def scan_folder(folder: str, display: str) -> FolderScan:
-    """Every regular file under ``folder``, following symlinks, refusing loops."""
+def scan_folder(folder: str, display: str, repo_root: str | None = None) -> FolderScan:
+    """Every regular file under ``folder``, following symlinks, refusing loops.
+
+    Symlink policy: a link inside a tracked folder is followed and its target's
+    content tracked as a regular file, but (given ``repo_root``) only if the target
+    lies inside the tracked folder or the repository; a link out of both would
+    pull outside data into the repository's history, so it is refused.
+    """
     scan = FolderScan()
+    confine = None
+    if repo_root is not None:
+        confine = tuple({os.path.realpath(folder) + os.sep, os.path.realpath(repo_root) + os.sep})
     try:
         top = os.stat(folder)
     except OSError as e:
@@ -144,6 +153,14 @@ def scan_folder(folder: str, display: str) -> FolderScan:
             rel = prefix + e.name
             if is_temp_name(e.name):
                 continue
+            if confine is not None and e.is_symlink():
+                target = os.path.realpath(e.path)
+                if not (target + os.sep).startswith(confine):
+                    raise PathError(
+                        f"{display}/{rel} is a symbolic link to {target}, "
+                        "outside the tracked folder and the repository",
+                        "copy the data in, or track the target's folder where it is",
+                    )
             try:
                 st = e.stat()  # follows symlinks
             except OSError as err:
@@ -245,13 +262,13 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         # current manifest digest still tells whether it matches the pointer.
         if not os.path.isdir(t.path):
             return [Record(t.rel, MISSING, False, t.rel)]
-        scan = scan_folder(t.path, t.rel)
+        scan = scan_folder(t.path, t.rel, repo.root)
         current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, progress))
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
     entries = read_manifest(repo, t)
     if not os.path.isdir(t.path):
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
-    scan = scan_folder(t.path, t.rel)
+    scan = scan_folder(t.path, t.rel, repo.root)
     if not entries and not scan.files:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     known, unknown = known_digests(repo, t.rel, scan)

@@ -137,7 +137,7 @@ def _add_file(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progr
 
 
 def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
-    scan = scan_folder(target, rel)
+    scan = scan_folder(target, rel, repo.root)
     nested = [n for n in scan.files if n.endswith(pointer.SUFFIX) and _is_pointer_file(os.path.join(target, n))]
     if nested:
         raise PathError(

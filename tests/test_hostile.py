@@ -1,0 +1,134 @@
+"""Hostile input and resource faults: nothing is written where it must not be, and
+the previous state survives a failed write."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import git_commit, make_tree, write
+
+from dataver import manifest, odb
+from dataver.digest import ALGORITHM
+from dataver.errors import PathError, PointerError, StorageError
+from dataver.hashing import digest_bytes, digest_manifest
+
+
+def cache_files(repo_dir) -> set[str]:
+    root = repo_dir / ".dataver" / "cache" / ALGORITHM
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+# -- symlinks inside tracked folders -----------------------------------------------------
+def test_symlink_out_of_the_repository_is_refused(repo_dir, cli, tmp_path):
+    outside = write(tmp_path / "elsewhere" / "secret.txt", "not part of this repo")
+    make_tree(repo_dir / "data", 5)
+    os.symlink(outside, repo_dir / "data" / "leak.txt")
+    r = cli("add", "data")
+    assert r.code == PathError.exit_code
+    assert "data/leak.txt is a symbolic link to" in r.err and "outside the tracked folder and the repository" in r.err
+    assert not (repo_dir / "data.dv").exists()
+    assert cache_files(repo_dir) == set()
+
+
+def test_symlink_within_the_repository_is_followed(repo_dir, cli):
+    write(repo_dir / "shared" / "labels.csv", "a,b\n1,2\n")
+    make_tree(repo_dir / "data", 3)
+    os.symlink(repo_dir / "shared" / "labels.csv", repo_dir / "data" / "labels.csv")
+    assert cli("add", "data").code == 0
+    r = cli("ls", "data", "--json")
+    assert '"data/labels.csv"' in r.out
+    assert digest_bytes(b"a,b\n1,2\n").hex in r.out
+
+
+def test_tracked_folder_that_is_itself_a_link_elsewhere(repo_dir, cli, tmp_path):
+    real = tmp_path / "big-disk" / "dataset"
+    make_tree(real, 4)
+    os.symlink(real / "f0.bin", real / "alias.bin")  # a link inside the linked folder: fine
+    os.symlink(real, repo_dir / "data")
+    assert cli("add", "data").code == 0
+    assert (repo_dir / "data.dv").exists()
+
+
+# -- disk full (a file-size limit makes every write past 64 KiB fail) ----------------------
+def _limited(cmd: list[str], cwd, limit: int = 64 * 1024) -> subprocess.CompletedProcess:
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then write() fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "dataver", *cmd], cwd=cwd, capture_output=True, text=True, preexec_fn=limit_writes
+    )
+
+
+def test_add_that_cannot_write_the_cache_keeps_everything(repo_dir):
+    data = os.urandom(1024 * 1024)
+    write(repo_dir / "model.bin", data)
+    p = _limited(["add", "model.bin"], repo_dir)
+    assert p.returncode == StorageError.exit_code, p.stderr
+    assert p.stderr.startswith("error: cannot write to the cache at ")
+    assert "Traceback" not in p.stderr
+    assert (repo_dir / "model.bin").read_bytes() == data  # the user's file is untouched
+    assert not (repo_dir / "model.bin.dv").exists()  # no pointer to an object that is not there
+    assert cache_files(repo_dir) == set()  # no object, complete or partial
+    assert os.listdir(repo_dir / ".dataver" / "cache" / "tmp") == []  # no stray temporary
+
+
+def test_checkout_that_cannot_write_the_workspace_leaves_no_partial_file(repo_dir, cli):
+    old, new = os.urandom(200_000), os.urandom(300_000)
+    write(repo_dir / "model.bin", old)
+    assert cli("add", "model.bin").code == 0
+    git_commit(repo_dir, "v1")
+    write(repo_dir / "model.bin", new)
+    assert cli("add", "model.bin").code == 0
+    git_commit(repo_dir, "v2")
+    p = _limited(["checkout", "--rev", "HEAD~1"], repo_dir)
+    assert p.returncode == StorageError.exit_code, p.stderr
+    assert "cannot write" in p.stderr and "model.bin" in p.stderr
+    assert (repo_dir / "model.bin").read_bytes() == new  # the previous file, whole
+    assert not [n for n in os.listdir(repo_dir) if ".dataver-tmp-" in n]
+    assert cli("checkout", "--rev", "HEAD~1").code == 0  # with room again, it completes
+    assert (repo_dir / "model.bin").read_bytes() == old
+
+
+# -- a malicious remote ------------------------------------------------------------------------
+def test_remote_manifest_that_escapes_the_folder_writes_nothing_outside(repo_dir, cli, tmp_path):
+    """Someone with write access to the remote (and the repo) plants a manifest whose
+    entry climbs out of the folder. Its digest is right, so it downloads; checkout
+    must still refuse to write outside."""
+    payload = b"planted"
+    blob = digest_bytes(payload)
+    bad_manifest = (f"{manifest.HEADER}\n{blob.hex} {len(payload)} - ../../escaped.txt\n").encode()
+    mdigest = digest_manifest(bad_manifest)
+    remote = tmp_path / "remote"
+    for rel, data in ((blob.relpath(), payload), (mdigest.relpath() + ".manifest", bad_manifest)):
+        write(remote / rel, data)
+    assert cli("remote", "add", "origin", str(remote), "--default").code == 0
+    write(repo_dir / "data.dv", f"version: 1\nkind: dir\nhash: xxh3-128\ndigest: {mdigest.hex}\nsize: 7\nfiles: 1\n")
+    r = cli("pull")
+    assert r.code == PointerError.exit_code
+    assert "unsafe or invalid path" in r.err
+    assert not (tmp_path / "escaped.txt").exists() and not (repo_dir.parent / "escaped.txt").exists()
+
+
+def test_oversized_manifest_is_refused_not_read(repo_dir, cli, monkeypatch):
+    make_tree(repo_dir / "data", 50)
+    assert cli("add", "data").code == 0
+    monkeypatch.setattr(odb, "MAX_MANIFEST_BYTES", 1000)
+    r = cli("status")
+    assert r.code == PointerError.exit_code
+    assert "larger than" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("value", ["../../../etc/passwd", "A" * 32, "0" * 31, "0" * 33, "zz" * 16])
+def test_hostile_digest_in_a_cloned_pointer_never_becomes_a_path(repo_dir, cli, value):
+    write(repo_dir / "w.bin.dv", f"version: 1\nkind: file\nhash: xxh3-128\ndigest: {value}\nsize: 1\n")
+    for cmd in (("status",), ("checkout",), ("pull",), ("verify",)):
+        r = cli(*cmd)
+        assert r.code == PointerError.exit_code, (cmd, r.err)
+        assert "w.bin.dv" in r.err
+    assert not (repo_dir / "w.bin").exists()
