@@ -20,7 +20,7 @@ from .errors import IntegrityError, ObjectsMissing
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
-from .remotes import ObjRef, RemoteStore
+from .remotes import ObjRef, RemoteStore, redact
 from .workspace import Tracked
 
 
@@ -190,7 +190,8 @@ def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher
     except IntegrityError as e:
         raise IntegrityError(
             f"{e.message} on remote {remote.name!r} ({remote.display})",
-            "the remote copy is damaged: push it again from a machine that has it",
+            f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
+            "from a machine that has the data (push never overwrites an object the remote already has)",
         ) from None
     finally:
         if os.path.exists(tmp):
