@@ -166,8 +166,6 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
     for folder in p.folders:
         _prune_empty_dirs(folder)
         if not os.path.lexists(folder):
-            os.makedirs(folder)  # a tracked folder exists even when it holds no files
-        if not os.path.lexists(folder):
             os.makedirs(folder)  # an empty tracked folder has no file whose write creates it
     writes = [a for a in p.actions if a.op != "delete"]
     if not writes:

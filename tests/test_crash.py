@@ -1,0 +1,741 @@
+"""SIGKILL crash safety of ``add`` and ``checkout``.
+
+Real ``python -m dataver`` processes in a real git repository are killed with
+SIGKILL at seeded random moments of their work, over a data set big enough to take
+a noticeable time (hundreds of small files, multi-chunk files, and a large file
+tracked on its own). A kill is timed in CPU seconds of the child counted from its
+first change to the files, drawn from the span an uninterrupted run was measured to
+spend changing files (a tenth of the kills go to start-up and planning instead);
+CPU time keeps the kills inside the work even when a loaded machine stretches the
+wall-clock time. Where strace can run, half of the kills are instead made exactly as
+the command enters its n-th call of one kind of file-system call (rename, link,
+unlink, mkdir, chmod, write; each kind in turn): that is where a narrow unsafe
+window would be, such as between deleting a file and linking its replacement.
+Several kills follow each other on the same state, as when a user re-runs after a
+crash, before the command is let finish. After every kill:
+
+1. no user file is lost or torn: every file under the tracked paths holds exactly
+   its old bytes or the bytes being checked out (``add`` must leave every file with
+   its original bytes); a path that exists in both versions is never missing, and
+   nothing but dataver's temporary files (``.dataver-tmp-`` names) appears;
+2. every object under ``.dataver/cache/xxh3-128/`` hashes to its name and is
+   read-only, and nothing else sits there;
+3. every pointer file (and the ``.gitignore``) is complete: it parses, it is exactly
+   what an uninterrupted run writes (or what was there before), and every object it
+   needs is in the cache;
+4. re-running the same command to completion exits 0, and the workspace then holds
+   the exact bytes with ``dataver status`` clean.
+
+Kills that land before the command did any work prove nothing, so each test also
+asserts that a good share of its kills interrupted real work (the repository had
+changed but the command had not finished).
+
+``DATAVER_CRASH_SEED`` replays a seed (CPU-timed kill moments still vary from run to
+run); ``DATAVER_CRASH_DEBUG=1`` prints every kill (with ``-s``);
+``DATAVER_CRASH_STRACE=0`` leaves strace out. ``pytest -m slow`` runs the many-kill
+variant (bigger data, more link modes).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from dataver import manifest, pointer
+from dataver.hashing import Hasher, digest_manifest
+
+MiB = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+SEED = int(os.environ.get("DATAVER_CRASH_SEED", "20240611"))
+TEMP_MARK = ".dataver-tmp-"
+HEX = frozenset("0123456789abcdef")
+TARGETS = ("data", "model.bin")  # a tracked folder and a tracked single file
+POINTERS = tuple(t + ".dv" for t in TARGETS)
+IGNORE_LINES = {"/data", "/model.bin"}
+CHECKS_PER_KILL = 4  # workspace, cache, pointers, .gitignore
+CHECKS_PER_ROUND = 5  # re-run exit 0, pointers, exact workspace, cache, clean status
+
+Version = dict[str, bytes]  # repo-relative posix path -> content
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="times kills with /proc CPU times")
+
+
+@dataclass(frozen=True)
+class Scale:
+    small: int  # small files in data/ (some in subfolders)
+    big: tuple[int, ...]  # multi-chunk files in data/
+    model: int  # model.bin, tracked as a single file
+
+
+CI = Scale(small=300, big=(16 * MiB, 24 * MiB + 4321), model=12 * MiB)
+SLOW = Scale(small=1200, big=(24 * MiB, 40 * MiB, 33 * MiB + 12345), model=32 * MiB)
+
+
+# -- data ------------------------------------------------------------------------------
+def version_a(rng: random.Random, scale: Scale) -> Version:
+    files: Version = {}
+    for i in range(scale.small):
+        rel = f"data/sub{i % 4}/s{i:04d}.bin" if i % 3 else f"data/s{i:04d}.bin"
+        files[rel] = rng.randbytes(rng.randint(0, 16 * 1024))
+    for i, size in enumerate(scale.big):
+        files[f"data/big{i}.bin"] = os.urandom(size)
+    files["data/swap"] = b"a file in version A, a folder in version B\n"
+    files["model.bin"] = os.urandom(scale.model)
+    return files
+
+
+def _patched(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    offset = rng.randrange(len(buf) - 4096)
+    buf[offset : offset + 4096] = os.urandom(4096)
+    return bytes(buf)
+
+
+def version_b(rng: random.Random, a: Version) -> Version:
+    """Version A with files modified, deleted and added, one big file kept, a file turned folder."""
+    b: Version = {}
+    for rel, data in a.items():
+        if rel == "data/swap":
+            continue
+        if rel == "data/big1.bin" or rel == "model.bin":
+            b[rel] = _patched(data, rng)
+            continue
+        if rel.startswith("data/big"):
+            b[rel] = data
+            continue
+        roll = rng.random()
+        if roll < 0.2:
+            continue  # deleted
+        b[rel] = rng.randbytes(rng.randint(0, 16 * 1024)) if roll < 0.5 else data
+    for i in range(len(a) // 10):
+        b[f"data/sub{i % 3}/new{i:04d}.bin"] = rng.randbytes(rng.randint(0, 16 * 1024))
+    b["data/swap/inner.bin"] = b"a file inside what was a file in version A\n"
+    return b
+
+
+def write_version(root: Path, version: Version) -> None:
+    for target in TARGETS:
+        remove(root / target)
+    for rel, data in version.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    past = time.time() - 10  # outside the stat cache's racy window
+    for rel in version:
+        os.utime(root / rel, (past, past))
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def is_temp(name: str) -> bool:
+    return TEMP_MARK in name
+
+
+# -- processes -------------------------------------------------------------------------
+def dv(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dataver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
+
+
+def dv_ok(root: Path, *args: str) -> subprocess.CompletedProcess:
+    r = dv(root, *args)
+    assert r.returncode == 0, f"dataver {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def start(root: Path, args: tuple[str, ...], stderr, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "dataver", *args], cwd=root, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+
+
+_PROBE = "import os, threading; t = threading.Thread(target=os.rename, args=('/nonexistent-a', '/nonexistent-b'))"
+
+
+@functools.cache
+def strace() -> tuple[str, ...] | None:
+    """The strace command line that can kill a thread of a process tree at a syscall, or None.
+
+    (Not ``--seccomp-bpf``: with it, strace 6.1 does not inject into threads.)
+    """
+    exe = shutil.which("strace")
+    if exe is None or os.environ.get("DATAVER_CRASH_STRACE") == "0":
+        return None
+    argv = (exe, "-f", "-qq")
+    inject = ("-o", os.devnull, "-e", "trace=rename", "-e", "inject=rename:signal=KILL:when=1")
+    for _ in range(3):
+        try:
+            probe = subprocess.run(
+                [*argv, *inject, sys.executable, "-c", _PROBE + "; t.start(); t.join()"],
+                capture_output=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return argv
+    print("\ncrash test: strace cannot kill at syscalls here; all kills are CPU-timed")
+    return None
+
+
+def count_syscalls(root: Path, args: tuple[str, ...]) -> dict[str, int]:
+    """Run ``dataver ARGS`` under strace: how often it makes each TRAP_SYSCALLS call
+    (the most any one thread makes: strace counts injections per thread)."""
+    tracer = strace()
+    assert tracer is not None
+    with tempfile.NamedTemporaryFile(suffix=".strace") as log, tempfile.TemporaryFile() as err:
+        proc = start(root, args, err, (*tracer, "-o", log.name, "-e", f"trace={TRAP_SYSCALLS}"))
+        code = proc.wait(timeout=300)
+        err.seek(0)
+        assert code == 0, f"dataver {' '.join(args)} failed under strace:\n{err.read().decode()}"
+        per_thread: dict[tuple[str, str], int] = {}
+        for line in Path(log.name).read_text(errors="replace").splitlines():
+            tid, _, call = line.partition(" ")
+            name = call.lstrip().split("(", 1)[0]  # strace pads the thread id to five columns
+            if "(" in call and name.isidentifier():
+                per_thread[tid, name] = per_thread.get((tid, name), 0) + 1
+    counts: dict[str, int] = {}
+    for (_, name), n in per_thread.items():
+        counts[name] = max(counts.get(name, 0), n)
+    return counts
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) the process has used; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When an uninterrupted run changes files, in CPU seconds of the child process.
+
+    Kills are timed by the child's CPU time rather than the wall clock: CPU time tracks
+    how far the command got even when a loaded machine stretches its run.
+    """
+
+    first: float  # the first visible change (before it: start-up and planning)
+    last: float  # the last visible change (after it: exiting)
+    calls: dict[str, int]  # file-system calls per kind (with strace; else empty)
+
+
+def measure(root: Path, args: tuple[str, ...], prepare: Callable[[], None], runs: int = 2) -> Timing:
+    """Watch uninterrupted runs, each from the state ``prepare()`` sets up."""
+    firsts, lasts = [], []
+    for _ in range(runs):
+        prepare()
+        with tempfile.TemporaryFile() as err:
+            # The first change is seen as run_and_kill sees it; the last from a full listing.
+            stamps, before = folder_stamps(root), snapshot(root)
+            proc = start(root, args, err)
+            first = last = None
+            while proc.poll() is None:
+                cpu = cpu_seconds(proc.pid)
+                if cpu is not None and first is None and folder_stamps(root) != stamps:
+                    first = cpu
+                now = snapshot(root)
+                if cpu is not None and now != before:
+                    first = cpu if first is None else first
+                    last, before = cpu, now
+                time.sleep(0.002)
+            err.seek(0)
+            assert proc.wait() == 0, f"dataver {' '.join(args)} failed:\n{err.read().decode()}"
+        assert first is not None and last is not None, f"dataver {' '.join(args)} changed nothing"
+        firsts.append(first)
+        lasts.append(last)
+    calls: dict[str, int] = {}
+    if strace():
+        prepare()
+        calls = count_syscalls(root, args)
+    return Timing(min(firsts), max(min(lasts), min(firsts) + 0.02), calls)
+
+
+def folder_stamps(root: Path) -> tuple:
+    """Cheap change detector: the mtimes of the folders a command creates files in."""
+    folders = [root, root / ".dataver" / "cache", root / ".dataver" / "cache" / "tmp"]
+    folders += [Path(here) for here, _dirs, _files in os.walk(root / "data")]
+    out = []
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+            out.append((folder, st.st_ino, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append((folder, None, None))
+    return tuple(out)
+
+
+def run_and_kill(root: Path, args: tuple[str, ...], cpu: float, after_first_change: bool) -> bool:
+    """Start ``dataver ARGS`` and SIGKILL it once it has used ``cpu`` CPU seconds (counted
+    from its first change to the files, with ``after_first_change``); False if it finished
+    first."""
+    with tempfile.TemporaryFile() as err:
+        stamps = folder_stamps(root)
+        proc = start(root, args, err)
+        target = None if after_first_change else cpu
+        try:
+            while proc.poll() is None:
+                used = cpu_seconds(proc.pid)
+                if used is not None and target is None and folder_stamps(root) != stamps:
+                    target = used + cpu
+                if used is not None and target is not None and used >= target:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.001)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if code == -signal.SIGKILL:
+            return True
+        err.seek(0)
+        assert code == 0, f"dataver {' '.join(args)} failed on its own ({code}):\n{err.read().decode()}"
+        return False
+
+
+def run_and_kill_at(root: Path, args: tuple[str, ...], syscall: str, n: int) -> bool:
+    """Run ``dataver ARGS`` under strace and SIGKILL it as it enters its ``n``-th
+    ``syscall`` (in any one thread); False if it finished first."""
+    tracer = strace()
+    assert tracer is not None
+    inject = ("-o", os.devnull, "-e", f"trace={syscall}", "-e", f"inject={syscall}:signal=KILL:when={n}")
+    with tempfile.TemporaryFile() as err:
+        proc = start(root, args, err, (*tracer, *inject))
+        code = proc.wait(timeout=300)
+        if code in (-signal.SIGKILL, 128 + signal.SIGKILL):  # strace dies the way its tracee did
+            return True
+        err.seek(0)
+        assert code == 0, f"dataver {' '.join(args)} failed on its own ({code}):\n{err.read().decode()}"
+        return False
+
+
+# -- invariants ------------------------------------------------------------------------
+def check_workspace(root: Path, old: Version, new: Version, symlinks: bool = False) -> bool:
+    """Invariant 1. Returns True if the workspace is exactly ``new``.
+
+    With ``symlinks``, a file may be a symbolic link into the cache (symlink mode).
+    """
+    found: dict[str, Path] = {}
+    for here, _dirs, names in os.walk(root / "data"):
+        for name in names:
+            if not is_temp(name):
+                path = Path(here, name)
+                found[path.relative_to(root).as_posix()] = path
+    if (root / "model.bin").exists() or (root / "model.bin").is_symlink():
+        found["model.bin"] = root / "model.bin"
+    for rel in old.keys() & new.keys():
+        assert rel in found, f"{rel} is missing: a kill lost a user file"
+    done = found.keys() == new.keys()
+    for rel, path in found.items():
+        assert rel in old or rel in new, f"unexpected file {rel} in the workspace"
+        if path.is_symlink():
+            cache = os.path.realpath(root / ".dataver" / "cache") + os.sep
+            assert symlinks, f"{rel} became a symbolic link"
+            assert os.path.realpath(path).startswith(cache), f"{rel} links outside the cache"
+        data = path.read_bytes()
+        if data == new.get(rel):
+            continue
+        done = False
+        assert data == old.get(rel), (
+            f"{rel} holds {len(data)} bytes that are neither its old version "
+            f"({_size(old.get(rel))}) nor its new one ({_size(new.get(rel))}): torn or wrong"
+        )
+    return done
+
+
+def _size(data: bytes | None) -> str:
+    return "absent" if data is None else f"{len(data)} bytes"
+
+
+def check_cache(root: Path, hasher: Hasher, verified: set | None = None) -> int:
+    """Invariant 2. Returns the number of objects hashed.
+
+    ``verified`` remembers objects already hashed, by path, inode, size, mtime and
+    ctime: a changed object changes its ctime, so only new or changed ones are hashed.
+    """
+    base = root / ".dataver" / "cache" / "xxh3-128"
+    if not base.exists():
+        return 0
+    n = 0
+    for fan in os.scandir(base):
+        assert fan.is_dir(follow_symlinks=False), f"stray entry in the cache: {fan.path}"
+        assert len(fan.name) == 2 and set(fan.name) <= HEX, f"stray folder in the cache: {fan.path}"
+        for obj in os.scandir(fan.path):
+            is_manifest = obj.name.endswith(".manifest")
+            hex_ = fan.name + (obj.name[: -len(".manifest")] if is_manifest else obj.name)
+            assert len(hex_) == 32 and set(hex_) <= HEX, f"stray file in the cache: {obj.path}"
+            st = os.lstat(obj.path)
+            assert stat.S_ISREG(st.st_mode), f"cache object {obj.path} is not a regular file"
+            assert st.st_mode & 0o222 == 0, f"cache object {obj.path} is writable ({oct(st.st_mode)})"
+            key = (obj.path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if verified is not None and key in verified:
+                continue
+            if is_manifest:
+                data = Path(obj.path).read_bytes()
+                got = digest_manifest(data).hex
+                manifest.loads(data, obj.path)
+            else:
+                got = hasher.hash_file(obj.path).digest.hex
+            assert got == hex_, f"cache object {obj.path} holds bytes that hash to {got}: a bad object"
+            if verified is not None:
+                verified.add(key)
+            n += 1
+    return n
+
+
+def check_pointers(root: Path, allowed: dict[str, set[bytes | None]]) -> None:
+    """Invariant 3: each pointer is absent or complete, as allowed, with its objects cached."""
+    cache = root / ".dataver" / "cache"
+    for name in POINTERS:
+        path = root / name
+        data = path.read_bytes() if path.exists() else None
+        assert data in allowed[name], f"{name} is {'absent' if data is None else 'unexpected: ' + data.decode()!r}"
+        if data is None:
+            continue
+        ptr = pointer.loads(data, name)
+        rel = ptr.digest.relpath()
+        if not ptr.is_dir:
+            assert (cache / rel).is_file(), f"{name} was written before its object"
+            continue
+        mpath = cache / (rel + ".manifest")
+        assert mpath.is_file(), f"{name} was written before its manifest"
+        for entry in manifest.loads(mpath.read_bytes()):
+            assert (cache / entry.digest.relpath()).is_file(), f"{name} lists {entry.path}, absent from the cache"
+
+
+def check_gitignore(root: Path, complete: bool = False) -> None:
+    path = root / ".gitignore"
+    if not path.exists():
+        assert not complete, ".gitignore is missing"
+        return
+    text = path.read_text()
+    lines = text.splitlines()
+    assert text.endswith("\n") and set(lines) <= IGNORE_LINES, f".gitignore is torn: {text!r}"
+    assert not complete or set(lines) == IGNORE_LINES, f".gitignore lacks entries: {text!r}"
+
+
+def snapshot(root: Path) -> frozenset:
+    """Names, inodes and sizes of everything a command may touch (to tell if it did work)."""
+    out = set()
+    top = str(root)
+    stack = [top, os.path.join(top, "data"), os.path.join(top, ".dataver", "cache")]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = list(os.scandir(here))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if here != top:
+                        stack.append(e.path)
+                    continue
+                st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # renamed or removed by a running command
+            out.add((e.path, st.st_ino, st.st_size))
+    return frozenset(out)
+
+
+# -- the kill loop ----------------------------------------------------------------------
+STARTUP_SHARE = 0.1  # share of CPU-timed kills aimed before the first change (start-up, planning)
+SYSCALL_SHARE = 0.5  # share of kills made at a file-system call, where strace can do it
+# Calls that create, rename, link, delete, protect or write files: a kill just before
+# one of them is where a missing temporary-file-and-rename step would show.
+TRAP_SYSCALLS = (
+    "rename,renameat,renameat2,link,linkat,symlink,symlinkat,unlink,unlinkat,mkdir,mkdirat,rmdir,"
+    "chmod,fchmod,fchmodat,write"
+)
+
+
+@dataclass
+class Tally:
+    kills: int = 0
+    checks: int = 0
+    mid_work: int = 0  # kills that interrupted real work (something changed, not finished)
+    finished_first: int = 0  # runs that completed before their kill (state reset, retried)
+    at_syscalls: int = 0  # kills made by strace as the command entered a file-system call
+    objects: int = 0  # objects re-hashed by the checks
+    rounds: int = 0
+
+
+@dataclass
+class Round:
+    """One command killed ``kills`` times in a row from one starting state, then finished."""
+
+    args: tuple[str, ...]
+    kills: int
+    old: Version  # the workspace before
+    new: Version  # the workspace the command makes
+    pointers_during: dict[str, set[bytes | None]]  # what each pointer may be (None: absent)
+    pointers_after: dict[str, bytes]
+    restart: Callable[[], None]  # back to the starting state (after a run finished first)
+
+
+class Crasher:
+    def __init__(self, root: Path, rng: random.Random, hasher: Hasher, tally: Tally, link: str, timing: Timing):
+        self.root, self.rng, self.hasher, self.tally, self.timing = root, rng, hasher, tally, timing
+        self.symlinks = link == "symlink"
+        self.verified: set = set()  # cache objects already hashed (see check_cache)
+        self.kinds: list[str] = []  # kinds of file-system call to kill at next
+        self.debug = bool(os.environ.get("DATAVER_CRASH_DEBUG"))
+        if self.debug:
+            print(timing)
+
+    def run(self, r: Round) -> None:
+        self.progress = 0.0  # seconds of work done by this round's runs so far (an estimate)
+        self.finished = False  # the command's work is complete (a kill came too late)
+        for _ in range(r.kills):
+            self.kill_and_check(r)
+        self.finish(r)
+
+    def kill_and_check(self, r: Round) -> None:
+        if self.finished:  # the last kill came after the work was done: start over
+            r.restart()
+            self.progress, self.finished = 0.0, False
+        t = self.timing
+        window = t.last - t.first
+        # The share of the work to aim in: earlier kills of the round did some of it.
+        span = max(1.0 - self.progress / window, 0.3)
+        for _ in range(12):
+            before = snapshot(self.root)
+            pos = self.rng.random() * span  # where to kill, as a share of the work
+            if t.calls and self.rng.random() < SYSCALL_SHARE:
+                if not self.kinds:  # each kind of call in turn: rare ones (mkdir, rmdir) count as much
+                    self.kinds = self.rng.sample(sorted(t.calls), len(t.calls))
+                syscall = self.kinds.pop()
+                n = min(1 + int(pos * t.calls[syscall]), 65535)  # strace's limit
+                how = f"at {syscall} call {n} of {t.calls[syscall]}"
+                killed = at_syscall = run_and_kill_at(self.root, r.args, syscall, n)
+            elif self.rng.random() < STARTUP_SHARE:
+                pos, cpu = 0.0, self.rng.uniform(0, t.first)
+                how = f"at {cpu:.3f} CPU s (start-up)"
+                killed, at_syscall = run_and_kill(self.root, r.args, cpu, False), False
+            else:
+                cpu = pos * window
+                how = f"{cpu:.3f} CPU s after its first change"
+                killed, at_syscall = run_and_kill(self.root, r.args, cpu, True), False
+            if killed:
+                self.progress += pos * window
+                self.tally.at_syscalls += at_syscall
+                break
+            # It finished before the kill: start over from the same state, a bit earlier.
+            self.tally.finished_first += 1
+            span = max(pos, 0.02)
+            self.progress = 0.0
+            r.restart()
+        else:
+            pytest.fail(f"dataver {' '.join(r.args)} kept finishing before it could be killed")
+        self.tally.kills += 1
+        done = check_workspace(self.root, r.old, r.new, self.symlinks)
+        self.tally.objects += check_cache(self.root, self.hasher, self.verified)
+        check_pointers(self.root, r.pointers_during)
+        check_gitignore(self.root)
+        self.tally.checks += CHECKS_PER_KILL
+        self.finished = finished = done and read_pointers(self.root) == r.pointers_after
+        changed = snapshot(self.root) != before
+        self.tally.mid_work += changed and not finished
+        if self.debug:
+            print(f"kill {r.args[0]} {how}: changed={changed} finished={finished}")
+
+    def finish(self, r: Round) -> None:
+        """Invariant 4: the re-run succeeds and leaves the exact data, cached, with a clean status."""
+        dv_ok(self.root, *r.args)
+        check_pointers(self.root, {p: {b} for p, b in r.pointers_after.items()})
+        exact = check_workspace(self.root, r.new, r.new, self.symlinks)
+        assert exact, "the workspace does not hold exactly the wanted files"
+        self.tally.objects += check_cache(self.root, self.hasher)  # every object, afresh
+        check_gitignore(self.root, complete=True)
+        status = dv_ok(self.root, "status")
+        assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
+        self.tally.checks += CHECKS_PER_ROUND
+        self.tally.rounds += 1
+
+
+def read_pointers(root: Path) -> dict[str, bytes | None]:
+    return {p: (root / p).read_bytes() if (root / p).exists() else None for p in POINTERS}
+
+
+def write_pointers(root: Path, pointers: dict[str, bytes | None]) -> None:
+    for p, b in pointers.items():
+        assert b is not None
+        (root / p).write_bytes(b)
+
+
+def reset_dataver(root: Path) -> None:
+    """Forget everything dataver stored (cache, stat cache, pointers); keep the workspace."""
+    remove(root / ".dataver" / "cache")
+    for name in ("state.db", "state.db-wal", "state.db-shm", ".gitignore", *POINTERS):
+        target = root / ".dataver" / name if name.startswith("state") else root / name
+        remove(target)
+
+
+def set_link(root: Path, link: str) -> None:
+    if link != "default":
+        dv_ok(root, "config", "cache.link", f"{link},copy")
+
+
+def report(name: str, tally: Tally, started: float, rounds: int, kills: int) -> None:
+    print(
+        f"\ncrash test [{name}, seed {SEED}]: {tally.kills} kills ({tally.mid_work} mid-work, "
+        f"{tally.at_syscalls} at file-system calls, {tally.finished_first} runs finished first), "
+        f"{tally.checks} invariant checks, "
+        f"{tally.objects} object re-hashes, {time.monotonic() - started:.1f}s"
+    )
+    assert tally.kills == rounds * kills
+    assert tally.rounds == rounds
+    assert tally.checks == rounds * (kills * CHECKS_PER_KILL + CHECKS_PER_ROUND)
+    # The kills must interrupt real work, or they prove nothing.
+    assert tally.mid_work >= max(1, tally.kills // 4), f"only {tally.mid_work} of {tally.kills} kills interrupted work"
+
+
+# -- scenarios ---------------------------------------------------------------------------
+def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+    """``add`` from an empty cache, killed repeatedly; the workspace must never change."""
+    started, tally = time.monotonic(), Tally()
+    rng = random.Random(f"{SEED}-{name}")
+    files = version_a(rng, scale)
+    write_version(root, files)
+    set_link(root, link)
+    args = ("add", *TARGETS)
+
+    def fresh() -> None:
+        if link == "symlink":
+            write_version(root, files)  # the workspace links point into the cache about to go
+        reset_dataver(root)
+
+    timing = measure(root, args, fresh)
+    expected = read_pointers(root)
+    during = {p: {None, b} for p, b in expected.items()}
+    with Hasher() as hasher:
+        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        for _ in range(rounds):
+            fresh()
+            crasher.run(Round(args, kills, files, files, during, expected, fresh))
+    report(name, tally, started, rounds, kills)
+
+
+def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+    """``checkout`` into a workspace whose tracked data was deleted."""
+    started, tally = time.monotonic(), Tally()
+    rng = random.Random(f"{SEED}-{name}")
+    files = version_a(rng, scale)
+    write_version(root, files)
+    set_link(root, link)
+    dv_ok(root, "add", *TARGETS)
+    pointers = read_pointers(root)
+    args = ("checkout",)
+
+    def deleted() -> None:
+        for target in TARGETS:
+            remove(root / target)
+
+    timing = measure(root, args, deleted)
+    assert check_workspace(root, files, files, link == "symlink")
+    with Hasher() as hasher:
+        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        for _ in range(rounds):
+            deleted()
+            crasher.run(Round(args, kills, {}, files, {p: {b} for p, b in pointers.items()}, pointers, deleted))
+    report(name, tally, started, rounds, kills)
+
+
+def crash_checkout_switch(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+    """``checkout`` that replaces, deletes and creates files, all saved in the cache (A <-> B)."""
+    started, tally = time.monotonic(), Tally()
+    rng = random.Random(f"{SEED}-{name}")
+    a = version_a(rng, scale)
+    b = version_b(rng, a)
+    set_link(root, link)
+    write_version(root, a)
+    dv_ok(root, "add", *TARGETS)
+    pointers = {"a": read_pointers(root)}
+    write_version(root, b)
+    dv_ok(root, "add", *TARGETS)
+    pointers["b"] = read_pointers(root)
+    assert pointers["a"] != pointers["b"]
+    versions = {"a": a, "b": b}
+    current = ["b"]
+
+    def switch() -> None:  # point at the other version; measure() then checks it out
+        current[0] = "a" if current[0] == "b" else "b"
+        write_pointers(root, pointers[current[0]])
+
+    args = ("checkout",)
+    timing = measure(root, args, switch)  # B -> A, A -> B (and B -> A under strace)
+    assert check_workspace(root, versions[current[0]], versions[current[0]], link == "symlink")
+    with Hasher() as hasher:
+        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        for _ in range(rounds):
+            was = current[0]
+            switch()
+            now = current[0]
+
+            def back(was: str = was, now: str = now) -> None:  # the workspace to ``was``, pointers at ``now``
+                write_pointers(root, pointers[was])
+                dv_ok(root, *args)
+                write_pointers(root, pointers[now])
+
+            ptrs = pointers[now]
+            during = {p: {v} for p, v in ptrs.items()}
+            crasher.run(Round(args, kills, versions[was], versions[now], during, ptrs, back))
+    report(name, tally, started, rounds, kills)
+
+
+# -- tests -------------------------------------------------------------------------------
+@pytest.mark.parametrize("link,kills", [("default", 3), ("hardlink", 4)])
+def test_add_survives_sigkill(repo_dir, link, kills):
+    crash_add(repo_dir, f"add/{link}", CI, link, rounds=2, kills=kills)
+
+
+def test_checkout_into_empty_workspace_survives_sigkill(repo_dir):
+    crash_checkout_restore(repo_dir, "checkout-restore", CI, "default", rounds=2, kills=3)
+
+
+def test_checkout_replacing_cached_files_survives_sigkill(repo_dir):
+    crash_checkout_switch(repo_dir, "checkout-switch", CI, "default", rounds=3, kills=4)
+
+
+SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "checkout-switch": crash_checkout_switch}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "scenario,link,rounds,kills",
+    [
+        ("add", "default", 5, 6),
+        ("add", "hardlink", 5, 6),
+        ("add", "symlink", 3, 6),
+        ("checkout-restore", "default", 5, 6),
+        ("checkout-restore", "hardlink", 3, 6),
+        ("checkout-switch", "default", 6, 5),
+        ("checkout-switch", "hardlink", 4, 5),
+    ],
+)
+def test_many_sigkills(repo_dir, request, scenario, link, rounds, kills):
+    SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, rounds, kills)
