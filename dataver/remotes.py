@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar
 from .concurrency import run_parallel
 from .config import Config
 from .digest import Digest
-from .errors import ConfigError, ObjectsMissing, RemoteError
+from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
 from .odb import MANIFEST_SUFFIX
 
 T = TypeVar("T")
@@ -87,6 +87,19 @@ class ObjRef:
 
     def relpath(self) -> str:
         return self.digest.relpath() + (MANIFEST_SUFFIX if self.manifest else "")
+
+
+def ref_from_name(fan: str, name: str) -> ObjRef | None:
+    """The object a remote file ``<fan>/<name>`` holds, or None if it is not one of
+    ours (gc must never delete what it cannot name)."""
+    from .digest import ALGORITHM
+
+    is_manifest = name.endswith(MANIFEST_SUFFIX)
+    hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
+    try:
+        return ObjRef(Digest(ALGORITHM, hex_), is_manifest)
+    except PointerError:
+        return None
 
 
 def default_remote_name(config: Config) -> str:
@@ -226,14 +239,9 @@ class RemoteStore:
 
         out = []
         for path, info in self._call(find, "list").items():
-            fan, name = str(path).rstrip("/").split("/")[-2:]
-            is_manifest = name.endswith(MANIFEST_SUFFIX)
-            hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
-            try:
-                ref = ObjRef(Digest(ALGORITHM, hex_), is_manifest)
-            except Exception:  # noqa: BLE001 - not ours: never delete what we cannot name
-                continue
-            out.append((ref, int(info.get("size") or 0)))
+            ref = ref_from_name(*str(path).rstrip("/").split("/")[-2:])
+            if ref is not None:
+                out.append((ref, int(info.get("size") or 0)))
         return out
 
     def remove(self, refs: list[ObjRef]) -> None:
@@ -380,13 +388,9 @@ class LocalRemoteStore(RemoteStore):
         out = []
         for fan in sorted(self._list_names(base)):
             for name in self._list_names(os.path.join(base, fan)):
-                is_manifest = name.endswith(MANIFEST_SUFFIX)
-                hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
-                try:
-                    ref = ObjRef(Digest(ALGORITHM, hex_), is_manifest)
-                except Exception:  # noqa: BLE001 - not ours: never delete what we cannot name
-                    continue
-                out.append((ref, os.stat(self.path(ref)).st_size))
+                ref = ref_from_name(fan, name)
+                if ref is not None:
+                    out.append((ref, os.stat(self.path(ref)).st_size))
         return out
 
     def remove(self, refs: list[ObjRef]) -> None:

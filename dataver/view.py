@@ -73,26 +73,23 @@ class RevisionView:
     def listdir(self, path: str) -> list[tuple[str, str, int]]:
         """(name, "file"|"directory", size) of the entries directly under ``path``."""
         path = _norm(path)
-        candidates: dict[str, tuple[str, int]] = {}
-        prefix = "" if path == "" else path + "/"
+        prefix = path + "/" if path else ""
+        entries: dict[str, tuple[str, int]] = {}
+
+        def add(full: str, size: int, is_dir: bool = False) -> None:
+            head, _, rest = full[len(prefix) :].partition("/")
+            entries[head] = ("directory", 0) if rest or is_dir else ("file", size)
+
         for rel, t in self._tracked.items():
             if t.pointer.is_dir and (rel == path or path.startswith(rel + "/")):
-                files = self._folder(t).values()
-            elif rel.startswith(prefix):
-                files = [FileInfo(rel, t.pointer.digest, t.pointer.size)] if not t.pointer.is_dir else []
-                if t.pointer.is_dir:
-                    candidates[rel[len(prefix) :].split("/", 1)[0]] = ("directory", 0)
-                    continue
-            else:
-                continue
-            for f in files:
-                if not f.path.startswith(prefix):
-                    continue
-                head, _, rest = f.path[len(prefix) :].partition("/")
-                candidates[head] = ("directory", 0) if rest else ("file", f.size)
-        if not candidates and path and not self.is_dir(path):
+                for f in self._folder(t).values():  # inside a tracked folder: its manifest
+                    if f.path.startswith(prefix):
+                        add(f.path, f.size)
+            elif rel.startswith(prefix):  # a tracked path below: a file, or a folder
+                add(rel, t.pointer.size, t.pointer.is_dir)
+        if not entries and path and not self.is_dir(path):
             raise FileNotFoundError(path)
-        return sorted((name, kind, size) for name, (kind, size) in candidates.items())
+        return sorted((name, kind, size) for name, (kind, size) in entries.items())
 
     def is_dir(self, path: str) -> bool:
         path = _norm(path)

@@ -22,7 +22,7 @@ from ..fsutil import atomic_write, ensure_gitignored
 from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
 from ..history import pointers_at
-from ..linking import temp_sibling
+from ..linking import place, temp_sibling
 from ..manifest import loads as load_manifest
 from ..odb import ObjectStore, copy_verified
 from ..pointer import Pointer
@@ -233,15 +233,10 @@ def _materialize(cache: ObjectStore, t: Tracked, dest: str, hasher: Hasher) -> i
 
 
 def _copy_to(cache: ObjectStore, digest, dest: str, executable: bool, hasher: Hasher) -> None:
-    tmp = temp_sibling(dest)
-    try:
-        copy_verified(cache.blob_path(digest), digest, tmp, hasher)
-        os.chmod(tmp, 0o755 if executable else 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """A plain, verified copy of an object at ``dest`` (temporary sibling, then rename)."""
+    place(
+        cache.blob_path(digest), dest, ("copy",), executable, lambda src, tmp: copy_verified(src, digest, tmp, hasher)
+    )
 
 
 # -- import / update ---------------------------------------------------------------------
