@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A real dataver session on the embedded default: a throwaway git repo, data made
-# on the spot, add / status / re-add / checkout / verify, and push / pull through a
-# local-folder remote. Run from anywhere: bash docs/demo.sh
+# A real dataver session: a throwaway git repo, data made on the spot, add / status /
+# re-add / checkout / verify, and push / pull through a local-folder remote.
+# Run from anywhere: bash docs/demo.sh
 set -euo pipefail
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }
@@ -45,14 +45,12 @@ run dataver status
 run dataver checkout
 run dataver verify
 
-if dataver remote --help >/dev/null 2>&1; then
-  run dataver remote add storage "$work/remote-storage" --default
-  run git commit -qam "add a local-folder remote"
-  run dataver push
-  say "a teammate clones the repo and pulls the data"
-  run git clone -q "$work/project" "$work/teammate"
-  cd "$work/teammate"
-  run dataver pull
-  run dataver verify
-fi
+run dataver remote add storage "$work/remote-storage" --default
+run git commit -qam "add a local-folder remote"
+run dataver push
+say "a teammate clones the repo and pulls the data"
+run git clone -q "$work/project" "$work/teammate"
+cd "$work/teammate"
+run dataver pull
+run dataver verify
 say "demo finished: every step above ran for real in $work (removed on exit)"
