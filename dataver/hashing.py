@@ -101,11 +101,11 @@ class Hasher:
     threads; the digests do not depend on it.
     """
 
-    def __init__(self, jobs: int | None = None, chunk_size: int = CHUNK_SIZE):
+    def __init__(self, jobs: int | None = None, chunk_size: int = CHUNK_SIZE, small_jobs: int | None = None):
         if chunk_size % mmap.PAGESIZE:
             raise ValueError("chunk_size must be a multiple of the page size")
         self.jobs = jobs or default_jobs()
-        self.small_jobs = min(self.jobs, SMALL_FILE_THREADS)
+        self.small_jobs = small_jobs or min(self.jobs, SMALL_FILE_THREADS)
         self.chunk_size = chunk_size
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash", initializer=self._mark_worker)
@@ -223,7 +223,8 @@ class Hasher:
 
         # Small files cost mostly per-file Python work, which holds the GIL: beyond
         # SMALL_FILE_THREADS, more threads only contend (measured on 16 cores: 57k
-        # files/s with 1 thread, 39k with 2, 25k with 16; docs/benchmarks.md). So a
+        # files/s with 1 thread, 39k with 2, 25k with 16; on this project's 2-core
+        # machine 1 and 2 threads are even: docs/benchmarks.md). So a
         # few workers pull batches from a shared queue while the rest of the pool
         # stays free for the chunks of large files.
         batches = _batches(small)

@@ -26,6 +26,8 @@ def pointers_at(git: Git, rev: str) -> dict[str, Pointer]:
     """Repo-relative tracked path -> pointer, for every pointer committed at ``rev``."""
     out = {}
     for rel, data in git.pointer_files_at(rev):
+        if not pointer_mod.reads_like_pointer(data):
+            continue  # a committed file that merely ends in .dv (raw DV video, say)
         out[rel[: -len(pointer_mod.SUFFIX)]] = pointer_mod.loads(data, f"{rel} at {rev}")
     return out
 

@@ -151,6 +151,12 @@ def looks_like_pointer(path: str) -> bool:
             head = f.read(256)
     except OSError:
         return True  # let the real read report the problem
+    return reads_like_pointer(head)
+
+
+def reads_like_pointer(head: bytes) -> bool:
+    """Do these first bytes of a ``*.dv`` file look like a dataver pointer?"""
+    head = head[:256]
     return head.startswith(b"# dataver pointer") or head.lstrip().startswith(b"version:") or b"\nversion:" in head
 
 

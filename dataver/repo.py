@@ -87,8 +87,20 @@ class Repo:
             raise ConfigError(f"core.lock_timeout must be a number of seconds, not {text!r}") from None
         return Locks(
             FileLock(os.path.join(self.dataver_dir, "lock"), "the repository lock", False, timeout, on_wait),
-            FileLock(os.path.join(self.cache.root, "lock"), "the cache lock", not cache_exclusive, timeout, on_wait),
+            self.cache_lock(on_wait, exclusive=cache_exclusive, timeout=timeout),
         )
+
+    def cache_lock(
+        self, on_wait: Callable[[str], None] | None = None, exclusive: bool = False, timeout: float | None = None
+    ) -> FileLock:
+        """The cache lock alone: shared for commands that only read the workspace but may
+        bring objects into the cache (ls, diff, get, the API), so gc waits for them."""
+        if timeout is None:
+            try:
+                timeout = float(self.config.get("core.lock_timeout", "60") or 60)
+            except ValueError:
+                raise ConfigError("core.lock_timeout must be a number of seconds") from None
+        return FileLock(os.path.join(self.cache.root, "lock"), "the cache lock", not exclusive, timeout, on_wait)
 
     @cached_property
     def git(self):

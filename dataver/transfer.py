@@ -107,7 +107,8 @@ def push(
         if hasher is not None and not ref.manifest and not cache.check_blob(ref.digest, hasher):
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {ref.digest.short()}); not pushed",
-                "repair it: dataver fetch --repair (from a remote that has it), or re-add the data",
+                "repair it: dataver fetch --repair (from a remote with a good copy); without one, delete "
+                "that file and dataver add the data again",
             )
         remote.upload(path, ref)
         progress.advance(wanted.refs[ref][0], 1)
@@ -123,6 +124,7 @@ def fetch(
 ) -> TransferResult:
     result = TransferResult(missing=list(wanted.unknown))
     unknown = {ref for _, ref in wanted.unknown}
+    remote.check_reachable()  # a wrong URL is one clear error, not every object "missing"
     to_get = []
     for ref in wanted.refs:
         if ref in unknown:

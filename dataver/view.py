@@ -128,7 +128,7 @@ class RevisionView:
         if not remote_names(self.repo.config):
             raise ObjectsMissing(f"{info.path} ({info.digest}) is not in the cache and no remote is configured")
         remote = open_remote(self.repo.config, None, self.repo.root)
-        with self.repo.hasher() as hasher:
+        with self.repo.cache_lock(), self.repo.hasher() as hasher:
             download_object(self.repo.cache, remote, ObjRef(info.digest), hasher)
 
 

@@ -132,3 +132,27 @@ def test_hostile_digest_in_a_cloned_pointer_never_becomes_a_path(repo_dir, cli, 
         assert r.code == PointerError.exit_code, (cmd, r.err)
         assert "w.bin.dv" in r.err
     assert not (repo_dir / "w.bin").exists()
+
+
+def test_committed_foreign_dv_file_is_not_taken_for_a_pointer_at_a_revision(repo_dir, cli):
+    write(repo_dir / "videos" / "clip.dv", b"\x1f\x07\x00\x3f" + bytes(range(256)) * 2)  # raw DV video
+    write(repo_dir / "w.bin", b"weights")
+    assert cli("add", "w.bin").code == 0
+    git_commit(repo_dir, "with a DV video committed")
+    r = cli("ls", "--rev", "HEAD", "--json")
+    assert r.code == 0, r.err
+    assert '"w.bin"' in r.out and "clip" not in r.out
+    assert cli("diff", "HEAD").code == 0
+
+
+def test_fetch_from_a_remote_that_does_not_exist_says_so(repo_dir, cli, tmp_path):
+    write(repo_dir / "w.bin", b"weights")
+    assert cli("add", "w.bin").code == 0
+    assert cli("remote", "add", "gone", str(tmp_path / "no-such-folder"), "--default").code == 0
+    os.unlink(repo_dir / "w.bin")
+    for obj in (repo_dir / ".dataver" / "cache" / ALGORITHM).rglob("*"):
+        if obj.is_file():
+            obj.unlink()
+    r = cli("fetch")
+    assert r.code == 9, r.err
+    assert "remote 'gone'" in r.err and "does not exist" in r.err

@@ -135,7 +135,8 @@ def ls_cmd(
     from ..ops.core import ls as do_ls
 
     repo = _repo()
-    items = do_ls(repo, path, rev)
+    with repo.cache_lock(note):  # ls --rev may bring a folder's manifest into the cache
+        items = do_ls(repo, path, rev)
     if json_out:
         emit_json(items)
         return
@@ -192,7 +193,8 @@ def diff_cmd(
     from ..ops.diff import diff as do_diff
 
     repo = _repo()
-    changes = do_diff(repo, a or "HEAD", b, paths, progress_for(quiet))
+    with repo.cache_lock(note):  # manifests of old revisions may be fetched into the cache
+        changes = do_diff(repo, a or "HEAD", b, paths, progress_for(quiet))
     repo.close()
     if json_out:
         emit_json(changes)

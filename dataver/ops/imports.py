@@ -10,6 +10,7 @@ reproduces exactly the resolved commit's data and ``update`` moves the pin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -195,8 +196,9 @@ def get(
         repo = None
     scratch = None if repo is not None else tempfile.mkdtemp(prefix="dataver-get-cache-")
     cache = repo.cache if repo is not None else ObjectStore(scratch)
+    lock = repo.cache_lock() if repo is not None else contextlib.nullcontext()
     try:
-        with Source(url) as src, Hasher() as hasher:
+        with lock, Source(url) as src, Hasher() as hasher:
             commit, t = _source_tracked(src, rev or "HEAD", path, dest)
             result = bring(cache, src, commit, [t], hasher, progress)
             if result.missing:
