@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
+from ..errors import RemoteError
 from ..history import tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
@@ -54,17 +55,19 @@ def fetch(
     """
     tracked = tracked_for(repo, rev, paths)
     imported = [t for t in tracked if t.pointer.source]
-    if remote_name is None and not remote_names(repo.config) and imported and len(imported) == len(tracked):
+    only_imports = bool(imported) and len(imported) == len(tracked)
+    if remote_name is None and not remote_names(repo.config) and only_imports:
         result = TransferResult()  # only imports and no remote of our own: their sources serve them
     else:
-        remote = open_remote(repo.config, remote_name, repo.root)
-        with repo.hasher() as hasher:
-            if repair:
-                _drop_corrupt_manifests(repo, tracked)
-            wanted = wanted_objects(repo.cache, tracked, remote, hasher)
-            repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
-            result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
-            result.repaired = repaired
+        try:
+            result = _fetch_from(
+                repo, open_remote(repo.config, remote_name, repo.root), tracked, jobs, progress, repair
+            )
+        except RemoteError:
+            if not only_imports:
+                raise
+            result = TransferResult()  # our remote is not usable (not pushed to yet): the sources serve
+
     incomplete = [t for t in imported if not _complete(repo, t)]
     if incomplete:  # only now contact their sources (which may be offline or gone)
         from .imports import fetch_imports
@@ -73,6 +76,19 @@ def fetch(
         listed = {r for _, r in still}
         result.missing = [(d, r) for d, r in result.missing if not _present(repo, r) and r not in listed] + still
     return result
+
+
+def _fetch_from(
+    repo: Repo, remote: RemoteStore, tracked: list[Tracked], jobs: int | None, progress: Progress, repair: bool
+) -> TransferResult:
+    with repo.hasher() as hasher:
+        if repair:
+            _drop_corrupt_manifests(repo, tracked)
+        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+        repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
+        result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+        result.repaired = repaired
+        return result
 
 
 def _complete(repo: Repo, t: Tracked) -> bool:
