@@ -512,28 +512,26 @@ def _split_url(url: str) -> tuple[str, str, dict[str, Any]]:
     return protocol, str(root).rstrip("/"), storage
 
 
+# dataver's remote keys -> s3fs.S3FileSystem arguments
+_S3_ARGUMENTS = {
+    "endpoint_url": "endpoint_url",
+    "profile": "profile",
+    "access_key_id": "key",
+    "secret_access_key": "secret",
+    "session_token": "token",
+}
+
+
 def _storage_options(protocol: str, options: dict[str, str], from_url: dict[str, Any]) -> dict[str, Any]:
     """Config values -> fsspec constructor arguments (s3fs's names for S3)."""
     out: dict[str, Any] = dict(from_url)
     out["skip_instance_cache"] = True
     if protocol == "s3":
-        client: dict[str, Any] = {}
-        if "endpoint_url" in options:
-            out["endpoint_url"] = options["endpoint_url"]
+        out.update({_S3_ARGUMENTS[k]: v for k, v in options.items() if k in _S3_ARGUMENTS})
         if "region" in options:
-            client["region_name"] = options["region"]
-        if "profile" in options:
-            out["profile"] = options["profile"]
+            out["client_kwargs"] = {"region_name": options["region"]}
         if _truthy(options.get("anonymous", "")):
             out["anon"] = True
-        if "access_key_id" in options:
-            out["key"] = options["access_key_id"]
-        if "secret_access_key" in options:
-            out["secret"] = options["secret_access_key"]
-        if "session_token" in options:
-            out["token"] = options["session_token"]
-        if client:
-            out["client_kwargs"] = client
         out["use_listings_cache"] = False
         # botocore's "max_attempts" counts retries (1 = two tries, with up to 1 s of random
         # backoff between): "total_max_attempts" 1 leaves the retrying to _call.
