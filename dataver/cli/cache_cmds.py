@@ -75,6 +75,11 @@ def gc(
 
     repo = Repo.find()
     opts = {"all_branches": all_branches, "all_tags": all_tags, "all_commits": all_commits, "remote_name": remote_name}
+    if remote_name is None and repo.config.get("cache.dir"):
+        note(
+            f"warning: the cache at {repo.cache.root} is set by cache.dir and may be shared: gc keeps only what "
+            "this repository references, so objects only other repositories use will be removed"
+        )
     with repo.lock(note, cache_exclusive=True):
         preview = do_gc(repo, dry_run=True, **opts)
         if not dry_run and preview.removed and not yes:
