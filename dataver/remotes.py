@@ -250,6 +250,24 @@ class RemoteStore:
         paths = [self.path(r) for r in refs]
         self._call(lambda: self.fs.rm(paths), "delete from")
 
+    def stale_temporaries(self, older_than: float) -> list[str]:
+        """Leftovers of uploads killed midway, last written before ``older_than`` (epoch
+        seconds). Object stores upload in one PUT and leave none."""
+        if self.protocol not in RENAME_PROTOCOLS:
+            return []
+
+        def ls() -> list[str]:
+            try:
+                infos = self.fs.ls(f"{self.root.rstrip('/')}/tmp", detail=True)
+            except FileNotFoundError:
+                return []
+            return [i["name"] for i in infos if float(i.get("mtime") or 0) < older_than]
+
+        return self._call(ls, "list")
+
+    def remove_temporaries(self, paths: list[str]) -> None:
+        self._call(lambda: self.fs.rm(paths), "delete from")
+
     # -- moving bytes ---------------------------------------------------------------------
     def upload(self, local_path: str, ref: ObjRef, callback: Any = None) -> None:
         if self.read_only:
@@ -392,6 +410,28 @@ class LocalRemoteStore(RemoteStore):
                 if ref is not None:
                     out.append((ref, os.stat(self.path(ref)).st_size))
         return out
+
+    def stale_temporaries(self, older_than: float) -> list[str]:
+        folder = os.path.join(self.root, "tmp")
+        out = []
+        for name in self._list_names(folder):
+            path = os.path.join(folder, name)
+            try:
+                if os.lstat(path).st_mtime < older_than:
+                    out.append(path)
+            except FileNotFoundError:
+                pass
+        return out
+
+    def remove_temporaries(self, paths: list[str]) -> None:
+        def rm() -> None:
+            for p in paths:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+
+        self._call(rm, "delete from")
 
     def remove(self, refs: list[ObjRef]) -> None:
         def rm() -> None:

@@ -156,3 +156,23 @@ def test_fetch_from_a_remote_that_does_not_exist_says_so(repo_dir, cli, tmp_path
     r = cli("fetch")
     assert r.code == 9, r.err
     assert "remote 'gone'" in r.err and "does not exist" in r.err
+
+
+def test_gc_remote_removes_stale_upload_leftovers(repo_dir, cli, tmp_path):
+    """A push killed mid-upload leaves a temporary in <remote>/tmp/; gc -r clears the
+    stale ones (older than an hour) and leaves fresh ones (an upload may be running)."""
+    write(repo_dir / "w.bin", b"weights")
+    assert cli("add", "w.bin").code == 0
+    remote = tmp_path / "store"
+    assert cli("remote", "add", "origin", str(remote), "--default").code == 0
+    assert cli("push").code == 0
+    stale = write(remote / "tmp" / "123-0-abcdef.tmp", b"half an upload")
+    fresh = write(remote / "tmp" / "456-0-abcdef.tmp", b"an upload in progress")
+    old = os.stat(stale).st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    r = cli("gc", "-r", "origin", "-y", "--json")
+    assert r.code == 0, r.err
+    assert '"temporaries": 1' in r.out
+    assert not stale.exists() and fresh.exists()
+    git_commit(repo_dir, "pointer")
+    assert cli("verify", "--remote", "origin").code == 0  # the objects themselves are untouched

@@ -93,7 +93,8 @@ def gc(
                 f"remove {preview.removed} object(s), {human_size(preview.freed)}, from the {preview.where}?",
                 abort=True,
             )
-        result = preview if dry_run or not preview.removed else do_gc(repo, dry_run=False, **opts)
+        work = preview.removed or preview.temporaries  # stale temporaries need no confirmation
+        result = preview if dry_run or not work else do_gc(repo, dry_run=False, **opts)
     if json_out:
         emit_json({k: v for k, v in vars(result).items() if k != "removed_paths"})
     else:

@@ -131,4 +131,8 @@ def _gc_remote(repo: Repo, keep: KeepSet, remote_name: str, dry_run: bool) -> Gc
     result.removed_paths = [remote.path(r) for r in doomed]
     if not dry_run and doomed:
         remote.remove(doomed)
+    stale = remote.stale_temporaries(time.time() - STALE_TEMP_SECONDS)  # uploads killed midway
+    result.temporaries = len(stale)
+    if not dry_run and stale:
+        remote.remove_temporaries(stale)
     return result
