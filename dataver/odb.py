@@ -20,7 +20,7 @@ import secrets
 from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
-from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError
+from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
 from .hashing import HashedFile, Hasher, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
@@ -276,7 +276,9 @@ def _kernel_copy(src: str, fd_dst: int, size: int) -> bool:
     except OSError as e:
         if offset == 0 and e.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
             return False
-        raise
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            raise  # the cache side: _writes_cache reports it as a write failure
+        raise UnreadableFile(f"cannot read {src}: {e.strerror}") from None
     finally:
         os.close(fd_src)
 
