@@ -72,19 +72,25 @@ class ObjectStore:
         return os.path.exists(self.blob_path(digest))
 
     def blobs_present(self, digests: list[Digest]) -> set[Digest]:
-        """Which of ``digests`` the store holds. Many at once: one listing per fan-out
-        folder involved (at most 256) instead of one stat per object."""
-        if len(digests) < 512:
-            return {d for d in digests if self.has_blob(d)}
+        """Which of ``digests`` the store holds."""
+        present = self.hexes_present([d.hex for d in digests])
+        return {d for d in digests if d.hex in present}
+
+    def hexes_present(self, hexes: list[str]) -> set[str]:
+        """Which blobs, named by already-validated hex digests, the store holds. Many
+        at once: one listing per fan-out folder involved (at most 256) instead of one
+        stat per object."""
+        if len(hexes) < 512:
+            return {h for h in hexes if os.path.exists(os.path.join(self.root, ALGORITHM, h[:2], h[2:]))}
         names: dict[str, set[str]] = {}
-        for d in digests:
-            fan = d.hex[:2]
+        for h in hexes:
+            fan = h[:2]
             if fan not in names:
                 try:
-                    names[fan] = set(os.listdir(os.path.join(self.root, d.algorithm, fan)))
+                    names[fan] = set(os.listdir(os.path.join(self.root, ALGORITHM, fan)))
                 except FileNotFoundError:
                     names[fan] = set()
-        return {d for d in digests if d.hex[2:] in names[d.hex[:2]]}
+        return {h for h in hexes if h[2:] in names[h[:2]]}
 
     def has_manifest(self, digest: Digest) -> bool:
         return os.path.exists(self.manifest_path(digest))

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folders (
+    path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, manifest TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 Key = tuple[int, int, int]  # inode, size, mtime_ns
@@ -41,6 +44,12 @@ class NullState:
         return None
 
     def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
+        pass
+
+    def folder_manifest(self, path: str, fingerprint: str) -> str | None:
+        return None
+
+    def put_folder(self, path: str, fingerprint: str, manifest_hex: str) -> None:
         pass
 
     def close(self) -> None:
@@ -120,6 +129,21 @@ class State(NullState):
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def folder_manifest(self, path: str, fingerprint: str) -> str | None:
+        """The manifest digest (hex) recorded for folder ``path`` when its files had
+        exactly this fingerprint, or None. One row replaces a whole folder's per-file
+        lookups when nothing in it changed."""
+        rows = self._query("SELECT fingerprint, manifest FROM folders WHERE path = ?", (path,))
+        if rows and rows[0][0] == fingerprint and _is_hex(rows[0][1]):
+            return rows[0][1]
+        return None
+
+    def put_folder(self, path: str, fingerprint: str, manifest_hex: str) -> None:
+        try:
+            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?, ?)", (path, fingerprint, manifest_hex))
         except sqlite3.DatabaseError:
             self._rebuild()
 

@@ -7,10 +7,14 @@ from the hasher otherwise (hashed files are recorded back).
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import stat as stat_mod
+import time
 from dataclasses import dataclass, field
+
+import xxhash
 
 from . import manifest, pointer
 from .digest import Digest
@@ -21,7 +25,9 @@ from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import FORBIDDEN_DIRS, Repo
-from .state import matches
+from .state import COARSE_RACY_WINDOW_NS, is_racy, matches
+
+_FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
 
 UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
 
@@ -49,6 +55,33 @@ class Record:
 @dataclass
 class FolderScan:
     files: dict[str, os.stat_result] = field(default_factory=dict)  # rel-to-folder posix -> stat
+    started_ns: int = field(default_factory=time.time_ns)  # wall clock before the first stat
+
+    def fingerprint(self) -> str | None:
+        """A digest of every file's name, inode, size, mtime and executable bit.
+
+        Equal fingerprints mean git's "stat clean" for the whole folder, so a
+        recorded (fingerprint -> manifest) pair lets status and re-add skip the
+        per-file work. None when a file was modified too recently for its mtime to
+        be trusted (the stat cache's racy-timestamp rule, measured from the scan).
+        """
+        names = sorted(self.files)
+        unsigned: list[int] = []
+        mtimes: list[int] = []
+        extend, append = unsigned.extend, mtimes.append
+        files = self.files
+        for rel in names:
+            st = files[rel]
+            extend((st.st_ino, st.st_size, st.st_mode))
+            append(st.st_mtime_ns)
+        newest = max(mtimes, default=0)
+        if self.started_ns - newest < COARSE_RACY_WINDOW_NS and any(is_racy(m, self.started_ns) for m in mtimes):
+            return None
+        data = b"\0".join(
+            ("\n".join(names).encode("utf-8", "surrogateescape"), array.array("Q", unsigned).tobytes(),
+             array.array("q", mtimes).tobytes())
+        )
+        return xxhash.xxh3_128_hexdigest(data, seed=_FINGERPRINT_SEED)
 
 
 def pointer_for(target: str) -> str:
@@ -143,6 +176,8 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
     except OSError as e:
         raise PathError(f"cannot read folder {display}: {e.strerror}") from None
     stack: list[tuple[str, str, frozenset]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
+    files = scan.files
+    S_ISREG, S_ISDIR = stat_mod.S_ISREG, stat_mod.S_ISDIR
     while stack:
         here, prefix, ancestors = stack.pop()
         try:
@@ -150,9 +185,10 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
         except OSError as e:
             raise UnreadableFile(f"cannot list {display}/{prefix}: {e.strerror}") from None
         for e in entries:
-            rel = prefix + e.name
-            if is_temp_name(e.name):
+            name = e.name
+            if name[0] == "." and is_temp_name(name):
                 continue
+            rel = prefix + name
             if confine is not None and e.is_symlink():
                 target = os.path.realpath(e.path)
                 if not (target + os.sep).startswith(confine):
@@ -171,14 +207,18 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
                         f"{display}/{rel} is a broken symbolic link", "remove it or fix its target"
                     ) from None
                 raise UnreadableFile(f"cannot read {display}/{rel}: {err.strerror}") from None
-            if stat_mod.S_ISDIR(st.st_mode):
+            mode = st.st_mode
+            if S_ISREG(mode):
+                if not name.isprintable():  # rare: only then can it hold a line break or a non-UTF-8 byte
+                    _check_name(rel, display)
+                files[rel] = st
+            elif S_ISDIR(mode):
+                if not name.isprintable():  # its files' paths will contain this name
+                    _check_name(rel, display)
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
                 stack.append((e.path, rel + "/", ancestors | {key}))
-            elif stat_mod.S_ISREG(st.st_mode):
-                _check_name(rel, display)
-                scan.files[rel] = st
             else:
                 raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")
     return scan
@@ -265,10 +305,14 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         scan = scan_folder(t.path, t.rel, repo.root)
         current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, progress))
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
+    if os.path.isdir(t.path):
+        scan = scan_folder(t.path, t.rel, repo.root)
+        fingerprint = scan.fingerprint()
+        if fingerprint is not None and repo.state.folder_manifest(t.rel, fingerprint) == t.pointer.digest.hex:
+            return _unchanged_folder(repo, t, check_cache)
     entries = read_manifest(repo, t)
     if not os.path.isdir(t.path):
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
-    scan = scan_folder(t.path, t.rel, repo.root)
     if not entries and not scan.files:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     known, unknown = known_digests(repo, t.rel, scan)
@@ -290,7 +334,20 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
             records.append(Record(path, MODIFIED, in_cache, t.rel))
     for rel in sorted(scan.files.keys() - by_path.keys()):
         records.append(Record(f"{t.rel}/{rel}", ADDED, None, t.rel))
+    if fingerprint is not None and all(r.state == UNCHANGED for r in records):
+        repo.state.put_folder(t.rel, fingerprint, t.pointer.digest.hex)
     return records
+
+
+def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]:
+    """Status records of a folder whose fingerprint vouches for every file."""
+    pairs = manifest.known_good_entries(repo.cache.read_manifest_bytes(t.pointer.digest))
+    if not pairs:
+        return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]
+    present = repo.cache.hexes_present([h for _, h in pairs]) if check_cache else set()
+    return [
+        Record(f"{t.rel}/{path}", UNCHANGED, (h in present) if check_cache else None, t.rel) for path, h in pairs
+    ]
 
 
 def build_entries(

@@ -13,8 +13,8 @@ import stat as stat_mod
 from dataclasses import dataclass
 
 from .. import linking, manifest, pointer
-from ..digest import Digest
-from ..errors import PathError
+from ..digest import ALGORITHM, Digest
+from ..errors import DataverError, PathError
 from ..fsutil import atomic_write, ensure_gitignored
 from ..hashing import HashedFile, Hasher
 from ..manifest import Entry
@@ -78,7 +78,9 @@ def _check_target(repo: Repo, user_path: str) -> str:
             f"{user_path} is inside the tracked folder {repo.rel(owner)}",
             f"re-add the whole folder: dataver add {repo.rel(owner)}",
         )
-    if repo.git is not None:
+    if not os.path.exists(pointer_for(path)) and repo.git is not None:
+        # Checked when a path is first added (reading git's index costs ~50 ms of
+        # imports); a re-add keeps the verdict its first add reached.
         repo.git.check_not_tracked(repo.rel(path))
     return path
 
@@ -144,12 +146,22 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
             f"{rel} contains dataver pointer files ({rel}/{nested[0]})",
             "track the folder as a whole, or its parts separately, not both",
         )
+    fingerprint = None if _links_back(repo) else scan.fingerprint()
+    unchanged = _unchanged_folder(repo, rel, scan, fingerprint)
+    if unchanged is not None:
+        return unchanged, 0
     recorded = repo.state.lookup_under(rel)
+    known: dict[str, Digest] = {}
+    for name, st in scan.files.items():
+        d = matches(recorded.get(f"{rel}/{name}"), st)
+        if d is not None:
+            known[name] = d
+    in_cache = repo.cache.blobs_present(list(known.values()))
     entries: dict[str, Entry] = {}
     to_store: list[tuple[str, int]] = []
     for name, st in scan.files.items():
-        d = matches(recorded.get(f"{rel}/{name}"), st)
-        if d is not None and repo.cache.has_blob(d):
+        d = known.get(name)
+        if d is not None and d in in_cache:
             entries[name] = Entry(name, d, st.st_size, bool(st.st_mode & 0o100))
         else:
             to_store.append((os.path.join(target, name), st.st_size))
@@ -160,15 +172,44 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
         progress.close()
         repo.state.put_many(repo.root, stored)
         for h in stored:
-            name = os.path.relpath(h.path, target).replace(os.sep, "/")
+            name = _name_in(h, target)
             entries[name] = Entry(name, h.digest, h.size, h.executable)
     ordered = list(entries.values())
     digest = repo.cache.add_manifest(manifest.dumps(ordered))
     if _links_back(repo):
         relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
+    elif fingerprint is not None and all(_same_stat(h, scan.files[_name_in(h, target)]) for h in stored):
+        repo.state.put_folder(rel, fingerprint, digest.hex)  # what was hashed is what was scanned
     total = sum(e.size for e in ordered)
     return Pointer("dir", digest, total, len(ordered)), len(stored)
+
+
+def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None) -> Pointer | None:
+    """The folder's pointer, if its fingerprint vouches that nothing changed since a
+    recorded manifest and the cache still holds that manifest and every blob it lists."""
+    if fingerprint is None:
+        return None
+    manifest_hex = repo.state.folder_manifest(rel, fingerprint)
+    if manifest_hex is None:
+        return None
+    digest = Digest(ALGORITHM, manifest_hex)
+    try:
+        pairs = manifest.known_good_entries(repo.cache.read_manifest_bytes(digest))
+    except DataverError:  # gone or damaged: build it again
+        return None
+    hexes = [h for _, h in pairs]
+    if len(pairs) != len(scan.files) or len(repo.cache.hexes_present(hexes)) != len(set(hexes)):
+        return None
+    return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(pairs))
+
+
+def _name_in(h: HashedFile, folder: str) -> str:
+    return os.path.relpath(h.path, folder).replace(os.sep, "/")
+
+
+def _same_stat(h: HashedFile, st: os.stat_result) -> bool:
+    return (h.inode, h.size, h.mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _is_pointer_file(path: str) -> bool:

@@ -1,0 +1,167 @@
+"""The folder fingerprint: status and re-add skip per-file work when a tracked
+folder's stat data equals what was recorded with its manifest. Every test here
+first makes the fast path active (a status that records the fingerprint), then
+changes something it must notice."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+
+from conftest import age, make_tree, write
+
+from dataver.digest import Digest
+from dataver.workspace import scan_folder
+
+
+def _tracked(repo_dir, cli, n: int = 30) -> dict[str, bytes]:
+    files = make_tree(repo_dir / "data", n, max_size=2048)
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    assert cli("status").code == 0  # records the fingerprint
+    assert _recorded(repo_dir) == ["data"]
+    return files
+
+
+def _recorded(repo_dir) -> list[str]:
+    db = sqlite3.connect(repo_dir / ".dataver" / "state.db")
+    try:
+        return [row[0] for row in db.execute("SELECT path FROM folders")]
+    finally:
+        db.close()
+
+
+def _status(cli) -> dict[str, dict]:
+    r = cli("status", "--json")
+    assert r.code == 0, r.err
+    return {rec["path"]: rec for rec in json.loads(r.out)}
+
+
+def test_unchanged_folder_reports_every_file(repo_dir, cli):
+    files = _tracked(repo_dir, cli)
+    records = _status(cli)
+    assert sorted(records) == sorted(f"data/{rel}" for rel in files)
+    assert {(r["state"], r["in_cache"]) for r in records.values()} == {("unchanged", True)}
+    r = cli("add", "data")
+    assert r.code == 0 and "0 hashed" in r.err
+
+
+def test_same_size_edit_is_seen(repo_dir, cli):
+    files = _tracked(repo_dir, cli)
+    rel = next(iter(files))
+    p = repo_dir / "data" / rel
+    data = bytearray(files[rel] or b"x")
+    data[0] ^= 0xFF
+    os.chmod(p, 0o644)
+    p.write_bytes(bytes(data))
+    age(p, 5)
+    assert _status(cli)[f"data/{rel}"]["state"] == "modified"
+    r = cli("add", "data")
+    assert r.code == 0 and "1 hashed" in r.err
+    assert cli("checkout").code == 0 and p.read_bytes() == bytes(data)
+
+
+def test_executable_bit_is_seen(repo_dir, cli):
+    files = _tracked(repo_dir, cli)
+    rel = next(iter(files))
+    p = repo_dir / "data" / rel
+    os.chmod(p, os.stat(p).st_mode | 0o100)
+    assert _status(cli)[f"data/{rel}"]["state"] == "modified"
+
+
+def test_rename_new_and_deleted_files_are_seen(repo_dir, cli):
+    files = _tracked(repo_dir, cli)
+    first, second = list(files)[:2]
+    os.rename(repo_dir / "data" / first, repo_dir / "data" / "renamed.bin")
+    os.unlink(repo_dir / "data" / second)
+    records = _status(cli)
+    assert records[f"data/{first}"]["state"] == "deleted"
+    assert records[f"data/{second}"]["state"] == "deleted"
+    assert records["data/renamed.bin"]["state"] == "added"
+
+
+def test_object_deleted_from_cache_is_reported_and_re_added(repo_dir, cli):
+    files = _tracked(repo_dir, cli)
+    rel = max(files, key=lambda k: len(files[k]))
+    from dataver.hashing import digest_bytes
+
+    digest = digest_bytes(files[rel])
+    obj = repo_dir / ".dataver" / "cache" / digest.relpath()
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    records = _status(cli)
+    assert records[f"data/{rel}"] == {"path": f"data/{rel}", "state": "unchanged", "in_cache": False,
+                                      "tracked": "data"}
+    r = cli("add", "data")
+    assert r.code == 0 and "1 hashed" in r.err
+    assert obj.read_bytes() == files[rel]
+
+
+def test_manifest_deleted_from_cache_is_rebuilt_by_add(repo_dir, cli):
+    _tracked(repo_dir, cli)
+    text = (repo_dir / "data.dv").read_text()
+    hex_ = next(line.split(": ")[1] for line in text.splitlines() if line.startswith("digest: "))
+    manifest = repo_dir / ".dataver" / "cache" / (Digest("xxh3-128", hex_).relpath() + ".manifest")
+    os.chmod(manifest, 0o644)
+    manifest.unlink()
+    r = cli("add", "data")
+    assert r.code == 0, r.err
+    assert manifest.exists()
+    assert cli("verify").code == 0
+
+
+def test_racy_files_are_not_vouched_for(repo_dir, cli):
+    """A file written in the same moment as the scan could change again within the
+    same timestamp tick; the folder's fingerprint must not cover it."""
+    files = make_tree(repo_dir / "data", 5)
+    assert cli("add", "data").code == 0
+    rel = next(r for r in files if files[r])
+    p = repo_dir / "data" / rel
+    now = time.time_ns()
+    os.utime(p, ns=(now, now))
+    assert cli("status").code == 0
+    assert _recorded(repo_dir) == []
+    st = os.stat(p)
+    os.chmod(p, 0o644)
+    with open(p, "r+b") as f:  # same inode, same size, then the same mtime again
+        f.write(bytes([files[rel][0] ^ 1]))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _status(cli)[f"data/{rel}"]["state"] == "modified"
+
+
+def test_fingerprint_covers_name_size_mtime_inode_and_mode(tmp_path):
+    folder = tmp_path / "f"
+    write(folder / "a", b"12345")
+    write(folder / "sub" / "b", b"x")
+    age(folder)
+
+    def fp() -> str:
+        got = scan_folder(str(folder), "f").fingerprint()
+        assert got is not None
+        return got
+
+    base = fp()
+    assert fp() == base
+    st = os.stat(folder / "a")
+    os.utime(folder / "a", ns=(st.st_atime_ns, st.st_mtime_ns - 1))
+    assert fp() != base
+    os.utime(folder / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fp() == base
+    os.chmod(folder / "a", 0o755)
+    assert fp() != base
+    os.chmod(folder / "a", st.st_mode & 0o777)
+    assert fp() == base
+    os.rename(folder / "sub" / "b", folder / "sub" / "c")
+    assert fp() != base
+    os.rename(folder / "sub" / "c", folder / "sub" / "b")
+    assert fp() == base
+    copy = folder / "a.new"
+    write(copy, b"12345")
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, folder / "a")  # same name, size and mtime, another inode
+    assert fp() != base
+    now = time.time_ns()
+    os.utime(folder / "a", ns=(now, now))
+    assert scan_folder(str(folder), "f").fingerprint() is None
