@@ -171,9 +171,35 @@ class Hasher:
             raise FileChanged(f"{path} changed while it was being hashed", "re-run when nothing writes to it")
         return HashedFile(path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100))
 
-    def _hash_chunked(self, fd: int, path: str, size: int, sink: Sink | None, progress: Progress) -> Digest:
+    def hash_growing(self, path: str, size: int, ready: Callable[[int], None], progress: Progress = NO_PROGRESS) -> Digest:
+        """Digest of the first ``size`` bytes of a file that another thread is still
+        writing (a copy into the cache), chunk by chunk as they land, so hashing
+        overlaps the copy. ``ready(end)`` blocks until bytes ``[0, end)`` are written,
+        and raises if the writer failed."""
+        fd = _open_for_read(path)
+        try:
+            if size <= self.chunk_size:
+                ready(size)
+                view = self._read_at(fd, path, 0, size)
+                progress.advance(size)
+                return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(view, seed=SEED_BLOB))
+            return self._hash_chunked(fd, path, size, None, progress, ready)
+        finally:
+            os.close(fd)
+
+    def _hash_chunked(
+        self,
+        fd: int,
+        path: str,
+        size: int,
+        sink: Sink | None,
+        progress: Progress,
+        ready: Callable[[int], None] | None = None,
+    ) -> Digest:
         def chunk(offset: int) -> bytes:
             length = min(self.chunk_size, size - offset)
+            if ready is not None:
+                ready(offset + length)
             view = self._read_at(fd, path, offset, length)
             d = xxhash.xxh3_128_digest(view, seed=SEED_BLOB)
             if sink is not None:

@@ -34,11 +34,15 @@ class Entry:
 
 def check_relpath(path: str, source: str = "manifest") -> None:
     """Reject paths that could escape the folder or are not portable."""
+    framed = f"/{path}/"  # every component between slashes: no empty, "." or ".." one
     bad = (
         not path
-        or path.startswith("/")
-        or any(c in path for c in "\0\r\n")
-        or any(part in ("", ".", "..") for part in path.split("/"))
+        or "\0" in path
+        or "\r" in path
+        or "\n" in path
+        or "//" in framed
+        or "/./" in framed
+        or "/../" in framed
     )
     if bad:
         raise PointerError(f"{source}: unsafe or invalid path {path[:100]!r}")

@@ -37,7 +37,7 @@ Key = tuple[int, int, int]  # inode, size, mtime_ns
 class NullState:
     """Remembers nothing: every file is hashed."""
 
-    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, Digest]]:
+    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, str]]:
         return {}
 
     def get(self, path: str, st: os.stat_result) -> Digest | None:
@@ -100,14 +100,14 @@ class State(NullState):
         self._discard()
         self._db = self._open()
 
-    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, Digest]]:
+    def lookup_under(self, prefix: str) -> dict[str, tuple[Key, str]]:
         """All entries whose path starts with ``prefix/`` (one query for a folder)."""
         lo = prefix + "/"
         hi = prefix + "0"  # '0' sorts right after '/'
         rows = self._query(
             "SELECT path, inode, size, mtime_ns, digest FROM files WHERE path >= ? AND path < ?", (lo, hi)
         )
-        return {p: ((i, s, m), Digest(ALGORITHM, d)) for p, i, s, m, d in rows if _is_hex(d)}
+        return {p: ((i, s, m), d) for p, i, s, m, d in rows}
 
     def get(self, path: str, st: os.stat_result) -> Digest | None:
         rows = self._query("SELECT inode, size, mtime_ns, digest FROM files WHERE path = ?", (path,))
@@ -164,8 +164,8 @@ def _is_hex(text: object) -> bool:
     return isinstance(text, str) and _HEX32.fullmatch(text) is not None
 
 
-def matches(entry: tuple[Key, Digest] | None, st: os.stat_result) -> Digest | None:
-    """The recorded digest if the entry still describes ``st``."""
-    if entry is not None and entry[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
-        return entry[1]
+def matches(entry: tuple[Key, str] | None, st: os.stat_result) -> Digest | None:
+    """The recorded digest if the entry (from ``lookup_under``) still describes ``st``."""
+    if entry is not None and entry[0] == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(entry[1]):
+        return Digest(ALGORITHM, entry[1])
     return None

@@ -27,7 +27,7 @@ from dataver.errors import (
 from dataver.hashing import HashedFile, Hasher, digest_bytes, digest_manifest
 from dataver.odb import ObjectStore, copy_verified
 from dataver.progress import Progress
-from dataver.state import NullState, State
+from dataver.state import NullState, State, matches
 
 CHUNK = 4096
 
@@ -292,7 +292,8 @@ def test_state_round_trip(tmp_path, hasher):
     under = s.lookup_under("data")
     assert sorted(under) == ["data/a", "data/sub/b"]
     st_a = os.stat(paths[0])
-    assert under["data/a"] == ((st_a.st_ino, st_a.st_size, st_a.st_mtime_ns), hashed[paths[0]].digest)
+    assert under["data/a"] == ((st_a.st_ino, st_a.st_size, st_a.st_mtime_ns), hashed[paths[0]].digest.hex)
+    assert matches(under["data/a"], st_a) == hashed[paths[0]].digest
     assert s.lookup_under("dat") == {"dat/x": s.lookup_under("dat")["dat/x"]}
     assert s.lookup_under("missing") == {}
     s.close()
@@ -354,7 +355,7 @@ def test_state_racy_window_by_mtime_resolution(tmp_path, hasher):
     assert sorted(recorded) == ["d/coarse-5s", "d/fine-half-s"]
     for n in ("coarse-5s", "fine-half-s"):
         h = base[str(root / "d" / n)]
-        assert recorded[f"d/{n}"] == ((h.inode, h.size, mtimes[n]), h.digest)
+        assert recorded[f"d/{n}"] == ((h.inode, h.size, mtimes[n]), h.digest.hex)
     s.close()
 
 
