@@ -23,27 +23,36 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> list[R]
     if jobs <= 1 or len(items) == 1:
         return [fn(x) for x in items]
     failed = threading.Event()
+    results: list[R | None] = [None] * len(items)
+    indices = iter(range(len(items)))
+    take = threading.Lock()
 
-    def guarded(x: T) -> R | None:
-        # A worker takes its next item before this thread can cancel it: once any task
-        # has failed, start nothing new (its result is never used: the error is raised).
-        if failed.is_set():
-            return None
-        try:
-            return fn(x)
-        except BaseException:
-            failed.set()
-            raise
+    def worker() -> None:
+        # Each worker takes items until none are left or any task has failed, so
+        # thousands of small items cost one future per thread, not one per item.
+        while not failed.is_set():
+            with take:
+                i = next(indices, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException:
+                failed.set()
+                raise
 
     pool = ThreadPoolExecutor(min(jobs, len(items)))
     try:
-        futures = [pool.submit(guarded, x) for x in items]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        futures = [pool.submit(worker) for _ in range(min(jobs, len(items)))]
+        wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
             if f.done() and f.exception() is not None:
-                for p in pending:
-                    p.cancel()
                 raise f.exception()  # type: ignore[misc]
-        return [f.result() for f in futures]
+        wait(futures)
+        for f in futures:
+            if f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+        return results  # type: ignore[return-value]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        failed.set()  # a KeyboardInterrupt here: the workers stop after their current item
+        pool.shutdown(wait=True)

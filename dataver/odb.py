@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
-from .hashing import HashedFile, Hasher, digest_manifest
+from .hashing import HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
 
@@ -161,6 +161,45 @@ class ObjectStore:
         except BaseException:
             _unlink_quietly(tmp)
             raise
+
+    @_writes_cache
+    def add_verified_bytes(self, data: bytes, digest: Digest, chunk_size: int) -> None:
+        """Store an object held in memory (a download), only if it hashes to ``digest``."""
+        actual = digest_bytes(data, chunk_size)
+        if actual != digest:
+            raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
+        fd_tmp, tmp = self._mkstemp()
+        try:
+            try:
+                _pwrite_all(fd_tmp, memoryview(data), 0)
+                os.fchmod(fd_tmp, 0o444)
+            finally:
+                os.close(fd_tmp)
+            self._publish(tmp, self.blob_path(digest))
+            self.verified.add(digest)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def read_small_blob(self, digest: Digest, limit: int) -> bytes | None:
+        """The bytes of a blob of at most ``limit`` bytes, checked against its digest
+        (one read for both the check and the caller); None if it is larger."""
+        path = self.blob_path(digest)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            raise ObjectsMissing(f"object {digest} is not in the cache ({path})") from None
+        except OSError as e:
+            raise UnreadableFile(f"cannot read cache object {path}: {e.strerror}") from None
+        if len(data) > limit:
+            return None
+        if digest_bytes(data, limit) != digest:  # at most one chunk: the plain xxh3 of the bytes
+            raise IntegrityError(
+                f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
+                "replace it from a remote: dataver fetch --repair; or re-add the data",
+            )
+        return data
 
     @_writes_cache
     def add_manifest(self, data: bytes) -> Digest:

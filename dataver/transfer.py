@@ -104,6 +104,14 @@ def push(
 
     def send(ref: ObjRef) -> None:
         path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
+        size = wanted.refs[ref][0]
+        if hasher is not None and not ref.manifest and size <= hasher.chunk_size:
+            # Small blobs (most of them): one read serves both the check and the upload.
+            data = cache.read_small_blob(ref.digest, hasher.chunk_size)
+            if data is not None:
+                remote.upload_bytes(data, ref)
+                progress.advance(size, 1)
+                return
         if hasher is not None and not ref.manifest and not cache.check_blob(ref.digest, hasher):
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {ref.digest.short()}); not pushed",
@@ -138,7 +146,10 @@ def fetch(
 
     def get(ref: ObjRef) -> None:
         try:
-            download_object(cache, remote, ref, hasher)
+            if not ref.manifest and wanted.refs[ref][0] <= hasher.chunk_size:
+                download_small_object(cache, remote, ref, hasher)
+            else:
+                download_object(cache, remote, ref, hasher)
         except ObjectsMissing:
             absent.append(ref)
             return
@@ -198,6 +209,23 @@ def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
+    """Fetch a blob expected to fit one chunk into memory, verify it, store it: no
+    temporary download file. A remote object larger than that takes the file path."""
+    data = remote.read_bytes(ref, limit=hasher.chunk_size)
+    if data is None:
+        download_object(cache, remote, ref, hasher)
+        return
+    try:
+        cache.add_verified_bytes(data, ref.digest, hasher.chunk_size)
+    except IntegrityError as e:
+        raise IntegrityError(
+            f"{e.message} on remote {remote.name!r} ({remote.display})",
+            f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
+            "from a machine that has the data (push never overwrites an object the remote already has)",
+        ) from None
 
 
 def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
