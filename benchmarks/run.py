@@ -4,6 +4,7 @@
     python benchmarks/run.py                 # full: 2 GiB file + 20,000 files, 3 runs, DVC too
     python benchmarks/run.py --quick         # CI smoke test: 64 MiB + 500 files, 1 run
     python benchmarks/run.py --quick --no-dvc
+    python benchmarks/run.py --scaling 20000,200000   # add/status growth with the file count
 
 Every step runs through dataver and through DVC in the same run, alternating which
 tool goes first from run to run, on data generated from a seed in a scratch folder
@@ -35,11 +36,13 @@ import platform
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,11 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 FULL = dict(big_size=2 * GIB, nfiles=20_000, ndirs=100, min_size=1 * KIB, max_size=64 * KIB, runs=3)
 QUICK = dict(big_size=64 * MIB, nfiles=500, ndirs=10, min_size=1 * KIB, max_size=64 * KIB, runs=1)
+# --files N without --dirs, and every count of --scaling: one folder per FILES_PER_DIR files,
+# rounded up (the full run's 20,000 files in 100 folders).
+FILES_PER_DIR = 200
+# --scaling: default per-command limit, seconds (DVC on 200,000 files takes minutes).
+SCALING_STEP_TIMEOUT = 1800
 
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
@@ -107,6 +115,10 @@ class StepFailed(Exception):
     pass
 
 
+class StepTimeout(StepFailed):
+    """A command ran past Runner.timeout and was killed (with its process group)."""
+
+
 @dataclass
 class Sample:
     seconds: float
@@ -118,6 +130,7 @@ class Runner:
     log_path: Path
     verbose: bool = False
     base_env: dict = field(default_factory=dict)
+    timeout: float | None = None  # seconds per command; None: no limit
 
     def run(self, argv: list[str], cwd: Path, env: dict | None = None, stdout=None) -> tuple[float, int, str]:
         """Run one command; return (seconds, peak RSS KiB of the child tree, output)."""
@@ -135,9 +148,26 @@ class Runner:
                 stdin=subprocess.DEVNULL,
                 stdout=stdout if stdout is not None else out,
                 stderr=out,
+                # With a time limit, the command gets its own process group so that the
+                # whole tree (time, the tool, its git children) can be killed at once.
+                start_new_session=self.timeout is not None,
             )
+            killed: list[bool] = []
+            timer = None
+            if self.timeout is not None:
+
+                def kill(pid=p.pid):
+                    killed.append(True)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+
+                timer = threading.Timer(self.timeout, kill)
+                timer.daemon = True
+                timer.start()
             _, status, ru = os.wait4(p.pid, 0)
             secs = time.perf_counter() - t0
+            if timer is not None:
+                timer.cancel()
             p.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0)
             text = out.read().decode("utf-8", "replace")
@@ -146,9 +176,12 @@ class Runner:
                 with contextlib.suppress(ValueError, IndexError):
                     rss = int(rss_file.read().split()[-1])
         with open(self.log_path, "a") as log:
-            log.write(f"$ (cd {cwd} && {' '.join(argv)})  # {secs:.3f}s rc={p.returncode}\n{text[-4000:]}\n")
+            note = f" KILLED: ran past {self.timeout:g}s" if killed else ""
+            log.write(f"$ (cd {cwd} && {' '.join(argv)})  # {secs:.3f}s rc={p.returncode}{note}\n{text[-4000:]}\n")
         if self.verbose:
             print(f"    {secs:8.3f}s  {' '.join(argv)[:100]}", file=sys.stderr)
+        if killed:
+            raise StepTimeout(f"{' '.join(argv)} (in {cwd}) ran past {self.timeout:g}s and was killed:\n{text[-2000:]}")
         if p.returncode != 0:
             raise StepFailed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{text[-2000:]}")
         return secs, rss, text
@@ -294,6 +327,30 @@ def generate_data(scratch: Path, cfg: dict, seed: int) -> Path:
     return final
 
 
+def generate_many(scratch: Path, cfg: dict, seed: int) -> Path:
+    """A data set with cfg's small files (many/): a cached one generated with any big-file
+    size (many/ depends only on the seed, counts and sizes), else a new one with an empty
+    big.bin. For --scaling, which times only the small files."""
+    tag = f"-n{cfg['nfiles']}x{cfg['ndirs']}-{cfg['min_size']}-{cfg['max_size']}"
+    for found in sorted(scratch.glob(f"data-s{seed}-b*{tag}")):
+        if re.fullmatch(rf"data-s{seed}-b\d+{re.escape(tag)}", found.name) and (found / "COMPLETE").exists():
+            return found
+    return generate_data(scratch, {**cfg, "big_size": 0}, seed)
+
+
+def files_cfg(base: dict, nfiles: int | None, ndirs: int | None) -> dict:
+    """base with --files / --dirs applied: --files alone spreads the files one folder per
+    FILES_PER_DIR, rounded up (at most one folder per file)."""
+    cfg = dict(base)
+    if nfiles is not None:
+        cfg["nfiles"] = nfiles
+        cfg["ndirs"] = ndirs or -(-nfiles // FILES_PER_DIR)
+    elif ndirs is not None:
+        cfg["ndirs"] = ndirs
+    cfg["ndirs"] = min(cfg["ndirs"], cfg["nfiles"])
+    return cfg
+
+
 def warm(path: Path) -> None:
     """Read a file or tree once so it sits in the page cache."""
     files = [path] if path.is_file() else [Path(r) / f for r, _, fs in os.walk(path) for f in fs]
@@ -311,8 +368,8 @@ def count_files(path: Path) -> int:
 # --------------------------------------------------------------------------- DVC install
 
 
-def find_or_install_dvc(args) -> tuple[list[str] | None, str]:
-    """Return (dvc argv0, note)."""
+def find_or_install_dvc(args, install: bool = True) -> tuple[list[str] | None, str]:
+    """Return (dvc argv0, note). Installs into --dvc-venv unless --quick or not install."""
     if args.no_dvc:
         return None, "DVC skipped (--no-dvc)"
     if args.dvc:
@@ -321,11 +378,12 @@ def find_or_install_dvc(args) -> tuple[list[str] | None, str]:
     dvc = venv / "bin" / "dvc"
     if dvc.exists():
         return [str(dvc)], f"DVC from {venv}"
-    if args.quick:
+    if args.quick or not install:
         found = shutil.which("dvc")
         if found:
             return [found], f"DVC from PATH ({found})"
-        return None, f"DVC skipped (--quick and no DVC in {venv} or on PATH)"
+        why = "--quick" if args.quick else "--scaling installs nothing"
+        return None, f"DVC skipped ({why} and no DVC in {venv} or on PATH)"
     print(f"installing DVC into {venv} (pip install dvc dvc-s3) ...", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
@@ -488,6 +546,24 @@ class Bench:
         delta = {m: n - before.get(m, 0) for m, n in after.items() if n - before.get(m, 0)}
         self.checks.setdefault(f"{key}_requests", {}).setdefault(t.name, []).append(delta)
 
+    # -- the small-file steps on REPO/data (phase_many and the --scaling mode)
+    def step_add_many(self, t: Tool, run: int, repo: Path) -> None:
+        self.timed("add_many", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "add data")])
+
+    def step_status_clean(self, t: Tool, run: int, repo: Path) -> None:
+        out = self.timed("status_clean", t, run, [(t.status(), repo)])
+        if "modified" in out:
+            raise StepFailed(f"status after add reports changes:\n{out[-1000:]}")
+
+    def step_readd_one(self, t: Tool, run: int, repo: Path) -> None:
+        victim = repo / "data" / "d000" / "f00000.bin"
+        with open(victim, "r+b") as f:  # in place, new size and content
+            f.truncate(0)
+            f.write(_stream(self.args.seed, f"changed-{run}", 0, 4321))
+        os.sync()
+        # git commit fails ("nothing to commit") if the tool missed the change.
+        self.timed("readd_one", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "change one")])
+
     # -- phases
     def phase_big(self, run: int) -> None:
         base = self.work / f"run{run}-big"
@@ -549,23 +625,13 @@ class Bench:
         os.sync()
 
         def add(t: Tool):
-            repo = repos[t.name]
-            self.timed("add_many", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "add data")])
+            self.step_add_many(t, run, repos[t.name])
 
         def status(t: Tool):
-            out = self.timed("status_clean", t, run, [(t.status(), repos[t.name])])
-            if "modified" in out:
-                raise StepFailed(f"status after add reports changes:\n{out[-1000:]}")
+            self.step_status_clean(t, run, repos[t.name])
 
         def readd(t: Tool):
-            repo = repos[t.name]
-            victim = repo / "data" / "d000" / "f00000.bin"
-            with open(victim, "r+b") as f:  # in place, new size and content
-                f.truncate(0)
-                f.write(_stream(self.args.seed, f"changed-{run}", 0, 4321))
-            os.sync()
-            # git commit fails ("nothing to commit") if the tool missed the change.
-            self.timed("readd_one", t, run, [(t.add("data"), repo), *self.commit_cmds(repo, "change one")])
+            self.step_readd_one(t, run, repos[t.name])
 
         def push(t: Tool, key="push_local", remote_name="store", url=None, endpoint=None):
             repo = repos[t.name]
@@ -624,6 +690,372 @@ class Bench:
                 self.phase_many(run)
         if "big" not in phases or "many" not in phases:
             self.steps = [s for s in self.steps if self.samples[s.key]]
+
+
+# --------------------------------------------------------------------------- scaling mode
+
+SCALING_KEYS = ("add_many", "status_clean", "readd_one", "ref_cp_r_many")
+SCALING_LABELS = {
+    "add_many": "add+commit the files (fresh repository)",
+    "status_clean": "status, nothing changed",
+    "readd_one": "re-add+commit after changing 1 file",
+    "ref_cp_r_many": "`cp -r` the files into the repository (the setup copy; machine reference)",
+}
+
+
+class ScalingBench(Bench):
+    """--scaling, one file count: the small-file steps only (add, status, re-add), one tool
+    at a time, each tool's repository deleted before the next tool starts (so one copy of
+    the data plus one cache is on disk at a time). Tools in `skip` (they ran past the time
+    limit at a smaller count) are not run."""
+
+    def __init__(self, args, cfg, tools, data, work, runner, skip: set[str]):
+        super().__init__(args, cfg, tools, data, work, runner, None)
+        self.steps = [
+            Step(
+                k,
+                SCALING_LABELS[k],
+                ("ref",) if k.startswith("ref_") else ("dataver", "dvc"),
+                "many" if k in ("add_many", "ref_cp_r_many") else "",
+            )
+            for k in SCALING_KEYS
+        ]
+        self.samples = {s.key: {} for s in self.steps}
+        self.skip = set(skip)
+        self.timed_out: set[str] = set()
+        self.timeouts: list[str] = []  # not errors: the expected end of a slow tool's series
+
+    def warm_up(self) -> list[str]:
+        """Untimed init, add and status of three small files through each tool, so that the
+        first timed command (the smallest count's, which the growth is measured against)
+        does not pay for a cold start. Returns notes on failures."""
+        notes = []
+        for t in self.tools:
+            if t.name in self.skip:
+                continue
+            repo = self.work / f"warm-up-{t.name}"
+            try:
+                self.new_repo(t, repo)
+                (repo / "data").mkdir()
+                for i in range(3):
+                    (repo / "data" / f"w{i}.bin").write_bytes(_stream(self.args.seed, "warm-up", i, 1000))
+                self.r.run(t.add("data"), repo, t.env)
+                self.r.run(t.status(), repo, t.env)
+            except StepFailed as e:
+                notes.append(f"warm-up of {t.label} failed: {str(e).splitlines()[0]}")
+            finally:
+                shutil.rmtree(repo, ignore_errors=True)
+        return notes
+
+    def run_all(self) -> None:
+        for run in range(self.args.runs):
+            print(
+                f"{self.cfg['nfiles']:,} files: run {run + 1}/{self.args.runs} (first: {self.order(run)[0].name})",
+                file=sys.stderr,
+            )
+            self.phase_scaling(run)
+
+    def phase_scaling(self, run: int) -> None:
+        base = self.work / f"n{self.cfg['nfiles']}-run{run}"
+        many = self.data / "many"
+
+        def one(t: Tool):
+            repo = base / t.name
+            try:
+                self.new_repo(t, repo)
+                self.timed("ref_cp_r_many", "ref", run, [(["cp", "-r", str(many), str(repo / "data")], repo)])
+                self.step_add_many(t, run, repo)
+                self.step_status_clean(t, run, repo)
+                self.step_readd_one(t, run, repo)
+            except StepTimeout as e:
+                self.timed_out.add(t.name)
+                msg = f"run {run}, {t.name}: {str(e).splitlines()[0]}"
+                self.timeouts.append(msg)
+                print("TIMEOUT " + msg, file=sys.stderr)
+            finally:
+                shutil.rmtree(repo, ignore_errors=True)
+                os.sync()
+
+        self.each_tool(run, set(self.skip) | self.timed_out, one)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def parse_counts(text: str) -> list[int]:
+    """'20000,200000' or '20k,200k' -> sorted distinct counts."""
+    counts = set()
+    for part in text.split(","):
+        part = part.strip().lower().replace("_", "")
+        if not part:
+            continue
+        mult = 1000 if part.endswith("k") else 1
+        n = int(part.removesuffix("k")) * mult
+        if n < 1:
+            raise ValueError(f"file count must be positive: {part}")
+        counts.add(n)
+    if not counts:
+        raise ValueError("no file counts")
+    return sorted(counts)
+
+
+def scaling_growth(counts: list[dict]) -> dict:
+    """Per step and tool, one row per file count: median, growth against the smallest count
+    (time ratio; linear growth equals the files ratio), per-file and marginal µs."""
+    growth: dict = {}
+    n0 = counts[0]["nfiles"]
+    for key in SCALING_KEYS:
+        tools = []
+        for c in counts:
+            for tool in c["summary"].get(key, {}):
+                if tool != "ratio_dvc_over_dataver" and tool not in tools:
+                    tools.append(tool)
+        for tool in tools:
+            base = counts[0]["summary"].get(key, {}).get(tool)
+            rows = []
+            for c in counts:
+                x = c["summary"].get(key, {}).get(tool)
+                if not x:
+                    continue
+                n, med = c["nfiles"], x["median_s"]
+                row = {
+                    "nfiles": n,
+                    "files_ratio": round(n / n0, 3),
+                    "median_s": med,
+                    "min_s": x["min_s"],
+                    "max_s": x["max_s"],
+                    "n": x["n"],
+                    "peak_rss_mib": x["peak_rss_mib"],
+                    "per_file_us": round(med / n * 1e6, 2),
+                    "growth": round(med / base["median_s"], 3) if base and base["median_s"] > 0 else None,
+                    "marginal_us_per_file": (
+                        round((med - base["median_s"]) / (n - n0) * 1e6, 2) if base and n > n0 else None
+                    ),
+                }
+                if row["growth"] is not None and n > n0:
+                    row["growth_over_files_ratio"] = round(row["growth"] / row["files_ratio"], 3)
+                ratio = c["summary"][key].get("ratio_dvc_over_dataver")
+                if tool == "dvc" and ratio:
+                    row["ratio_dvc_over_dataver"] = ratio
+                rows.append(row)
+            growth.setdefault(key, {})[tool] = rows
+    return growth
+
+
+def scaling_markdown(result: dict) -> str:
+    cfg, meta, counts = result["config"], result["machine"], result["counts"]
+    if not counts:
+        return "No file count finished.\n"
+    n0 = counts[0]["nfiles"]
+    folders = {c["nfiles"]: c["folders"] for c in counts}
+    names = {"dataver": "dataver", "dvc": "DVC", "ref": "`cp -r`"}
+    title = " → ".join(f"{c['nfiles']:,}" for c in counts)
+    doc_dir = Path(result["doc"]).parent
+    inside = doc_dir == REPO_ROOT or REPO_ROOT in doc_dir.parents
+    readme = os.path.relpath(REPO_ROOT / "benchmarks" / "README.md", doc_dir) if inside else "benchmarks/README.md"
+    dirs = f"{cfg['dirs']:,} folders" if cfg.get("dirs") else f"⌈N / {FILES_PER_DIR}⌉ folders"
+    lines = [
+        f"# Scaling: add and status, {title} files",
+        "",
+        f"Produced by `{cfg['command']}` (see [benchmarks/README.md]({readme})). "
+        f"Each count N is its own data set of N files in {dirs}, "
+        f"{human_size(cfg['min_size'])}–{human_size(cfg['max_size'])} each, generated from seed {cfg['seed']}; "
+        "each tool runs in its own fresh git repository, one tool at a time (its repository is deleted "
+        "before the next starts); warm page cache, `sync` between timed steps; median of "
+        f"{cfg['runs']} run(s). **growth** is the median at that count over the median at {n0:,} files "
+        "(linear growth equals the files ratio in the first column); **per-file µs** is the median over "
+        f"the file count; **marginal µs/file** is (t(N) − t({n0:,})) / (N − {n0:,}), which leaves out "
+        "fixed costs such as interpreter start-up.",
+        "",
+    ]
+    for key in SCALING_KEYS:
+        per_tool = result["growth"].get(key)
+        if not per_tool:
+            continue
+        lines += [
+            f"## {SCALING_LABELS[key]}",
+            "",
+            f"| files (× {n0:,}) | folders | tool | median s (min–max) | growth vs {n0:,} | per-file µs "
+            "| marginal µs/file | peak RSS | DVC/dataver |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in counts:
+            n = c["nfiles"]
+            for tool in ("dataver", "dvc", "ref"):
+                row = next((r for r in per_tool.get(tool, []) if r["nfiles"] == n), None)
+                if row is None:
+                    ran = tool == "dataver" or (tool == "dvc" and cfg.get("dvc_cmd"))
+                    if ran and key != "ref_cp_r_many":
+                        why = c.get("skipped", {}).get(tool) or (
+                            f"timed out (> {cfg['step_timeout_s']:g} s)" if tool in c.get("timed_out", []) else "failed"
+                        )
+                        lines.append(f"| {n:,} ({n / n0:.3g}×) | {folders[n]:,} | {names[tool]} | {why} | | | | | |")
+                    continue
+                rng = f" ({fmt_s(row['min_s'])}–{fmt_s(row['max_s'])})" if row["n"] > 1 else ""
+                g = f"{row['growth']:.2f}×" if row["growth"] is not None else "–"
+                mu = f"{row['marginal_us_per_file']:.0f}" if row["marginal_us_per_file"] is not None else "–"
+                ratio = f"{row['ratio_dvc_over_dataver']:.2f}×" if row.get("ratio_dvc_over_dataver") else "–"
+                lines.append(
+                    f"| {n:,} ({n / n0:.3g}×) | {folders[n]:,} | {names[tool]} | **{fmt_s(row['median_s'])}**{rng} "
+                    f"| {g} | {row['per_file_us']:.0f} | {mu} | {row['peak_rss_mib']:.0f} MiB | {ratio} |"
+                )
+        lines.append("")
+    v = ", ".join(meta["versions"].values())
+    data = "; ".join(
+        f"{c['nfiles']:,} files in {c['folders']:,} folders ({c['many_bytes'] / 1e6:,.0f} MB)" for c in counts
+    )
+    lines += [
+        f"Machine: {meta['nproc']} CPUs ({meta['cpu']}), {meta['memory']} RAM, {meta['os']}, "
+        f"{meta['filesystem']} scratch file system; Python {meta['python']}, {meta['git']}; {v}.",
+        f"Date: {meta['date_utc']}. Load average at start {fmt_load(meta['loadavg_start'])}, "
+        f"at end {fmt_load(meta.get('loadavg_end'))}.",
+        f"Data: seed {cfg['seed']}; {data}. Peak RSS by {meta.get('peak_rss_method', '?')}. "
+        + (f"Time limit per command: {cfg['step_timeout_s']:g} s." if cfg.get("step_timeout_s") else "No time limit."),
+    ]
+    if result.get("partial"):
+        lines += ["", "**Partial**: the run was still going (or was stopped) when this was written."]
+    if result.get("timeouts"):
+        lines += ["", "Killed at the time limit:", ""] + [f"- {e}" for e in result["timeouts"]]
+    if result.get("errors"):
+        lines += ["", "Errors:", ""] + [f"- {e.splitlines()[0]}" for e in result["errors"]]
+    if result.get("notes"):
+        lines += ["", "Notes: " + " ".join(result["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def scaling_outputs(args, out: Path) -> tuple[Path, Path]:
+    doc = Path(args.doc).resolve() if args.doc else out / "scaling.md"
+    return doc, doc.with_suffix(".json")
+
+
+def run_scaling(args) -> int:
+    try:
+        counts = parse_counts(args.scaling)
+    except ValueError as e:
+        print(f"--scaling: {e}", file=sys.stderr)
+        return 2
+    for opt, bad in (("--quick", args.quick), ("--files", args.files is not None), ("--s3", args.s3)):
+        if bad:
+            print(f"--scaling and {opt} don't mix (--scaling takes the file counts itself)", file=sys.stderr)
+            return 2
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_dir(args)
+    if scratch is None:
+        return 2
+    doc, json_path = scaling_outputs(args, out)
+    published = (REPO_ROOT / "docs" / "benchmarks.md").resolve()
+    if published in (doc, json_path):
+        print(f"--scaling never writes {published}: pick another --doc", file=sys.stderr)
+        return 2
+    timeout = args.step_timeout if args.step_timeout is not None else SCALING_STEP_TIMEOUT
+    timeout = timeout if timeout > 0 else None
+
+    notes: list[str] = []
+    t_start = time.perf_counter()
+    if args.no_dvc or not args.scaling_dvc:
+        dvc_argv, dvc_note = None, f"DVC skipped ({'--no-dvc' if args.no_dvc else '--no-scaling-dvc'})"
+    else:
+        dvc_argv, dvc_note = find_or_install_dvc(args, install=False)
+    notes.append(dvc_note + ".")
+    work = Path(tempfile.mkdtemp(prefix="scaling-", dir=scratch))
+    tools: list[Tool] = [Dataver(find_dataver(args))]
+    if dvc_argv:
+        tools.append(Dvc(dvc_argv, work / "dvc-site-cache"))
+    log = out / "scaling-commands.log"
+    log.write_text("")
+    runner = Runner(log, args.verbose, GIT_ENV, timeout)
+    machine = machine_info(tools, scratch)
+    base_cfg = {k: v for k, v in FULL.items() if k != "runs"}
+    result = {
+        "kind": "scaling",
+        "config": {
+            "command": " ".join(["python", "benchmarks/run.py", *(sys.argv[1:] if args.argv is None else args.argv)]),
+            "counts": counts,
+            "dirs": args.dirs,
+            "files_per_dir": FILES_PER_DIR if args.dirs is None else None,
+            "min_size": base_cfg["min_size"],
+            "max_size": base_cfg["max_size"],
+            "runs": args.runs,
+            "seed": args.seed,
+            "step_timeout_s": timeout,
+            "dataver_cmd": tools[0].argv0,
+            "dvc_cmd": dvc_argv,
+        },
+        "machine": machine,
+        "doc": str(doc),
+        "steps": [],
+        "counts": [],
+        "growth": {},
+        "timeouts": [],
+        "errors": [],
+        "notes": notes,
+        "partial": True,
+    }
+
+    def write(final: bool) -> None:
+        result["partial"] = not final
+        result["growth"] = scaling_growth(result["counts"]) if result["counts"] else {}
+        result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(scaling_markdown(result))
+
+    timed_out: dict[str, int] = {}  # tool -> the count at which it ran past the limit
+    try:
+        for n in counts:
+            cfg = files_cfg(base_cfg, n, args.dirs)
+            cfg["big_size"] = 0
+            data = generate_many(scratch, cfg, args.seed)
+            cfg["many_bytes"] = json.loads((data / "COMPLETE").read_text())["many_bytes"]
+            need = 2.2 * cfg["many_bytes"]  # one repository copy + its cache, with slack
+            free = shutil.disk_usage(scratch).free
+            if free < need:
+                msg = f"{n:,} files: {free / 1e9:.1f} GB free in {scratch}, the steps need about {need / 1e9:.1f} GB."
+                print("WARNING " + msg, file=sys.stderr)
+                notes.append(msg)
+            print(f"{n:,} files: warming the page cache ...", file=sys.stderr)
+            warm(data / "many")
+            bench = ScalingBench(args, cfg, tools, data, work, runner, set(timed_out))
+            if n == counts[0]:
+                notes += bench.warm_up()
+            t0 = time.perf_counter()
+            bench.run_all()
+            for name in sorted(bench.timed_out):
+                timed_out.setdefault(name, n)
+                label = "DVC" if name == "dvc" else name
+                notes.append(
+                    f"{label} ran past the {timeout:g} s limit at {n:,} files and was not run at larger counts."
+                )
+            if not result["steps"]:
+                result["steps"] = [{"key": s.key, "label": s.label, "tools": list(s.tools)} for s in bench.steps]
+            result["counts"].append(
+                {
+                    "nfiles": n,
+                    "folders": sum(1 for e in os.scandir(data / "many") if e.is_dir()),
+                    "many_bytes": cfg["many_bytes"],
+                    "data": str(data),
+                    "samples": bench.samples,
+                    "summary": summarize(bench, cfg["many_bytes"]),
+                    "skipped": {t: f"skipped (timed out at {timed_out[t]:,} files)" for t in bench.skip},
+                    "timed_out": sorted(bench.timed_out),
+                    "timeouts": bench.timeouts,
+                    "errors": bench.errors,
+                    "elapsed_s": round(time.perf_counter() - t0, 1),
+                }
+            )
+            result["errors"] += [f"{n:,} files, {e}" for e in bench.errors]
+            result["timeouts"] += [f"{n:,} files, {e}" for e in bench.timeouts]
+            write(final=False)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    machine["loadavg_end"] = os.getloadavg()
+    if max(machine["loadavg_start"][0], machine["loadavg_end"][0]) > 0.5 * (os.cpu_count() or 1):
+        notes.append("The machine was shared and busy during this run (see the load averages): timings are noisy.")
+    write(final=True)
+    print(scaling_markdown(result))
+    print(f"wrote {json_path}, {doc} in {result['elapsed_s']}s", file=sys.stderr)
+    return 1 if result["errors"] else 0
 
 
 # --------------------------------------------------------------------------- reporting
@@ -904,7 +1336,21 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="tiny data (64 MiB + 500 files), 1 run: a smoke test")
-    p.add_argument("--runs", type=int, help="runs per step (default 3; 1 with --quick)")
+    p.add_argument("--runs", type=int, help="runs per step (default 3; 1 with --quick or --scaling)")
+    p.add_argument(
+        "--files",
+        type=int,
+        metavar="N",
+        help="number of small files (default 20,000; 500 with --quick); a count other than the "
+        "default writes the report to OUT/benchmarks-Nfiles.md unless --doc says otherwise",
+    )
+    p.add_argument(
+        "--dirs",
+        type=int,
+        metavar="M",
+        help=f"folders the small files are spread over (default 100; 10 with --quick; with --files "
+        f"or --scaling, one per {FILES_PER_DIR} files)",
+    )
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="results.json and logs go here")
     p.add_argument(
         "--scratch",
@@ -923,30 +1369,87 @@ def parse_args(argv=None):
     p.add_argument("--phases", default="big,many", help="comma list of big,many (for debugging)")
     p.add_argument("--keep", action="store_true", help="keep the throwaway repos")
     p.add_argument("-v", "--verbose", action="store_true", help="print every command's time")
-    p.add_argument("--render", metavar="RESULTS_JSON", help="only re-write the markdown and chart from a results.json")
+    p.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        help="only re-write the markdown and chart from a results.json (or the markdown from a scaling JSON)",
+    )
     p.add_argument("--plot", nargs=2, metavar=("RESULTS_JSON", "PNG"), help=argparse.SUPPRESS)
+    g = p.add_argument_group(
+        "scaling mode",
+        "--scaling N1,N2,...: for each file count, a data set of that many small files (cached in "
+        "--scratch), and only add, status (nothing changed) and re-add (one file changed), each tool "
+        "in turn; writes --doc (default OUT/scaling.md) and the JSON beside it (OUT/scaling.json), "
+        "never docs/benchmarks.md.",
+    )
+    g.add_argument("--scaling", metavar="COUNTS", help="comma-separated file counts, e.g. 20000,200000 (or 20k,200k)")
+    g.add_argument(
+        "--scaling-dvc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run DVC, if installed (benchmarks/out/dvc-venv, --dvc or PATH; never installs it); "
+        "--no-dvc turns it off too",
+    )
+    g.add_argument(
+        "--step-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"kill a command that runs longer (default {SCALING_STEP_TIMEOUT} with --scaling, 0 for none; "
+        "no limit otherwise); with --scaling, a tool that runs past it is not run at larger counts",
+    )
     args = p.parse_args(argv)
+    args.argv = argv
     if args.runs is None:
-        args.runs = 1 if args.quick else FULL["runs"]
+        args.runs = 1 if args.quick or args.scaling else FULL["runs"]
+    if args.files is not None and args.files < 1 or args.dirs is not None and args.dirs < 1:
+        p.error("--files and --dirs must be positive")
+    if args.step_timeout is not None and args.step_timeout < 0:
+        p.error("--step-timeout must be >= 0")
     return args
+
+
+def scratch_dir(args) -> Path | None:
+    """--scratch, created; None (after saying why) when it is inside the repository."""
+    scratch = Path(args.scratch).resolve()
+    if scratch == REPO_ROOT or REPO_ROOT in scratch.parents:
+        print(f"--scratch must be outside the repository ({REPO_ROOT})", file=sys.stderr)
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    return scratch
+
+
+def default_outputs(quick: bool, cfg: dict, out: Path) -> tuple[Path, Path]:
+    """Default (markdown, chart): docs/ for the published full run only; a quick run, or
+    one on other data (--files / --dirs), goes to OUT so it never overwrites it."""
+    if quick:
+        return out / "benchmarks-quick.md", out / "benchmarks-quick.png"
+    if (cfg["nfiles"], cfg["ndirs"]) != (FULL["nfiles"], FULL["ndirs"]):
+        stem = f"benchmarks-{cfg['nfiles']}files" + (
+            f"-{cfg['ndirs']}dirs" if cfg["ndirs"] != -(-cfg["nfiles"] // FILES_PER_DIR) else ""
+        )
+        return out / f"{stem}.md", out / f"{stem}.png"
+    return REPO_ROOT / "docs" / "benchmarks.md", REPO_ROOT / "docs" / "benchmarks.png"
 
 
 def render(args) -> int:
     """Re-write the markdown (and chart) from an existing results.json, running nothing."""
     results_path = Path(args.render)
     result = json.loads(results_path.read_text())
-    quick = result["config"]["quick"]
     out = Path(args.out)
-    doc = (
-        Path(args.doc) if args.doc else (out / "benchmarks-quick.md" if quick else REPO_ROOT / "docs" / "benchmarks.md")
-    )
+    if result.get("kind") == "scaling":
+        doc = Path(args.doc).resolve() if args.doc else results_path.with_suffix(".md")
+        result["doc"] = str(doc)
+        table = scaling_markdown(result)
+        print(table)
+        doc.write_text(table)
+        print(f"wrote {doc}", file=sys.stderr)
+        return 0
+    quick = result["config"]["quick"]
+    default_doc, default_chart = default_outputs(quick, result["config"], out)
+    doc = Path(args.doc) if args.doc else default_doc
     chart = None
     if not args.no_chart:
-        chart = (
-            Path(args.chart)
-            if args.chart
-            else (out / "benchmarks-quick.png" if quick else REPO_ROOT / "docs" / "benchmarks.png")
-        )
+        chart = Path(args.chart) if args.chart else default_chart
         note = draw_chart(results_path, chart, Path(args.dvc_venv))
         if note:
             print(note, file=sys.stderr)
@@ -965,27 +1468,18 @@ def main(argv=None) -> int:
         return 0
     if args.render:
         return render(args)
-    cfg = dict(QUICK if args.quick else FULL)
+    if args.scaling:
+        return run_scaling(args)
+    cfg = files_cfg(QUICK if args.quick else FULL, args.files, args.dirs)
     cfg.pop("runs")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(args.scratch).resolve()
-    if scratch == REPO_ROOT or REPO_ROOT in scratch.parents:
-        print(f"--scratch must be outside the repository ({REPO_ROOT})", file=sys.stderr)
+    scratch = scratch_dir(args)
+    if scratch is None:
         return 2
-    scratch.mkdir(parents=True, exist_ok=True)
-    doc = (
-        Path(args.doc)
-        if args.doc
-        else (out / "benchmarks-quick.md" if args.quick else REPO_ROOT / "docs" / "benchmarks.md")
-    )
-    chart = (
-        None
-        if args.no_chart
-        else Path(args.chart)
-        if args.chart
-        else (out / "benchmarks-quick.png" if args.quick else REPO_ROOT / "docs" / "benchmarks.png")
-    )
+    default_doc, default_chart = default_outputs(args.quick, cfg, out)
+    doc = Path(args.doc) if args.doc else default_doc
+    chart = None if args.no_chart else Path(args.chart) if args.chart else default_chart
 
     notes: list[str] = []
     t_start = time.perf_counter()
@@ -1001,7 +1495,7 @@ def main(argv=None) -> int:
     print("warming the page cache ...", file=sys.stderr)
     warm(data)
 
-    runner = Runner(out / "commands.log", args.verbose, GIT_ENV)
+    runner = Runner(out / "commands.log", args.verbose, GIT_ENV, args.step_timeout or None)
     (out / "commands.log").write_text("")
     machine = machine_info(tools, scratch)
     s3 = None
