@@ -10,6 +10,7 @@ symbolic link inside a tracked folder (a manifest must not steer writes elsewher
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat as stat_mod
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import linking
 from .digest import Digest
-from .errors import PathError, WouldLoseData
+from .errors import PathError, StorageError, WouldLoseData
 from .hashing import HashedFile
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
@@ -161,12 +162,14 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
     done = Applied()
     for a in p.actions:
         if a.op == "delete":
-            _remove(a.path)
+            with _writing(a.path):
+                _remove(a.path)
             done.deleted += 1
     for folder in p.folders:
         _prune_empty_dirs(folder)
         if not os.path.lexists(folder):
-            os.makedirs(folder)  # an empty tracked folder has no file whose write creates it
+            with _writing(folder):
+                os.makedirs(folder)  # an empty tracked folder has no file whose write creates it
     writes = [a for a in p.actions if a.op != "delete"]
     if not writes:
         return done
@@ -221,7 +224,10 @@ def _prune_empty_dirs(folder: str) -> None:
         return
     for here, _dirs, _files in os.walk(folder, topdown=False):
         if here != folder and not os.listdir(here):
-            os.rmdir(here)
+            try:
+                os.rmdir(here)
+            except OSError:
+                pass  # an empty folder left behind loses nothing; writes into it may still work
 
 
 def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
@@ -244,10 +250,23 @@ def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
             raise PathError(
                 f"cannot write {a.rel}: {repo.rel(d)} is a file where a folder belongs", "move it away, then re-run"
             )
-        os.makedirs(d, exist_ok=True)
+        with _writing(d):
+            os.makedirs(d, exist_ok=True)
         checked.add(d)
     if os.path.isdir(a.path) and not os.path.islink(a.path):
-        os.rmdir(a.path)  # emptied by the deletes above
+        with _writing(a.path):
+            os.rmdir(a.path)  # emptied by the deletes above
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+    """Turn an OSError while changing the workspace into StorageError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(
+            f"cannot write {path}: {e.strerror}", "fix its permissions or free space, then re-run"
+        ) from None
 
 
 def _tracked_root(repo: Repo, a: Action) -> str:

@@ -21,7 +21,7 @@ import os
 import time
 from typing import Callable
 
-from .errors import LockTimeout
+from .errors import LockTimeout, StorageError
 
 
 class FileLock:
@@ -48,8 +48,14 @@ class FileLock:
         self.release()
 
     def acquire(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StorageError(
+                f"cannot open {self.what} {self.path}: {e.strerror}",
+                "every user of this repository or cache needs write access to it (fix permissions)",
+            ) from None
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + self.timeout
         told = False

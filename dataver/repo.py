@@ -7,6 +7,7 @@ cache, the stat cache, the lock and path helpers shared by every operation.
 from __future__ import annotations
 
 import os
+import sqlite3
 from functools import cached_property
 from typing import Callable
 
@@ -59,7 +60,14 @@ class Repo:
 
     @cached_property
     def state(self) -> State | NullState:
-        return State(os.path.join(self.dataver_dir, "state.db")) if self._use_state else NullState()
+        if not self._use_state:
+            return NullState()
+        try:
+            return State(os.path.join(self.dataver_dir, "state.db"))
+        except (sqlite3.Error, OSError):
+            # .dataver/ or state.db not writable (read-only checkout, another user's
+            # repository): work without the stat cache rather than fail; files are hashed.
+            return NullState()
 
     @cached_property
     def link_types(self) -> tuple[str, ...]:

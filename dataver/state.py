@@ -72,9 +72,9 @@ class State(NullState):
                 db.executescript(_SCHEMA)
                 db.execute("SELECT count(*) FROM files LIMIT 1").fetchone()
                 return db
-            except sqlite3.DatabaseError:
-                if attempt == 2:
-                    raise
+            except sqlite3.DatabaseError as e:
+                if attempt == 2 or "readonly" in str(e):
+                    raise  # not damage: the caller works without a stat cache
                 self._discard()
         raise AssertionError("unreachable")
 

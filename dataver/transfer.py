@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import manifest as manifest_mod
 from .concurrency import run_parallel
-from .errors import IntegrityError, ObjectsMissing
+from .errors import IntegrityError, ObjectsMissing, StorageError
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
@@ -194,8 +194,14 @@ def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hash
 
 
 def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
-    os.makedirs(cache.tmp_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")
+    try:
+        os.makedirs(cache.tmp_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")
+    except OSError as e:
+        raise StorageError(
+            f"cannot write to the cache at {cache.root}: {e.strerror}",
+            "free some space or fix permissions, then re-run (nothing was half-written)",
+        ) from None
     os.close(fd)
     try:
         remote.download(ref, tmp)
