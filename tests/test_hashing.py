@@ -383,10 +383,34 @@ def test_symlink_loop_and_dangling_link_are_path_errors(tmp_path):
         _assert_ours(e.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permissions, so chmod 000 stays readable")
 def test_permission_denied_is_unreadable_file(tmp_path):
-    p = write(tmp_path / "secret", b"data")
+    """Runs in a child process that obeys file modes, also as root (which otherwise
+    reads a mode-000 file): see tests/test_permissions.py for how."""
+    from test_permissions import modes_apply_or_skip, run_obeying_modes
+
+    modes_apply_or_skip(tmp_path)
+    p = write(tmp_path / "secret", b"data" * 1000)
     os.chmod(p, 0)
-    with Hasher(jobs=1) as h, pytest.raises(UnreadableFile, match="permission denied") as e:
-        h.hash_file(p)
-    _assert_ours(e.value)
+    script = textwrap.dedent(
+        f"""
+        from dataver.errors import PathError, UnreadableFile
+        from dataver.hashing import Hasher
+
+        for how in ("hash_file", "hash_many"):
+            with Hasher(jobs=1) as h:
+                try:
+                    h.hash_file({str(p)!r}) if how == "hash_file" else list(h.hash_many([{str(p)!r}]))
+                except UnreadableFile as e:
+                    assert isinstance(e, PathError) and not isinstance(e, OSError), type(e).__mro__
+                    print(how, e.exit_code, e.message)
+                else:
+                    print(how, "read the file")
+        """
+    )
+    proc = run_obeying_modes([sys.executable, "-c", script], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert UnreadableFile.exit_code == 4
+    assert proc.stdout.splitlines() == [
+        f"hash_file 4 cannot read {p}: permission denied",
+        f"hash_many 4 cannot read {p}: permission denied",
+    ]
