@@ -16,6 +16,7 @@ cannot wait on each other.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -49,8 +50,7 @@ class FileLock:
 
     def acquire(self) -> None:
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
         except OSError as e:
             raise StorageError(
                 f"cannot open {self.what} {self.path}: {e.strerror}",
@@ -79,6 +79,17 @@ class FileLock:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            # A reader of a cache someone else owns: flock works on a read-only
+            # descriptor, and a shared holder writes nothing into the file.
+            if self.shared and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and os.path.isfile(self.path):
+                return os.open(self.path, os.O_RDONLY)
+            raise
 
     def release(self) -> None:
         if self._fd is not None:

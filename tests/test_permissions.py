@@ -315,3 +315,29 @@ def test_unwritable_dataver_folder_does_not_crash(repo_dir, chmod):
     else:
         assert_fails_cleanly(p, EXIT_CANNOT_WRITE, ".dataver")
         assert not (repo_dir / "w.bin.dv").exists()
+
+
+def test_read_only_shared_cache_still_serves_readers(repo_dir, tmp_path, cli, chmod):
+    """A team cache another user owns, read-only to us (lock file included): commands
+    that only read it (status, ls, checkout out of it) work; a write is refused with
+    exit 11 naming the cache."""
+    files = _tracked_project(repo_dir, cli, tmp_path)
+    work = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo_dir), str(work)], check=True)
+    cache = tmp_path / "team-cache"
+    assert cli("config", "cache.dir", str(cache), cwd=work).code == 0
+    assert cli("pull", "-q", cwd=work).code == 0
+    shutil.rmtree(work / "ds" / "data")
+    for d in [cache, *[p for p in cache.rglob("*") if p.is_dir()]]:
+        chmod(d, 0o555)
+    chmod(cache / "lock", 0o444)
+    p = dv("checkout", cwd=work)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    for rel, data in files.items():
+        assert (work / rel).read_bytes() == data
+    p = dv("status", cwd=work)
+    assert p.returncode == 0 and "everything matches" in p.stderr, p.stderr
+    p = dv("ls", "ds/data", cwd=work)
+    assert p.returncode == 0 and "sub/b.bin" in p.stdout, (p.stdout, p.stderr)
+    write(work / "new.bin", b"more")
+    assert_fails_cleanly(dv("add", "new.bin", cwd=work), EXIT_CANNOT_WRITE, str(cache))
