@@ -1,9 +1,10 @@
 """SIGKILL crash safety of ``add`` and ``checkout``.
 
 Real ``python -m dataver`` processes in a real git repository are killed with
-SIGKILL at seeded random moments of their work, over a data set big enough to take
-a noticeable time (hundreds of small files, multi-chunk files, and a large file
-tracked on its own). A kill is timed in CPU seconds of the child counted from its
+SIGKILL at seeded random moments of their work, over a data set big enough that the
+kills land inside the work (160 small files, some in subfolders, two multi-chunk
+files, and a multi-chunk file tracked on its own; ``-m slow``: 1200 small files and
+bigger files). A kill is timed in CPU seconds of the child counted from its
 first change to the files, drawn from the span an uninterrupted run was measured to
 spend changing files (a tenth of the kills go to start-up and planning instead);
 CPU time keeps the kills inside the work even when a loaded machine stretches the
@@ -29,6 +30,12 @@ crash, before the command is let finish. After every kill:
 Kills that land before the command did any work prove nothing, so each test also
 asserts that a good share of its kills interrupted real work (the repository had
 changed but the command had not finished).
+
+Each test prints its counts (with ``-s``); the run's terminal summary adds them up
+over all crash tests (this file and ``test_crash_sync.py``): kills per command,
+invariant checks and object re-hashes. The default run makes 200 kills, 30 to 38 for
+each of add, checkout, push, pull, gc and import; a command is measured once per
+test, and its rounds of kills (each round ends in the re-run) share one set-up.
 
 ``DATAVER_CRASH_SEED`` replays a seed (CPU-timed kill moments still vary from run to
 run); ``DATAVER_CRASH_DEBUG=1`` prints every kill (with ``-s``);
@@ -80,7 +87,7 @@ class Scale:
     model: int  # model.bin, tracked as a single file
 
 
-CI = Scale(small=300, big=(16 * MiB, 24 * MiB + 4321), model=12 * MiB)
+CI = Scale(small=160, big=(9 * MiB + 4321, 17 * MiB), model=10 * MiB)
 SLOW = Scale(small=1200, big=(24 * MiB, 40 * MiB, 33 * MiB + 12345), model=32 * MiB)
 
 
@@ -220,7 +227,16 @@ def count_syscalls(root: Path, args: tuple[str, ...]) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system, all threads) the process has used; None once it is gone."""
+    """CPU time (user + system, all threads) the process has used; None once it is gone.
+
+    Read from the process's CPU-time clock (Linux's ``clock_getcpuclockid``: to the
+    nanosecond, where ``/proc/PID/stat`` counts clock ticks of 10 ms, as long as some
+    commands' whole work), else from ``/proc``.
+    """
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)  # CPUCLOCK_SCHED of the whole process
+    except (OSError, OverflowError):
+        pass
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -243,21 +259,36 @@ class Timing:
     calls: dict[str, int]  # file-system calls per kind (with strace; else empty)
 
 
-def measure(root: Path, args: tuple[str, ...], prepare: Callable[[], None], runs: int = 2) -> Timing:
-    """Watch uninterrupted runs, each from the state ``prepare()`` sets up."""
+def measure(
+    root: Path,
+    args: tuple[str, ...],
+    prepare: Callable[[], None],
+    runs: int = 1,
+    stamps: Callable[[], object] | None = None,
+    changed: Callable[[], object] | None = None,
+    only_calls: tuple[str, ...] = (),
+) -> Timing:
+    """Watch uninterrupted runs, each from the state ``prepare()`` sets up.
+
+    ``stamps()`` is a cheap snapshot that tells the first change (default:
+    :func:`folder_stamps`), ``changed()`` a full one that tells the last (default:
+    :func:`snapshot`). With ``only_calls``, only those file-system calls are counted.
+    """
+    stamps = stamps or functools.partial(folder_stamps, root)
+    changed = changed or functools.partial(snapshot, root)
     firsts, lasts = [], []
     for _ in range(runs):
         prepare()
         with tempfile.TemporaryFile() as err:
             # The first change is seen as run_and_kill sees it; the last from a full listing.
-            stamps, before = folder_stamps(root), snapshot(root)
+            marks, before = stamps(), changed()
             proc = start(root, args, err)
             first = last = None
             while proc.poll() is None:
                 cpu = cpu_seconds(proc.pid)
-                if cpu is not None and first is None and folder_stamps(root) != stamps:
+                if cpu is not None and first is None and stamps() != marks:
                     first = cpu
-                now = snapshot(root)
+                now = changed()
                 if cpu is not None and now != before:
                     first = cpu if first is None else first
                     last, before = cpu, now
@@ -271,6 +302,8 @@ def measure(root: Path, args: tuple[str, ...], prepare: Callable[[], None], runs
     if strace():
         prepare()
         calls = count_syscalls(root, args)
+        if only_calls:
+            calls = {k: n for k, n in calls.items() if k in only_calls}
     return Timing(min(firsts), max(min(lasts), min(firsts) + 0.02), calls)
 
 
@@ -278,6 +311,11 @@ def folder_stamps(root: Path) -> tuple:
     """Cheap change detector: the mtimes of the folders a command creates files in."""
     folders = [root, root / ".dataver" / "cache", root / ".dataver" / "cache" / "tmp"]
     folders += [Path(here) for here, _dirs, _files in os.walk(root / "data")]
+    return stat_stamps(folders)
+
+
+def stat_stamps(folders: list[Path]) -> tuple:
+    """Inodes and mtimes of ``folders``: they change as a file in them is added or removed."""
     out = []
     for folder in folders:
         try:
@@ -288,18 +326,29 @@ def folder_stamps(root: Path) -> tuple:
     return tuple(out)
 
 
-def run_and_kill(root: Path, args: tuple[str, ...], cpu: float, after_first_change: bool) -> bool:
-    """Start ``dataver ARGS`` and SIGKILL it once it has used ``cpu`` CPU seconds (counted
-    from its first change to the files, with ``after_first_change``); False if it finished
-    first."""
+def run_and_kill(
+    root: Path,
+    args: tuple[str, ...],
+    cpu: float,
+    stamps: Callable[[], object] | None = None,
+    watch_from: float = 0.0,
+) -> bool:
+    """Start ``dataver ARGS`` and SIGKILL it once it has used ``cpu`` CPU seconds; False if
+    it finished first.
+
+    With ``stamps``, ``cpu`` counts from the command's first change to the files: the
+    first time ``stamps()`` differs from before the start. It is looked at only once the
+    command has used ``watch_from`` CPU seconds (start-up changes nothing), to leave the
+    CPU to the command.
+    """
     with tempfile.TemporaryFile() as err:
-        stamps = folder_stamps(root)
+        marks = stamps() if stamps is not None else None
         proc = start(root, args, err)
-        target = None if after_first_change else cpu
+        target = cpu if stamps is None else None
         try:
             while proc.poll() is None:
                 used = cpu_seconds(proc.pid)
-                if used is not None and target is None and folder_stamps(root) != stamps:
+                if used is not None and target is None and used >= watch_from and stamps() != marks:
                     target = used + cpu
                 if used is not None and target is not None and used >= target:
                     os.kill(proc.pid, signal.SIGKILL)
@@ -465,6 +514,7 @@ def snapshot(root: Path) -> frozenset:
 # -- the kill loop ----------------------------------------------------------------------
 STARTUP_SHARE = 0.1  # share of CPU-timed kills aimed before the first change (start-up, planning)
 SYSCALL_SHARE = 0.5  # share of kills made at a file-system call, where strace can do it
+WATCH_FROM = 0.6  # look for a run's first change once it has used this share of the measured start-up
 # Calls that create, rename, link, delete, protect or write files: a kill just before
 # one of them is where a missing temporary-file-and-rename step would show.
 TRAP_SYSCALLS = (
@@ -476,7 +526,7 @@ TRAP_SYSCALLS = (
 @dataclass
 class Tally:
     kills: int = 0
-    checks: int = 0
+    checks: int = 0  # invariant checks made (after kills and after re-runs)
     mid_work: int = 0  # kills that interrupted real work (something changed, not finished)
     finished_first: int = 0  # runs that completed before their kill (state reset, retried)
     at_syscalls: int = 0  # kills made by strace as the command entered a file-system call
@@ -485,96 +535,135 @@ class Tally:
 
 
 @dataclass
-class Round:
-    """One command killed ``kills`` times in a row from one starting state, then finished."""
+class Job:
+    """A command killed several times in a row from one starting state, then let finish."""
 
+    cwd: Path
     args: tuple[str, ...]
-    kills: int
-    old: Version  # the workspace before
-    new: Version  # the workspace the command makes
-    pointers_during: dict[str, set[bytes | None]]  # what each pointer may be (None: absent)
-    pointers_after: dict[str, bytes]
-    restart: Callable[[], None]  # back to the starting state (after a run finished first)
+    restart: Callable[[], None]  # back to the starting state (after a run finished before its kill)
+    check_kill: Callable[[], bool]  # the invariants after a kill; True if the work looks complete
+    checks_per_kill: int  # how many invariants check_kill checks
+    finish: Callable[[], None]  # re-run to completion, then check the result
+    checks_per_round: int  # how many invariants finish checks
+    changed: Callable[[], object]  # snapshot of what the command changes (did a kill interrupt work?)
+    stamps: Callable[[], object]  # cheap snapshot that tells the command's first change
+    syscall_share: float = SYSCALL_SHARE
+    next_args: Callable[[], tuple[str, ...]] | None = None  # the re-run's command, if it depends on the state
 
 
 class Crasher:
-    def __init__(self, root: Path, rng: random.Random, hasher: Hasher, tally: Tally, link: str, timing: Timing):
-        self.root, self.rng, self.hasher, self.tally, self.timing = root, rng, hasher, tally, timing
-        self.symlinks = link == "symlink"
-        self.verified: set = set()  # cache objects already hashed (see check_cache)
+    """Kills the runs of one command; ``timing`` is what :func:`measure` saw of it."""
+
+    def __init__(self, rng: random.Random, tally: Tally, timing: Timing):
+        self.rng, self.tally, self.timing = rng, tally, timing
         self.kinds: list[str] = []  # kinds of file-system call to kill at next
         self.debug = bool(os.environ.get("DATAVER_CRASH_DEBUG"))
         if self.debug:
             print(timing)
 
-    def run(self, r: Round) -> None:
-        self.progress = 0.0  # seconds of work done by this round's runs so far (an estimate)
-        self.finished = False  # the command's work is complete (a kill came too late)
-        for _ in range(r.kills):
-            self.kill_and_check(r)
-        self.finish(r)
+    def run(self, job: Job, kills: int) -> None:
+        """``kills`` kills in a row (each on the state the last left), then the re-run."""
+        progress = 0.0  # seconds of work done by this round's runs so far (an estimate)
+        finished = False  # the command's work is complete (a kill came too late)
+        for _ in range(kills):
+            if finished:  # the last kill came after the work was done: start over
+                job.restart()
+                progress = 0.0
+            progress, finished = self.kill_and_check(job, progress)
+        job.finish()
+        self.tally.checks += job.checks_per_round
+        self.tally.rounds += 1
 
-    def kill_and_check(self, r: Round) -> None:
-        if self.finished:  # the last kill came after the work was done: start over
-            r.restart()
-            self.progress, self.finished = 0.0, False
+    def kill_and_check(self, job: Job, progress: float) -> tuple[float, bool]:
         t = self.timing
         window = t.last - t.first
         # The share of the work to aim in: earlier kills of the round did some of it.
-        span = max(1.0 - self.progress / window, 0.3)
+        span = max(1.0 - progress / window, 0.3)
         for _ in range(12):
-            before = snapshot(self.root)
+            args = job.next_args() if job.next_args is not None else job.args
+            before = job.changed()
             pos = self.rng.random() * span  # where to kill, as a share of the work
-            if t.calls and self.rng.random() < SYSCALL_SHARE:
+            if t.calls and self.rng.random() < job.syscall_share:
                 if not self.kinds:  # each kind of call in turn: rare ones (mkdir, rmdir) count as much
                     self.kinds = self.rng.sample(sorted(t.calls), len(t.calls))
                 syscall = self.kinds.pop()
                 n = min(1 + int(pos * t.calls[syscall]), 65535)  # strace's limit
                 how = f"at {syscall} call {n} of {t.calls[syscall]}"
-                killed = at_syscall = run_and_kill_at(self.root, r.args, syscall, n)
+                killed = at_syscall = run_and_kill_at(job.cwd, args, syscall, n)
             elif self.rng.random() < STARTUP_SHARE:
                 pos, cpu = 0.0, self.rng.uniform(0, t.first)
                 how = f"at {cpu:.3f} CPU s (start-up)"
-                killed, at_syscall = run_and_kill(self.root, r.args, cpu, False), False
+                killed, at_syscall = run_and_kill(job.cwd, args, cpu), False
             else:
                 cpu = pos * window
                 how = f"{cpu:.3f} CPU s after its first change"
-                killed, at_syscall = run_and_kill(self.root, r.args, cpu, True), False
+                killed = run_and_kill(job.cwd, args, cpu, job.stamps, WATCH_FROM * t.first)
+                at_syscall = False
             if killed:
-                self.progress += pos * window
+                progress += pos * window
                 self.tally.at_syscalls += at_syscall
                 break
             # It finished before the kill: start over from the same state, a bit earlier.
             self.tally.finished_first += 1
             span = max(pos, 0.02)
-            self.progress = 0.0
-            r.restart()
+            progress = 0.0
+            job.restart()
         else:
-            pytest.fail(f"dataver {' '.join(r.args)} kept finishing before it could be killed")
+            pytest.fail(f"dataver {' '.join(job.args)} kept finishing before it could be killed")
         self.tally.kills += 1
-        done = check_workspace(self.root, r.old, r.new, self.symlinks)
-        self.tally.objects += check_cache(self.root, self.hasher, self.verified)
-        check_pointers(self.root, r.pointers_during)
-        check_gitignore(self.root)
-        self.tally.checks += CHECKS_PER_KILL
-        self.finished = finished = done and read_pointers(self.root) == r.pointers_after
-        changed = snapshot(self.root) != before
+        finished = job.check_kill()
+        self.tally.checks += job.checks_per_kill
+        changed = job.changed() != before
         self.tally.mid_work += changed and not finished
         if self.debug:
-            print(f"kill {r.args[0]} {how}: changed={changed} finished={finished}")
+            print(f"kill {args[0]} {how}: changed={changed} finished={finished}")
+        return progress, finished
 
-    def finish(self, r: Round) -> None:
+
+def workspace_job(
+    root: Path,
+    args: tuple[str, ...],
+    old: Version,
+    new: Version,
+    pointers_during: dict[str, set[bytes | None]],
+    pointers_after: dict[str, bytes | None],
+    restart: Callable[[], None],
+    hasher: Hasher,
+    tally: Tally,
+    verified: set,
+    symlinks: bool = False,
+) -> Job:
+    """``add`` or ``checkout`` turning the workspace ``old`` into ``new``, and the four invariants."""
+
+    def check_kill() -> bool:
+        done = check_workspace(root, old, new, symlinks)
+        tally.objects += check_cache(root, hasher, verified)
+        check_pointers(root, pointers_during)
+        check_gitignore(root)
+        return done and read_pointers(root) == pointers_after
+
+    def finish() -> None:
         """Invariant 4: the re-run succeeds and leaves the exact data, cached, with a clean status."""
-        dv_ok(self.root, *r.args)
-        check_pointers(self.root, {p: {b} for p, b in r.pointers_after.items()})
-        exact = check_workspace(self.root, r.new, r.new, self.symlinks)
+        dv_ok(root, *args)
+        check_pointers(root, {p: {b} for p, b in pointers_after.items()})
+        exact = check_workspace(root, new, new, symlinks)
         assert exact, "the workspace does not hold exactly the wanted files"
-        self.tally.objects += check_cache(self.root, self.hasher)  # every object, afresh
-        check_gitignore(self.root, complete=True)
-        status = dv_ok(self.root, "status")
+        tally.objects += check_cache(root, hasher)  # every object, afresh
+        check_gitignore(root, complete=True)
+        status = dv_ok(root, "status")
         assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
-        self.tally.checks += CHECKS_PER_ROUND
-        self.tally.rounds += 1
+
+    return Job(
+        root,
+        args,
+        restart,
+        check_kill,
+        CHECKS_PER_KILL,
+        finish,
+        CHECKS_PER_ROUND,
+        changed=functools.partial(snapshot, root),
+        stamps=functools.partial(folder_stamps, root),
+    )
 
 
 def read_pointers(root: Path) -> dict[str, bytes | None]:
@@ -600,22 +689,84 @@ def set_link(root: Path, link: str) -> None:
         dv_ok(root, "config", "cache.link", f"{link},copy")
 
 
-def report(name: str, tally: Tally, started: float, rounds: int, kills: int) -> None:
+class CrashTotals:
+    """The crash tests' tallies of one pytest run, summed up in its terminal summary."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, Tally, float]] = []  # (test, command, tally, seconds)
+
+    def add(self, name: str, command: str, tally: Tally, seconds: float) -> None:
+        self.rows.append((name, command, tally, seconds))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.rows:
+            return
+        per_command: dict[str, int] = {}
+        for _, command, tally, _ in self.rows:
+            per_command[command] = per_command.get(command, 0) + tally.kills
+
+        def total(field: str) -> int:
+            return sum(getattr(tally, field) for _, _, tally, _ in self.rows)
+
+        terminalreporter.write_sep("-", "SIGKILL crash harness")
+        terminalreporter.write_line(
+            f"crash tests, seed {SEED}: {total('kills')} kills "
+            f"({', '.join(f'{c} {n}' for c, n in per_command.items())}; "
+            f"{total('mid_work')} mid-work, {total('at_syscalls')} at file-system calls), "
+            f"{total('checks')} invariant checks, {total('objects')} object re-hashes, "
+            f"{len(self.rows)} tests, {sum(row[3] for row in self.rows):.1f}s"
+        )
+
+
+TOTALS = CrashTotals()
+
+
+def totals_of(config: pytest.Config) -> CrashTotals:
+    """The run's :class:`CrashTotals`, printed at the end of the run (``report`` adds to it)."""
+    if not config.pluginmanager.is_registered(TOTALS):
+        config.pluginmanager.register(TOTALS, "dataver-crash-totals")
+    return TOTALS
+
+
+@pytest.fixture
+def crash_totals(request) -> CrashTotals:
+    return totals_of(request.config)
+
+
+def report(
+    totals: CrashTotals,
+    name: str,
+    command: str,
+    tally: Tally,
+    started: float,
+    rounds: int,
+    kills: int,
+    checks: int,
+) -> None:
+    """Print the test's counts (and add them to the run's totals); check they are as planned."""
+    seconds = time.monotonic() - started
     print(
         f"\ncrash test [{name}, seed {SEED}]: {tally.kills} kills ({tally.mid_work} mid-work, "
         f"{tally.at_syscalls} at file-system calls, {tally.finished_first} runs finished first), "
         f"{tally.checks} invariant checks, "
-        f"{tally.objects} object re-hashes, {time.monotonic() - started:.1f}s"
+        f"{tally.objects} object re-hashes, {seconds:.1f}s"
     )
-    assert tally.kills == rounds * kills
+    totals.add(name, command, tally, seconds)
+    assert tally.kills == kills
     assert tally.rounds == rounds
-    assert tally.checks == rounds * (kills * CHECKS_PER_KILL + CHECKS_PER_ROUND)
+    assert tally.checks == checks
     # The kills must interrupt real work, or they prove nothing.
     assert tally.mid_work >= max(1, tally.kills // 4), f"only {tally.mid_work} of {tally.kills} kills interrupted work"
 
 
+def report_rounds(totals: CrashTotals, name: str, command: str, tally: Tally, started: float, rounds: int, kills: int):
+    """:func:`report` for ``rounds`` rounds of ``kills`` kills with the workspace invariants."""
+    checks = rounds * (kills * CHECKS_PER_KILL + CHECKS_PER_ROUND)
+    report(totals, name, command, tally, started, rounds, rounds * kills, checks)
+
+
 # -- scenarios ---------------------------------------------------------------------------
-def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals) -> None:
     """``add`` from an empty cache, killed repeatedly; the workspace must never change."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -633,14 +784,17 @@ def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills
     expected = read_pointers(root)
     during = {p: {None, b} for p, b in expected.items()}
     with Hasher() as hasher:
-        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        crasher = Crasher(rng, tally, timing)
+        job = workspace_job(root, args, files, files, during, expected, fresh, hasher, tally, set(), link == "symlink")
         for _ in range(rounds):
             fresh()
-            crasher.run(Round(args, kills, files, files, during, expected, fresh))
-    report(name, tally, started, rounds, kills)
+            crasher.run(job, kills)
+    report_rounds(totals, name, "add", tally, started, rounds, kills)
 
 
-def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+def crash_checkout_restore(
+    root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals
+) -> None:
     """``checkout`` into a workspace whose tracked data was deleted."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -656,16 +810,21 @@ def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, round
             remove(root / target)
 
     timing = measure(root, args, deleted)
-    assert check_workspace(root, files, files, link == "symlink")
+    symlinks = link == "symlink"
+    assert check_workspace(root, files, files, symlinks)
     with Hasher() as hasher:
-        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        crasher = Crasher(rng, tally, timing)
+        during = {p: {b} for p, b in pointers.items()}
+        job = workspace_job(root, args, {}, files, during, pointers, deleted, hasher, tally, set(), symlinks)
         for _ in range(rounds):
             deleted()
-            crasher.run(Round(args, kills, {}, files, {p: {b} for p, b in pointers.items()}, pointers, deleted))
-    report(name, tally, started, rounds, kills)
+            crasher.run(job, kills)
+    report_rounds(totals, name, "checkout", tally, started, rounds, kills)
 
 
-def crash_checkout_switch(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int) -> None:
+def crash_checkout_switch(
+    root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals
+) -> None:
     """``checkout`` that replaces, deletes and creates files, all saved in the cache (A <-> B)."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -687,10 +846,12 @@ def crash_checkout_switch(root: Path, name: str, scale: Scale, link: str, rounds
         write_pointers(root, pointers[current[0]])
 
     args = ("checkout",)
-    timing = measure(root, args, switch)  # B -> A, A -> B (and B -> A under strace)
-    assert check_workspace(root, versions[current[0]], versions[current[0]], link == "symlink")
+    symlinks = link == "symlink"
+    timing = measure(root, args, switch, runs=2)  # B -> A, A -> B (and B -> A under strace)
+    assert check_workspace(root, versions[current[0]], versions[current[0]], symlinks)
+    verified: set = set()
     with Hasher() as hasher:
-        crasher = Crasher(root, rng, hasher, tally, link, timing)
+        crasher = Crasher(rng, tally, timing)
         for _ in range(rounds):
             was = current[0]
             switch()
@@ -703,22 +864,25 @@ def crash_checkout_switch(root: Path, name: str, scale: Scale, link: str, rounds
 
             ptrs = pointers[now]
             during = {p: {v} for p, v in ptrs.items()}
-            crasher.run(Round(args, kills, versions[was], versions[now], during, ptrs, back))
-    report(name, tally, started, rounds, kills)
+            job = workspace_job(
+                root, args, versions[was], versions[now], during, ptrs, back, hasher, tally, verified, symlinks
+            )
+            crasher.run(job, kills)
+    report_rounds(totals, name, "checkout", tally, started, rounds, kills)
 
 
 # -- tests -------------------------------------------------------------------------------
-@pytest.mark.parametrize("link,kills", [("default", 3), ("hardlink", 4)])
-def test_add_survives_sigkill(repo_dir, link, kills):
-    crash_add(repo_dir, f"add/{link}", CI, link, rounds=2, kills=kills)
+@pytest.mark.parametrize("link,rounds,kills", [("default", 3, 6), ("hardlink", 3, 6)])
+def test_add_survives_sigkill(repo_dir, crash_totals, link, rounds, kills):
+    crash_add(repo_dir, f"add/{link}", CI, link, rounds, kills, crash_totals)
 
 
-def test_checkout_into_empty_workspace_survives_sigkill(repo_dir):
-    crash_checkout_restore(repo_dir, "checkout-restore", CI, "default", rounds=2, kills=3)
+def test_checkout_into_empty_workspace_survives_sigkill(repo_dir, crash_totals):
+    crash_checkout_restore(repo_dir, "checkout-restore", CI, "default", 2, 7, crash_totals)
 
 
-def test_checkout_replacing_cached_files_survives_sigkill(repo_dir):
-    crash_checkout_switch(repo_dir, "checkout-switch", CI, "default", rounds=3, kills=4)
+def test_checkout_replacing_cached_files_survives_sigkill(repo_dir, crash_totals):
+    crash_checkout_switch(repo_dir, "checkout-switch", CI, "default", 4, 6, crash_totals)
 
 
 SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "checkout-switch": crash_checkout_switch}
@@ -737,5 +901,5 @@ SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "chec
         ("checkout-switch", "hardlink", 4, 5),
     ],
 )
-def test_many_sigkills(repo_dir, request, scenario, link, rounds, kills):
-    SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, rounds, kills)
+def test_many_sigkills(repo_dir, crash_totals, scenario, link, rounds, kills):
+    SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, rounds, kills, crash_totals)

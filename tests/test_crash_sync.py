@@ -1,10 +1,13 @@
 """SIGKILL crash safety of ``push``, ``pull``, ``gc`` and ``import``.
 
-The same method as ``test_crash.py`` (whose helpers this reuses): real
-``python -m dataver`` processes are SIGKILLed at seeded moments, half of them (where
-strace can) exactly as the command enters its n-th file-system call of one kind, the
-others at a random share of the CPU time an uninterrupted run was measured to use.
-Several kills follow each other on the same state before the command is let finish.
+The same method and kill loop as ``test_crash.py``: real ``python -m dataver``
+processes are SIGKILLed at seeded moments, half of them (where strace can) exactly as
+the command enters its n-th file-system call of one kind, the others at a random
+share of the CPU time an uninterrupted run was measured to spend changing files
+(counted from the run's first change), a tenth of those in start-up. Several kills
+follow each other on the same state before the command is let finish; each command
+is measured once, then killed in several such rounds (30 kills per command, 36 for
+``import``).
 
 After every kill:
 
@@ -16,9 +19,11 @@ After every kill:
 - ``pull`` (in a fresh clone): every cache object hashes to its name; every workspace
   file is absent or exactly right; pointers are untouched. The re-run gives exact
   bytes and a clean ``status``.
-- ``gc -y`` (with objects to remove): every object left hashes to its name; no object
-  the workspace's pointers reference is gone, and ``checkout`` of deleted data still
-  restores exact bytes. The re-run removes exactly the rest.
+- ``gc -y`` (with objects to remove: the old version's and a thousand small
+  unreferenced ones, so that its deleting lasts long enough for CPU-timed kills too):
+  every object left hashes to its name; no object the workspace's pointers reference
+  is gone, and ``checkout`` of deleted data still restores exact bytes. The re-run
+  removes exactly the rest.
 - ``import`` (from a local source repository): the pointer is absent or complete with
   every object it needs in the cache; no workspace file is partial. The re-run
   (``import`` again, or ``checkout`` where the pointer was written) gives exact bytes.
@@ -29,12 +34,12 @@ as in ``test_crash.py``.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,35 +49,44 @@ from test_crash import (
     POINTERS,
     SEED,
     TARGETS,
+    Crasher,
+    CrashTotals,
+    Job,
     MiB,
     Scale,
+    Tally,
     Version,
     check_cache,
     check_workspace,
-    count_syscalls,
-    dv,
     dv_ok,
     is_temp,
+    measure,
     read_pointers,
     remove,
-    run_and_kill,
-    run_and_kill_at,
-    start,
-    strace,
+    report,
+    stat_stamps,
+    totals_of,
     version_a,
     version_b,
     write_version,
 )
 
 from dataver import manifest, pointer
-from dataver.hashing import Hasher, digest_manifest
+from dataver.hashing import Hasher, digest_bytes, digest_manifest
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="times kills with /proc CPU times")
 
-# A few hundred small files, a 12 MiB file in data/ and a 16 MiB model.bin.
-SYNC = Scale(small=250, big=(12 * MiB + 4321,), model=16 * MiB)
+# 160 small files, a 9 MiB file in data/ and a 10 MiB model.bin (both more than one 8 MiB chunk).
+SYNC = Scale(small=160, big=(9 * MiB + 4321,), model=10 * MiB)
 ALGO = "xxh3-128"
-ROUNDS, KILLS = 2, 4  # 8 kills per command
+ROUNDS, KILLS = 3, 10  # 30 kills per command
+IMPORT_ROUNDS = {"data": (2, 9), "model.bin": (2, 9)}  # import: (rounds, kills) per imported target
+GC_JUNK = 1000  # unreferenced small objects for gc to delete, besides the old version's
+
+
+@pytest.fixture
+def crash_totals(request) -> CrashTotals:
+    return totals_of(request.config)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -174,130 +188,57 @@ def watch(*bases: Path) -> frozenset:
     return frozenset(out)
 
 
+def tree_files(base: Path) -> set[str]:
+    """Paths of the files (and links) under ``base``, relative to it."""
+    return {os.path.relpath(os.path.join(here, n), base) for here, _dirs, names in os.walk(base) for n in names}
+
+
+def relink(backup: Path, base: Path) -> None:
+    """Make the tree ``base`` a copy of ``backup`` with hard links, as ``copytree`` would:
+    files that are not in ``backup`` go, files missing from ``base`` are linked again
+    (the files both have are the same inodes already: nothing writes to a read-only
+    object in place, and the checks would see it)."""
+    want, have = tree_files(backup), tree_files(base)
+    for rel in have - want:
+        os.unlink(base / rel)
+    for rel in sorted(want - have):
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(backup / rel, base / rel)
+    for rel in want & have:
+        assert os.path.samefile(backup / rel, base / rel), f"{base / rel} is not the backed-up file"
+
+
 def subset(files: Version, target: str) -> Version:
     return {k: v for k, v in files.items() if k == target or k.startswith(target + "/")}
 
 
 # -- the kill loop -----------------------------------------------------------------------------
-@dataclass
-class Tally:
-    kills: int = 0
-    checks: int = 0
-    mid_work: int = 0
-    finished_first: int = 0
-    at_syscalls: int = 0
-    objects: int = 0
-    rounds: int = 0
+def sync_job(
+    cwd: Path,
+    args: tuple[str, ...],
+    restart: Callable[[], None],
+    changed: Callable[[], frozenset],
+    check_kill: Callable[[], bool],
+    checks_per_kill: int,
+    finish: Callable[[], None],
+    checks_per_round: int,
+    **kwargs,
+) -> Job:
+    """A :class:`Job` whose first change is told by the same snapshot as its other changes."""
+    return Job(cwd, args, restart, check_kill, checks_per_kill, finish, checks_per_round, changed, changed, **kwargs)
 
 
-@dataclass
-class Job:
-    """One command, killed ``kills`` times from one starting state, then let finish."""
-
-    cwd: Path
-    args: tuple[str, ...]
-    restart: Callable[[], None]  # to the starting state
-    changed: Callable[[], frozenset]  # snapshot of what the command changes
-    check_kill: Callable[[], bool]  # invariants after a kill; True if the work looks complete
-    checks_per_kill: int
-    finish: Callable[[], None]  # re-run to completion and check
-    checks_per_round: int
-    syscall_share: float = 0.5
-    only_calls: tuple[str, ...] = ()  # kill only at these file-system calls (default: all kinds)
-    next_args: Callable[[], tuple[str, ...]] | None = None  # the re-run's command, if it depends on the state
-
-
-@dataclass(frozen=True)
-class Timing:
-    cpu: float  # CPU seconds of an uninterrupted run
-    calls: dict[str, int]
-
-
-def cpu_of_run(cwd: Path, args: tuple[str, ...]) -> float:
-    with open(os.devnull, "wb") as err:
-        proc = start(cwd, args, err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, f"dataver {' '.join(args)} failed: {dv(cwd, *args).stderr}"
-    return usage.ru_utime + usage.ru_stime
-
-
-def measure(job: Job) -> Timing:
-    cpus = []
-    for _ in range(2):
+def crash_rounds(
+    job: Job, rng: random.Random, tally: Tally, rounds: int, kills: int, only_calls: tuple[str, ...] = ()
+) -> int:
+    """Measure ``job``'s command once, then ``rounds`` rounds of ``kills`` kills and a re-run.
+    Returns the invariant checks that makes."""
+    timing = measure(job.cwd, job.args, job.restart, stamps=job.stamps, changed=job.changed, only_calls=only_calls)
+    crasher = Crasher(rng, tally, timing)
+    for _ in range(rounds):
         job.restart()
-        cpus.append(cpu_of_run(job.cwd, job.args))
-    calls: dict[str, int] = {}
-    if strace():
-        job.restart()
-        calls = count_syscalls(job.cwd, job.args)
-    return Timing(min(cpus), calls)
-
-
-class Crasher:
-    def __init__(self, rng: random.Random, tally: Tally):
-        self.rng, self.tally = rng, tally
-        self.debug = bool(os.environ.get("DATAVER_CRASH_DEBUG"))
-
-    def run(self, job: Job, kills: int) -> None:
-        timing = measure(job)
-        if job.only_calls and timing.calls:
-            timing = Timing(timing.cpu, {k: n for k, n in timing.calls.items() if k in job.only_calls})
-        if self.debug:
-            print(job.args[0], timing)
-        job.restart()
-        finished = False
-        kinds: list[str] = []
-        for _ in range(kills):
-            if finished:
-                job.restart()
-            span = 1.0
-            args = job.next_args() if job.next_args is not None and not finished else job.args
-            for _ in range(12):
-                before = job.changed()
-                pos = self.rng.random() * span
-                if timing.calls and self.rng.random() < job.syscall_share:
-                    if not kinds:
-                        kinds = self.rng.sample(sorted(timing.calls), len(timing.calls))
-                    syscall = kinds.pop()
-                    n = min(1 + int(pos * timing.calls[syscall]), 65535)
-                    how = f"at {syscall} call {n} of {timing.calls[syscall]}"
-                    killed = at_syscall = run_and_kill_at(job.cwd, args, syscall, n)
-                else:
-                    cpu = timing.cpu * (0.3 + 0.7 * pos)  # the first ~0.3 is interpreter start-up
-                    how = f"at {cpu:.3f} CPU s of {timing.cpu:.3f}"
-                    killed, at_syscall = run_and_kill(job.cwd, args, cpu, False), False
-                if killed:
-                    self.tally.at_syscalls += at_syscall
-                    break
-                self.tally.finished_first += 1
-                span = max(pos, 0.05)
-                job.restart()
-                args = job.args
-            else:
-                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before it could be killed")
-            self.tally.kills += 1
-            finished = job.check_kill()
-            self.tally.checks += job.checks_per_kill
-            changed = job.changed() != before
-            self.tally.mid_work += changed and not finished
-            if self.debug:
-                print(f"kill {' '.join(args[:1])} {how}: changed={changed} finished={finished}")
-        job.finish()
-        self.tally.checks += job.checks_per_round
-        self.tally.rounds += 1
-
-
-def report(name: str, tally: Tally, started: float, jobs: list[Job], kills: int) -> None:
-    print(
-        f"\ncrash test [{name}, seed {SEED}]: {tally.kills} kills ({tally.mid_work} mid-work, "
-        f"{tally.at_syscalls} at file-system calls, {tally.finished_first} runs finished first), "
-        f"{tally.checks} invariant checks, {tally.objects} object re-hashes, {time.monotonic() - started:.1f}s"
-    )
-    assert tally.kills == len(jobs) * kills
-    assert tally.rounds == len(jobs)
-    assert tally.checks == sum(kills * j.checks_per_kill + j.checks_per_round for j in jobs)
-    assert tally.mid_work >= max(1, tally.kills // 4), f"only {tally.mid_work} of {tally.kills} kills interrupted work"
+        crasher.run(job, kills)
+    return rounds * (kills * job.checks_per_kill + job.checks_per_round)
 
 
 # -- scenarios -----------------------------------------------------------------------------------
@@ -322,7 +263,7 @@ def clone_and_pull(root: Path, clone: Path, files: Version, hasher: Hasher, tall
     assert status.stdout.strip() == "", f"status of the fresh clone is not clean:\n{status.stdout}"
 
 
-def test_push_survives_sigkill(repo_dir):
+def test_push_survives_sigkill(repo_dir, crash_totals):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-push")
     remote = repo_dir.parent / "remote"
@@ -351,15 +292,13 @@ def test_push_survives_sigkill(repo_dir):
         assert tree_state(cache) == cache_before, "push changed the local cache"
         clone_and_pull(repo_dir, repo_dir.parent / "clone", files, hasher, tally)
 
-    jobs = [Job(repo_dir, ("push",), restart, lambda: watch(remote), check_kill, 4, finish, 6) for _ in range(ROUNDS)]
+    job = sync_job(repo_dir, ("push",), restart, lambda: watch(remote), check_kill, 4, finish, 6)
     with Hasher() as hasher:
-        crasher = Crasher(rng, tally)
-        for job in jobs:
-            crasher.run(job, KILLS)
-    report("push", tally, started, jobs, KILLS)
+        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS)
+    report(crash_totals, "push", "push", tally, started, ROUNDS, ROUNDS * KILLS, checks)
 
 
-def test_pull_survives_sigkill(repo_dir):
+def test_pull_survives_sigkill(repo_dir, crash_totals):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-pull")
     remote = repo_dir.parent / "remote"
@@ -391,12 +330,10 @@ def test_pull_survives_sigkill(repo_dir):
     def changed() -> frozenset:
         return watch(clone / ".dataver" / "cache", clone / "data") | watch_file(clone / "model.bin")
 
-    jobs = [Job(clone, ("pull",), restart, changed, check_kill, 3, finish, 5) for _ in range(ROUNDS)]
+    job = sync_job(clone, ("pull",), restart, changed, check_kill, 3, finish, 5)
     with Hasher() as hasher:
-        crasher = Crasher(rng, tally)
-        for job in jobs:
-            crasher.run(job, KILLS)
-    report("pull", tally, started, jobs, KILLS)
+        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS)
+    report(crash_totals, "pull", "pull", tally, started, ROUNDS, ROUNDS * KILLS, checks)
 
 
 def watch_file(path: Path) -> frozenset:
@@ -407,7 +344,7 @@ def watch_file(path: Path) -> frozenset:
     return frozenset({(str(path), st.st_ino, st.st_size)})
 
 
-def test_gc_survives_sigkill(repo_dir):
+def test_gc_survives_sigkill(repo_dir, crash_totals):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-gc")
     a = tracked_repo(repo_dir, rng)
@@ -416,15 +353,22 @@ def test_gc_survives_sigkill(repo_dir):
     dv_ok(repo_dir, "add", *TARGETS)
     cache = repo_dir / ".dataver" / "cache"
     keep = needed(cache, [p for p in read_pointers(repo_dir).values() if p is not None])
+    # Besides version A's objects, many small unreferenced ones: deleting only A's is
+    # over in a millisecond, too soon for a CPU-timed kill to land inside it.
+    for _ in range(GC_JUNK):
+        data = rng.randbytes(rng.randint(1, 256))
+        junk = cache / digest_bytes(data).relpath()
+        junk.parent.mkdir(exist_ok=True)
+        junk.write_bytes(data)
+        junk.chmod(0o444)
     everything = store_objects(cache)
-    assert len(everything - keep) > 100, "gc would have too little to remove"
+    assert len(everything - keep) > GC_JUNK, "gc would have too little to remove"
     backup = repo_dir.parent / "cache-backup"
     shutil.copytree(cache, backup, copy_function=os.link)
     verified: set = set()
 
     def restart() -> None:
-        remove(cache)
-        shutil.copytree(backup, cache, copy_function=os.link)
+        relink(backup, cache)
 
     def checkout_restores() -> None:
         for target in TARGETS:
@@ -448,30 +392,17 @@ def test_gc_survives_sigkill(repo_dir):
         status = dv_ok(repo_dir, "status")
         assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
 
-    # gc's deleting is over in milliseconds: most kills go at its unlink calls.
-    jobs = [
-        Job(
-            repo_dir,
-            ("gc", "-y"),
-            restart,
-            lambda: watch(cache),
-            check_kill,
-            3,
-            finish,
-            5,
-            syscall_share=0.75,
-            only_calls=("unlink", "unlinkat"),
-        )
-        for _ in range(ROUNDS)
-    ]
+    # gc's deleting is over in milliseconds: most kills go at its unlink calls. What it
+    # changed is told by the mtimes of the cache's folders (quicker than a listing).
+    folders = [cache, cache / "tmp", cache / ALGO, *sorted((cache / ALGO).iterdir())]
+    changed = functools.partial(stat_stamps, folders)
+    job = sync_job(repo_dir, ("gc", "-y"), restart, changed, check_kill, 3, finish, 5, syscall_share=0.75)
     with Hasher() as hasher:
-        crasher = Crasher(rng, tally)
-        for job in jobs:
-            crasher.run(job, KILLS)
-    report("gc", tally, started, jobs, KILLS)
+        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS, only_calls=("unlink", "unlinkat"))
+    report(crash_totals, "gc", "gc", tally, started, ROUNDS, ROUNDS * KILLS, checks)
 
 
-def test_import_survives_sigkill(repo_dir):
+def test_import_survives_sigkill(repo_dir, crash_totals):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-import")
     files = tracked_repo(repo_dir, rng)
@@ -479,7 +410,7 @@ def test_import_survives_sigkill(repo_dir):
     cache = dest / ".dataver" / "cache"
     verified: set = set()
     jobs = []
-    for target in ("data", "model.bin"):
+    for target, (rounds, kills) in IMPORT_ROUNDS.items():
         want = subset(files, target)
         ptr_path = dest / (target + ".dv")
         args = ("import", str(repo_dir), target)
@@ -536,9 +467,9 @@ def test_import_survives_sigkill(repo_dir):
         dv_ok(dest, *args)
         expected.append(ptr_path.read_bytes())
         restart()
-        jobs.append(Job(dest, args, restart, changed, check_kill, 4, finish, 5, next_args=next_args))
+        job = sync_job(dest, args, restart, changed, check_kill, 4, finish, 5, next_args=next_args)
+        jobs.append((job, rounds, kills))
     with Hasher() as hasher:
-        crasher = Crasher(rng, tally)
-        for job in jobs:
-            crasher.run(job, KILLS)
-    report("import", tally, started, jobs, KILLS)
+        checks = sum(crash_rounds(job, rng, tally, rounds, kills) for job, rounds, kills in jobs)
+    rounds, kills = sum(r for _, r, _ in jobs), sum(r * k for _, r, k in jobs)
+    report(crash_totals, "import", "import", tally, started, rounds, kills, checks)
