@@ -171,7 +171,9 @@ class Hasher:
             raise FileChanged(f"{path} changed while it was being hashed", "re-run when nothing writes to it")
         return HashedFile(path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100))
 
-    def hash_growing(self, path: str, size: int, ready: Callable[[int], None], progress: Progress = NO_PROGRESS) -> Digest:
+    def hash_growing(
+        self, path: str, size: int, ready: Callable[[int], None], progress: Progress = NO_PROGRESS
+    ) -> Digest:
         """Digest of the first ``size`` bytes of a file that another thread is still
         writing (a copy into the cache), chunk by chunk as they land, so hashing
         overlaps the copy. ``ready(end)`` blocks until bytes ``[0, end)`` are written,

@@ -448,7 +448,9 @@ def copy_verified(
     fd = os.open(dest_tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         size = os.stat(obj_path).st_size
-        actual = _kernel_copy_hashed(obj_path, fd, dest_tmp, size, hasher, progress) if size > hasher.chunk_size else None
+        actual = None
+        if size > hasher.chunk_size:
+            actual = _kernel_copy_hashed(obj_path, fd, dest_tmp, size, hasher, progress)
         if actual is None:
             actual = hasher.hash_file(
                 obj_path, sink=lambda off, view: _pwrite_all(fd, view, off), progress=progress

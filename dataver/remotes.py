@@ -478,7 +478,7 @@ class LocalRemoteStore(RemoteStore):
                 try:
                     view = memoryview(data)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[os.write(fd, view) :]
                 finally:
                     os.close(fd)
                 parent = os.path.dirname(final)

@@ -78,8 +78,11 @@ class FolderScan:
         if self.started_ns - newest < COARSE_RACY_WINDOW_NS and any(is_racy(m, self.started_ns) for m in mtimes):
             return None
         data = b"\0".join(
-            ("\n".join(names).encode("utf-8", "surrogateescape"), array.array("Q", unsigned).tobytes(),
-             array.array("q", mtimes).tobytes())
+            (
+                "\n".join(names).encode("utf-8", "surrogateescape"),
+                array.array("Q", unsigned).tobytes(),
+                array.array("q", mtimes).tobytes(),
+            )
         )
         return xxhash.xxh3_128_hexdigest(data, seed=_FINGERPRINT_SEED)
 
@@ -345,9 +348,7 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]
     if not pairs:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]
     present = repo.cache.hexes_present([h for _, h in pairs]) if check_cache else set()
-    return [
-        Record(f"{t.rel}/{path}", UNCHANGED, (h in present) if check_cache else None, t.rel) for path, h in pairs
-    ]
+    return [Record(f"{t.rel}/{path}", UNCHANGED, (h in present) if check_cache else None, t.rel) for path, h in pairs]
 
 
 def build_entries(

@@ -50,8 +50,9 @@ def cli(capsys, monkeypatch):
 
 
 def cli_proc(*args: str, cwd: str | os.PathLike, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dataver", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "dataver", *map(str, args)], cwd=cwd, capture_output=True, text=True, **kwargs
+    )
 
 
 def git_commit(repo_dir: str | os.PathLike, message: str = "commit") -> str:

@@ -92,8 +92,7 @@ def test_object_deleted_from_cache_is_reported_and_re_added(repo_dir, cli):
     os.chmod(obj, 0o644)
     obj.unlink()
     records = _status(cli)
-    assert records[f"data/{rel}"] == {"path": f"data/{rel}", "state": "unchanged", "in_cache": False,
-                                      "tracked": "data"}
+    assert records[f"data/{rel}"] == {"path": f"data/{rel}", "state": "unchanged", "in_cache": False, "tracked": "data"}
     r = cli("add", "data")
     assert r.code == 0 and "1 hashed" in r.err
     assert obj.read_bytes() == files[rel]

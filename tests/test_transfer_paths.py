@@ -38,7 +38,7 @@ def _count_calls(monkeypatch, store, name: str) -> list:
     return calls
 
 
-def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_bucket, monkeypatch):
+def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_bucket, monkeypatch):  # noqa: F811
     present, absent = _refs(300, 1), _refs(120, 2)
     for ref in present:
         s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=f"team/{ref.relpath()}", Body=b"x")
@@ -61,7 +61,7 @@ def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_bucket, monk
     assert len(listings2) > 100
 
 
-def test_s3_existence_on_an_empty_prefix(s3_bucket):
+def test_s3_existence_on_an_empty_prefix(s3_bucket):  # noqa: F811
     refs = _refs(100, 3)
     assert _s3_store(s3_bucket).missing(refs) == refs
 
@@ -138,7 +138,7 @@ def test_local_upload_bytes_never_leaves_a_partial_object(tmp_path, monkeypatch)
     assert store.read_bytes(ref, limit=4) is None
 
 
-def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_bucket):
+def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_bucket):  # noqa: F811
     store = _s3_store(s3_bucket)
     empty, small = ObjRef(digest_bytes(b"")), ObjRef(digest_bytes(b"0123456789"))
     store.upload_bytes(b"", empty)
