@@ -168,18 +168,8 @@ class ObjectStore:
         actual = digest_bytes(data, chunk_size)
         if actual != digest:
             raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
-        fd_tmp, tmp = self._mkstemp()
-        try:
-            try:
-                _pwrite_all(fd_tmp, memoryview(data), 0)
-                os.fchmod(fd_tmp, 0o444)
-            finally:
-                os.close(fd_tmp)
-            self._publish(tmp, self.blob_path(digest))
-            self.verified.add(digest)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        self._store_bytes(data, self.blob_path(digest))
+        self.verified.add(digest)
 
     def read_small_blob(self, digest: Digest, limit: int) -> bytes | None:
         """The bytes of a blob of at most ``limit`` bytes, checked against its digest
@@ -205,8 +195,12 @@ class ObjectStore:
     def add_manifest(self, data: bytes) -> Digest:
         digest = digest_manifest(data)
         path = self.manifest_path(digest)
-        if os.path.exists(path):
-            return digest
+        if not os.path.exists(path):
+            self._store_bytes(data, path)
+        return digest
+
+    def _store_bytes(self, data: bytes, final: str) -> None:
+        """Write checked bytes to a temporary, make it read-only, give it its name."""
         fd_tmp, tmp = self._mkstemp()
         try:
             try:
@@ -214,11 +208,10 @@ class ObjectStore:
                 os.fchmod(fd_tmp, 0o444)
             finally:
                 os.close(fd_tmp)
-            self._publish(tmp, path)
+            self._publish(tmp, final)
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        return digest
 
     def _mkstemp(self) -> tuple[int, str]:
         """A new temporary file in ``tmp/``: PID, a per-process counter and a random

@@ -302,24 +302,30 @@ class RemoteStore:
         if self.protocol == "s3":
             kwargs["chunksize"] = UPLOAD_PART_SIZE
         if self.protocol in RENAME_PROTOCOLS:
-            tmp = f"{self.root.rstrip('/')}/tmp/{secrets.token_hex(8)}.tmp"
-
-            def put_and_rename() -> None:
-                self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-                self.fs.put_file(local_path, tmp, **kwargs)
-                self.fs.makedirs(os.path.dirname(final), exist_ok=True)
-                self.fs.mv(tmp, final)
-
-            try:
-                self._call(put_and_rename, "upload to", ref)
-            finally:
-                try:
-                    if self.fs.exists(tmp):
-                        self.fs.rm(tmp)
-                except Exception:  # noqa: BLE001 - best-effort cleanup of our own temporary
-                    pass
+            self._write_renamed(lambda tmp: self.fs.put_file(local_path, tmp, **kwargs), ref)
         else:
             self._call(lambda: self.fs.put_file(local_path, final, **kwargs), "upload to", ref)
+
+    def _write_renamed(self, write: Callable[[str], Any], ref: ObjRef) -> None:
+        """``write(tmp)`` a temporary in the remote's ``tmp/`` and rename it to the
+        object's name, so no partial object ever has that name."""
+        final = self.path(ref)
+        tmp = f"{self.root.rstrip('/')}/tmp/{secrets.token_hex(8)}.tmp"
+
+        def write_and_rename() -> None:
+            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+            write(tmp)
+            self.fs.makedirs(os.path.dirname(final), exist_ok=True)
+            self.fs.mv(tmp, final)
+
+        try:
+            self._call(write_and_rename, "upload to", ref)
+        finally:
+            try:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            except Exception:  # noqa: BLE001 - best-effort cleanup of our own temporary
+                pass
 
     def download(self, ref: ObjRef, local_path: str, callback: Any = None) -> None:
         kwargs: dict[str, Any] = {"callback": callback} if callback is not None else {}
@@ -347,26 +353,10 @@ class RemoteStore:
         temporary that is renamed, so no partial object ever has the final name."""
         if self.read_only:
             raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only ({self.protocol}://)")
-        final = self.path(ref)
-        if self.protocol not in RENAME_PROTOCOLS:
-            self._call(lambda: self.fs.pipe_file(final, data), "upload to", ref)
-            return
-        tmp = f"{self.root.rstrip('/')}/tmp/{secrets.token_hex(8)}.tmp"
-
-        def pipe_and_rename() -> None:
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.makedirs(os.path.dirname(final), exist_ok=True)
-            self.fs.mv(tmp, final)
-
-        try:
-            self._call(pipe_and_rename, "upload to", ref)
-        finally:
-            try:
-                if self.fs.exists(tmp):
-                    self.fs.rm(tmp)
-            except Exception:  # noqa: BLE001 - best-effort cleanup of our own temporary
-                pass
+        if self.protocol in RENAME_PROTOCOLS:
+            self._write_renamed(lambda tmp: self.fs.pipe_file(tmp, data), ref)
+        else:
+            self._call(lambda: self.fs.pipe_file(self.path(ref), data), "upload to", ref)
 
     # -- retries and error translation ----------------------------------------------
     def _call(self, fn: Callable[[], T], what: str, ref: ObjRef | None = None) -> T:

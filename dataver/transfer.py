@@ -207,11 +207,7 @@ def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher
         remote.download(ref, tmp)
         adopt(cache, tmp, ref.digest, ref.manifest, hasher)
     except IntegrityError as e:
-        raise IntegrityError(
-            f"{e.message} on remote {remote.name!r} ({remote.display})",
-            f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
-            "from a machine that has the data (push never overwrites an object the remote already has)",
-        ) from None
+        raise _remote_copy_damaged(e, remote, ref) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -227,11 +223,15 @@ def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, 
     try:
         cache.add_verified_bytes(data, ref.digest, hasher.chunk_size)
     except IntegrityError as e:
-        raise IntegrityError(
-            f"{e.message} on remote {remote.name!r} ({remote.display})",
-            f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
-            "from a machine that has the data (push never overwrites an object the remote already has)",
-        ) from None
+        raise _remote_copy_damaged(e, remote, ref) from None
+
+
+def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) -> IntegrityError:
+    return IntegrityError(
+        f"{e.message} on remote {remote.name!r} ({remote.display})",
+        f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
+        "from a machine that has the data (push never overwrites an object the remote already has)",
+    )
 
 
 def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
