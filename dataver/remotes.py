@@ -427,50 +427,15 @@ class LocalRemoteStore(RemoteStore):
         self._call(lambda: os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True), "create")
 
     def upload(self, local_path: str, ref: ObjRef, callback: Any = None) -> None:
-        final = self.path(ref)
-        tmp = os.path.join(self.root, "tmp", f"{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        self._write_renamed(lambda tmp: shutil.copyfile(local_path, tmp), ref)
 
-        def put() -> None:
-            try:
-                shutil.copyfile(local_path, tmp)
-                parent = os.path.dirname(final)
-                if parent not in self._made_dirs:
-                    os.makedirs(parent, exist_ok=True)
-                    self._made_dirs.add(parent)
-                os.replace(tmp, final)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-
-        self._call(put, "upload to", ref)
-
-    def download(self, ref: ObjRef, local_path: str, callback: Any = None) -> None:
-        self._call(lambda: shutil.copyfile(self.path(ref), local_path), "download from", ref)
-
-    def read_bytes(self, ref: ObjRef, limit: int | None = None) -> bytes | None:
-        def read() -> bytes:
-            with open(self.path(ref), "rb") as f:
-                return f.read() if limit is None else f.read(limit + 1)
-
-        data = self._call(read, "download from", ref)
-        return None if limit is not None and len(data) > limit else data
-
-    def upload_bytes(self, data: bytes, ref: ObjRef) -> None:
+    def _write_renamed(self, write: Callable[[str], Any], ref: ObjRef) -> None:
         final = self.path(ref)
         tmp = os.path.join(self.root, "tmp", f"{os.getpid()}-{secrets.token_hex(8)}.tmp")
 
         def write_and_rename() -> None:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
             try:
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
+                write(tmp)
                 parent = os.path.dirname(final)
                 if parent not in self._made_dirs:
                     os.makedirs(parent, exist_ok=True)
@@ -484,6 +449,29 @@ class LocalRemoteStore(RemoteStore):
                 raise
 
         self._call(write_and_rename, "upload to", ref)
+
+    def download(self, ref: ObjRef, local_path: str, callback: Any = None) -> None:
+        self._call(lambda: shutil.copyfile(self.path(ref), local_path), "download from", ref)
+
+    def read_bytes(self, ref: ObjRef, limit: int | None = None) -> bytes | None:
+        def read() -> bytes:
+            with open(self.path(ref), "rb") as f:
+                return f.read() if limit is None else f.read(limit + 1)
+
+        data = self._call(read, "download from", ref)
+        return None if limit is not None and len(data) > limit else data
+
+    def upload_bytes(self, data: bytes, ref: ObjRef) -> None:
+        def write(tmp: str) -> None:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+
+        self._write_renamed(write, ref)
 
     def iter_objects(self) -> list[tuple[ObjRef, int]]:
         from .digest import ALGORITHM
