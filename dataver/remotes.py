@@ -25,6 +25,7 @@ from .concurrency import run_parallel
 from .config import Config
 from .digest import Digest
 from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
+from .fsutil import read_at_most
 from .odb import MANIFEST_SUFFIX
 
 T = TypeVar("T")
@@ -456,7 +457,7 @@ class LocalRemoteStore(RemoteStore):
     def read_bytes(self, ref: ObjRef, limit: int | None = None) -> bytes | None:
         def read() -> bytes:
             with open(self.path(ref), "rb") as f:
-                return f.read() if limit is None else f.read(limit + 1)
+                return f.read() if limit is None else read_at_most(f, limit)
 
         data = self._call(read, "download from", ref)
         return None if limit is not None and len(data) > limit else data
