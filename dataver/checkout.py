@@ -23,7 +23,7 @@ from .hashing import HashedFile
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
-from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
+from .workspace import FileStat, Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
     entries = read_manifest(repo, t)
     p.folders.append(t.path)
     current: dict[str, Digest] = {}
-    files: dict[str, os.stat_result] = {}
+    files: dict[str, FileStat] = {}
     if os.path.isdir(t.path):
         scan = scan_folder(t.path, t.rel, repo.root)
         files = scan.files

@@ -25,9 +25,10 @@ from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import FORBIDDEN_DIRS, Repo
-from .state import COARSE_RACY_WINDOW_NS, is_racy, matches
+from .state import COARSE_RACY_WINDOW_NS, FileStat, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
+_FINGERPRINT_SLICE = 10_000  # files fed to the fingerprint hash at a time
 
 UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
 
@@ -42,7 +43,7 @@ class Tracked:
     pointer: Pointer
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One status line: a tracked path or a file inside a tracked folder."""
 
@@ -54,7 +55,7 @@ class Record:
 
 @dataclass
 class FolderScan:
-    files: dict[str, os.stat_result] = field(default_factory=dict)  # rel-to-folder posix -> stat
+    files: dict[str, FileStat] = field(default_factory=dict)  # rel-to-folder posix -> stat
     started_ns: int = field(default_factory=time.time_ns)  # wall clock before the first stat
 
     def fingerprint(self) -> str | None:
@@ -66,25 +67,27 @@ class FolderScan:
         be trusted (the stat cache's racy-timestamp rule, measured from the scan).
         """
         names = sorted(self.files)
-        unsigned: list[int] = []
-        mtimes: list[int] = []
-        extend, append = unsigned.extend, mtimes.append
         files = self.files
-        for rel in names:
-            st = files[rel]
-            extend((st.st_ino, st.st_size, st.st_mode))
-            append(st.st_mtime_ns)
+        mtimes = array.array("q", [files[rel].st_mtime_ns for rel in names])
         newest = max(mtimes, default=0)
         if self.started_ns - newest < COARSE_RACY_WINDOW_NS and any(is_racy(m, self.started_ns) for m in mtimes):
             return None
-        data = b"\0".join(
-            (
-                "\n".join(names).encode("utf-8", "surrogateescape"),
-                array.array("Q", unsigned).tobytes(),
-                array.array("q", mtimes).tobytes(),
-            )
-        )
-        return xxhash.xxh3_128_hexdigest(data, seed=_FINGERPRINT_SEED)
+        # xxh3 over "\n".join(names) + b"\0" + inode/size/mode words + b"\0" + mtimes,
+        # fed in slices so a 200,000-file folder never has the whole input in memory.
+        h = xxhash.xxh3_128(seed=_FINGERPRINT_SEED)
+        for i in range(0, len(names), _FINGERPRINT_SLICE):
+            part = "\n".join(names[i : i + _FINGERPRINT_SLICE])
+            h.update(("\n" + part if i else part).encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+        for i in range(0, len(names), _FINGERPRINT_SLICE):
+            words = array.array("Q")
+            for rel in names[i : i + _FINGERPRINT_SLICE]:
+                st = files[rel]
+                words.extend((st.st_ino, st.st_size, st.st_mode))
+            h.update(words.tobytes())
+        h.update(b"\0")
+        h.update(mtimes.tobytes())
+        return h.hexdigest()
 
 
 def pointer_for(target: str) -> str:
@@ -214,7 +217,7 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
             if S_ISREG(mode):
                 if not name.isprintable():  # rare: only then can it hold a line break or a non-UTF-8 byte
                     _check_name(rel, display)
-                files[rel] = st
+                files[rel] = FileStat(st.st_ino, st.st_size, st.st_mtime_ns, mode)
             elif S_ISDIR(mode):
                 if not name.isprintable():  # its files' paths will contain this name
                     _check_name(rel, display)
@@ -238,16 +241,8 @@ def _check_name(rel: str, display: str) -> None:
 
 def known_digests(repo: Repo, folder_rel: str, scan: FolderScan) -> tuple[dict[str, Digest], list[str]]:
     """Split a scanned folder into files the stat cache knows and files to hash."""
-    recorded = repo.state.lookup_under(folder_rel)
-    known: dict[str, Digest] = {}
-    unknown: list[str] = []
-    for rel, st in scan.files.items():
-        d = matches(recorded.get(f"{folder_rel}/{rel}"), st)
-        if d is None:
-            unknown.append(rel)
-        else:
-            known[rel] = d
-    return known, unknown
+    known = repo.state.known_under(folder_rel, scan.files)
+    return known, [rel for rel in scan.files if rel not in known]
 
 
 def hash_files(repo: Repo, paths: list[str], progress: Progress = NO_PROGRESS) -> dict[str, HashedFile]:
@@ -262,7 +257,7 @@ def hash_files(repo: Repo, paths: list[str], progress: Progress = NO_PROGRESS) -
     return out
 
 
-def file_digest(repo: Repo, path: str, st: os.stat_result, progress: Progress = NO_PROGRESS) -> Digest:
+def file_digest(repo: Repo, path: str, st: os.stat_result | FileStat, progress: Progress = NO_PROGRESS) -> Digest:
     d = repo.state.get(repo.rel(path), st)
     return d if d is not None else hash_files(repo, [path], progress)[path].digest
 

@@ -164,3 +164,32 @@ def test_fingerprint_covers_name_size_mtime_inode_and_mode(tmp_path):
     now = time.time_ns()
     os.utime(folder / "a", ns=(now, now))
     assert scan_folder(str(folder), "f").fingerprint() is None
+
+
+def test_fingerprint_is_the_documented_digest_for_large_folders():
+    """docs/formats.md defines the fingerprint over the whole folder at once; it is
+    computed in slices of files, so a folder spanning several slices must give the
+    same value as the definition (and moving one file's mtime must change it)."""
+    import array
+
+    import xxhash
+
+    from dataver.state import FileStat
+    from dataver.workspace import FolderScan
+
+    n = 25_001  # three slices, the last with one file
+    files = {f"d{i % 7}/f{i:05d}": FileStat(1000 + i, i * 3, 1_600_000_000_000_000_000 + i, 0o100644) for i in range(n)}
+    scan = FolderScan(files=files, started_ns=time.time_ns())
+    names = sorted(files)
+    words = [v for rel in names for v in (files[rel].st_ino, files[rel].st_size, files[rel].st_mode)]
+    data = b"\0".join(
+        (
+            "\n".join(names).encode(),
+            array.array("Q", words).tobytes(),
+            array.array("q", [files[rel].st_mtime_ns for rel in names]).tobytes(),
+        )
+    )
+    assert scan.fingerprint() == xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(b"dvfinger", "little"))
+    last = names[-1]
+    files[last] = files[last]._replace(st_mtime_ns=files[last].st_mtime_ns + 1)
+    assert scan.fingerprint() != xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(b"dvfinger", "little"))

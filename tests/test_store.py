@@ -27,7 +27,7 @@ from dataver.errors import (
 from dataver.hashing import HashedFile, Hasher, digest_bytes, digest_manifest
 from dataver.odb import ObjectStore, copy_verified
 from dataver.progress import Progress
-from dataver.state import NullState, State, matches
+from dataver.state import NullState, State
 
 CHUNK = 4096
 
@@ -289,13 +289,17 @@ def test_state_round_trip(tmp_path, hasher):
     s.put_many(str(root), hashed.values())
     for n, p in zip(names, paths, strict=True):
         assert s.get(n, os.stat(p)) == hashed[p].digest
-    under = s.lookup_under("data")
+    under = _recorded(s, "data")
     assert sorted(under) == ["data/a", "data/sub/b"]
-    st_a = os.stat(paths[0])
+    st_a, st_b = os.stat(paths[0]), os.stat(paths[1])
     assert under["data/a"] == ((st_a.st_ino, st_a.st_size, st_a.st_mtime_ns), hashed[paths[0]].digest.hex)
-    assert matches(under["data/a"], st_a) == hashed[paths[0]].digest
-    assert s.lookup_under("dat") == {"dat/x": s.lookup_under("dat")["dat/x"]}
-    assert s.lookup_under("missing") == {}
+    assert s.known_under("data", {"a": st_a, "sub/b": st_b, "c": st_b}) == {
+        "a": hashed[paths[0]].digest,
+        "sub/b": hashed[paths[1]].digest,
+    }
+    assert s.known_under("data", {"a": st_b}) == {}  # another file's stat does not vouch
+    assert list(_recorded(s, "dat")) == ["dat/x"]
+    assert _recorded(s, "missing") == {}
     s.close()
     # Persistent across reopen.
     s = State(db)
@@ -351,7 +355,7 @@ def test_state_racy_window_by_mtime_resolution(tmp_path, hasher):
     }
     s = State(str(tmp_path / "state.db"))
     s.put_many(str(root), [dataclasses.replace(base[p], mtime_ns=mtimes[n]) for n, p in zip(names, paths, strict=True)])
-    recorded = s.lookup_under("d")
+    recorded = _recorded(s, "d")
     assert sorted(recorded) == ["d/coarse-5s", "d/fine-half-s"]
     for n in ("coarse-5s", "fine-half-s"):
         h = base[str(root / "d" / n)]
@@ -359,11 +363,20 @@ def test_state_racy_window_by_mtime_resolution(tmp_path, hasher):
     s.close()
 
 
+def _recorded(s: State, prefix: str) -> dict:
+    return {path: (key, hex_) for path, key, hex_ in s.rows_under(prefix)}
+
+
 def _fill(tmp_path, hasher, n: int = 300) -> tuple[str, list[str], list[HashedFile]]:
     root = tmp_path / "repo"
     paths = make_files(root, [f"d/f{i}" for i in range(n)])
     hashed = list(hasher.hash_many(paths))
     return str(root), paths, hashed
+
+
+def _known(s, paths: list[str]) -> dict:
+    """What the stat cache vouches for among ``paths`` (the files ``_fill`` made)."""
+    return s.known_under("d", {os.path.basename(p): os.stat(p) for p in paths})
 
 
 @pytest.mark.parametrize(
@@ -377,9 +390,9 @@ def test_state_garbage_db_is_rebuilt(tmp_path, hasher, junk):
     root, paths, hashed = _fill(tmp_path, hasher, 3)
     s = State(db)
     assert s.get("d/f0", os.stat(paths[0])) is None
-    assert s.lookup_under("d") == {}
+    assert _known(s, paths) == {}
     s.put_many(root, hashed)
-    assert len(s.lookup_under("d")) == 3
+    assert len(_known(s, paths)) == 3
     s.close()
     assert read(db)[:16] == b"SQLite format 3\0"
 
@@ -389,18 +402,18 @@ def test_state_truncated_db_is_rebuilt(tmp_path, hasher):
     root, paths, hashed = _fill(tmp_path, hasher)
     s = State(db)
     s.put_many(root, hashed)
-    assert len(s.lookup_under("d")) == 300
+    assert len(_known(s, paths)) == 300
     s.close()
     size = os.path.getsize(db)
     assert size > 8192 and not os.path.exists(db + "-wal")
     os.truncate(db, size // 2)
     s = State(db)
     # Not trusted: nothing is returned from the damaged file...
-    assert s.lookup_under("d") == {}
+    assert _known(s, paths) == {}
     assert all(s.get(f"d/f{i}", os.stat(p)) is None for i, p in enumerate(paths))
     # ...and it works again afterwards.
     s.put_many(root, hashed[:5])
-    assert len(s.lookup_under("d")) == 5
+    assert len(_known(s, paths)) == 5
     s.close()
 
 
@@ -416,10 +429,10 @@ def test_state_with_damaged_pages_is_rebuilt(tmp_path, hasher):
             f.seek(off)
             f.write(b"\xff" * 16)
     s = State(db)
-    assert s.lookup_under("d") == {}
+    assert _known(s, paths) == {}
     assert s.get("d/f0", os.stat(paths[0])) is None
     s.put_many(root, hashed[:2])
-    assert len(s.lookup_under("d")) == 2
+    assert len(_known(s, paths)) == 2
     s.close()
 
 
@@ -429,7 +442,8 @@ def test_null_state_remembers_nothing(tmp_path, hasher):
     ns = NullState()
     ns.put_many(str(root), hasher.hash_many([p]))
     assert ns.get("f", os.stat(p)) is None
-    assert ns.lookup_under("") == {}
+    assert ns.known_under("", {"f": os.stat(p)}) == {}
+    assert list(ns.rows_under("")) == []
     ns.close()
 
 

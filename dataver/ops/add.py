@@ -21,8 +21,10 @@ from ..manifest import Entry
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
-from ..state import matches
+from ..state import FileStat
 from ..workspace import load_tracked, pointer_for, scan_folder, tracked_ancestor
+
+_STATE_BATCH = 5000  # stat-cache rows written per transaction while a folder is stored
 
 
 @dataclass
@@ -150,12 +152,7 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
     unchanged = _unchanged_folder(repo, rel, scan, fingerprint)
     if unchanged is not None:
         return unchanged, 0
-    recorded = repo.state.lookup_under(rel)
-    known: dict[str, Digest] = {}
-    for name, st in scan.files.items():
-        d = matches(recorded.get(f"{rel}/{name}"), st)
-        if d is not None:
-            known[name] = d
+    known = repo.state.known_under(rel, scan.files)
     in_cache = repo.cache.blobs_present(list(known.values()))
     entries: dict[str, Entry] = {}
     to_store: list[tuple[str, int]] = []
@@ -164,25 +161,36 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
         if d is not None and d in in_cache:
             entries[name] = Entry(name, d, st.st_size, bool(st.st_mode & 0o100))
         else:
-            to_store.append((os.path.join(target, name), st.st_size))
-    stored: list[HashedFile] = []
+            to_store.append((name, st.st_size))
+    del known, in_cache
+    as_scanned = True  # every stored file had the stat the fingerprint was taken from
     if to_store:
         progress.start(f"adding {rel}", total_bytes=sum(s for _, s in to_store), total_files=len(to_store))
-        stored = list(hasher.map_sized(to_store, lambda p, prog: repo.cache.add_file(p, hasher, prog), progress))
-        progress.close()
-        repo.state.put_many(repo.root, stored)
-        for h in stored:
-            name = _name_in(h, target)
+
+        def store(name: str, prog: Progress) -> tuple[str, HashedFile]:
+            return name, repo.cache.add_file(os.path.join(target, name), hasher, prog)
+
+        # Results are folded in as they stream: a 200,000-file folder holds entries,
+        # not entries plus every HashedFile, and the stat cache is written in batches.
+        recorded: list[HashedFile] = []
+        for name, h in hasher.map_sized(to_store, store, progress):
             entries[name] = Entry(name, h.digest, h.size, h.executable)
+            as_scanned = as_scanned and _same_stat(h, scan.files[name])
+            recorded.append(h)
+            if len(recorded) >= _STATE_BATCH:
+                repo.state.put_many(repo.root, recorded)
+                recorded = []
+        repo.state.put_many(repo.root, recorded)
+        progress.close()
     ordered = list(entries.values())
     digest = repo.cache.add_manifest(manifest.dumps(ordered))
     if _links_back(repo):
         relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
-    elif fingerprint is not None and all(_same_stat(h, scan.files[_name_in(h, target)]) for h in stored):
+    elif fingerprint is not None and as_scanned:
         repo.state.put_folder(rel, fingerprint, digest.hex)  # what was hashed is what was scanned
     total = sum(e.size for e in ordered)
-    return Pointer("dir", digest, total, len(ordered)), len(stored)
+    return Pointer("dir", digest, total, len(ordered)), len(to_store)
 
 
 def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None) -> Pointer | None:
@@ -204,11 +212,7 @@ def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None) -> Po
     return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(pairs))
 
 
-def _name_in(h: HashedFile, folder: str) -> str:
-    return os.path.relpath(h.path, folder).replace(os.sep, "/")
-
-
-def _same_stat(h: HashedFile, st: os.stat_result) -> bool:
+def _same_stat(h: HashedFile, st: FileStat) -> bool:
     return (h.inode, h.size, h.mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
