@@ -240,8 +240,8 @@ class Hasher:
         time in the calling thread, where ``fn`` may itself use the pool (chunked
         hashing) without deadlocking it. Yields results in no particular order.
         """
-        small = [(item, size) for item, size in sized if size <= self.chunk_size]
-        large = [(item, size) for item, size in sized if size > self.chunk_size]
+        small = [pair for pair in sized if pair[1] <= self.chunk_size]  # the caller's tuples, not copies
+        large = [pair for pair in sized if pair[1] > self.chunk_size]
 
         def run_batch(batch: list[tuple[T, int]]) -> list[R]:
             out = []

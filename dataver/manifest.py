@@ -15,8 +15,9 @@ folder), so one folder has exactly one manifest and one digest on every machine.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .digest import ALGORITHM, Digest
 from .errors import PointerError
@@ -49,13 +50,26 @@ def check_relpath(path: str, source: str = "manifest") -> None:
 
 
 def dumps(entries: Iterable[Entry]) -> bytes:
-    ordered = sorted(entries, key=lambda e: e.path.encode())
+    # Code-point order is UTF-8 byte order (UTF-8 preserves it), so the str sort gives
+    # the canonical order without a bytes key per entry; a path that is not valid
+    # UTF-8 fails the encode below rather than sorting wrongly.
+    ordered = sorted(entries, key=_path_of)
     _check_tree(ordered, "manifest")
-    lines = [HEADER]
-    for e in ordered:
-        check_relpath(e.path)
-        lines.append(f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}")
-    return ("\n".join(lines) + "\n").encode()
+    parts = [(HEADER + "\n").encode()]
+    for start in range(0, len(ordered), _DUMP_SLICE):  # bounded text at a time, not all lines
+        lines = []
+        for e in ordered[start : start + _DUMP_SLICE]:
+            check_relpath(e.path)
+            lines.append(f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}\n")
+        parts.append("".join(lines).encode())
+    return b"".join(parts)
+
+
+def _path_of(e: Entry) -> str:
+    return e.path
+
+
+_DUMP_SLICE = 10_000
 
 
 def loads(data: bytes, source: str = "manifest") -> list[Entry]:
@@ -82,18 +96,26 @@ def loads(data: bytes, source: str = "manifest") -> list[Entry]:
             raise PointerError(f"{source}: line {n}: {e.message}") from None
         entries.append(Entry(path, digest, int(size), mode == "x"))
     for a, b in zip(entries, entries[1:], strict=False):
-        if a.path.encode() >= b.path.encode():
+        if a.path >= b.path:  # code-point order is UTF-8 byte order
             raise PointerError(f"{source}: entries not in canonical order or duplicated at {b.path[:100]!r}")
     _check_tree(entries, source)
     return entries
 
 
-def known_good_entries(data: bytes) -> list[tuple[str, str]]:
+def known_good_entries(data: bytes) -> Iterator[tuple[str, str]]:
     """``(path, hex digest)`` per entry of manifest bytes that ``loads`` has accepted
     before (the caller knows it by their digest), without validating every line again:
-    the fast path of status over a folder whose files did not change."""
-    lines = data.decode("utf-8").split("\n")
-    return [(line.split(" ", 3)[3], line[:32]) for line in lines[1:-1]]
+    the fast path of status over a folder whose files did not change. Streamed, one
+    line at a time, so a 200,000-line manifest is never held as 200,000 pairs."""
+    lines = io.StringIO(data.decode("utf-8"))
+    next(lines)  # the header
+    for line in lines:
+        yield line[:-1].split(" ", 3)[3], line[:32]
+
+
+def known_good_hexes(data: bytes) -> list[str]:
+    """The hex digest of every entry, in order (see ``known_good_entries``)."""
+    return [line[:32] for line in io.StringIO(data.decode("utf-8")).readlines()[1:]]
 
 
 def _check_tree(ordered: list[Entry], source: str) -> None:

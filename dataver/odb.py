@@ -84,15 +84,17 @@ class ObjectStore:
         stat per object."""
         if len(hexes) < 512:
             return {h for h in hexes if os.path.exists(os.path.join(self.root, ALGORITHM, h[:2], h[2:]))}
-        names: dict[str, set[str]] = {}
+        by_fan: dict[str, list[str]] = {}
         for h in hexes:
-            fan = h[:2]
-            if fan not in names:
-                try:
-                    names[fan] = set(os.listdir(os.path.join(self.root, ALGORITHM, fan)))
-                except FileNotFoundError:
-                    names[fan] = set()
-        return {h for h in hexes if h[2:] in names[h[:2]]}
+            by_fan.setdefault(h[:2], []).append(h)
+        present: set[str] = set()
+        for fan, wanted in by_fan.items():  # one folder's listing in memory at a time
+            try:
+                names = set(os.listdir(os.path.join(self.root, ALGORITHM, fan)))
+            except FileNotFoundError:
+                continue
+            present.update(h for h in wanted if h[2:] in names)
+        return present
 
     def has_manifest(self, digest: Digest) -> bool:
         return os.path.exists(self.manifest_path(digest))

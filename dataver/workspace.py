@@ -307,6 +307,7 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         scan = scan_folder(t.path, t.rel, repo.root)
         fingerprint = scan.fingerprint()
         if fingerprint is not None and repo.state.folder_manifest(t.rel, fingerprint) == t.pointer.digest.hex:
+            del scan  # its records' memory goes to the status records instead
             return _unchanged_folder(repo, t, check_cache)
     entries = read_manifest(repo, t)
     if not os.path.isdir(t.path):
@@ -339,11 +340,20 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
 
 def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]:
     """Status records of a folder whose fingerprint vouches for every file."""
-    pairs = manifest.known_good_entries(repo.cache.read_manifest_bytes(t.pointer.digest))
-    if not pairs:
-        return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]
-    present = repo.cache.hexes_present([h for _, h in pairs]) if check_cache else set()
-    return [Record(f"{t.rel}/{path}", UNCHANGED, (h in present) if check_cache else None, t.rel) for path, h in pairs]
+    data = repo.cache.read_manifest_bytes(t.pointer.digest)
+    absent: set[str] = set()
+    if check_cache:
+        hexes = manifest.known_good_hexes(data)
+        if not hexes:
+            return [Record(t.rel, UNCHANGED, True, t.rel)]  # an empty tracked folder
+        present = repo.cache.hexes_present(hexes)
+        absent = {h for h in hexes if h not in present}  # usually none
+        del hexes, present
+    records = [
+        Record(f"{t.rel}/{path}", UNCHANGED, (h not in absent) if check_cache else None, t.rel)
+        for path, h in manifest.known_good_entries(data)
+    ]
+    return records or [Record(t.rel, UNCHANGED, None, t.rel)]
 
 
 def build_entries(

@@ -373,6 +373,15 @@ def test_manifest_exact_bytes_and_order():
     assert manifest.loads(data) == sorted(entries, key=lambda e: e.path.encode())
 
 
+def test_large_manifest_is_the_same_bytes_as_line_by_line():
+    """dumps writes in slices of entries; across slice boundaries the bytes must be
+    exactly the header plus one line per entry in UTF-8 byte order."""
+    entries = [entry(f"d{i % 13}/é{i:05d}", D_A if i % 2 else D_B, i, i % 3 == 0) for i in range(25_001)]
+    ordered = sorted(entries, key=lambda e: e.path.encode())
+    lines = [f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}" for e in ordered]
+    assert manifest.dumps(reversed(entries)) == ("\n".join(["dataver-manifest 1 xxh3-128", *lines]) + "\n").encode()
+
+
 def test_empty_manifest():
     data = manifest.dumps([])
     assert data == b"dataver-manifest 1 xxh3-128\n"
