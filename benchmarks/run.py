@@ -123,6 +123,12 @@ class StepTimeout(StepFailed):
 class Sample:
     seconds: float
     max_rss_kib: int
+    user_s: float = 0.0  # CPU seconds of the command and the children it waited for
+    sys_s: float = 0.0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
 
 
 @dataclass
@@ -132,8 +138,9 @@ class Runner:
     base_env: dict = field(default_factory=dict)
     timeout: float | None = None  # seconds per command; None: no limit
 
-    def run(self, argv: list[str], cwd: Path, env: dict | None = None, stdout=None) -> tuple[float, int, str]:
-        """Run one command; return (seconds, peak RSS KiB of the child tree, output)."""
+    def run(self, argv: list[str], cwd: Path, env: dict | None = None, stdout=None) -> tuple[Sample, str]:
+        """Run one command; return (wall seconds, peak RSS KiB and user/system CPU seconds of
+        the child tree, output)."""
         full_env = dict(os.environ, **self.base_env, **(env or {}))
         with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss_file:
             # A child forked from this (large) Python process inherits its memory
@@ -173,28 +180,41 @@ class Runner:
             text = out.read().decode("utf-8", "replace")
             rss = ru.ru_maxrss
             if TIME:
+                # "%M" on the last line (GNU time writes "Command exited with non-zero
+                # status N" on a line before it when the command fails).
                 with contextlib.suppress(ValueError, IndexError):
                     rss = int(rss_file.read().split()[-1])
+            # CPU: the rusage of the reaped child (/usr/bin/time, or the command itself)
+            # covers its own time and its waited-for children's, to the microsecond
+            # (/usr/bin/time's %U %S print the same figures to 10 ms); /usr/bin/time's
+            # own share is about 1 ms. Unlike ru_maxrss, nothing is inherited from us.
+            sample = Sample(secs, rss, ru.ru_utime, ru.ru_stime)
         with open(self.log_path, "a") as log:
             note = f" KILLED: ran past {self.timeout:g}s" if killed else ""
-            log.write(f"$ (cd {cwd} && {' '.join(argv)})  # {secs:.3f}s rc={p.returncode}{note}\n{text[-4000:]}\n")
+            log.write(
+                f"$ (cd {cwd} && {' '.join(argv)})  # {secs:.3f}s cpu {sample.cpu_s:.3f}s rc={p.returncode}{note}\n"
+                f"{text[-4000:]}\n"
+            )
         if self.verbose:
             print(f"    {secs:8.3f}s  {' '.join(argv)[:100]}", file=sys.stderr)
         if killed:
             raise StepTimeout(f"{' '.join(argv)} (in {cwd}) ran past {self.timeout:g}s and was killed:\n{text[-2000:]}")
         if p.returncode != 0:
             raise StepFailed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{text[-2000:]}")
-        return secs, rss, text
+        return sample, text
 
     def measure(self, cmds: list[tuple[list[str], Path]], env: dict | None = None, stdout=None) -> tuple[Sample, str]:
-        """Time a step made of commands run one after another: total wall, max peak RSS."""
-        total, rss, texts = 0.0, 0, []
+        """Time a step made of commands run one after another: total wall and CPU, max peak RSS."""
+        total = Sample(0.0, 0)
+        texts = []
         for argv, cwd in cmds:
-            secs, kib, text = self.run(argv, cwd, env, stdout)
-            total += secs
-            rss = max(rss, kib)
+            one, text = self.run(argv, cwd, env, stdout)
+            total.seconds += one.seconds
+            total.max_rss_kib = max(total.max_rss_kib, one.max_rss_kib)
+            total.user_s += one.user_s
+            total.sys_s += one.sys_s
             texts.append(text)
-        return Sample(total, rss), "\n".join(texts)
+        return total, "\n".join(texts)
 
 
 class Tool:
@@ -409,15 +429,89 @@ def find_dataver(args) -> list[str]:
 # --------------------------------------------------------------------------- S3 (moto)
 
 
+def tool_python(argv0: list[str]) -> str | None:
+    """The Python interpreter that runs a tool's command: X of `X -m pkg`, the interpreter
+    named on an installed script's #! line, else the `python` beside the script; None when
+    none is found (a binary, a shell wrapper with no python beside it)."""
+    first = shutil.which(argv0[0]) or argv0[0]
+    if Path(first).name.startswith("python"):
+        return first
+    if not os.path.isfile(first):
+        return None
+    with contextlib.suppress(OSError):
+        with open(first, "rb") as f:
+            line = f.readline(512)
+        if line.startswith(b"#!"):
+            words = line[2:].decode("utf-8", "replace").split()
+            if words and Path(words[0]).name == "env":
+                words = [w for w in words[1:] if not w.startswith("-")]
+                words[:1] = [shutil.which(words[0]) or ""] if words else []
+            if words and Path(words[0]).name.startswith("python") and os.access(words[0], os.X_OK):
+                return words[0]
+    beside = Path(first).parent / "python"
+    return str(beside) if os.access(beside, os.X_OK) else None
+
+
+# tool -> (what its interpreter must run without error to open s3:// remotes, the package
+# that provides it, what to pip install)
+S3_CLIENT_NEEDS = {
+    # What dataver does for an s3:// remote (fsspec imports s3fs).
+    "dataver": ("import fsspec; fsspec.get_filesystem_class('s3')", "s3fs", "'dataver[s3]'"),
+    "dvc": ("import dvc_s3", "dvc-s3", "dvc-s3"),
+}
+
+
+def check_s3_clients(tools: list[Tool]) -> tuple[list[str], list[str]]:
+    """For --s3, before any data is generated or timed: can moto start here, and can each
+    tool open an s3:// remote? Returns (problems, notes): problems stop the run."""
+    problems, notes = [], []
+    try:
+        import boto3  # noqa: F401
+        from moto.server import ThreadedMotoServer  # noqa: F401
+    except ImportError as e:
+        problems.append(
+            f"--s3 needs moto's server and boto3 in the interpreter running this script ({sys.executable}): "
+            f"{e}. Install them: {sys.executable} -m pip install 'moto[server]' boto3"
+        )
+    for t in tools:
+        code, package, pip_args = S3_CLIENT_NEEDS[t.name]
+        py = tool_python(t.argv0)
+        if py is None:
+            notes.append(
+                f"Could not find the Python behind {' '.join(t.argv0)} to check that {t.label} can open s3:// "
+                f"remotes before the run; its S3 steps fail if it lacks {package}."
+            )
+            continue
+        try:
+            r = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120)
+            ok, why = r.returncode == 0, (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, why = False, str(e)
+        if not ok:
+            problems.append(
+                f"{t.label} ({' '.join(t.argv0)}, Python {py}) cannot open s3:// remotes: {why}. "
+                f"Install {package} into its environment: pip install {pip_args} "
+                f"(here: {py} -m pip install {pip_args}), or run without --s3."
+            )
+    return problems, notes
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class _RequestCounter(logging.Handler):
-    """Counts the moto server's requests per key prefix (tool-runN) and HTTP method."""
+    r"""Counts the moto server's requests per key prefix (tool-runN) and HTTP method.
+
+    werkzeug colours the request line of some responses with ANSI escapes (206 for a
+    ranged GET, 404 for a HEAD of a missing key, ...): `"\x1b[35m\x1b[1mGET /b/k HTTP/1.1\x1b[0m"
+    206`, so they are stripped before matching."""
 
     def __init__(self):
         super().__init__(logging.INFO)
         self.counts: dict[str, dict[str, int]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = re.search(r'"([A-Z]+) (/[^ ]*) HTTP', record.getMessage())
+        m = re.search(r'"([A-Z]+) (/[^ ]*) HTTP', _ANSI_ESCAPE.sub("", record.getMessage()))
         if not m:
             return
         method, target = m.groups()
@@ -487,12 +581,22 @@ class Bench:
         self.checks: dict[str, dict] = {}
 
     # -- helpers
-    def record(self, key: str, tool: str, run: int, sample: Sample) -> None:
-        self.samples[key].setdefault(tool, []).append(
-            {"run": run, "seconds": round(sample.seconds, 4), "max_rss_kib": sample.max_rss_kib}
-        )
+    def record(self, key: str, tool: str, run: int, sample: Sample, server_cpu_s: float | None = None) -> None:
+        row = {
+            "run": run,
+            "seconds": round(sample.seconds, 4),
+            "max_rss_kib": sample.max_rss_kib,
+            "cpu_s": round(sample.cpu_s, 4),
+            "user_s": round(sample.user_s, 4),
+            "sys_s": round(sample.sys_s, 4),
+        }
+        if server_cpu_s is not None:
+            row["server_cpu_s"] = round(server_cpu_s, 4)
+        self.samples[key].setdefault(tool, []).append(row)
+        server = f"  (moto server CPU {server_cpu_s:.3f}s)" if server_cpu_s is not None else ""
         print(
-            f"  run {run}  {key:<14} {tool:<8} {sample.seconds:8.3f}s  {sample.max_rss_kib / 1024:7.1f} MiB",
+            f"  run {run}  {key:<14} {tool:<8} {sample.seconds:8.3f}s  cpu {sample.cpu_s:8.3f}s  "
+            f"{sample.max_rss_kib / 1024:7.1f} MiB{server}",
             file=sys.stderr,
         )
 
@@ -500,8 +604,12 @@ class Bench:
         name = tool if isinstance(tool, str) else tool.name
         env = dict(env or {}, **({} if isinstance(tool, str) else tool.env))
         os.sync()
+        # The moto server runs in threads of this process, which otherwise sits in wait4
+        # during a step: this process's CPU time over an S3 step is the server's.
+        server0 = time.process_time() if key.endswith("_s3") else None
         sample, text = self.r.measure(cmds, env, stdout)
-        self.record(key, name, run, sample)
+        server_cpu = time.process_time() - server0 if server0 is not None else None
+        self.record(key, name, run, sample, server_cpu)
         os.sync()
         return text
 
@@ -1075,6 +1183,11 @@ def summarize(bench: Bench, many_bytes: int) -> dict:
                 "max_s": round(max(secs), 4),
                 "peak_rss_mib": round(max(x["max_rss_kib"] for x in samples) / 1024, 1),
             }
+            # Median user+system CPU seconds (results from before it was recorded lack it).
+            for field_, out in (("cpu_s", "cpu_median_s"), ("server_cpu_s", "server_cpu_median_s")):
+                values = [x[field_] for x in samples if field_ in x]
+                if values:
+                    row[tool][out] = round(statistics.median(values), 4)
             nbytes = {"big": bench.cfg["big_size"], "many": many_bytes}.get(s.nbytes_key)
             if nbytes and med > 0:
                 row[tool]["gb_per_s"] = round(nbytes / med / 1e9, 3)
@@ -1123,6 +1236,7 @@ def machine_info(tools: list[Tool], scratch: Path) -> dict:
         "git": first(["git", "--version"]),
         "versions": {t.label: t.version() for t in tools},
         "peak_rss_method": "/usr/bin/time -f %M" if TIME else "os.wait4 ru_maxrss (includes the harness's own RSS)",
+        "cpu_method": "os.wait4 ru_utime + ru_stime (the command and the children it waited for)",
         "loadavg_start": os.getloadavg(),
     }
 
@@ -1161,20 +1275,49 @@ def _rss(row: dict, tool: str) -> str:
     return f"{x['peak_rss_mib']:.0f} MiB" if x else "–"
 
 
+def _cpu(row: dict, tool: str) -> str:
+    """Median user+system CPU seconds; "–" for results recorded before it was."""
+    x = row.get(tool)
+    return fmt_s(x["cpu_median_s"]) if x and x.get("cpu_median_s") is not None else "–"
+
+
+def _s3_line(key: str, per_tool: dict, samples: dict) -> str:
+    """One step's S3 request counts per tool and run, with the moto server's CPU per run
+    where recorded (the samples and the request counts are appended run by run)."""
+    parts = []
+    for tool, runs in per_tool.items():
+        server = [x.get("server_cpu_s") for x in samples.get(key, {}).get(tool, [])]
+        cells = []
+        for i, r in enumerate(runs):
+            cell = ", ".join(f"{m} {n}" for m, n in sorted(r.items()))
+            cpu = server[i] if i < len(server) else None
+            if cpu is not None:
+                total = sum(r.values())
+                per_req = f", {cpu / total * 1e3:.1f} ms/request" if total else ""
+                cell += f" (moto CPU {fmt_s(cpu)} s{per_req})"
+            cells.append(cell)
+        parts.append(f"{'DVC' if tool == 'dvc' else tool}: {'; '.join(cells)}")
+    return f"- `{key}`: " + " | ".join(parts)
+
+
 def markdown(result: dict) -> str:
     meta, cfg, summary = result["machine"], result["config"], result["summary"]
     steps = result["steps"]
     lines = []
     tool_steps = [s for s in steps if "ref" not in s["tools"]]
     dvc_ran = bool(cfg.get("dvc_cmd"))
-    head = "| step | dataver s (min–max) | DVC s (min–max) | DVC/dataver | dataver peak RSS | DVC peak RSS |"
-    lines += [head, "|---|---:|---:|---:|---:|---:|"]
+    head = (
+        "| step | dataver s (min–max) | DVC s (min–max) | DVC/dataver | dataver CPU s | DVC CPU s "
+        "| dataver peak RSS | DVC peak RSS |"
+    )
+    lines += [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in tool_steps:
         row = summary.get(s["key"], {})
         ratio = row.get("ratio_dvc_over_dataver")
         lines.append(
             f"| {s['label']} | {_cell(s, row, 'dataver', dvc_ran)} | {_cell(s, row, 'dvc', dvc_ran)}"
-            f" | {f'{ratio:.2f}×' if ratio else '–'} | {_rss(row, 'dataver')} | {_rss(row, 'dvc')} |"
+            f" | {f'{ratio:.2f}×' if ratio else '–'} | {_cpu(row, 'dataver')} | {_cpu(row, 'dvc')}"
+            f" | {_rss(row, 'dataver')} | {_rss(row, 'dvc')} |"
         )
     net = summary.get("hash_big_net", {}).get("dataver")
     lines.append("")
@@ -1207,11 +1350,22 @@ def markdown(result: dict) -> str:
         lines.append("S3 requests the moto server saw, per step and run:")
         lines.append("")
         for k, per_tool in req.items():
-            parts = []
-            for tool, runs in per_tool.items():
-                counts = "; ".join(", ".join(f"{m} {n}" for m, n in sorted(r.items())) for r in runs)
-                parts.append(f"{'DVC' if tool == 'dvc' else tool}: {counts}")
-            lines.append(f"- `{k.removesuffix('_requests')}`: " + " | ".join(parts))
+            lines.append(_s3_line(k.removesuffix("_requests"), per_tool, result.get("samples", {})))
+        lines.append("")
+        lines.append(
+            "The moto server runs in the harness's own process: its CPU (above, where recorded) is in "
+            "the S3 steps' wall time, which it bounds for both tools, but in neither tool's CPU column. "
+            "The client's CPU is the figure that carries over to a real S3 endpoint."
+        )
+        samples = [x for per_tool in result.get("samples", {}).values() for xs in per_tool.values() for x in xs]
+        if samples and not any("cpu_s" in x for x in samples):
+            # The CPU figures and the fix to the request counter came in the same change.
+            lines.append("")
+            lines.append(
+                "These results predate the CPU column and are from a request counter that missed "
+                "the requests werkzeug logs in colour (206 for a ranged GET, 404 for a HEAD of a "
+                "missing key): those counts are low."
+            )
         lines.append("")
     v = ", ".join(meta["versions"].values())
     lines += [
@@ -1222,7 +1376,8 @@ def markdown(result: dict) -> str:
         f"Data: seed {cfg['seed']}; one {human_size(cfg['big_size'])} file; {cfg['nfiles']:,} files of "
         f"{human_size(cfg['min_size'])}–{human_size(cfg['max_size'])} in {cfg['ndirs']} folders "
         f"({cfg['many_bytes'] / 1e6:.0f} MB). Median of {cfg['runs']} run(s), tools alternating first. "
-        f"Peak RSS by {meta.get('peak_rss_method', '?')}.",
+        f"Peak RSS by {meta.get('peak_rss_method', '?')}"
+        + (f"; CPU s by {meta['cpu_method']}." if meta.get("cpu_method") else "."),
     ]
     if result.get("errors"):
         lines += ["", "Errors:", ""] + [f"- {e.splitlines()[0]}" for e in result["errors"]]
@@ -1242,7 +1397,10 @@ every step runs through both tools in the same run, alternating which goes first
 generated from a seed; median of the runs, warm page cache, `sync` between timed steps.
 "add+commit" is the tool's add (hash + copy into its cache + pointer) plus `git add -A &&
 git commit` of the pointer. Peak RSS is the kernel's high-water resident set of the
-command and the children it waited for (`/usr/bin/time -f %M`), the largest over the runs.
+command and the children it waited for (`/usr/bin/time -f %M`), the largest over the runs;
+CPU s is the median user+system CPU seconds of the same processes (git included). In the S3
+steps the moto server's CPU is in the wall time but not in the CPU column: on a real S3 the
+client CPU is what carries over.
 Both tools use their default `cache.link` (reflink, else copy: copy on ext4).
 
 """
@@ -1489,6 +1647,17 @@ def main(argv=None) -> int:
     tools: list[Tool] = [Dataver(find_dataver(args))]
     if dvc_argv:
         tools.append(Dvc(dvc_argv, work / "dvc-site-cache"))
+    if args.s3:
+        # Before the data and the runs: a missing s3fs would otherwise surface as a failed
+        # push at the end of a long run.
+        problems, s3_notes = check_s3_clients(tools)
+        for msg in s3_notes:
+            print("WARNING " + msg, file=sys.stderr)
+        notes += s3_notes
+        if problems:
+            shutil.rmtree(work, ignore_errors=True)
+            print("\n".join(["--s3: not starting the benchmark:", *(f"- {m}" for m in problems)]), file=sys.stderr)
+            return 2
 
     data = generate_data(scratch, cfg, args.seed)
     cfg["many_bytes"] = json.loads((data / "COMPLETE").read_text())["many_bytes"]
