@@ -23,14 +23,16 @@ from .hashing import HashedFile
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
-from .workspace import FileStat, Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
+from .state import FileStat
+from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
+
+_STATE_BATCH = 5000  # stat-cache rows written per transaction while files are placed
 
 
-@dataclass
+@dataclass(slots=True)
 class Action:
     op: str  # "create", "replace" or "delete"
-    path: str  # absolute
-    rel: str  # repo-relative
+    path: str  # absolute (the repo-relative form only for messages: repo.rel(path))
     digest: Digest | None = None
     size: int = 0
     executable: bool = False
@@ -86,8 +88,8 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         p.missing.append((t.rel, want))
         return
     if st is not None and stat_mod.S_ISDIR(st.st_mode):
-        p.actions.append(Action("delete", t.path, t.rel))  # a folder cannot be renamed over
-    p.actions.append(Action("create" if st is None else "replace", t.path, t.rel, want, t.pointer.size))
+        p.actions.append(Action("delete", t.path))  # a folder cannot be renamed over
+    p.actions.append(Action("create" if st is None else "replace", t.path, want, t.pointer.size))
 
 
 def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
@@ -123,12 +125,12 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         cur = file_digest(repo, t.path, os.stat(t.path), progress) if os.path.isfile(t.path) else None
         if not _saved(repo, cur):
             p.conflicts.append(t.rel)
-        p.actions.append(Action("delete", t.path, t.rel))
-    wanted = {e.path: e for e in entries}
-    for rel in sorted(files.keys() - wanted.keys(), reverse=True):
+        p.actions.append(Action("delete", t.path))
+    extra = files.keys() - {e.path for e in entries} if files else set()  # files the manifest lacks
+    for rel in sorted(extra, reverse=True):
         if not _saved(repo, current.get(rel)):
             p.conflicts.append(f"{t.rel}/{rel}")
-        p.actions.append(Action("delete", os.path.join(t.path, rel), f"{t.rel}/{rel}"))
+        p.actions.append(Action("delete", os.path.join(t.path, rel)))
     for e in entries:
         have = current.get(e.path)
         if have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
@@ -140,7 +142,7 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
             p.missing.append((f"{t.rel}/{e.path}", e.digest))
             continue
         op = "create" if have is None else "replace"
-        p.actions.append(Action(op, os.path.join(t.path, e.path), f"{t.rel}/{e.path}", e.digest, e.size, e.executable))
+        p.actions.append(Action(op, os.path.join(t.path, e.path), e.digest, e.size, e.executable))
 
 
 @dataclass
@@ -188,7 +190,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
 
             # Objects hashed moments ago by this process (a pull's downloads) are copied
             # plainly; anything else is verified while it is copied out.
-            verify = digest not in repo.cache.verified
+            verify = digest.hex not in repo.cache.verified
             kind = linking.place(
                 repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy if verify else None
             )
@@ -204,6 +206,9 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             st = os.stat(a.path)
             assert a.digest is not None
             records.append(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
+            if len(records) >= _STATE_BATCH:  # bounded memory at 200,000 files
+                repo.state.put_many(repo.root, records)
+                records = []
     progress.close()
     repo.state.put_many(repo.root, records)
     return done
@@ -243,12 +248,13 @@ def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
     for d in reversed(chain):
         if os.path.islink(d) and d != _tracked_root(repo, a):
             raise PathError(
-                f"refusing to write {a.rel}: {repo.rel(d)} is a symbolic link",
+                f"refusing to write {repo.rel(a.path)}: {repo.rel(d)} is a symbolic link",
                 "replace the link with a real folder, then re-run",
             )
         if os.path.lexists(d) and not os.path.isdir(d):
             raise PathError(
-                f"cannot write {a.rel}: {repo.rel(d)} is a file where a folder belongs", "move it away, then re-run"
+                f"cannot write {repo.rel(a.path)}: {repo.rel(d)} is a file where a folder belongs",
+                "move it away, then re-run",
             )
         with _writing(d):
             os.makedirs(d, exist_ok=True)

@@ -61,7 +61,9 @@ class ObjectStore:
         self._made_dirs: set[str] = set()
         # Blobs whose bytes this process hashed on their way in: reading them back
         # moments later (checkout after fetch) need not hash them a second time.
-        self.verified: set[Digest] = set()
+        # Hex digests, not Digest objects: at 200,000 objects that is 11 MB less held
+        # between a pull's fetch and its checkout.
+        self.verified: set[str] = set()
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:
@@ -141,7 +143,7 @@ class ObjectStore:
             finally:
                 os.close(fd_tmp)
             self._publish(tmp, self.blob_path(hashed.digest))
-            self.verified.add(hashed.digest)
+            self.verified.add(hashed.digest.hex)
             return hashed
         except BaseException:
             _unlink_quietly(tmp)
@@ -160,7 +162,7 @@ class ObjectStore:
             if hashed.digest != digest:
                 raise IntegrityError(f"{src} hashes to {hashed.digest}, expected {digest}; not stored")
             self._publish(tmp, self.blob_path(digest))
-            self.verified.add(digest)
+            self.verified.add(digest.hex)
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -172,7 +174,7 @@ class ObjectStore:
         if actual != digest:
             raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
         self._store_bytes(data, self.blob_path(digest))
-        self.verified.add(digest)
+        self.verified.add(digest.hex)
 
     def read_small_blob(self, digest: Digest, limit: int) -> bytes | None:
         """The bytes of a blob of at most ``limit`` bytes, checked against its digest
@@ -479,7 +481,7 @@ def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, has
         os.chmod(tmp_path, 0o444)
         store._publish(tmp_path, store.manifest_path(digest) if manifest else store.blob_path(digest))
         if not manifest:
-            store.verified.add(digest)
+            store.verified.add(digest.hex)
     except BaseException:
         _unlink_quietly(tmp_path)
         raise

@@ -80,7 +80,7 @@ def redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjRef:
     """An object on a store: a blob or a manifest, by digest."""
 
