@@ -23,10 +23,8 @@ from .hashing import HashedFile
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
-from .state import FileStat
+from .state import PUT_BATCH, FileStat
 from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
-
-_STATE_BATCH = 5000  # stat-cache rows written per transaction while files are placed
 
 
 @dataclass(slots=True)
@@ -206,7 +204,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             st = os.stat(a.path)
             assert a.digest is not None
             records.append(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
-            if len(records) >= _STATE_BATCH:  # bounded memory at 200,000 files
+            if len(records) >= PUT_BATCH:  # bounded memory at 200,000 files
                 repo.state.put_many(repo.root, records)
                 records = []
     progress.close()

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS folders (
 """
 
 Key = tuple[int, int, int]  # inode, size, mtime_ns
+# Rows per put_many for callers that record files as they go (add, checkout): one
+# transaction per batch keeps 200,000 pending rows out of memory.
+PUT_BATCH = 5000
 
 
 class FileStat(NamedTuple):

@@ -21,10 +21,8 @@ from ..manifest import Entry
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
-from ..state import FileStat
+from ..state import PUT_BATCH, FileStat
 from ..workspace import load_tracked, pointer_for, scan_folder, tracked_ancestor
-
-_STATE_BATCH = 5000  # stat-cache rows written per transaction while a folder is stored
 
 
 @dataclass
@@ -177,7 +175,7 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
             entries[name] = Entry(name, h.digest, h.size, h.executable)
             as_scanned = as_scanned and _same_stat(h, scan.files[name])
             recorded.append(h)
-            if len(recorded) >= _STATE_BATCH:
+            if len(recorded) >= PUT_BATCH:
                 repo.state.put_many(repo.root, recorded)
                 recorded = []
         repo.state.put_many(repo.root, recorded)
