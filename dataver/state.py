@@ -14,7 +14,7 @@ import os
 import re
 import sqlite3
 import time
-from typing import Iterable, Iterator, Mapping, NamedTuple
+from typing import Generator, Iterable, Iterator, Mapping, NamedTuple
 
 from .digest import ALGORITHM, Digest
 from .hashing import HashedFile
@@ -58,6 +58,9 @@ class NullState:
 
     def rows_under(self, prefix: str) -> Iterator[tuple[str, Key, str]]:
         return iter(())
+
+    def recorded_under(self, prefix: str) -> Generator[tuple[str, Key, str], None, None]:
+        yield from ()
 
     def known_under(self, prefix: str, files: Mapping[str, Stat]) -> dict[str, Digest]:
         return {}
@@ -133,6 +136,20 @@ class State(NullState):
         )
         for p, i, s, m, d in cursor:
             yield p, (i, s, m), d
+
+    def recorded_under(self, prefix: str) -> Generator[tuple[str, Key, str], None, None]:
+        """``(name relative to folder prefix, (inode, size, mtime_ns), hex)`` of its
+        entries with a well-formed digest, in name order (code-point order, as in a
+        manifest), for callers that merge them with a manifest instead of collecting
+        them. A damaged database ends the stream early and is rebuilt: rows already
+        read passed sqlite's page checks, and files it did not reach get hashed."""
+        cut = len(prefix) + 1
+        try:
+            for path, key, hex_ in self.rows_under(prefix):
+                if _is_hex(hex_):
+                    yield path[cut:], key, hex_
+        except sqlite3.DatabaseError:
+            self._rebuild()
 
     def known_under(self, prefix: str, files: Mapping[str, Stat]) -> dict[str, Digest]:
         """The recorded digests of ``files`` (named relative to folder ``prefix``) whose

@@ -314,27 +314,59 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
     if not entries and not scan.files:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
-    known, unknown = known_digests(repo, t.rel, scan)
-    by_path = {e.path: e for e in entries}
-    to_hash = [rel for rel in unknown if rel in by_path and scan.files[rel].st_size == by_path[rel].size]
-    hashed = hash_files(repo, [os.path.join(t.path, rel) for rel in to_hash], progress)
-    for rel in to_hash:
-        known[rel] = hashed[os.path.join(t.path, rel)].digest
-    present = repo.cache.blobs_present([e.digest for e in entries]) if check_cache else set()
-    records = []
-    for e in entries:
-        in_cache = (e.digest in present) if check_cache else None
-        path = f"{t.rel}/{e.path}"
-        if e.path not in scan.files:
-            records.append(Record(path, DELETED, in_cache, t.rel))
-        elif known.get(e.path) == e.digest and bool(scan.files[e.path].st_mode & 0o100) == e.executable:
-            records.append(Record(path, UNCHANGED, in_cache, t.rel))
-        else:
-            records.append(Record(path, MODIFIED, in_cache, t.rel))
-    for rel in sorted(scan.files.keys() - by_path.keys()):
-        records.append(Record(f"{t.rel}/{rel}", ADDED, None, t.rel))
+    records = _compare_folder(repo, t, scan, entries, progress, check_cache)
     if fingerprint is not None and all(r.state == UNCHANGED for r in records):
         repo.state.put_folder(t.rel, fingerprint, t.pointer.digest.hex)
+    return records
+
+
+def _compare_folder(
+    repo: Repo, t: Tracked, scan: FolderScan, entries: list[Entry], progress: Progress, check_cache: bool
+) -> list[Record]:
+    """Status records of a folder file by file: one per manifest entry, in its order,
+    then the added files. The stat-cache rows are merged with the manifest as both
+    stream in path order, so nothing per file is built beyond the records (a
+    200,000-file folder right after a pull has no fingerprint yet and comes here)."""
+    files = scan.files
+    absent: set[str] = set()
+    if check_cache:
+        hexes = [e.digest.hex for e in entries]
+        present = repo.cache.hexes_present(hexes)
+        absent = {h for h in hexes if h not in present}
+        del hexes, present
+    rows = repo.state.recorded_under(t.rel)
+    row = next(rows, None)
+    records: list[Record] = []
+    to_hash: list[int] = []  # entries the stat cache cannot vouch for, same size as recorded
+    seen = 0
+    for i, e in enumerate(entries):
+        while row is not None and row[0] < e.path:
+            row = next(rows, None)
+        in_cache = (e.digest.hex not in absent) if check_cache else None
+        st = files.get(e.path)
+        if st is None:
+            records.append(Record(f"{t.rel}/{e.path}", DELETED, in_cache, t.rel))
+            continue
+        seen += 1
+        state = MODIFIED
+        if row is not None and row[0] == e.path and row[1] == (st.st_ino, st.st_size, st.st_mtime_ns):
+            if row[2] == e.digest.hex and bool(st.st_mode & 0o100) == e.executable:
+                state = UNCHANGED
+        elif st.st_size == e.size:
+            to_hash.append(i)
+        records.append(Record(f"{t.rel}/{e.path}", state, in_cache, t.rel))
+    rows.close()
+    hashed = hash_files(repo, [os.path.join(t.path, entries[i].path) for i in to_hash], progress)
+    for i in to_hash:
+        e = entries[i]
+        if (
+            hashed[os.path.join(t.path, e.path)].digest == e.digest
+            and bool(files[e.path].st_mode & 0o100) == e.executable
+        ):
+            records[i].state = UNCHANGED
+    if seen < len(files):
+        listed = {e.path for e in entries}
+        records += [Record(f"{t.rel}/{rel}", ADDED, None, t.rel) for rel in sorted(files.keys() - listed)]
     return records
 
 

@@ -193,3 +193,39 @@ def test_fingerprint_is_the_documented_digest_for_large_folders():
     last = names[-1]
     files[last] = files[last]._replace(st_mtime_ns=files[last].st_mtime_ns + 1)
     assert scan.fingerprint() != xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(b"dvfinger", "little"))
+
+
+def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli):
+    """Without a fingerprint, status walks the manifest and the stat-cache rows side by
+    side in path order. A "stat-clean" edit (same size, inode and mtime) is what only a
+    used row can hide, so every such file reported unchanged proves its row was found;
+    the names sort differently as bytes, naively and by component ("a-b" < "a/b")."""
+    names = ["a-b", "a/b", "a/c d", "a0", "é.bin", "z", "zz/é/x", "Z"]
+    for i, n in enumerate(names):
+        write(repo_dir / "data" / n, f"content {i}\n")
+    write(repo_dir / "data" / "gone", b"will be deleted")
+    write(repo_dir / "data" / "edited", b"0123456789")
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    db = sqlite3.connect(repo_dir / ".dataver" / "state.db")
+    db.execute("DELETE FROM folders")  # no fingerprint: the per-file path
+    db.commit()
+    db.close()
+    for i, n in enumerate(names):  # same size, same inode, same mtime, other bytes
+        p = repo_dir / "data" / n
+        st = os.stat(p)
+        with open(p, "r+b") as f:
+            f.write(f"CONTENT {i}\n".encode())
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod(repo_dir / "data" / "edited", 0o644)
+    (repo_dir / "data" / "edited").write_bytes(b"9876543210")  # same size, new mtime: hashed
+    age(repo_dir / "data" / "edited", 5)
+    os.unlink(repo_dir / "data" / "gone")
+    write(repo_dir / "data" / "a/new", b"new")
+    got = {path: rec["state"] for path, rec in _status(cli).items()}
+    assert got == {
+        **{f"data/{n}": "unchanged" for n in names},
+        "data/edited": "modified",
+        "data/gone": "deleted",
+        "data/a/new": "added",
+    }
