@@ -25,7 +25,7 @@ from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import FORBIDDEN_DIRS, Repo
-from .state import COARSE_RACY_WINDOW_NS, FileStat, is_racy
+from .state import COARSE_RACY_WINDOW_NS, PUT_BATCH, FileStat, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
 _FINGERPRINT_SLICE = 10_000  # files fed to the fingerprint hash at a time
@@ -337,7 +337,7 @@ def _compare_folder(
     rows = repo.state.recorded_under(t.rel)
     row = next(rows, None)
     records: list[Record] = []
-    to_hash: list[int] = []  # entries the stat cache cannot vouch for, same size as recorded
+    to_hash: list[tuple[int, int]] = []  # (entry index, size): same size, but no stat-cache row vouches
     seen = 0
     for i, e in enumerate(entries):
         while row is not None and row[0] < e.path:
@@ -353,21 +353,39 @@ def _compare_folder(
             if row[2] == e.digest.hex and bool(st.st_mode & 0o100) == e.executable:
                 state = UNCHANGED
         elif st.st_size == e.size:
-            to_hash.append(i)
+            to_hash.append((i, st.st_size))
         records.append(Record(f"{t.rel}/{e.path}", state, in_cache, t.rel))
     rows.close()
-    hashed = hash_files(repo, [os.path.join(t.path, entries[i].path) for i in to_hash], progress)
-    for i in to_hash:
-        e = entries[i]
-        if (
-            hashed[os.path.join(t.path, e.path)].digest == e.digest
-            and bool(files[e.path].st_mode & 0o100) == e.executable
-        ):
-            records[i].state = UNCHANGED
+    if to_hash:
+        _hash_into(repo, t, to_hash, entries, records, progress)
     if seen < len(files):
         listed = {e.path for e in entries}
         records += [Record(f"{t.rel}/{rel}", ADDED, None, t.rel) for rel in sorted(files.keys() - listed)]
     return records
+
+
+def _hash_into(
+    repo: Repo, t: Tracked, sized: list[tuple[int, int]], entries: list[Entry], records: list[Record], progress
+) -> None:
+    """Hash the files of ``entries[i]`` for each ``(i, size)`` and mark ``records[i]``
+    unchanged where the content and executable bit match; results are folded in and
+    recorded in the stat cache as they stream (after a pull, that can be every file)."""
+    progress.start("hashing", total_files=len(sized))
+    recorded: list[HashedFile] = []
+    with repo.hasher() as hasher:
+
+        def one(i: int, prog: Progress) -> tuple[int, HashedFile]:
+            return i, hasher.hash_file(os.path.join(t.path, entries[i].path), progress=prog)
+
+        for i, h in hasher.map_sized(sized, one, progress):
+            if h.digest == entries[i].digest and h.executable == entries[i].executable:
+                records[i].state = UNCHANGED
+            recorded.append(h)
+            if len(recorded) >= PUT_BATCH:
+                repo.state.put_many(repo.root, recorded)
+                recorded = []
+    repo.state.put_many(repo.root, recorded)
+    progress.close()
 
 
 def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]:
