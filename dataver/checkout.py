@@ -23,7 +23,7 @@ from .hashing import HashedFile
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
-from .state import PUT_BATCH, FileStat
+from .state import FileStat, StatRecorder
 from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
 
 
@@ -194,7 +194,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             )
             return a, kind
 
-        records = []
+        recorder = StatRecorder(repo.state, repo.root)
         for a, kind in hasher.map_sized([(a, a.size) for a in writes], place, progress):
             done.link_types[kind] = done.link_types.get(kind, 0) + 1
             if a.op == "create":
@@ -203,12 +203,9 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
                 done.replaced += 1
             st = os.stat(a.path)
             assert a.digest is not None
-            records.append(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
-            if len(records) >= PUT_BATCH:  # bounded memory at 200,000 files
-                repo.state.put_many(repo.root, records)
-                records = []
+            recorder.add(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
     progress.close()
-    repo.state.put_many(repo.root, records)
+    recorder.flush()
     return done
 
 

@@ -32,9 +32,7 @@ CREATE TABLE IF NOT EXISTS folders (
 """
 
 Key = tuple[int, int, int]  # inode, size, mtime_ns
-# Rows per put_many for callers that record files as they go (add, checkout): one
-# transaction per batch keeps 200,000 pending rows out of memory.
-PUT_BATCH = 5000
+PUT_BATCH = 5000  # rows per transaction when files are recorded as they go (StatRecorder)
 
 
 class FileStat(NamedTuple):
@@ -221,3 +219,22 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 def _is_hex(text: object) -> bool:
     return isinstance(text, str) and _HEX32.fullmatch(text) is not None
+
+
+class StatRecorder:
+    """Records hashed or placed files in a stat cache ``PUT_BATCH`` at a time, for
+    callers that fold a stream of results (add, checkout, status): at 200,000 files
+    they never hold every pending row at once. Call ``flush`` at the end."""
+
+    def __init__(self, state: NullState, root: str):
+        self.state, self.root = state, root
+        self.pending: list[HashedFile] = []
+
+    def add(self, hashed: HashedFile) -> None:
+        self.pending.append(hashed)
+        if len(self.pending) >= PUT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.state.put_many(self.root, self.pending)
+        self.pending = []

@@ -25,7 +25,7 @@ from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import FORBIDDEN_DIRS, Repo
-from .state import COARSE_RACY_WINDOW_NS, PUT_BATCH, FileStat, is_racy
+from .state import COARSE_RACY_WINDOW_NS, FileStat, StatRecorder, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
 _FINGERPRINT_SLICE = 10_000  # files fed to the fingerprint hash at a time
@@ -371,7 +371,7 @@ def _hash_into(
     unchanged where the content and executable bit match; results are folded in and
     recorded in the stat cache as they stream (after a pull, that can be every file)."""
     progress.start("hashing", total_files=len(sized))
-    recorded: list[HashedFile] = []
+    recorder = StatRecorder(repo.state, repo.root)
     with repo.hasher() as hasher:
 
         def one(i: int, prog: Progress) -> tuple[int, HashedFile]:
@@ -380,11 +380,8 @@ def _hash_into(
         for i, h in hasher.map_sized(sized, one, progress):
             if h.digest == entries[i].digest and h.executable == entries[i].executable:
                 records[i].state = UNCHANGED
-            recorded.append(h)
-            if len(recorded) >= PUT_BATCH:
-                repo.state.put_many(repo.root, recorded)
-                recorded = []
-    repo.state.put_many(repo.root, recorded)
+            recorder.add(h)
+    recorder.flush()
     progress.close()
 
 

@@ -21,7 +21,7 @@ from ..manifest import Entry
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
-from ..state import PUT_BATCH, FileStat
+from ..state import FileStat, StatRecorder
 from ..workspace import load_tracked, pointer_for, scan_folder, tracked_ancestor
 
 
@@ -170,15 +170,12 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
 
         # Results are folded in as they stream: a 200,000-file folder holds entries,
         # not entries plus every HashedFile, and the stat cache is written in batches.
-        recorded: list[HashedFile] = []
+        recorder = StatRecorder(repo.state, repo.root)
         for name, h in hasher.map_sized(to_store, store, progress):
             entries[name] = Entry(name, h.digest, h.size, h.executable)
             as_scanned = as_scanned and _same_stat(h, scan.files[name])
-            recorded.append(h)
-            if len(recorded) >= PUT_BATCH:
-                repo.state.put_many(repo.root, recorded)
-                recorded = []
-        repo.state.put_many(repo.root, recorded)
+            recorder.add(h)
+        recorder.flush()
         progress.close()
     stored = len(to_store)
     del scan, to_store  # ~55 MB at 200,000 files, not needed while the manifest is built
