@@ -13,6 +13,7 @@ import os
 import stat as stat_mod
 import time
 from dataclasses import dataclass, field
+from typing import Iterator, KeysView, Mapping
 
 import xxhash
 
@@ -53,9 +54,60 @@ class Record:
     tracked: str  # repo-relative target of the pointer this belongs to
 
 
+class ScanFiles(Mapping[str, FileStat]):
+    """A scanned folder's files: relative posix name -> ``FileStat``, kept as columns.
+
+    One dict entry and four array slots per file (~90 bytes) instead of a tuple and
+    four int objects (~200 bytes): 200,000 files hold ~25 MB less in every command
+    that scans. A ``FileStat`` is built when one is asked for.
+    """
+
+    __slots__ = ("_index", "_ino", "_size", "_mtime", "_mode")
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._ino, self._size = array.array("Q"), array.array("Q")
+        self._mtime, self._mode = array.array("q"), array.array("L")
+
+    def add(self, name: str, st: os.stat_result) -> None:
+        self._index[name] = len(self._ino)
+        self._ino.append(st.st_ino)
+        self._size.append(st.st_size)
+        self._mtime.append(st.st_mtime_ns)
+        self._mode.append(st.st_mode)
+
+    def _at(self, i: int) -> FileStat:
+        return _new_tuple(FileStat, (self._ino[i], self._size[i], self._mtime[i], self._mode[i]))
+
+    def __getitem__(self, name: str) -> FileStat:
+        return self._at(self._index[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> KeysView[str]:
+        return self._index.keys()
+
+    def items(self) -> Iterator[tuple[str, FileStat]]:  # type: ignore[override]
+        at = self._at
+        return ((name, at(i)) for name, i in self._index.items())
+
+    def values(self) -> Iterator[FileStat]:  # type: ignore[override]
+        return map(self._at, self._index.values())
+
+
+_new_tuple = tuple.__new__  # builds a FileStat without NamedTuple's Python-level __new__
+
+
 @dataclass
 class FolderScan:
-    files: dict[str, FileStat] = field(default_factory=dict)  # rel-to-folder posix -> stat
+    files: Mapping[str, FileStat] = field(default_factory=ScanFiles)  # rel-to-folder posix -> stat
     started_ns: int = field(default_factory=time.time_ns)  # wall clock before the first stat
 
     def fingerprint(self) -> str | None:
@@ -217,7 +269,7 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
             if S_ISREG(mode):
                 if not name.isprintable():  # rare: only then can it hold a line break or a non-UTF-8 byte
                     _check_name(rel, display)
-                files[rel] = FileStat(st.st_ino, st.st_size, st.st_mtime_ns, mode)
+                files.add(rel, st)
             elif S_ISDIR(mode):
                 if not name.isprintable():  # its files' paths will contain this name
                     _check_name(rel, display)

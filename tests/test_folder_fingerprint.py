@@ -229,3 +229,20 @@ def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli)
         "data/gone": "deleted",
         "data/a/new": "added",
     }
+
+
+def test_scan_files_mapping_matches_os_stat(tmp_path):
+    """The scan keeps its stats as columns; what it hands out must be what os.stat says."""
+    folder = tmp_path / "f"
+    write(folder / "a", b"12345")
+    write(folder / "sub" / "é b", b"x")
+    os.chmod(folder / "a", 0o755)
+    files = scan_folder(str(folder), "f").files
+    assert sorted(files) == ["a", "sub/é b"] and len(files) == 2 and "a" in files and "b" not in files
+    for rel, st in files.items():
+        real = os.stat(folder / rel)
+        assert st == (real.st_ino, real.st_size, real.st_mtime_ns, real.st_mode)
+        assert (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode) == tuple(files[rel])
+    assert files.get("missing") is None
+    assert files.keys() - {"a"} == {"sub/é b"}
+    assert [st.st_size for st in files.values()] == [files[rel].st_size for rel in files]
