@@ -36,11 +36,9 @@ PUT_BATCH = 5000  # rows per transaction when files are recorded as they go (Sta
 
 
 class FileStat(NamedTuple):
-    """The four ``stat`` fields dataver compares, named as in ``os.stat_result``.
-
-    A folder scan keeps one per file; an ``os.stat_result`` is ~730 bytes with its
-    fields, this ~200, which is most of the difference at 200,000 files.
-    """
+    """The four ``stat`` fields dataver compares, named as in ``os.stat_result`` so
+    either can be passed where a stat is compared. A folder scan stores them as
+    columns (``workspace.ScanFiles``) and hands these out on demand."""
 
     st_ino: int
     st_size: int

@@ -26,7 +26,7 @@ from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import FORBIDDEN_DIRS, Repo
-from .state import COARSE_RACY_WINDOW_NS, FileStat, StatRecorder, is_racy
+from .state import COARSE_RACY_WINDOW_NS, FileStat, Stat, StatRecorder, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
 _FINGERPRINT_SLICE = 10_000  # files fed to the fingerprint hash at a time
@@ -309,7 +309,7 @@ def hash_files(repo: Repo, paths: list[str], progress: Progress = NO_PROGRESS) -
     return out
 
 
-def file_digest(repo: Repo, path: str, st: os.stat_result | FileStat, progress: Progress = NO_PROGRESS) -> Digest:
+def file_digest(repo: Repo, path: str, st: Stat, progress: Progress = NO_PROGRESS) -> Digest:
     d = repo.state.get(repo.rel(path), st)
     return d if d is not None else hash_files(repo, [path], progress)[path].digest
 
@@ -417,7 +417,12 @@ def _compare_folder(
 
 
 def _hash_into(
-    repo: Repo, t: Tracked, sized: list[tuple[int, int]], entries: list[Entry], records: list[Record], progress
+    repo: Repo,
+    t: Tracked,
+    sized: list[tuple[int, int]],
+    entries: list[Entry],
+    records: list[Record],
+    progress: Progress,
 ) -> None:
     """Hash the files of ``entries[i]`` for each ``(i, size)`` and mark ``records[i]``
     unchanged where the content and executable bit match; results are folded in and
