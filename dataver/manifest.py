@@ -8,7 +8,8 @@ Serialisation (version 1), UTF-8, ``\\n`` line ends, no trailing spaces::
 
 One line per regular file, sorted by the UTF-8 bytes of the path; ``x`` marks an
 executable file. The path is the rest of the line (it may contain spaces). Paths use
-``/``, are relative, and have no empty, ``.`` or ``..`` component, no NUL, CR or LF.
+``/``, are relative, and have no empty, ``.`` or ``..`` component, no NUL, CR or LF,
+and no component that spells ``.git`` or ``.dataver`` (``safepath.check_relpath``).
 Parsing accepts only canonical bytes (sorted, unique, no file that is also a
 folder), so one folder has exactly one manifest and one digest on every machine.
 """
@@ -20,6 +21,7 @@ from typing import Iterable, Iterator
 
 from .digest import ALGORITHM, Digest
 from .errors import PointerError
+from .safepath import check_relpath
 
 HEADER = f"dataver-manifest 1 {ALGORITHM}"
 
@@ -30,22 +32,6 @@ class Entry:
     digest: Digest
     size: int
     executable: bool = False
-
-
-def check_relpath(path: str, source: str = "manifest") -> None:
-    """Reject paths that could escape the folder or are not portable."""
-    framed = f"/{path}/"  # every component between slashes: no empty, "." or ".." one
-    bad = (
-        not path
-        or "\0" in path
-        or "\r" in path
-        or "\n" in path
-        or "//" in framed
-        or "/./" in framed
-        or "/../" in framed
-    )
-    if bad:
-        raise PointerError(f"{source}: unsafe or invalid path {path[:100]!r}")
 
 
 def dumps(entries: Iterable[Entry]) -> bytes:

@@ -17,10 +17,11 @@ from .hashing import Hasher, default_jobs
 from .linking import DEFAULT_LINK_TYPES, parse_link_types
 from .lock import FileLock, Locks
 from .odb import ObjectStore
+from .safepath import reserved_in
 from .state import NullState, State
 
 DATAVER_DIR = ".dataver"
-FORBIDDEN_DIRS = (".git", DATAVER_DIR)
+FORBIDDEN_DIRS = (".git", DATAVER_DIR)  # exact names; safepath knows every spelling
 DATAVER_GITIGNORE = "/cache/\n/state.db*\n/lock\n/config.local\n/*.tmp\n"
 
 
@@ -130,10 +131,9 @@ class Repo:
             raise PathError(f"{user_path} is the repository root", "name a file or folder inside it")
         if rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
             raise PathError(f"{user_path} is outside the repository {self.root}")
-        parts = rel.split(os.sep)
-        if parts[0] in FORBIDDEN_DIRS or ".git" in parts:
-            where = parts[0] if parts[0] in FORBIDDEN_DIRS else ".git"  # name the .git, not sub/
-            raise PathError(f"{user_path} is inside {where}/, which dataver never tracks")
+        where = reserved_in(rel.split(os.sep))
+        if where is not None:  # .git or .dataver in any spelling a filesystem takes for them
+            raise PathError(f"{user_path} is inside {where}, which dataver never tracks")
         return path
 
     def rel(self, path: str) -> str:
