@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 
 from . import linking
 from .digest import Digest
-from .errors import PathError, StorageError, WouldLoseData
+from .errors import PathError, PointerError, StorageError, WouldLoseData
+from .fsutil import remove_temporaries, sibling_temporaries
 from .hashing import HashedFile
+from .history import check_not_nested
+from .manifest import Entry
 from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
+from .safepath import reserved_name
 from .state import FileStat, StatRecorder
 from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
 
@@ -31,6 +35,7 @@ from .workspace import Tracked, file_digest, hash_files, known_digests, read_man
 class Action:
     op: str  # "create", "replace" or "delete"
     path: str  # absolute (the repo-relative form only for messages: repo.rel(path))
+    root: str  # the tracked target it belongs to (absolute): the one folder that may be a link
     digest: Digest | None = None
     size: int = 0
     executable: bool = False
@@ -43,16 +48,71 @@ class Plan:
     missing: list[tuple[str, Digest]] = field(default_factory=list)  # (rel path, digest) absent from cache
     unchanged: int = 0
     folders: list[str] = field(default_factory=list)  # tracked folder roots touched (absolute)
+    temporaries: list[str] = field(default_factory=list)  # dataver's leftovers of a killed run (absolute)
 
 
 def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> Plan:
+    """What it takes to make the workspace match ``tracked``. Every path the plan
+    would write or delete is checked here, before anything is touched: a hostile
+    pointer refuses the whole command, not just its own part."""
+    check_targets(repo, tracked)
+    manifests = {  # every entry checked (parsing is the check) before any folder is planned
+        t.path: read_manifest(repo, t)
+        for t in tracked
+        if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest)
+    }
     p = Plan()
     for t in tracked:
         if t.pointer.is_dir:
-            _plan_folder(repo, t, p, progress)
+            _plan_folder(repo, t, manifests.pop(t.path, None), p, progress)
         else:
             _plan_file(repo, t, p, progress)
+    p.temporaries += sibling_temporaries(t.path for t in tracked)
+    _check_no_links(repo, p, tracked)
     return p
+
+
+def check_targets(repo: Repo, tracked: list[Tracked]) -> None:
+    """Targets that must not be written at all, whatever they hold: one inside another
+    (each pointer's own path check is done where it is read), or a symbolic link git
+    tracks itself (committed beside the pointer, ``data -> ~/.ssh`` would steer the
+    writes wherever it leads; a link the user made, to data on another disk, is fine).
+    Only links are looked up in git's index, so a plain checkout does not load git."""
+    check_not_nested(sorted(t.rel for t in tracked))
+    for t in tracked:
+        if os.path.islink(t.path) and repo.git is not None and repo.git.tracks(t.rel):
+            raise PointerError(
+                f"{os.path.basename(t.rel)}.dv: its target {t.rel} is tracked by git itself",
+                f"a path is tracked by git or by dataver, not both: remove one (git rm --cached {t.rel}, or "
+                f"git rm {t.rel}.dv)",
+            )
+
+
+def _check_no_links(repo: Repo, p: Plan, tracked: list[Tracked]) -> None:
+    """No write or delete may pass through a symbolic link between the repository root
+    and the file, except the tracked folder itself (``data -> /big-disk/data``, made by
+    the user): a link inside a folder, or above it, would steer writes elsewhere."""
+    checked: set[str] = set()
+    for a in p.actions:
+        _check_chain(repo, a.path, a.root, checked)
+    roots = {t.path for t in tracked}
+    for tmp in p.temporaries:
+        probe = os.path.dirname(tmp)
+        while len(probe) > len(repo.root) and probe not in roots:
+            probe = os.path.dirname(probe)
+        _check_chain(repo, tmp, probe if probe in roots else "", checked)
+
+
+def _check_chain(repo: Repo, path: str, root: str, checked: set[str]) -> None:
+    folder = os.path.dirname(path)
+    while len(folder) > len(repo.root) and folder not in checked:
+        if folder != root and os.path.islink(folder):
+            raise PathError(
+                f"refusing to write {repo.rel(path)}: {repo.rel(folder)} is a symbolic link",
+                "replace the link with a real folder, then re-run",
+            )
+        checked.add(folder)
+        folder = os.path.dirname(folder)
 
 
 def _saved(repo: Repo, digest: Digest | None) -> bool:
@@ -86,8 +146,8 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         p.missing.append((t.rel, want))
         return
     if st is not None and stat_mod.S_ISDIR(st.st_mode):
-        p.actions.append(Action("delete", t.path))  # a folder cannot be renamed over
-    p.actions.append(Action("create" if st is None else "replace", t.path, want, t.pointer.size))
+        p.actions.append(Action("delete", t.path, t.path))  # a folder cannot be renamed over
+    p.actions.append(Action("create" if st is None else "replace", t.path, t.path, want, t.pointer.size))
 
 
 def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
@@ -96,25 +156,30 @@ def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
     from .errors import DataverError
 
     try:
-        scan = scan_folder(t.path, t.rel, repo.root)
+        scan = scan_folder(t.path, t.rel, repo)
     except DataverError:
         return False
+    if scan.reserved:  # a git repository inside: never deleted, --force or not
+        raise PathError(
+            f"refusing to replace the folder {t.rel} with a file: it holds {t.rel}/{scan.reserved[0]}",
+            f"move {t.rel} away, then re-run",
+        )
     current, unknown = known_digests(repo, t.rel, scan)
     hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
     digests = list(current.values()) + [h.digest for h in hashed.values()]
     return all(_saved(repo, d) for d in digests)
 
 
-def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
-    if not repo.cache.has_manifest(t.pointer.digest):
+def _plan_folder(repo: Repo, t: Tracked, entries: list[Entry] | None, p: Plan, progress: Progress) -> None:
+    if entries is None:
         p.missing.append((t.rel, t.pointer.digest))
         return
-    entries = read_manifest(repo, t)
     p.folders.append(t.path)
     current: dict[str, Digest] = {}
     files: dict[str, FileStat] = {}
     if os.path.isdir(t.path):
-        scan = scan_folder(t.path, t.rel, repo.root)
+        scan = scan_folder(t.path, t.rel, repo)
+        p.temporaries += [os.path.join(t.path, rel) for rel in scan.temporaries]
         files = scan.files
         current, unknown = known_digests(repo, t.rel, scan)
         hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
@@ -123,12 +188,12 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         cur = file_digest(repo, t.path, os.stat(t.path), progress) if os.path.isfile(t.path) else None
         if not _saved(repo, cur):
             p.conflicts.append(t.rel)
-        p.actions.append(Action("delete", t.path))
+        p.actions.append(Action("delete", t.path, t.path))
     extra = files.keys() - {e.path for e in entries} if files else set()  # files the manifest lacks
     for rel in sorted(extra, reverse=True):
         if not _saved(repo, current.get(rel)):
             p.conflicts.append(f"{t.rel}/{rel}")
-        p.actions.append(Action("delete", os.path.join(t.path, rel)))
+        p.actions.append(Action("delete", os.path.join(t.path, rel), t.path))
     for e in entries:
         have = current.get(e.path)
         if have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
@@ -140,7 +205,7 @@ def _plan_folder(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
             p.missing.append((f"{t.rel}/{e.path}", e.digest))
             continue
         op = "create" if have is None else "replace"
-        p.actions.append(Action(op, os.path.join(t.path, e.path), e.digest, e.size, e.executable))
+        p.actions.append(Action(op, os.path.join(t.path, e.path), t.path, e.digest, e.size, e.executable))
 
 
 @dataclass
@@ -149,6 +214,7 @@ class Applied:
     replaced: int = 0
     deleted: int = 0
     link_types: dict[str, int] = field(default_factory=dict)
+    temporaries: int = 0  # dataver's own leftovers of a killed run, removed
 
 
 def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROGRESS) -> Applied:
@@ -160,6 +226,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             "save them with dataver add, move them away, or re-run with --force to discard them",
         )
     done = Applied()
+    done.temporaries = remove_temporaries(p.temporaries)
     for a in p.actions:
         if a.op == "delete":
             with _writing(a.path):
@@ -220,14 +287,20 @@ def _remove(path: str) -> None:
 
 
 def _prune_empty_dirs(folder: str) -> None:
+    """Remove empty subfolders of a tracked folder, deepest first; never inside a
+    ``.git``/``.dataver`` (a nested repository's empty ``refs/tags``) or a link."""
     if not os.path.isdir(folder) or os.path.islink(folder):
         return
-    for here, _dirs, _files in os.walk(folder, topdown=False):
-        if here != folder and not os.listdir(here):
-            try:
-                os.rmdir(here)
-            except OSError:
-                pass  # an empty folder left behind loses nothing; writes into it may still work
+    found = []
+    for here, subdirs, _files in os.walk(folder):  # does not descend into links
+        subdirs[:] = [d for d in subdirs if reserved_name(d) is None]
+        if here != folder:
+            found.append(here)
+    for here in reversed(found):  # children before their parents
+        try:
+            os.rmdir(here)
+        except OSError:
+            pass  # not empty; or left behind, which loses nothing
 
 
 def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
@@ -241,7 +314,7 @@ def _prepare_parent(repo: Repo, a: Action, checked: set[str]) -> None:
         chain.append(probe)
         probe = os.path.dirname(probe)
     for d in reversed(chain):
-        if os.path.islink(d) and d != _tracked_root(repo, a):
+        if os.path.islink(d) and d != a.root:
             raise PathError(
                 f"refusing to write {repo.rel(a.path)}: {repo.rel(d)} is a symbolic link",
                 "replace the link with a real folder, then re-run",
@@ -268,13 +341,3 @@ def _writing(path: str):
         raise StorageError(
             f"cannot write {path}: {e.strerror}", "fix its permissions or free space, then re-run"
         ) from None
-
-
-def _tracked_root(repo: Repo, a: Action) -> str:
-    """The tracked path an action belongs to (a tracked folder may itself be a link)."""
-    probe = a.path
-    while len(probe) > len(repo.root):
-        if os.path.isfile(probe + ".dv"):
-            return probe
-        probe = os.path.dirname(probe)
-    return a.path

@@ -105,7 +105,7 @@ EXIT_CODES: dict[str, int] = {
     "usage error (bad option or argument)": 2,
     "repository or configuration error": RepoError.exit_code,
     "bad path (outside the repo, missing, tracked by git, unreadable, symlink loop)": PathError.exit_code,
-    "malformed pointer file or manifest": PointerError.exit_code,
+    "malformed or hostile pointer file or manifest": PointerError.exit_code,
     "refused: would lose workspace changes (use --force)": WouldLoseData.exit_code,
     "objects missing from the cache or remote": ObjectsMissing.exit_code,
     "integrity error (bytes do not match digest, file changed while hashed)": IntegrityError.exit_code,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+import shutil
+from typing import BinaryIO, Iterable
 
 from .errors import StorageError
-from .linking import temp_sibling
+from .linking import temp_owner, temp_sibling
 
 
 def read_at_most(f: BinaryIO, limit: int) -> bytes:
@@ -66,3 +67,59 @@ def ensure_gitignored(target: str) -> bool:
         text += "\n"
     atomic_write(gitignore, (text + pattern + "\n").encode("utf-8", errors="surrogateescape"))
     return True
+
+
+def sibling_temporaries(targets: Iterable[str]) -> list[str]:
+    """dataver's temporaries left beside ``targets`` by a killed write: of the target
+    itself, of its pointer file, or of the ``.gitignore`` beside it. Each folder is
+    listed once, however many targets it holds. The caller holds the repository lock,
+    so no other dataver process is writing them."""
+    by_folder: dict[str, set[str]] = {}
+    for target in targets:
+        folder, name = os.path.split(target)
+        owners = by_folder.setdefault(folder, {".gitignore"})
+        owners.update((name[:80], (name + ".dv")[:80]))
+    found = []
+    for folder, owners in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        found += [os.path.join(folder, n) for n in names if temp_owner(n) in owners]
+    return found
+
+
+def remove_temporaries(paths: Iterable[str]) -> int:
+    """Delete dataver's own temporary files (never a folder); returns how many went."""
+    removed = 0
+    for path in paths:
+        try:
+            os.unlink(path)
+            removed += 1
+        except IsADirectoryError:
+            pass
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(f"cannot remove dataver's temporary file {path}: {e.strerror}") from None
+    return removed
+
+
+def remove_temporaries_of(dest: str) -> int:
+    """Delete what a killed write of ``dest`` left beside it: temporary files, and the
+    staging folder a folder is assembled in before it is renamed into place."""
+    folder, name = os.path.split(dest)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for n in names:
+        if temp_owner(n) == name[:80]:
+            path = os.path.join(folder, n)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                remove_temporaries([path])
+            removed += 1
+    return removed

@@ -57,6 +57,10 @@ class Git:
         prefix = relpath.rstrip("/") + "/"
         return [e.path for e in self._repo.index if e.path == relpath or e.path.startswith(prefix)]
 
+    def tracks(self, relpath: str) -> bool:
+        """Is ``relpath`` itself (a file or a symbolic link) in the git index?"""
+        return relpath in self._repo.index
+
     def check_not_tracked(self, relpath: str) -> None:
         hits = self.tracked_under(relpath)
         if hits:

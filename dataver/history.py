@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 
 from . import pointer as pointer_mod
-from .errors import PathError, RepoError
+from .errors import PathError, PointerError, RepoError
 from .gitscm import Git
 from .pointer import Pointer
 from .repo import Repo
+from .safepath import check_target
 from .workspace import Tracked
 
 
@@ -22,14 +23,36 @@ def require_git(repo: Repo) -> Git:
     return repo.git
 
 
-def pointers_at(git: Git, rev: str) -> dict[str, Pointer]:
-    """Repo-relative tracked path -> pointer, for every pointer committed at ``rev``."""
+def pointers_at(git: Git, rev: str, check_paths: bool = True) -> dict[str, Pointer]:
+    """Repo-relative tracked path -> pointer, for every pointer committed at ``rev``.
+
+    Every target passes the path check (``safepath``) and no target may lie inside
+    another, so nothing a command does with them can reach ``.git``/``.dataver``.
+    ``check_paths=False`` is for callers that only read digests (gc's keep set):
+    a hostile name must not make them keep less.
+    """
     out = {}
     for rel, data in git.pointer_files_at(rev):
         if not pointer_mod.reads_like_pointer(data):
             continue  # a committed file that merely ends in .dv (raw DV video, say)
-        out[rel[: -len(pointer_mod.SUFFIX)]] = pointer_mod.loads(data, f"{rel} at {rev}")
+        target = rel[: -len(pointer_mod.SUFFIX)]
+        if check_paths:
+            check_target(target, f"{rel} at {rev}")
+        out[target] = pointer_mod.loads(data, f"{rel} at {rev}")
+    if check_paths:
+        check_not_nested(sorted(out), f" at {rev}")
     return out
+
+
+def check_not_nested(targets: list[str], where: str = "") -> None:
+    """Refuse sorted targets where one lies inside another: checking out both would
+    write one pointer's data into the other's folder (or delete it as an extra file)."""
+    for outer, inner in zip(targets, targets[1:], strict=False):
+        if inner.startswith(outer + "/"):
+            raise PointerError(
+                f"{inner}.dv{where}: its target {inner} is inside {outer}, which {outer}.dv tracks",
+                "a tracked folder's files belong to its manifest; remove one of the two pointers",
+            )
 
 
 def tracked_at(repo: Repo, rev: str, user_paths: list[str] | None = None) -> list[Tracked]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -90,8 +91,18 @@ def _final_name(tmp: str) -> str:
     return os.path.join(head, tail[1:].split(TEMP_MARK, 1)[0])
 
 
+_TEMP_NAME = re.compile(r"\.(.*)" + re.escape(TEMP_MARK) + r"[0-9a-f]{8}", re.DOTALL)
+
+
 def is_temp_name(name: str) -> bool:
-    return TEMP_MARK in name and name.startswith(".")
+    """Is ``name`` one of ``temp_sibling``'s names (dataver's own, never user data)?"""
+    return TEMP_MARK in name and _TEMP_NAME.fullmatch(name) is not None
+
+
+def temp_owner(name: str) -> str | None:
+    """The name (its first 80 characters) a temporary sibling was made for, or None."""
+    m = _TEMP_NAME.fullmatch(name) if TEMP_MARK in name else None
+    return m.group(1) if m else None
 
 
 def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: bool, copy=None) -> str:

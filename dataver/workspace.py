@@ -19,13 +19,14 @@ import xxhash
 
 from . import manifest, pointer
 from .digest import Digest
-from .errors import PathError, SymlinkLoop, UnreadableFile
+from .errors import PathError, PointerError, SymlinkLoop, UnreadableFile
 from .hashing import HashedFile
 from .linking import is_temp_name
 from .manifest import Entry
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
-from .repo import FORBIDDEN_DIRS, Repo
+from .repo import Repo
+from .safepath import check_target, reserved_in, reserved_name
 from .state import COARSE_RACY_WINDOW_NS, FileStat, Stat, StatRecorder, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
@@ -109,6 +110,8 @@ _new_tuple = tuple.__new__  # builds a FileStat without NamedTuple's Python-leve
 class FolderScan:
     files: Mapping[str, FileStat] = field(default_factory=ScanFiles)  # rel-to-folder posix -> stat
     started_ns: int = field(default_factory=time.time_ns)  # wall clock before the first stat
+    temporaries: list[str] = field(default_factory=list)  # dataver's own leftovers (rel), never tracked
+    reserved: list[str] = field(default_factory=list)  # .git/.dataver found inside (rel), never tracked
 
     def fingerprint(self) -> str | None:
         """A digest of every file's name, inode, size, mtime and executable bit.
@@ -154,6 +157,7 @@ def load_tracked(repo: Repo, pointer_path: str) -> Tracked:
         raise UnreadableFile(f"cannot read {repo.rel(pointer_path)}: {e.strerror}") from None
     ptr = pointer.loads(data, repo.rel(pointer_path))
     target = pointer_path[: -len(pointer.SUFFIX)]
+    check_target(repo.rel(target), repo.rel(pointer_path))
     return Tracked(pointer_path, target, repo.rel(target), ptr)
 
 
@@ -164,9 +168,9 @@ def find_tracked(repo: Repo, user_paths: list[str] | None = None) -> list[Tracke
         for up in user_paths:
             path = repo.resolve(up)
             if path.endswith(pointer.SUFFIX) and os.path.isfile(path):
-                out.append(load_tracked(repo, path))
+                out.append(_load_outermost(repo, path))
             elif os.path.isfile(pointer_for(path)):
-                out.append(load_tracked(repo, pointer_for(path)))
+                out.append(_load_outermost(repo, pointer_for(path)))
             else:
                 owner = tracked_ancestor(repo, path)
                 hint = (
@@ -177,6 +181,20 @@ def find_tracked(repo: Repo, user_paths: list[str] | None = None) -> list[Tracke
                 raise PathError(f"{up} is not tracked by dataver (no {os.path.basename(path)}.dv)", hint)
         return out
     return [load_tracked(repo, p) for p in _walk_pointers(repo.root)]
+
+
+def _load_outermost(repo: Repo, pointer_path: str) -> Tracked:
+    """A pointer the user named, refused if its target lies inside a tracked folder (a
+    repo-wide walk never looks inside one, so only a named pointer can be nested)."""
+    t = load_tracked(repo, pointer_path)
+    owner = tracked_ancestor(repo, t.path)
+    if owner is not None:
+        raise PointerError(
+            f"{repo.rel(pointer_path)}: its target {t.rel} is inside {repo.rel(owner)}, "
+            f"which {repo.rel(owner)}.dv tracks",
+            "a tracked folder's files belong to its manifest; remove one of the two pointers",
+        )
+    return t
 
 
 def tracked_ancestor(repo: Repo, path: str) -> str | None:
@@ -204,7 +222,7 @@ def _walk_pointers(root: str) -> list[str]:
                 found.append(e.path)
             elif (
                 e.is_dir(follow_symlinks=False)
-                and e.name not in FORBIDDEN_DIRS
+                and reserved_name(e.name) is None  # .git, .dataver: never looked into
                 and e.name + pointer.SUFFIX not in names
             ):
                 stack.append(e.path)
@@ -217,18 +235,22 @@ def _meant_as_pointer(path: str, siblings: set[str], name: str) -> bool:
     return name[: -len(pointer.SUFFIX)] in siblings or pointer.looks_like_pointer(path)
 
 
-def scan_folder(folder: str, display: str, repo_root: str | None = None) -> FolderScan:
+def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderScan:
     """Every regular file under ``folder``, following symlinks, refusing loops.
 
     Symlink policy: a link inside a tracked folder is followed and its target's
-    content tracked as a regular file, but (given ``repo_root``) only if the target
-    lies inside the tracked folder or the repository; a link out of both would
-    pull outside data into the repository's history, so it is refused.
+    content tracked as a regular file, but (given ``repo``) only if the target lies
+    inside the tracked folder, the repository (not its ``.git``/``.dataver``) or the
+    cache (symlink checkouts); a link out of all of them would pull outside data into
+    the repository's history, so it is refused. Names that spell ``.git`` or
+    ``.dataver`` are never data (a nested repository's): they are skipped, as
+    dataver's own temporaries are, and listed in the scan.
     """
     scan = FolderScan()
     confine = None
-    if repo_root is not None:
-        confine = tuple({os.path.realpath(folder) + os.sep, os.path.realpath(repo_root) + os.sep})
+    if repo is not None:
+        cache = os.path.realpath(repo.cache.root) + os.sep
+        confine = (cache, os.path.realpath(folder) + os.sep, os.path.realpath(repo.root) + os.sep)
     try:
         top = os.stat(folder)
     except OSError as e:
@@ -244,17 +266,15 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
             raise UnreadableFile(f"cannot list {display}/{prefix}: {e.strerror}") from None
         for e in entries:
             name = e.name
-            if name[0] == "." and is_temp_name(name):
-                continue
             rel = prefix + name
+            if name[0] == "." and is_temp_name(name):
+                scan.temporaries.append(rel)
+                continue
+            if reserved_name(name) is not None:  # a nested repository's .git: never data (as in DVC)
+                scan.reserved.append(rel)
+                continue
             if confine is not None and e.is_symlink():
-                target = os.path.realpath(e.path)
-                if not (target + os.sep).startswith(confine):
-                    raise PathError(
-                        f"{display}/{rel} is a symbolic link to {target}, "
-                        "outside the tracked folder and the repository",
-                        "copy the data in, or track the target's folder where it is",
-                    )
+                _check_link(e.path, rel, display, confine)
             try:
                 st = e.stat()  # follows symlinks
             except OSError as err:
@@ -280,6 +300,25 @@ def scan_folder(folder: str, display: str, repo_root: str | None = None) -> Fold
             else:
                 raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")
     return scan
+
+
+def _check_link(path: str, rel: str, display: str, confine: tuple[str, ...]) -> None:
+    """A link inside a tracked folder must lead into the cache (``confine[0]``), the
+    folder or the repository, and not into a ``.git`` or ``.dataver`` folder: its
+    content would be tracked, and a checkout's deletes would reach through it."""
+    target = os.path.realpath(path)
+    inside = next((root for root in confine if (target + os.sep).startswith(root)), None)
+    if inside is None:
+        raise PathError(
+            f"{display}/{rel} is a symbolic link to {target}, outside the tracked folder and the repository",
+            "copy the data in, or track the target's folder where it is",
+        )
+    where = None if inside == confine[0] else reserved_in(target[len(inside) :].split(os.sep))
+    if where is not None:
+        raise PathError(
+            f"{display}/{rel} is a symbolic link into {where} ({target}), which dataver never tracks",
+            "remove the link",
+        )
 
 
 def _check_name(rel: str, display: str) -> None:
@@ -352,11 +391,11 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         # current manifest digest still tells whether it matches the pointer.
         if not os.path.isdir(t.path):
             return [Record(t.rel, MISSING, False, t.rel)]
-        scan = scan_folder(t.path, t.rel, repo.root)
+        scan = scan_folder(t.path, t.rel, repo)
         current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, progress))
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
     if os.path.isdir(t.path):
-        scan = scan_folder(t.path, t.rel, repo.root)
+        scan = scan_folder(t.path, t.rel, repo)
         fingerprint = scan.fingerprint()
         if fingerprint is not None and repo.state.folder_manifest(t.rel, fingerprint) == t.pointer.digest.hex:
             del scan  # its records' memory goes to the status records instead

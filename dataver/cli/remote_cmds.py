@@ -235,6 +235,7 @@ def pull(
                 "replaced": a.replaced,
                 "deleted": a.deleted,
                 "unchanged": result.checkout.unchanged,
+                "temporaries": a.temporaries,
             }
         )
     elif not quiet:

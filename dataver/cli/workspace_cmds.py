@@ -116,11 +116,14 @@ def checkout(
                 "deleted": a.deleted,
                 "unchanged": result.unchanged,
                 "link_types": a.link_types,
+                "temporaries": a.temporaries,
                 "missing": [{"path": p, "digest": str(d)} for p, d in result.missing],
             }
         )
     elif not quiet:
         note(f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, {result.unchanged} unchanged")
+        if a.temporaries:
+            note(f"removed {a.temporaries} temporary file(s) an interrupted dataver run left")
     if result.missing:
         raise missing_error(result.missing)
 

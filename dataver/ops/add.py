@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import linking, manifest, pointer
 from ..digest import ALGORITHM, Digest
 from ..errors import DataverError, PathError
-from ..fsutil import atomic_write, ensure_gitignored
+from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries, sibling_temporaries
 from ..hashing import HashedFile, Hasher
 from ..manifest import Entry
 from ..pointer import Pointer
@@ -103,6 +103,7 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Add
             f"{rel} is imported from {old.source.get('repo', 'another repository')}",
             f"move the pin with: dataver update {rel}.dv --rev REV; or delete {rel}.dv to track it as your own",
         )
+    remove_temporaries(sibling_temporaries([target]))  # what a killed add or checkout left beside it
     if os.path.isdir(target):
         new, hashed = _add_folder(repo, target, rel, hasher, progress)
     else:
@@ -139,7 +140,8 @@ def _add_file(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progr
 
 
 def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
-    scan = scan_folder(target, rel, repo.root)
+    scan = scan_folder(target, rel, repo)
+    remove_temporaries(os.path.join(target, name) for name in scan.temporaries)  # never data: not tracked
     nested = [n for n in scan.files if n.endswith(pointer.SUFFIX) and _is_pointer_file(os.path.join(target, n))]
     if nested:
         raise PathError(

@@ -155,7 +155,7 @@ def unprotect(repo: Repo, paths: list[str]) -> list[str]:
         files = (
             [t.path]
             if not t.pointer.is_dir
-            else [os.path.join(t.path, rel) for rel in scan_folder(t.path, t.rel, repo.root).files]
+            else [os.path.join(t.path, rel) for rel in scan_folder(t.path, t.rel, repo).files]
             if os.path.isdir(t.path)
             else []
         )

@@ -80,7 +80,7 @@ def _workspace_snapshot(repo: Repo, tracked: list[Tracked], progress: Progress) 
         if t.pointer.is_dir:
             if not os.path.isdir(t.path):
                 continue
-            scan = scan_folder(t.path, t.rel, repo.root)
+            scan = scan_folder(t.path, t.rel, repo)
             for e in build_entries(repo, t.path, t.rel, scan, progress):
                 out[f"{t.rel}/{e.path}"] = (e.digest.hex, e.size)
         elif os.path.isfile(t.path):

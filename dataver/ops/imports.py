@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import pointer as pointer_mod
 from ..config import Config
 from ..errors import PathError, RemoteError, RepoError
-from ..fsutil import atomic_write, ensure_gitignored
+from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
 from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
 from ..history import pointers_at
@@ -30,9 +30,10 @@ from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
 from ..repo import DATAVER_DIR, Repo
+from ..safepath import reserved_in
 from ..transfer import TransferResult, wanted_objects
 from ..transfer import fetch as fetch_objects
-from ..workspace import Tracked, load_tracked, pointer_for
+from ..workspace import Tracked, load_tracked, pointer_for, tracked_ancestor
 from .core import CheckoutResult, checkout, missing_error
 
 TRANSFER_JOBS = 8
@@ -188,12 +189,23 @@ def get(
 ) -> GetResult:
     """Download ``path`` of the repository at ``url`` (at ``rev``) to ``out``; no pointer is kept."""
     dest = os.path.abspath(out or os.path.basename(path.rstrip("/").removesuffix(pointer_mod.SUFFIX)))
+    where = reserved_in(dest.split(os.sep))
+    if where is not None:
+        raise PathError(f"refusing to write {dest}: it is inside {where}, which dataver never writes")
     if os.path.lexists(dest):
         raise PathError(f"{dest} already exists", "choose another destination with -o, or remove it")
     try:
         repo: Repo | None = Repo.find()
     except RepoError:
         repo = None
+    if repo is not None and (dest + os.sep).startswith(repo.root + os.sep):
+        owner = tracked_ancestor(repo, dest)
+        if owner is not None:
+            raise PathError(
+                f"refusing to write {dest}: it is inside {repo.rel(owner)}, which {repo.rel(owner)}.dv tracks",
+                "choose another destination with -o",
+            )
+    remove_temporaries_of(dest)  # a killed get's half-made file or folder
     scratch = None if repo is not None else tempfile.mkdtemp(prefix="dataver-get-cache-")
     cache = repo.cache if repo is not None else ObjectStore(scratch)
     lock = repo.cache_lock() if repo is not None else contextlib.nullcontext()
@@ -263,6 +275,12 @@ def import_(
         )
     if os.path.lexists(target):
         raise PathError(f"{repo.rel(target)} already exists", "choose another destination with -o, or remove it")
+    owner = tracked_ancestor(repo, target)
+    if owner is not None:
+        raise PathError(
+            f"{repo.rel(target)} is inside {repo.rel(owner)}, which {repo.rel(owner)}.dv tracks",
+            "choose another destination with -o",
+        )
     if repo.git is not None:
         repo.git.check_not_tracked(repo.rel(target))
     source_url = os.path.abspath(url) if os.path.isdir(url) else url

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .. import pointer as pointer_mod
 from ..errors import RemoteError
-from ..history import tracked_for
+from ..history import tracked_at, tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
 from ..repo import Repo
@@ -150,12 +149,7 @@ def tracked_at_head(repo: Repo) -> list[Tracked]:
     """Pointers as committed at HEAD (the workspace's when there is no git)."""
     if repo.git is None:
         return find_tracked(repo)
-    out = []
-    for rel, data in repo.git.pointer_files_at("HEAD"):
-        target = rel[: -len(pointer_mod.SUFFIX)]
-        ptr = pointer_mod.loads(data, f"{rel} at HEAD")
-        out.append(Tracked(os.path.join(repo.root, rel), os.path.join(repo.root, target), target, ptr))
-    return out
+    return tracked_at(repo, "HEAD")
 
 
 def remote_status(
