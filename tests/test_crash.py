@@ -25,7 +25,8 @@ crash, before the command is let finish. After every kill:
    what an uninterrupted run writes (or what was there before), and every object it
    needs is in the cache;
 4. re-running the same command to completion exits 0, and the workspace then holds
-   the exact bytes with ``dataver status`` clean.
+   the exact bytes with ``dataver status`` clean and no dataver temporary file left
+   anywhere in it (the re-run removes what the killed runs left).
 
 Kills that land before the command did any work prove nothing, so each test also
 asserts that a good share of its kills interrupted real work (the repository had
@@ -73,7 +74,7 @@ TARGETS = ("data", "model.bin")  # a tracked folder and a tracked single file
 POINTERS = tuple(t + ".dv" for t in TARGETS)
 IGNORE_LINES = {"/data", "/model.bin"}
 CHECKS_PER_KILL = 4  # workspace, cache, pointers, .gitignore
-CHECKS_PER_ROUND = 5  # re-run exit 0, pointers, exact workspace, cache, clean status
+CHECKS_PER_ROUND = 6  # re-run exit 0, pointers, exact workspace, cache, clean status, no temporaries
 
 Version = dict[str, bytes]  # repo-relative posix path -> content
 
@@ -416,6 +417,15 @@ def check_workspace(root: Path, old: Version, new: Version, symlinks: bool = Fal
     return done
 
 
+def check_no_temporaries(root: Path) -> None:
+    """After a re-run: no dataver temporary is left anywhere in the workspace (a
+    killed run's are removed by the next one; ``.git``/``.dataver`` are not looked in)."""
+    for here, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", ".dataver")]
+        left = [n for n in names + dirs if is_temp(n)]
+        assert not left, f"dataver temporaries left in {here} after a re-run: {left}"
+
+
 def _size(data: bytes | None) -> str:
     return "absent" if data is None else f"{len(data)} bytes"
 
@@ -652,6 +662,7 @@ def workspace_job(
         check_gitignore(root, complete=True)
         status = dv_ok(root, "status")
         assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
+        check_no_temporaries(root)
 
     return Job(
         root,

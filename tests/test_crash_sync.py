@@ -27,6 +27,12 @@ After every kill:
 - ``import`` (from a local source repository): the pointer is absent or complete with
   every object it needs in the cache; no workspace file is partial. The re-run
   (``import`` again, or ``checkout`` where the pointer was written) gives exact bytes.
+- ``get`` (of a folder, into a dataver repository's work tree, through its cache): the
+  destination is absent or whole and exact (it appears by one rename); every cache
+  object hashes to its name. The re-run gives exact bytes.
+
+After every re-run of pull, import and get, no dataver temporary file is left in the
+workspace: the re-run removes what the killed runs left.
 
 ``DATAVER_CRASH_SEED``, ``DATAVER_CRASH_DEBUG=1`` and ``DATAVER_CRASH_STRACE=0`` work
 as in ``test_crash.py``.
@@ -57,6 +63,7 @@ from test_crash import (
     Tally,
     Version,
     check_cache,
+    check_no_temporaries,
     check_workspace,
     dv_ok,
     is_temp,
@@ -81,6 +88,7 @@ SYNC = Scale(small=160, big=(9 * MiB + 4321,), model=10 * MiB)
 ALGO = "xxh3-128"
 ROUNDS, KILLS = 3, 10  # 30 kills per command
 IMPORT_ROUNDS = {"data": (2, 9), "model.bin": (2, 9)}  # import: (rounds, kills) per imported target
+GET_ROUNDS, GET_KILLS = 2, 8
 GC_JUNK = 1000  # unreferenced small objects for gc to delete, besides the old version's
 
 
@@ -326,11 +334,12 @@ def test_pull_survives_sigkill(repo_dir, crash_totals):
         tally.objects += check_cache(clone, hasher)
         status = dv_ok(clone, "status")
         assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
+        check_no_temporaries(clone)
 
     def changed() -> frozenset:
         return watch(clone / ".dataver" / "cache", clone / "data") | watch_file(clone / "model.bin")
 
-    job = sync_job(clone, ("pull",), restart, changed, check_kill, 3, finish, 5)
+    job = sync_job(clone, ("pull",), restart, changed, check_kill, 3, finish, 6)
     with Hasher() as hasher:
         checks = crash_rounds(job, rng, tally, ROUNDS, KILLS)
     report(crash_totals, "pull", "pull", tally, started, ROUNDS, ROUNDS * KILLS, checks)
@@ -456,6 +465,7 @@ def test_import_survives_sigkill(repo_dir, crash_totals):
             tally.objects += check_cache(dest, hasher)
             status = dv_ok(dest, "status")
             assert status.stdout.strip() == "", f"status is not clean after the re-run:\n{status.stdout}"
+            check_no_temporaries(dest)
 
         def changed(ptr_path: Path = ptr_path) -> frozenset:
             return watch(cache, dest / "data") | watch_file(dest / "model.bin") | watch_file(ptr_path)
@@ -467,9 +477,56 @@ def test_import_survives_sigkill(repo_dir, crash_totals):
         dv_ok(dest, *args)
         expected.append(ptr_path.read_bytes())
         restart()
-        job = sync_job(dest, args, restart, changed, check_kill, 4, finish, 5, next_args=next_args)
+        job = sync_job(dest, args, restart, changed, check_kill, 4, finish, 6, next_args=next_args)
         jobs.append((job, rounds, kills))
     with Hasher() as hasher:
         checks = sum(crash_rounds(job, rng, tally, rounds, kills) for job, rounds, kills in jobs)
     rounds, kills = sum(r for _, r, _ in jobs), sum(r * k for _, r, k in jobs)
     report(crash_totals, "import", "import", tally, started, rounds, kills, checks)
+
+
+def test_get_survives_sigkill(repo_dir, crash_totals):
+    started, tally = time.monotonic(), Tally()
+    rng = random.Random(f"{SEED}-get")
+    files = tracked_repo(repo_dir, rng)
+    here = new_repo(repo_dir.parent / "consumer")
+    cache, out = here / ".dataver" / "cache", here / "got"
+    want = {"got/" + rel[len("data/") :]: data for rel, data in subset(files, "data").items()}
+    args = ("get", str(repo_dir), "data", "-o", "got")
+    verified: set = set()
+
+    def restart() -> None:
+        remove(cache)
+        remove(out)
+        for leftover in here.iterdir():
+            if is_temp(leftover.name):
+                remove(leftover)
+        verified.clear()
+
+    def got() -> Version:
+        return {os.path.relpath(p, here): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def check_kill() -> bool:
+        tally.objects += check_cache(here, hasher, verified)
+        if not out.exists():
+            return False
+        assert got() == want, "get left a partial destination: it must appear whole or not at all"
+        return True
+
+    def finish() -> None:
+        if not out.exists():
+            dv_ok(here, *args)
+        assert got() == want, "the re-run of get does not give the exact files"
+        tally.objects += check_cache(here, hasher)
+        check_no_temporaries(here)
+
+    def changed() -> frozenset:
+        return watch(cache, out) | frozenset(n for n in os.listdir(here) if is_temp(n))
+
+    def next_args() -> tuple[str, ...]:
+        return ("status",) if out.exists() else args  # get refuses a destination that exists
+
+    job = sync_job(here, args, restart, changed, check_kill, 2, finish, 3, next_args=next_args)
+    with Hasher() as hasher:
+        checks = crash_rounds(job, rng, tally, GET_ROUNDS, GET_KILLS)
+    report(crash_totals, "get", "get", tally, started, GET_ROUNDS, GET_ROUNDS * GET_KILLS, checks)
