@@ -21,7 +21,6 @@ from .safepath import reserved_in
 from .state import NullState, State
 
 DATAVER_DIR = ".dataver"
-FORBIDDEN_DIRS = (".git", DATAVER_DIR)  # exact names; safepath knows every spelling
 DATAVER_GITIGNORE = "/cache/\n/state.db*\n/lock\n/config.local\n/*.tmp\n"
 
 
