@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any, Iterable, Iterator
 
 from .errors import PathError, RepoError
 
@@ -126,21 +127,48 @@ class Git:
 
         Reads git objects only: the index, HEAD and the work tree are untouched.
         """
+        commit = self._repo.get(self.resolve(rev))
+        return sorted(self._pointer_blobs(commit.tree, suffix, None))
+
+    def pointer_blobs(self, commits: Iterable[str], suffix: str = ".dv") -> Iterator[tuple[str, str, bytes]]:
+        """``(commit id, path, bytes)`` once per distinct pointer-file blob in ``commits``.
+
+        For a walk over a whole history: git trees are content-addressed, so a tree
+        already walked (the root of an identical commit, a folder no commit since has
+        changed) holds nothing new and is skipped, and each blob is read once. ``path``
+        is where the blob was first met, for messages only.
+        """
+        seen: set = set()
+        for cid in commits:
+            commit = self._repo.get(cid)
+            for path, data in self._pointer_blobs(commit.tree, suffix, seen):
+                yield cid, path, data
+
+    def _pointer_blobs(self, root: Any, suffix: str, seen: set | None) -> Iterator[tuple[str, bytes]]:
+        """Pointer files under the tree ``root``; with ``seen``, trees and blobs whose
+        id is in it are skipped and the ids of those read are added."""
         import pygit2
 
-        commit = self._repo.get(self.resolve(rev))
-        out: list[tuple[str, bytes]] = []
-        stack = [("", commit.tree)]
+        if seen is not None:
+            if root.id in seen:
+                return
+            seen.add(root.id)
+        stack = [("", root)]
         while stack:
             prefix, tree = stack.pop()
             for entry in tree:
+                if seen is not None and entry.id in seen:
+                    continue
                 path = prefix + entry.name
                 if entry.type_str == "tree":
+                    if seen is not None:
+                        seen.add(entry.id)
                     stack.append((path + "/", self._repo.get(entry.id)))
                 elif (
                     entry.type_str == "blob"
                     and entry.name.endswith(suffix)
                     and entry.filemode != pygit2.GIT_FILEMODE_LINK
                 ):
-                    out.append((path, self._repo.get(entry.id).data))
-        return sorted(out)
+                    if seen is not None:
+                        seen.add(entry.id)
+                    yield path, self._repo.get(entry.id).data

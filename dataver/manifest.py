@@ -106,6 +106,15 @@ def known_good_hexes(data: bytes) -> list[str]:
     return [line[:32] for line in lines]
 
 
+def listed_hexes(data: bytes) -> Iterator[str]:
+    """The first word of every entry line of manifest bytes, nothing validated: what
+    gc compares with the digests it might delete, so that a committed folder keeps
+    its files even when its manifest is one a checkout would refuse (a hostile path,
+    bytes that are not UTF-8). A word that is no digest matches nothing."""
+    for line in _lines(data.decode("utf-8", "replace") + "\n"):  # the header and an unended line too
+        yield line.split(" ", 1)[0]
+
+
 def _lines(text: str) -> Iterator[str]:
     """The ``\n``-terminated lines of ``text``, without their ends, one at a time: a
     200,000-line manifest as a list of lines costs twice its size again, and through

@@ -140,6 +140,21 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
     return Pointer(kind, digest, size, files, tuple(extra))
 
 
+def digests_named(data: bytes) -> list[Digest]:
+    """The valid digests on the ``digest:`` lines of a pointer file that ``loads``
+    rejects (a merge conflict committed by mistake, a hand edit): gc keeps what a
+    broken pointer seems to name rather than guess that it names nothing."""
+    out = []
+    for raw in data[:MAX_POINTER_BYTES].decode("utf-8", "replace").split("\n"):
+        key, sep, value = raw.partition(":")
+        if sep and key.strip() == "digest":
+            try:
+                out.append(Digest(ALGORITHM, value.strip()))
+            except PointerError:
+                continue
+    return out
+
+
 def looks_like_pointer(path: str) -> bool:
     """Cheap test used when scanning a repo: is this ``*.dv`` file meant as a pointer?
 

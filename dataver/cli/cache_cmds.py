@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -11,6 +11,9 @@ from ..errors import CheckFailed, WouldLoseData
 from .main import app
 from .options import JSON, QUIET
 from .render import emit_json, human_size, note, progress_for
+
+if TYPE_CHECKING:
+    from ..ops.gc import GcResult
 
 
 @app.command()
@@ -62,47 +65,80 @@ def gc(
     all_branches: bool = typer.Option(False, "--all-branches", "-a", help="Keep what any branch tip references."),
     all_tags: bool = typer.Option(False, "--all-tags", "-T", help="Keep what any tag references."),
     all_commits: bool = typer.Option(False, "--all-commits", "-A", help="Keep what any commit references."),
+    not_pushed_too: bool = typer.Option(
+        False, "--not-pushed-too", help="Also remove committed data that no remote holds (its only copy)."
+    ),
     remote_name: Optional[str] = typer.Option(None, "--remote", "-r", help="Collect garbage on this remote instead."),
     json_out: bool = JSON,
 ) -> None:
     """Remove objects that no kept revision references, from the cache or a remote.
 
     Always kept: what the workspace's pointers reference; add --all-branches,
-    --all-tags or --all-commits to keep older versions too. Asks first unless --yes.
+    --all-tags or --all-commits to keep older versions too. In the cache, what any
+    commit references and no remote holds is kept as well, unless --not-pushed-too.
+    Asks first unless --yes.
     """
     from ..ops.gc import gc as do_gc
     from ..repo import Repo
 
     repo = Repo.find()
-    opts = {"all_branches": all_branches, "all_tags": all_tags, "all_commits": all_commits, "remote_name": remote_name}
     if remote_name is None and repo.config.get("cache.dir"):
         note(
             f"warning: the cache at {repo.cache.root} is set by cache.dir and may be shared: gc keeps only what "
             "this repository references, so objects only other repositories use will be removed"
         )
-    with repo.lock(note, cache_exclusive=True):
-        preview = do_gc(repo, dry_run=True, **opts)
-        if not dry_run and preview.removed and not yes:
-            if not sys.stdin.isatty():
-                raise WouldLoseData(
-                    f"gc would remove {preview.removed} object(s) ({human_size(preview.freed)}) "
-                    f"from the {preview.where}",
-                    "review with --dry-run, then confirm with --yes",
-                )
-            typer.confirm(
-                f"remove {preview.removed} object(s), {human_size(preview.freed)}, from the {preview.where}?",
-                abort=True,
+
+    def confirm(plan: GcResult) -> None:
+        if not plan.removed or yes:
+            return  # stale temporaries need no confirmation
+        if not sys.stdin.isatty():
+            raise WouldLoseData(
+                f"gc would remove {plan.removed} object(s) ({human_size(plan.freed)}) from the {plan.where}",
+                "review with --dry-run, then confirm with --yes",
             )
-        work = preview.removed or preview.temporaries  # stale temporaries need no confirmation
-        result = preview if dry_run or not work else do_gc(repo, dry_run=False, **opts)
+        typer.confirm(f"remove {plan.removed} object(s), {human_size(plan.freed)}, from the {plan.where}?", abort=True)
+
+    with repo.lock(note, cache_exclusive=True):
+        result = do_gc(
+            repo,
+            dry_run=dry_run,
+            all_branches=all_branches,
+            all_tags=all_tags,
+            all_commits=all_commits,
+            remote_name=remote_name,
+            not_pushed_too=not_pushed_too,
+            confirm=confirm,
+        )
     if json_out:
         emit_json({k: v for k, v in vars(result).items() if k != "removed_paths"})
-    else:
-        verb = "would remove" if dry_run else "removed"
-        revs = f" (kept what {result.revisions} commit(s) reference)" if result.revisions else ""
+        return
+    verb = "would remove" if dry_run else "removed"
+    revs = f" (kept what {result.revisions} commit(s) reference)" if result.revisions else ""
+    note(
+        f"gc ({result.where}): {verb} {result.removed} object(s), {human_size(result.freed)}; kept {result.kept}{revs}"
+    )
+    _report_unpushed(result)
+
+
+def _report_unpushed(result: GcResult) -> None:
+    """Why gc kept more than its scope: committed data with no copy on a remote."""
+    for name, why in result.unreachable_remotes.items():
+        note(f"warning: could not check remote {name!r}, so gc counted none of its objects as pushed: {why}")
+    if result.unreadable_pointers:
+        shown = ", ".join(result.unreadable_pointers[:3]) + (", ..." if len(result.unreadable_pointers) > 3 else "")
         note(
-            f"gc ({result.where}): {verb} {result.removed} object(s), {human_size(result.freed)}; "
-            f"kept {result.kept}{revs}"
+            f"warning: {len(result.unreadable_pointers)} committed pointer file(s) do not parse ({shown}); "
+            "gc kept every object they name"
+        )
+    if result.unpushed_kept:
+        revs = [r[:10] for r in result.unpushed_revisions]
+        how = f"dataver push --rev {revs[0]}"
+        if len(revs) > 1:
+            more = f" and {len(revs) - 3} more" if len(revs) > 3 else ""
+            how = f"dataver push --rev REV for each of {', '.join(revs[:3])}{more}"
+        note(
+            f"kept {result.unpushed_kept} object(s) ({human_size(result.unpushed_bytes)}) that committed revisions "
+            f"need and no remote holds; push them ({how}), or pass --not-pushed-too"
         )
 
 

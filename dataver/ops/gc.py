@@ -4,6 +4,17 @@ The keep set is the objects referenced by the workspace's pointers plus, as aske
 the pointers committed on every branch tip, every tag, or every commit. A folder's
 blobs are known only through its manifest, so a manifest that cannot be found (in
 the cache, or on the default remote) stops gc rather than guessing.
+
+In the cache, gc also never deletes the only copy of committed data, whatever the
+scope: an object outside the keep set that some commit reachable from a branch or
+tag needs, and that no configured remote holds, is kept unless ``not_pushed_too``.
+That walk reads each distinct git tree and pointer blob of the history once and
+asks each remote once, in one batch, about those objects only. It is lenient where
+the scoped walk is strict, because leniency there can only keep more: paths do not
+matter; a pointer that does not parse keeps the digests its ``digest:`` lines name;
+and a committed folder whose manifest is not in the cache protects no blobs by
+listing, since without its manifest the cache cannot rebuild that folder anyway,
+and a remote that holds the manifest holds its blobs too (push sends them first).
 """
 
 from __future__ import annotations
@@ -11,15 +22,20 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Collection
 
+from .. import pointer as pointer_mod
 from ..digest import Digest
-from ..errors import ObjectsMissing
+from ..errors import IntegrityError, ObjectsMissing, PointerError, RemoteError
+from ..gitscm import Git
 from ..history import pointers_at, require_git
+from ..manifest import listed_hexes
 from ..manifest import loads as load_manifest
-from ..remotes import open_remote, remote_names
+from ..remotes import ObjRef, open_remote, remote_names
 from ..repo import Repo
 from ..transfer import fetch_manifest
 from ..workspace import find_tracked
+from .sync import transfer_jobs
 
 STALE_TEMP_SECONDS = 3600
 
@@ -34,6 +50,13 @@ class GcResult:
     revisions: int = 0  # commits whose pointers were kept
     where: str = "cache"
     removed_paths: list[str] = field(default_factory=list)
+    # kept although outside the scope: committed data that no remote holds
+    unpushed_kept: int = 0
+    unpushed_bytes: int = 0
+    unpushed_revisions: list[str] = field(default_factory=list)  # push --rev each of these to save them all
+    unreachable_remotes: dict[str, str] = field(default_factory=dict)  # name -> why; counted as holding nothing
+    unreadable_pointers: list[str] = field(default_factory=list)  # committed, malformed: their digests kept
+    unlisted_folders: int = 0  # committed folder versions whose manifest is not in the cache
 
 
 @dataclass
@@ -91,35 +114,138 @@ def gc(
     all_tags: bool = False,
     all_commits: bool = False,
     remote_name: str | None = None,
+    not_pushed_too: bool = False,
+    confirm: Callable[[GcResult], None] | None = None,
 ) -> GcResult:
+    """Plan, then (unless ``dry_run``) delete. ``confirm`` sees the plan first, as a
+    dry-run result, and may raise to stop before anything is deleted."""
     keep = keep_set(repo, all_branches, all_tags, all_commits)
     if remote_name is not None:
-        return _gc_remote(repo, keep, remote_name, dry_run)
-    result = GcResult(dry_run=dry_run, revisions=keep.revisions)
+        return _gc_remote(repo, keep, remote_name, dry_run, confirm)
+    result = GcResult(dry_run=True, revisions=keep.revisions)
+    doomed: dict[ObjRef, tuple[str, int]] = {}  # ref -> (cache path, size)
     for digest, is_manifest, path in list(repo.cache.iter_objects()):
         if digest in (keep.manifests if is_manifest else keep.blobs):
             result.kept += 1
-            continue
-        result.removed += 1
-        result.freed += os.lstat(path).st_size
-        result.removed_paths.append(path)
-        if not dry_run:
-            repo.cache.remove(path)
+        else:
+            doomed[ObjRef(digest, is_manifest)] = (path, os.lstat(path).st_size)
+    if doomed and repo.git is not None and not not_pushed_too and not all_commits:
+        _keep_unpushed(repo, repo.git, doomed, result)
+    result.removed = len(doomed)
+    result.freed = sum(size for _, size in doomed.values())
+    result.removed_paths = [path for path, _ in doomed.values()]
     cutoff = time.time() - STALE_TEMP_SECONDS
-    for tmp in repo.cache.stale_temporaries():
-        try:
-            if os.lstat(tmp).st_mtime < cutoff:
-                result.temporaries += 1
-                if not dry_run:
-                    repo.cache.remove(tmp)
-        except FileNotFoundError:
-            pass
+    stale = [t for t in repo.cache.stale_temporaries() if _mtime(t) < cutoff]
+    result.temporaries = len(stale)
+    if dry_run:
+        return result
+    if confirm is not None:
+        confirm(result)
+    for path in result.removed_paths + stale:
+        repo.cache.remove(path)
+    result.dry_run = False
     return result
 
 
-def _gc_remote(repo: Repo, keep: KeepSet, remote_name: str, dry_run: bool) -> GcResult:
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already: nothing to remove
+
+
+def _keep_unpushed(repo: Repo, git: Git, doomed: dict[ObjRef, tuple[str, int]], result: GcResult) -> None:
+    """Move out of ``doomed`` what some commit needs and no remote holds."""
+    committed = committed_among(repo, git, doomed)
+    result.unreadable_pointers = committed.unreadable
+    result.unlisted_folders = committed.unlisted
+    for ref in held_nowhere(repo, list(committed.owners), result.unreachable_remotes):
+        _, size = doomed.pop(ref)
+        result.kept += 1
+        result.unpushed_kept += 1
+        result.unpushed_bytes += size
+        if committed.owners[ref] not in result.unpushed_revisions:
+            result.unpushed_revisions.append(committed.owners[ref])
+
+
+@dataclass
+class Committed:
+    """Which of some objects the history needs, each with one commit that needs it."""
+
+    owners: dict[ObjRef, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # "path at commit" of pointers that do not parse
+    unlisted: int = 0  # committed folder versions whose manifest is not (readable) in the cache
+
+
+def committed_among(repo: Repo, git: Git, refs: Collection[ObjRef]) -> Committed:
+    """Which of ``refs`` some commit reachable from a branch or tag needs.
+
+    Branch tips and tags are walked first, so the commit named for an object is a
+    recent one where it can be. Only digests matter here, never paths.
+    """
+    found = Committed()
+    blobs = {r.digest.hex: r for r in refs if not r.manifest}
+    expanded: set[Digest] = set()
+
+    def need(ref: ObjRef | None, commit: str) -> None:
+        if ref is not None and ref in refs:
+            found.owners.setdefault(ref, commit)
+
+    def need_folder(digest: Digest, commit: str, salvaged: bool = False) -> None:
+        need(ObjRef(digest, manifest=True), commit)
+        if digest in expanded:
+            return
+        expanded.add(digest)
+        try:
+            data = repo.cache.read_manifest_bytes(digest)
+        except (ObjectsMissing, IntegrityError, PointerError):
+            found.unlisted += not salvaged  # a salvaged digest may well name a file
+            return
+        for hex_ in listed_hexes(data):
+            need(blobs.get(hex_), commit)
+
+    starts = git.branches() + git.tags()
+    for commit, path, data in git.pointer_blobs(dict.fromkeys(starts + git.all_commits())):
+        if not pointer_mod.reads_like_pointer(data):
+            continue  # not a pointer (pointers_at skips it too)
+        try:
+            ptr = pointer_mod.loads(data)
+        except PointerError:
+            found.unreadable.append(f"{path} at {commit[:10]}")
+            for digest in pointer_mod.digests_named(data):
+                need(ObjRef(digest), commit)
+                need_folder(digest, commit, salvaged=True)
+            continue
+        if ptr.is_dir:
+            need_folder(ptr.digest, commit)
+        else:
+            need(ObjRef(ptr.digest), commit)
+    return found
+
+
+def held_nowhere(repo: Repo, refs: list[ObjRef], unreachable: dict[str, str]) -> list[ObjRef]:
+    """Those of ``refs`` that no configured remote holds.
+
+    One batched check per remote, each asked only about what the remotes before it
+    lack. A remote that cannot be reached holds nothing here; its name and the
+    reason go into ``unreachable``.
+    """
+    for name in remote_names(repo.config):
+        if not refs:
+            break
+        try:
+            remote = open_remote(repo.config, name, repo.root)
+            refs = remote.missing(refs, transfer_jobs(repo, remote, None))
+        except RemoteError as e:
+            unreachable[name] = e.message
+    return refs
+
+
+def _gc_remote(
+    repo: Repo, keep: KeepSet, remote_name: str, dry_run: bool, confirm: Callable[[GcResult], None] | None
+) -> GcResult:
     remote = open_remote(repo.config, remote_name, repo.root)
-    result = GcResult(dry_run=dry_run, revisions=keep.revisions, where=f"remote {remote_name}")
+    result = GcResult(dry_run=True, revisions=keep.revisions, where=f"remote {remote_name}")
     doomed = []
     for ref, size in remote.iter_objects():
         if ref.digest in (keep.manifests if ref.manifest else keep.blobs):
@@ -129,10 +255,15 @@ def _gc_remote(repo: Repo, keep: KeepSet, remote_name: str, dry_run: bool) -> Gc
             result.freed += size
             doomed.append(ref)
     result.removed_paths = [remote.path(r) for r in doomed]
-    if not dry_run and doomed:
-        remote.remove(doomed)
     stale = remote.stale_temporaries(time.time() - STALE_TEMP_SECONDS)  # uploads killed midway
     result.temporaries = len(stale)
-    if not dry_run and stale:
+    if dry_run:
+        return result
+    if confirm is not None:
+        confirm(result)
+    if doomed:
+        remote.remove(doomed)
+    if stale:
         remote.remove_temporaries(stale)
+    result.dry_run = False
     return result

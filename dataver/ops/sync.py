@@ -19,7 +19,8 @@ from .core import CheckoutResult, checkout
 DEFAULT_TRANSFER_JOBS = 8
 
 
-def _jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
+def transfer_jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
+    """Parallel requests to ``remote``: ``jobs`` if given, else its ``jobs`` key, else a default."""
     return jobs or remote.jobs or max(DEFAULT_TRANSFER_JOBS, 4 * (os.cpu_count() or 1))
 
 
@@ -34,7 +35,7 @@ def push(
     remote = open_remote(repo.config, remote_name, repo.root)
     wanted = wanted_objects(repo.cache, tracked_for(repo, rev, paths))
     with repo.hasher() as hasher:
-        return push_objects(repo.cache, remote, wanted, _jobs(repo, remote, jobs), progress, hasher)
+        return push_objects(repo.cache, remote, wanted, transfer_jobs(repo, remote, jobs), progress, hasher)
 
 
 def fetch(
@@ -85,7 +86,7 @@ def _fetch_from(
             _drop_corrupt_manifests(repo, tracked)
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
         repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
-        result = fetch_objects(repo.cache, remote, wanted, hasher, _jobs(repo, remote, jobs), progress)
+        result = fetch_objects(repo.cache, remote, wanted, hasher, transfer_jobs(repo, remote, jobs), progress)
         result.repaired = repaired
         return result
 
@@ -166,7 +167,7 @@ def remote_status(
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
     unknown = {ref for _, ref in wanted.unknown}
     refs = [r for r in wanted.refs if r not in unknown]
-    on_remote_missing = set(remote.missing(refs, _jobs(repo, remote, jobs)))
+    on_remote_missing = set(remote.missing(refs, transfer_jobs(repo, remote, jobs)))
     records = []
     for ref in refs:
         local = repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
