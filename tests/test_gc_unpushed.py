@@ -320,3 +320,21 @@ def test_hostile_and_malformed_committed_pointers_only_keep_more(repo_dir, cli, 
     r = cli("gc", "--all-commits", "--yes")
     assert r.code == 5 and "b.bin.dv" in r.err and "Traceback" not in r.err
     assert cache(root) == before
+
+
+def test_scoped_gc_reads_hostile_names_for_their_digests_only(repo_dir, cli, side):
+    """``gc -A`` over history holding ``.git.dv``: the name is never written to, so it does
+    not stop gc, and the object it names is kept like any other."""
+    root = repo_dir
+    git("checkout", "--quiet", "side", cwd=root)
+    data = b"behind a hostile name\n" * 9
+    write(root / "h.bin", data)
+    assert cli("add", "h.bin").code == 0
+    os.rename(root / "h.bin.dv", root / ".git.dv")
+    os.unlink(root / "h.bin")
+    git_commit(root, "hostile")
+    git("checkout", "--quiet", side["main"], cwd=root)
+    r = cli("gc", "--all-commits", "--yes")
+    assert r.code == 0, r.err
+    assert blob(data) in cache(root)
+    assert cli("checkout", "--rev", "side", "--force").code == 5  # writing there is still refused

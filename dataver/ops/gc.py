@@ -80,7 +80,7 @@ def keep_set(repo: Repo, all_branches: bool = False, all_tags: bool = False, all
             revs.update(git.tags())
         keep.revisions = len(revs)
         for rev in sorted(revs):
-            pointers += [(f"{rel} at {rev[:10]}", p) for rel, p in pointers_at(git, rev).items()]
+            pointers += [(f"{rel} at {rev[:10]}", p) for rel, p in pointers_at(git, rev, check_paths=False).items()]
     remote = None
     for display, ptr in pointers:
         if not ptr.is_dir:
