@@ -8,7 +8,7 @@ import typer
 
 from .main import app
 from .options import JOBS, JSON, QUIET, REV
-from .render import emit_json, human_size, note, progress_for
+from .render import emit_json, failures_json, human_size, note, progress_for
 
 remote = typer.Typer(help="Configure remotes (local folders, s3://, any fsspec URL).", no_args_is_help=True)
 app.add_typer(remote, name="remote")
@@ -140,13 +140,13 @@ def _report(verb: str, result, quiet: bool) -> None:
         note(f"corrupt cache object removed, to be fetched again: {path} ({ref.digest.short()})")
     if not quiet:
         note(f"{verb} {result.transferred} object(s) ({human_size(result.nbytes)}); {result.present} already there")
-    if result.missing:
+    if result.failed:
         hint = (
             "re-add the data where it exists, then push again"
             if verb == "pushed"
             else "push them from a machine that has them (dataver push), then fetch again"
         )
-        raise missing_error([(p, r.digest) for p, r in result.missing], "everywhere it was looked for", hint)
+        raise missing_error(result.failed, "everywhere it was looked for", hint)
 
 
 def _transfer_json(result) -> dict:
@@ -155,7 +155,7 @@ def _transfer_json(result) -> dict:
         "transferred": result.transferred,
         "present": result.present,
         "bytes": result.nbytes,
-        "missing": [{"path": p, "digest": str(r.digest)} for p, r in result.missing],
+        **failures_json(result.failed),
     }
 
 
@@ -227,10 +227,12 @@ def pull(
     with repo.lock(note):
         result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet), rev)
     a = result.checkout.applied
+    failed = result.failed
     if json_out:
         emit_json(
             {
                 **_transfer_json(result.fetched),
+                **failures_json(failed),
                 "created": a.created,
                 "replaced": a.replaced,
                 "deleted": a.deleted,
@@ -244,10 +246,9 @@ def pull(
             f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, "
             f"{result.checkout.unchanged} unchanged"
         )
-    missing = [(p, r.digest) for p, r in result.fetched.missing] or result.checkout.missing
-    if missing:
+    if failed:
         raise missing_error(
-            missing,
+            failed,
             "the cache and the remote",
             "push them from a machine that has them (dataver push), then pull again",
         )

@@ -9,7 +9,7 @@ import typer
 
 from .main import app
 from .options import JSON, QUIET, REV
-from .render import emit_json, human_size, note, progress_for
+from .render import emit_json, failures_json, human_size, note, progress_for
 
 
 def _repo():
@@ -117,15 +117,15 @@ def checkout(
                 "unchanged": result.unchanged,
                 "link_types": a.link_types,
                 "temporaries": a.temporaries,
-                "missing": [{"path": p, "digest": str(d)} for p, d in result.missing],
+                **failures_json(result.failed),
             }
         )
     elif not quiet:
         note(f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, {result.unchanged} unchanged")
         if a.temporaries:
             note(f"removed {a.temporaries} temporary file(s) an interrupted dataver run left")
-    if result.missing:
-        raise missing_error(result.missing)
+    if result.failed:
+        raise missing_error(result.failed)
 
 
 @app.command("ls")
