@@ -4,8 +4,9 @@ On push, blobs travel before the manifests that list them, so a remote never hol
 a manifest whose files were not sent first. On fetch, a folder's manifest comes
 first (it is what says which blobs to fetch); a manifest in the cache without its
 blobs is harmless, since status and checkout report the blobs as missing. Every downloaded object is hashed
-before it gets its name in the cache (``odb.adopt``); a mismatch is an error naming
-the object and the remote, and nothing bad is kept.
+before it gets its name in the cache (``odb.adopt``); nothing bad is kept. A fetch goes
+on past an object the remote lacks or holds corrupt, and lists each in its result; only
+a failure of the remote as a whole (RemoteError) or of the cache (StorageError) stops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import manifest as manifest_mod
 from .concurrency import run_parallel
-from .errors import IntegrityError, ObjectsMissing, StorageError, Unrestored
+from .errors import CORRUPT_REMOTE, IntegrityError, ObjectsMissing, StorageError, Unrestored
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
@@ -59,6 +60,9 @@ def wanted_objects(
                 download_object(cache, remote, mref, hasher)
             except ObjectsMissing:
                 w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
+                continue
+            except IntegrityError:
+                w.unknown.append(_corrupt_on(remote, t.rel, mref))
                 continue
             w.manifests_fetched += 1
         data = cache.read_manifest_bytes(t.pointer.digest)
@@ -133,8 +137,8 @@ def push(
 def fetch(
     cache: ObjectStore, remote: RemoteStore, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
 ) -> TransferResult:
-    """Download what the cache lacks. An object the remote lacks is skipped and listed
-    in ``failed`` while the other downloads go on."""
+    """Download what the cache lacks. An object the remote lacks, or holds corrupt, is
+    skipped and listed in ``failed`` while the other downloads go on."""
     result = TransferResult(failed=list(wanted.unknown))
     unknown = set(wanted.unknown_refs())
     remote.check_reachable()  # a wrong URL is one clear error, not every object "missing"
@@ -158,6 +162,9 @@ def fetch(
                 download_object(cache, remote, ref, hasher)
         except ObjectsMissing:
             failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
+            return
+        except IntegrityError:  # already discarded: nothing bad has a name in the cache
+            failed[ref] = _corrupt_on(remote, display, ref)
             return
         progress.advance(wanted.refs[ref][0], 1)
 
@@ -232,6 +239,10 @@ def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, 
         raise _remote_copy_damaged(e, remote, ref) from None
 
 
+def _corrupt_on(remote: RemoteStore, display: str, ref: ObjRef) -> Unrestored:
+    return Unrestored(display, ref.digest, CORRUPT_REMOTE, f"remote {remote.name!r} ({remote.display})", ref.manifest)
+
+
 def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) -> IntegrityError:
     return IntegrityError(
         f"{e.message} on remote {remote.name!r} ({remote.display})",
@@ -241,7 +252,8 @@ def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) ->
 
 
 def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
-    """Blobs first (in parallel), then manifests; stop at the first hard error."""
+    """Blobs first (in parallel), then manifests; stop at the first error ``fn`` raises
+    (per-object failures that should not stop the rest, ``fn`` records instead)."""
     if not refs:
         return
     progress.start(desc, total_bytes=sum(wanted.refs[r][0] for r in refs), total_files=len(refs))

@@ -196,8 +196,10 @@ def fetch(
 ) -> None:
     """Download missing objects into the cache (the workspace is not touched).
 
-    Each object is hashed before it enters the cache. With --repair, objects already
-    in the cache are checked too, and damaged ones are fetched again.
+    Each object is hashed before it enters the cache. One the remote lacks or holds
+    corrupt is skipped, the others still arrive, and all such are listed at the end
+    (exit 8 if any is corrupt, else 7). With --repair, objects already in the cache
+    are checked too, and damaged ones are fetched again.
     """
     from ..ops.sync import fetch as do_fetch
 
