@@ -221,7 +221,12 @@ def pull(
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
-    """fetch, then checkout: the workspace ends up with the pointers' exact bytes."""
+    """fetch, then checkout: the workspace ends up with the pointers' exact bytes.
+
+    A file whose object is missing or corrupt (on the remote or in the cache) is left
+    as it was; every other file is restored, then all such files are listed with the
+    reason (exit 8 if any is corrupt, else 7).
+    """
     from ..ops.core import missing_error
     from ..ops.sync import pull as do_pull
 

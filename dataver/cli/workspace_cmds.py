@@ -97,8 +97,9 @@ def checkout(
     With --rev, the data becomes that of the pointers committed at REV while git's
     HEAD, index and .dv files stay where they are (dataver status then shows the
     difference). Refuses (exit 6, naming the files) to overwrite or delete changes
-    that are not in the cache, unless --force. Objects missing from the cache are
-    listed (exit 7) after everything else is checked out.
+    that are not in the cache, unless --force. Files whose object is missing from
+    the cache or corrupt there are left as they were and listed after everything
+    else is checked out (exit 8 if any object is corrupt, else 7).
     """
     from ..ops.core import checkout as do_checkout
     from ..ops.core import missing_error

@@ -33,7 +33,7 @@ def status(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_P
 class CheckoutResult:
     applied: checkout_mod.Applied
     unchanged: int
-    failed: list[Unrestored]  # files left as they were: object missing from the cache
+    failed: list[Unrestored]  # files left as they were: object missing from the cache, or corrupt there
 
 
 def checkout(
@@ -44,12 +44,13 @@ def checkout(
     rev: str | None = None,
 ) -> CheckoutResult:
     """Make the workspace match the pointers (of the workspace, or committed at
-    ``rev``); objects absent from the cache are skipped and reported in ``failed``
-    (the caller decides how loudly). Git's HEAD and index never move."""
+    ``rev``). Files whose object is absent from the cache, or turns out corrupt while
+    it is copied out, are left as they were and reported in ``failed`` after all the
+    others are written (the caller decides how loudly). Git's HEAD and index never move."""
     tracked = tracked_for(repo, rev, paths)
     plan = checkout_mod.plan(repo, tracked, progress)
     applied = checkout_mod.apply(repo, plan, force, progress)
-    failed = [Unrestored(path, digest) for path, digest in plan.missing]
+    failed = [Unrestored(path, digest) for path, digest in plan.missing] + applied.failed
     return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path))
 
 
