@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import linking
 from .digest import Digest
-from .errors import PathError, PointerError, StorageError, WouldLoseData
+from .errors import CORRUPT_CACHE, IntegrityError, PathError, PointerError, StorageError, Unrestored, WouldLoseData
 from .fsutil import remove_temporaries, sibling_temporaries
 from .hashing import HashedFile
 from .history import check_not_nested
@@ -215,10 +215,17 @@ class Applied:
     deleted: int = 0
     link_types: dict[str, int] = field(default_factory=dict)
     temporaries: int = 0  # dataver's own leftovers of a killed run, removed
+    failed: list[Unrestored] = field(default_factory=list)  # not written: the cache object is corrupt
 
 
 def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROGRESS) -> Applied:
-    """Carry out a plan. Refuses (WouldLoseData) if it has conflicts and not ``force``."""
+    """Carry out a plan. Refuses (WouldLoseData) if it has conflicts and not ``force``.
+
+    A cache object found corrupt while it is copied out does not stop the others: that
+    file is left as it was and listed in ``failed``. The object stays in the cache (as
+    every corrupt object does until ``fetch --repair`` replaces it); each later copy
+    hashes it again and refuses it again.
+    """
     if p.conflicts and not force:
         shown = ", ".join(p.conflicts[:10]) + (f" and {len(p.conflicts) - 10} more" if len(p.conflicts) > 10 else "")
         raise WouldLoseData(
@@ -246,7 +253,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
         for a in writes:
             _prepare_parent(repo, a, checked_dirs)
 
-        def place(a: Action, prog: Progress) -> tuple[Action, str]:
+        def place(a: Action, prog: Progress) -> tuple[Action, str | None]:
             assert a.digest is not None
             digest = a.digest
 
@@ -256,13 +263,22 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             # Objects hashed moments ago by this process (a pull's downloads) are copied
             # plainly; anything else is verified while it is copied out.
             verify = digest.hex not in repo.cache.verified
-            kind = linking.place(
-                repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy if verify else None
-            )
+            try:
+                kind = linking.place(
+                    repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy if verify else None
+                )
+            except IntegrityError:  # place removed its temporary: the file is as it was
+                return a, None
             return a, kind
 
         recorder = StatRecorder(repo.state, repo.root)
         for a, kind in hasher.map_sized([(a, a.size) for a in writes], place, progress):
+            if kind is None:
+                assert a.digest is not None
+                done.failed.append(
+                    Unrestored(repo.rel(a.path), a.digest, CORRUPT_CACHE, repo.cache.blob_path(a.digest))
+                )
+                continue  # nothing written: nothing for the stat cache to record
             done.link_types[kind] = done.link_types.get(kind, 0) + 1
             if a.op == "create":
                 done.created += 1

@@ -8,6 +8,11 @@ into these at the boundary where they occur.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .digest import Digest
+
 
 class DataverError(Exception):
     """Root of dataver's errors. ``hint`` says what the user can do next."""
@@ -97,6 +102,24 @@ class StorageError(DataverError):
     """Something could not be written: disk full, permissions, read-only filesystem."""
 
     exit_code = 11
+
+
+# Why a file could not be restored (brought into the cache, or written into the workspace).
+MISSING = "missing"  # in neither the cache nor the remote
+CORRUPT_REMOTE = "corrupt-remote"  # the remote's copy does not hash to its name
+CORRUPT_CACHE = "corrupt-cache"  # the cache's copy does not hash to its name
+
+
+class Unrestored(NamedTuple):
+    """A file a command could not restore, and why. Commands skip it, go on with the
+    rest, and list every one in a single error at the end: IntegrityError if any is
+    corrupt, else ObjectsMissing (``dataver.ops.core.missing_error``)."""
+
+    path: str  # repo-relative, for messages
+    digest: Digest
+    reason: str = MISSING
+    where: str = ""  # the remote or cache object that holds the bad copy
+    manifest: bool = False  # a folder's manifest, not a file's content
 
 
 EXIT_CODES: dict[str, int] = {

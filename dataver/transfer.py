@@ -4,8 +4,9 @@ On push, blobs travel before the manifests that list them, so a remote never hol
 a manifest whose files were not sent first. On fetch, a folder's manifest comes
 first (it is what says which blobs to fetch); a manifest in the cache without its
 blobs is harmless, since status and checkout report the blobs as missing. Every downloaded object is hashed
-before it gets its name in the cache (``odb.adopt``); a mismatch is an error naming
-the object and the remote, and nothing bad is kept.
+before it gets its name in the cache (``odb.adopt``); nothing bad is kept. A fetch goes
+on past an object the remote lacks or holds corrupt, and lists each in its result; only
+a failure of the remote as a whole (RemoteError) or of the cache (StorageError) stops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import manifest as manifest_mod
 from .concurrency import run_parallel
-from .errors import IntegrityError, ObjectsMissing, StorageError
+from .errors import CORRUPT_REMOTE, IntegrityError, ObjectsMissing, StorageError, Unrestored
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
@@ -29,11 +30,14 @@ class Wanted:
     """Objects some pointers need, with sizes and a path to name each in messages."""
 
     refs: dict[ObjRef, tuple[int, str]] = field(default_factory=dict)  # ref -> (size, display path)
-    unknown: list[tuple[str, ObjRef]] = field(default_factory=list)  # folders whose manifest we lack
+    unknown: list[Unrestored] = field(default_factory=list)  # folders whose manifest we lack (or got corrupt)
     manifests_fetched: int = 0  # manifests downloaded to expand folders
 
     def add(self, ref: ObjRef, size: int, display: str) -> None:
         self.refs.setdefault(ref, (size, display))
+
+    def unknown_refs(self) -> list[ObjRef]:
+        return [ObjRef(u.digest, manifest=True) for u in self.unknown]
 
 
 def wanted_objects(
@@ -50,12 +54,15 @@ def wanted_objects(
         w.add(mref, 0, t.rel)
         if not cache.has_manifest(t.pointer.digest):
             if remote is None or hasher is None:
-                w.unknown.append((t.rel, mref))
+                w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
                 continue
             try:
                 download_object(cache, remote, mref, hasher)
             except ObjectsMissing:
-                w.unknown.append((t.rel, mref))
+                w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
+                continue
+            except IntegrityError:
+                w.unknown.append(_corrupt_on(remote, t.rel, mref))
                 continue
             w.manifests_fetched += 1
         data = cache.read_manifest_bytes(t.pointer.digest)
@@ -69,7 +76,7 @@ class TransferResult:
     transferred: int = 0
     present: int = 0  # already where they needed to be
     nbytes: int = 0
-    missing: list[tuple[str, ObjRef]] = field(default_factory=list)  # (display path, ref) found nowhere
+    failed: list[Unrestored] = field(default_factory=list)  # not transferred: missing, or corrupt on the remote
     repaired: list[tuple[str, ObjRef]] = field(default_factory=list)  # corrupt cache objects replaced
 
 
@@ -83,7 +90,8 @@ def push(
 ) -> TransferResult:
     """Upload what the remote lacks. With a ``hasher``, every blob is re-hashed before
     it leaves, so a damaged cache object is reported instead of spread."""
-    unknown = {ref for _, ref in wanted.unknown}
+    unknown_refs = wanted.unknown_refs()
+    unknown = set(unknown_refs)
     local, not_local = [], []
     for ref in wanted.refs:
         if ref in unknown:
@@ -92,13 +100,12 @@ def push(
         (local if os.path.exists(path) else not_local).append(ref)
     # One question to the remote for both: what to send, and which of the objects
     # we lack it lacks too (those are lost unless someone else still has them).
-    unknown_refs = [r for _, r in wanted.unknown]
     remote.prepare_write()
     absent = set(remote.missing(local + not_local + unknown_refs, jobs))
     to_send = [r for r in local if r in absent]
     result = TransferResult(
-        missing=[(d, r) for d, r in wanted.unknown if r in absent]
-        + [(wanted.refs[r][1], r) for r in not_local if r in absent]
+        failed=[u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent]
+        + [Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent]
     )
     result.present = len(local) + len(not_local) - len(absent & set(local + not_local))
 
@@ -130,8 +137,10 @@ def push(
 def fetch(
     cache: ObjectStore, remote: RemoteStore, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
 ) -> TransferResult:
-    result = TransferResult(missing=list(wanted.unknown))
-    unknown = {ref for _, ref in wanted.unknown}
+    """Download what the cache lacks. An object the remote lacks, or holds corrupt, is
+    skipped and listed in ``failed`` while the other downloads go on."""
+    result = TransferResult(failed=list(wanted.unknown))
+    unknown = set(wanted.unknown_refs())
     remote.check_reachable()  # a wrong URL is one clear error, not every object "missing"
     to_get = []
     for ref in wanted.refs:
@@ -142,24 +151,28 @@ def fetch(
             result.present += 1
         else:
             to_get.append(ref)
-    absent: list[ObjRef] = []
+    failed: dict[ObjRef, Unrestored] = {}  # filled in by the download threads
 
     def get(ref: ObjRef) -> None:
+        display = wanted.refs[ref][1]
         try:
             if not ref.manifest and wanted.refs[ref][0] <= hasher.chunk_size:
                 download_small_object(cache, remote, ref, hasher)
             else:
                 download_object(cache, remote, ref, hasher)
         except ObjectsMissing:
-            absent.append(ref)
+            failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
+            return
+        except IntegrityError:  # already discarded: nothing bad has a name in the cache
+            failed[ref] = _corrupt_on(remote, display, ref)
             return
         progress.advance(wanted.refs[ref][0], 1)
 
     _run_in_order(to_get, get, jobs, wanted, progress, "downloading")
-    result.missing += [(wanted.refs[r][1], r) for r in absent]
-    result.transferred = len(to_get) - len(absent) + wanted.manifests_fetched
+    result.failed = sorted(result.failed + list(failed.values()), key=lambda u: u.path)
+    result.transferred = len(to_get) - len(failed) + wanted.manifests_fetched
     result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
-    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in absent)
+    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in failed)
     return result
 
 
@@ -226,6 +239,10 @@ def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, 
         raise _remote_copy_damaged(e, remote, ref) from None
 
 
+def _corrupt_on(remote: RemoteStore, display: str, ref: ObjRef) -> Unrestored:
+    return Unrestored(display, ref.digest, CORRUPT_REMOTE, f"remote {remote.name!r} ({remote.display})", ref.manifest)
+
+
 def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) -> IntegrityError:
     return IntegrityError(
         f"{e.message} on remote {remote.name!r} ({remote.display})",
@@ -235,7 +252,8 @@ def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) ->
 
 
 def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
-    """Blobs first (in parallel), then manifests; stop at the first hard error."""
+    """Blobs first (in parallel), then manifests; stop at the first error ``fn`` raises
+    (per-object failures that should not stop the rest, ``fn`` records instead)."""
     if not refs:
         return
     progress.start(desc, total_bytes=sum(wanted.refs[r][0] for r in refs), total_files=len(refs))

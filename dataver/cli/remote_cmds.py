@@ -8,7 +8,7 @@ import typer
 
 from .main import app
 from .options import JOBS, JSON, QUIET, REV
-from .render import emit_json, human_size, note, progress_for
+from .render import emit_json, failures_json, human_size, note, progress_for
 
 remote = typer.Typer(help="Configure remotes (local folders, s3://, any fsspec URL).", no_args_is_help=True)
 app.add_typer(remote, name="remote")
@@ -140,13 +140,13 @@ def _report(verb: str, result, quiet: bool) -> None:
         note(f"corrupt cache object removed, to be fetched again: {path} ({ref.digest.short()})")
     if not quiet:
         note(f"{verb} {result.transferred} object(s) ({human_size(result.nbytes)}); {result.present} already there")
-    if result.missing:
+    if result.failed:
         hint = (
             "re-add the data where it exists, then push again"
             if verb == "pushed"
             else "push them from a machine that has them (dataver push), then fetch again"
         )
-        raise missing_error([(p, r.digest) for p, r in result.missing], "everywhere it was looked for", hint)
+        raise missing_error(result.failed, "everywhere it was looked for", hint)
 
 
 def _transfer_json(result) -> dict:
@@ -155,7 +155,7 @@ def _transfer_json(result) -> dict:
         "transferred": result.transferred,
         "present": result.present,
         "bytes": result.nbytes,
-        "missing": [{"path": p, "digest": str(r.digest)} for p, r in result.missing],
+        **failures_json(result.failed),
     }
 
 
@@ -196,8 +196,10 @@ def fetch(
 ) -> None:
     """Download missing objects into the cache (the workspace is not touched).
 
-    Each object is hashed before it enters the cache. With --repair, objects already
-    in the cache are checked too, and damaged ones are fetched again.
+    Each object is hashed before it enters the cache. One the remote lacks or holds
+    corrupt is skipped, the others still arrive, and all such are listed at the end
+    (exit 8 if any is corrupt, else 7). With --repair, objects already in the cache
+    are checked too, and damaged ones are fetched again.
     """
     from ..ops.sync import fetch as do_fetch
 
@@ -219,7 +221,12 @@ def pull(
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
-    """fetch, then checkout: the workspace ends up with the pointers' exact bytes."""
+    """fetch, then checkout: the workspace ends up with the pointers' exact bytes.
+
+    A file whose object is missing or corrupt (on the remote or in the cache) is left
+    as it was; every other file is restored, then all such files are listed with the
+    reason (exit 8 if any is corrupt, else 7).
+    """
     from ..ops.core import missing_error
     from ..ops.sync import pull as do_pull
 
@@ -227,10 +234,12 @@ def pull(
     with repo.lock(note):
         result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet), rev)
     a = result.checkout.applied
+    failed = result.failed
     if json_out:
         emit_json(
             {
                 **_transfer_json(result.fetched),
+                **failures_json(failed),
                 "created": a.created,
                 "replaced": a.replaced,
                 "deleted": a.deleted,
@@ -244,10 +253,9 @@ def pull(
             f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, "
             f"{result.checkout.unchanged} unchanged"
         )
-    missing = [(p, r.digest) for p, r in result.fetched.missing] or result.checkout.missing
-    if missing:
+    if failed:
         raise missing_error(
-            missing,
+            failed,
             "the cache and the remote",
             "push them from a machine that has them (dataver push), then pull again",
         )

@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import Any
 
+from ..errors import MISSING, Unrestored
 from ..progress import NO_PROGRESS, Progress
 
 
@@ -66,6 +67,15 @@ def emit_json(value: Any) -> None:
 
     json.dump(value, sys.stdout, default=default, indent=2)
     sys.stdout.write("\n")
+
+
+def failures_json(failed: list[Unrestored]) -> dict[str, list[dict[str, str]]]:
+    """``missing`` (objects found nowhere, as before) and ``failed``: every file not
+    restored, with its reason (missing, corrupt-remote, corrupt-cache) and where."""
+    return {
+        "missing": [{"path": u.path, "digest": str(u.digest)} for u in failed if u.reason == MISSING],
+        "failed": [{"path": u.path, "digest": str(u.digest), "reason": u.reason, "where": u.where} for u in failed],
+    }
 
 
 def note(message: str) -> None:

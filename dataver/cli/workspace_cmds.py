@@ -9,7 +9,7 @@ import typer
 
 from .main import app
 from .options import JSON, QUIET, REV
-from .render import emit_json, human_size, note, progress_for
+from .render import emit_json, failures_json, human_size, note, progress_for
 
 
 def _repo():
@@ -97,8 +97,9 @@ def checkout(
     With --rev, the data becomes that of the pointers committed at REV while git's
     HEAD, index and .dv files stay where they are (dataver status then shows the
     difference). Refuses (exit 6, naming the files) to overwrite or delete changes
-    that are not in the cache, unless --force. Objects missing from the cache are
-    listed (exit 7) after everything else is checked out.
+    that are not in the cache, unless --force. Files whose object is missing from
+    the cache or corrupt there are left as they were and listed after everything
+    else is checked out (exit 8 if any object is corrupt, else 7).
     """
     from ..ops.core import checkout as do_checkout
     from ..ops.core import missing_error
@@ -117,15 +118,15 @@ def checkout(
                 "unchanged": result.unchanged,
                 "link_types": a.link_types,
                 "temporaries": a.temporaries,
-                "missing": [{"path": p, "digest": str(d)} for p, d in result.missing],
+                **failures_json(result.failed),
             }
         )
     elif not quiet:
         note(f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, {result.unchanged} unchanged")
         if a.temporaries:
             note(f"removed {a.temporaries} temporary file(s) an interrupted dataver run left")
-    if result.missing:
-        raise missing_error(result.missing)
+    if result.failed:
+        raise missing_error(result.failed)
 
 
 @app.command("ls")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .. import checkout as checkout_mod
 from .. import linking
 from ..digest import Digest
-from ..errors import ObjectsMissing, PathError
+from ..errors import CORRUPT_CACHE, CORRUPT_REMOTE, MISSING, IntegrityError, ObjectsMissing, PathError, Unrestored
 from ..history import tracked_for
 from ..manifest import Entry
 from ..progress import NO_PROGRESS, Progress
@@ -33,7 +33,7 @@ def status(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_P
 class CheckoutResult:
     applied: checkout_mod.Applied
     unchanged: int
-    missing: list[tuple[str, Digest]]
+    failed: list[Unrestored]  # files left as they were: object missing from the cache, or corrupt there
 
 
 def checkout(
@@ -44,22 +44,54 @@ def checkout(
     rev: str | None = None,
 ) -> CheckoutResult:
     """Make the workspace match the pointers (of the workspace, or committed at
-    ``rev``); objects absent from the cache are skipped and reported in ``missing``
-    (the caller decides how loudly). Git's HEAD and index never move."""
+    ``rev``). Files whose object is absent from the cache, or turns out corrupt while
+    it is copied out, are left as they were and reported in ``failed`` after all the
+    others are written (the caller decides how loudly). Git's HEAD and index never move."""
     tracked = tracked_for(repo, rev, paths)
     plan = checkout_mod.plan(repo, tracked, progress)
     applied = checkout_mod.apply(repo, plan, force, progress)
-    return CheckoutResult(applied, plan.unchanged, plan.missing)
+    failed = [Unrestored(path, digest) for path, digest in plan.missing] + applied.failed
+    return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path))
 
 
 def missing_error(
-    missing: list[tuple[str, Digest]],
+    failed: list[Unrestored],
     where: str = "the cache",
     hint: str = "fetch them from a remote (dataver pull), or re-add the data where it exists",
-) -> ObjectsMissing:
-    shown = "\n".join(f"  {path}  ({d})" for path, d in missing[:20])
-    more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
-    return ObjectsMissing(f"{len(missing)} object(s) missing from {where}:\n{shown}{more}", hint)
+) -> ObjectsMissing | IntegrityError:
+    """One error listing every file not restored and why, with what to do about each kind.
+
+    The exit code follows the worst reason: IntegrityError (8) if any object is corrupt
+    (on the remote or in the cache), else ObjectsMissing (7). ``where`` says where
+    missing objects were looked for; ``hint`` what to do about them.
+    """
+    more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+    corrupt = [u for u in failed if u.reason != MISSING]
+    if not corrupt:
+        shown = "\n".join(f"  {u.path}  ({u.digest})" for u in failed[:20])
+        return ObjectsMissing(f"{len(failed)} object(s) missing from {where}:\n{shown}{more}", hint)
+    shown = "\n".join(f"  {u.path}  ({u.digest})  {_why(u, where)}" for u in failed[:20])
+    reasons = {u.reason for u in failed}
+    hints = [hint] if MISSING in reasons else []
+    if CORRUPT_REMOTE in reasons:
+        hints.append(
+            "delete each damaged copy on the remote (digest xxh3-128:ABCDEF... is stored at xxh3-128/AB/CDEF... "
+            "under its URL), then dataver push from a machine that has the data (push never replaces an object "
+            "the remote already has)"
+        )
+    if CORRUPT_CACHE in reasons:
+        hints.append("replace damaged cache objects from a remote: dataver fetch --repair, then dataver checkout")
+    n_missing = len(failed) - len(corrupt)
+    counts = f"{len(corrupt)} corrupt" + (f", {n_missing} missing" if n_missing else "")
+    return IntegrityError(f"{len(failed)} file(s) not restored ({counts}):\n{shown}{more}", "; ".join(hints))
+
+
+def _why(u: Unrestored, where: str) -> str:
+    if u.reason == CORRUPT_REMOTE:
+        return f"corrupt on {u.where}: its bytes do not match the digest"
+    if u.reason == CORRUPT_CACHE:
+        return f"corrupt in the cache ({u.where})"
+    return f"missing from {where}"
 
 
 @dataclass

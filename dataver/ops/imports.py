@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
 from ..config import Config
-from ..errors import PathError, RemoteError, RepoError
+from ..errors import PathError, RemoteError, RepoError, Unrestored
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
 from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
@@ -28,7 +28,7 @@ from ..manifest import loads as load_manifest
 from ..odb import ObjectStore, copy_verified
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
-from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
+from ..remotes import RemoteStore, open_remote, remote_names
 from ..repo import DATAVER_DIR, Repo
 from ..safepath import reserved_in
 from ..transfer import TransferResult, wanted_objects
@@ -160,13 +160,13 @@ def bring(
                 cache.add_verified_copy(src_cache.blob_path(ref.digest), ref.digest, hasher)
     if remote is not None:
         return fetch_objects(cache, remote, wanted, hasher, TRANSFER_JOBS, progress)
-    result = TransferResult(missing=list(wanted.unknown))
+    result = TransferResult(failed=list(wanted.unknown))
     for ref, (_size, display) in wanted.refs.items():
         have = cache.has_manifest(ref.digest) if ref.manifest else cache.has_blob(ref.digest)
         if have:
             result.present += 1
         else:
-            result.missing.append((display, ref))
+            result.failed.append(Unrestored(display, ref.digest, manifest=ref.manifest))
     return result
 
 
@@ -213,9 +213,9 @@ def get(
         with lock, Source(url) as src, Hasher() as hasher:
             commit, t = _source_tracked(src, rev or "HEAD", path, dest)
             result = bring(cache, src, commit, [t], hasher, progress)
-            if result.missing:
+            if result.failed:
                 raise missing_error(
-                    [(d, r.digest) for d, r in result.missing],
+                    result.failed,
                     f"{src.display} and its remote",
                     "ask the source repository's owners to dataver push them",
                 )
@@ -308,8 +308,8 @@ def _pin(
     with Source(url) as src, repo.hasher() as hasher:
         commit, t = _source_tracked(src, rev or "HEAD", path, target)
         fetched = bring(repo.cache, src, commit, [t], hasher, progress)
-    if fetched.missing:
-        raise missing_error([(d, r.digest) for d, r in fetched.missing], f"{url} and its remote")
+    if fetched.failed:
+        raise missing_error(fetched.failed, f"{url} and its remote")
     new = Pointer(t.pointer.kind, t.pointer.digest, t.pointer.size, t.pointer.files, old.extra if old else ())
     new = new.with_source({"repo": url, "rev": rev or "", "commit": commit, "path": t.rel})
     ensure_gitignored(target)
@@ -318,12 +318,12 @@ def _pin(
     return ImportResult(repo.rel(target), commit, changed, fetched, result)
 
 
-def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> list[tuple[str, ObjRef]]:
+def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> list[Unrestored]:
     """Bring what imported pointers need from their sources, at their pinned commits.
 
-    Returns (path, ref) still missing afterwards.
+    Returns what could not be brought (missing there, or corrupt).
     """
-    missing: list[tuple[str, ObjRef]] = []
+    missing: list[Unrestored] = []
     groups: dict[tuple[str, str], list[Tracked]] = {}
     for t in tracked:
         s = t.pointer.source
@@ -332,5 +332,5 @@ def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PR
     for (url, commit), ts in groups.items():
         with Source(url) as src, repo.hasher() as hasher:
             result = bring(repo.cache, src, commit, ts, hasher, progress)
-        missing += result.missing
+        missing += result.failed
     return missing

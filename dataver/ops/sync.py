@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import RemoteError
+from ..errors import MISSING, RemoteError, Unrestored
 from ..history import tracked_at, tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
@@ -73,8 +73,8 @@ def fetch(
         from .imports import fetch_imports
 
         still = fetch_imports(repo, incomplete, progress)
-        listed = {r for _, r in still}
-        result.missing = [(d, r) for d, r in result.missing if not _present(repo, r) and r not in listed] + still
+        listed = {u.digest for u in still}
+        result.failed = [u for u in result.failed if not _present(repo, u) and u.digest not in listed] + still
     return result
 
 
@@ -114,14 +114,29 @@ def _drop_corrupt_manifests(repo: Repo, tracked: list[Tracked]) -> None:
                 repo.cache.remove(repo.cache.manifest_path(t.pointer.digest))
 
 
-def _present(repo: Repo, ref: ObjRef) -> bool:
-    return repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
+def _present(repo: Repo, u: Unrestored) -> bool:
+    return repo.cache.has_manifest(u.digest) if u.manifest else repo.cache.has_blob(u.digest)
 
 
 @dataclass
 class PullResult:
     fetched: TransferResult
     checkout: CheckoutResult
+
+    @property
+    def failed(self) -> list[Unrestored]:
+        """Every file the pull did not restore, once, with the most telling reason: a
+        file checkout found missing from the cache takes the reason its fetch gave
+        (absent from, or corrupt on, the remote); objects fetch could not bring for
+        files already right in the workspace are listed too."""
+        from_fetch = {u.digest: u for u in self.fetched.failed}
+        out = []
+        for u in self.checkout.failed:
+            why = from_fetch.get(u.digest) if u.reason == MISSING else None
+            out.append(u._replace(reason=why.reason, where=why.where) if why else u)
+        seen = {u.digest for u in self.checkout.failed}
+        out += [u for u in self.fetched.failed if u.digest not in seen]
+        return sorted(out, key=lambda u: u.path)
 
 
 def pull(
@@ -165,15 +180,15 @@ def remote_status(
     tracked = tracked_at_head(repo) if at_head else find_tracked(repo, paths)
     with repo.hasher() as hasher:
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
-    unknown = {ref for _, ref in wanted.unknown}
+    unknown = set(wanted.unknown_refs())
     refs = [r for r in wanted.refs if r not in unknown]
     on_remote_missing = set(remote.missing(refs, transfer_jobs(repo, remote, jobs)))
     records = []
     for ref in refs:
         local = repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
         records.append(RemoteRecord(_display(wanted, ref), str(ref.digest), local, ref not in on_remote_missing))
-    for display, ref in wanted.unknown:
-        records.append(RemoteRecord(display, str(ref.digest), False, False))
+    for u in wanted.unknown:  # a manifest absent from both, or corrupt on the remote: unusable there
+        records.append(RemoteRecord(u.path, str(u.digest), False, False))
     return sorted(records, key=lambda r: r.path)
 
 
