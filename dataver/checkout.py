@@ -49,6 +49,7 @@ class Plan:
     unchanged: int = 0
     folders: list[str] = field(default_factory=list)  # tracked folder roots touched (absolute)
     temporaries: list[str] = field(default_factory=list)  # dataver's leftovers of a killed run (absolute)
+    failed: list[Unrestored] = field(default_factory=list)  # folders whose manifest is corrupt in the cache
 
 
 def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> Plan:
@@ -56,15 +57,20 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
     would write or delete is checked here, before anything is touched: a hostile
     pointer refuses the whole command, not just its own part."""
     check_targets(repo, tracked)
-    manifests = {  # every entry checked (parsing is the check) before any folder is planned
-        t.path: read_manifest(repo, t)
-        for t in tracked
-        if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest)
-    }
     p = Plan()
+    manifests: dict[str, list[Entry]] = {}  # every entry checked (parsing is the check) before any folder is planned
+    for t in tracked:
+        if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest):
+            try:
+                manifests[t.path] = read_manifest(repo, t)
+            except IntegrityError:  # a damaged cache copy costs this folder only
+                where = repo.cache.manifest_path(t.pointer.digest)
+                p.failed.append(Unrestored(t.rel, t.pointer.digest, CORRUPT_CACHE, where, manifest=True))
+    damaged = {u.path for u in p.failed}
     for t in tracked:
         if t.pointer.is_dir:
-            _plan_folder(repo, t, manifests.pop(t.path, None), p, progress)
+            if t.rel not in damaged:
+                _plan_folder(repo, t, manifests.pop(t.path, None), p, progress)
         else:
             _plan_file(repo, t, p, progress)
     p.temporaries += sibling_temporaries(t.path for t in tracked)

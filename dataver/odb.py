@@ -462,8 +462,17 @@ def copy_verified(
         )
 
 
-def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, hasher: Hasher) -> None:
-    """Move a downloaded file into the store if and only if it hashes to ``digest``.
+def adopt(
+    store: ObjectStore,
+    tmp_path: str,
+    digest: Digest,
+    manifest: bool,
+    hasher: Hasher,
+    check: Callable[[bytes], object] | None = None,
+) -> None:
+    """Move a downloaded file into the store if and only if it hashes to ``digest``
+    (and, for a manifest, ``check`` accepts its bytes: a hostile manifest with a right
+    digest is refused before it gets a name, not only when it is read).
 
     ``tmp_path`` must be in ``store.tmp_dir`` (same filesystem, so the rename is atomic).
     On a mismatch the file is deleted and IntegrityError raised.
@@ -473,7 +482,11 @@ def adopt(store: ObjectStore, tmp_path: str, digest: Digest, manifest: bool, has
             if os.path.getsize(tmp_path) > MAX_MANIFEST_BYTES:
                 raise IntegrityError(f"downloaded manifest {digest} is larger than any dataver writes; not stored")
             with open(tmp_path, "rb") as f:
-                actual = digest_manifest(f.read())
+                data = f.read()
+            actual = digest_manifest(data)
+            if actual == digest and check is not None:
+                check(data)
+            del data
         else:
             actual = hasher.hash_file(tmp_path).digest
         if actual != digest:

@@ -57,7 +57,7 @@ def wanted_objects(
                 w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
                 continue
             try:
-                download_object(cache, remote, mref, hasher)
+                download_object(cache, remote, mref, hasher, t.rel)
             except ObjectsMissing:
                 w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
                 continue
@@ -201,12 +201,16 @@ def remove_corrupt(
     return [(wanted.refs[r][1], r) for r in bad]
 
 
-def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher) -> None:
+def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher, display: str | None = None) -> None:
     """Bring one folder manifest into the cache (verified); ObjectsMissing if absent."""
-    download_object(cache, remote, ObjRef(digest, manifest=True), hasher)
+    download_object(cache, remote, ObjRef(digest, manifest=True), hasher, display)
 
 
-def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
+def download_object(
+    cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher, display: str | None = None
+) -> None:
+    """Download one object into the cache, verified (a manifest also parsed: see adopt);
+    ``display`` names the folder a manifest belongs to in messages."""
     try:
         os.makedirs(cache.tmp_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache.tmp_dir, suffix=".download")
@@ -218,12 +222,19 @@ def download_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher
     os.close(fd)
     try:
         remote.download(ref, tmp)
-        adopt(cache, tmp, ref.digest, ref.manifest, hasher)
+        check = _manifest_check(remote, ref, display) if ref.manifest else None
+        adopt(cache, tmp, ref.digest, ref.manifest, hasher, check)
     except IntegrityError as e:
         raise _remote_copy_damaged(e, remote, ref) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _manifest_check(remote: RemoteStore, ref: ObjRef, display: str | None):
+    """Parse a downloaded manifest before it is stored: its paths pass the path check."""
+    what = f"manifest of {display}" if display else f"manifest {ref.digest.short()}"
+    return lambda data: manifest_mod.loads(data, f"{what} (from remote {remote.name!r})")
 
 
 def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:

@@ -230,6 +230,29 @@ def test_checkout_goes_on_past_a_corrupt_cache_object(repo_dir, cli):
     ]
 
 
+def test_checkout_goes_on_past_a_corrupt_cached_manifest(repo_dir, cli):
+    """A folder whose manifest is damaged in the cache costs that folder only; the
+    other targets are still written, and the folder's files are left as they are."""
+    v1 = make_tree(repo_dir / "data", 6, seed=7)
+    write(repo_dir / LOST, "notes\n")
+    assert cli("add", "data", LOST).code == 0
+    key = manifest_key(repo_dir, "data")
+    obj = cache_path(repo_dir, key)
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes().replace(b"dataver-manifest", b"dataver-manifesT"))
+    os.unlink(repo_dir / LOST)
+    os.unlink(repo_dir / "data" / "f0.bin")
+
+    r = cli("checkout")
+    assert r.code == 8, r.err
+    first, listed, hint = the_error(r.err)
+    assert list(listed) == ["data"] and "corrupt in the cache" in listed["data"], r.err
+    assert "dataver fetch --repair" in hint
+    assert (repo_dir / LOST).read_text() == "notes\n"  # the other target was still written
+    assert not (repo_dir / "data" / "f0.bin").exists()  # the folder was left as it was
+    assert (repo_dir / "data" / "f2.bin").read_bytes() == v1["f2.bin"]
+
+
 # -- (5) --json ------------------------------------------------------------------------------
 def test_json_output_lists_each_failure_with_its_reason(repo_dir, tmp_path, cli):
     side = local_remote(repo_dir, tmp_path, cli)

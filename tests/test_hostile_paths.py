@@ -219,14 +219,25 @@ def test_hostile_manifest_entry_is_refused(origin, tmp_path, entry):
     work = clone(origin, tmp_path / "clone")
     dv_ok("pull", "data", cwd=work)
     before = tree_state(work)
-    for cmd in (("pull", "--force"), ("checkout", "--force"), ("fetch",), ("ls", "evil")):
+    for cmd in (("pull", "--force"), ("fetch",), ("ls", "evil"), ("pull", "--force", "evil")):
+        r = dv(*cmd, cwd=work)
+        assert_refused(r, PointerError.exit_code, "manifest of evil", "from remote 'storage'")
+        assert "unsafe" in r.err
+    assert tree_state(work) == before  # refused before it gets a name in the cache, too
+    # The same manifest already in the cache (a shared cache, or one copied from a
+    # stranger's): checkout refuses it as it reads it.
+    digest = next(ln.split()[1] for ln in (work / "evil.dv").read_text().splitlines() if ln.startswith("digest:"))
+    rel = f"xxh3-128/{digest[:2]}/{digest[2:]}.manifest"
+    planted, cached = tmp_path / "store" / rel, work / ".dataver/cache" / rel
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(planted.read_bytes())
+    before = tree_state(work)
+    for cmd in (("checkout", "--force"), ("checkout", "--force", "evil"), ("ls", "evil"), ("verify",)):
         r = dv(*cmd, cwd=work)
         assert_refused(r, PointerError.exit_code, "manifest of evil")
         assert "unsafe" in r.err
     after = tree_state(work)
-    assert {k: v for k, v in after.items() if "/cache/" not in k} == {
-        k: v for k, v in before.items() if "/cache/" not in k
-    }
+    assert after == before
     assert not any("hooks" in k and k.endswith(("post-checkout", "pre-commit")) for k in after)
     assert not (work / "evil").exists() and not (tmp_path / "escaped").exists()
     assert_git_works(work)

@@ -50,7 +50,7 @@ def checkout(
     tracked = tracked_for(repo, rev, paths)
     plan = checkout_mod.plan(repo, tracked, progress)
     applied = checkout_mod.apply(repo, plan, force, progress)
-    failed = [Unrestored(path, digest) for path, digest in plan.missing] + applied.failed
+    failed = [Unrestored(path, digest) for path, digest in plan.missing] + plan.failed + applied.failed
     return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path))
 
 
@@ -127,7 +127,8 @@ def folder_entries(repo: Repo, t: Tracked) -> list[Entry]:
 
         if remote_names(repo.config):
             with repo.hasher() as hasher:
-                fetch_manifest(repo.cache, open_remote(repo.config, None, repo.root), t.pointer.digest, hasher)
+                remote = open_remote(repo.config, None, repo.root)
+                fetch_manifest(repo.cache, remote, t.pointer.digest, hasher, t.rel)
     return read_manifest(repo, t)
 
 

@@ -93,7 +93,7 @@ def keep_set(repo: Repo, all_branches: bool = False, all_tags: bool = False, all
             if remote is not None:
                 with repo.hasher() as hasher:
                     try:
-                        fetch_manifest(repo.cache, remote, ptr.digest, hasher)
+                        fetch_manifest(repo.cache, remote, ptr.digest, hasher, display)
                     except ObjectsMissing:
                         pass
         if not repo.cache.has_manifest(ptr.digest):

@@ -151,7 +151,9 @@ def bring(
                 and not cache.has_manifest(t.pointer.digest)
                 and src_cache.has_manifest(t.pointer.digest)
             ):
-                cache.add_manifest(src_cache.read_manifest_bytes(t.pointer.digest))
+                data = src_cache.read_manifest_bytes(t.pointer.digest)
+                load_manifest(data, f"manifest of {t.rel} in {src.display}")  # its paths pass the check first
+                cache.add_manifest(data)
     remote = src.remote(commit)
     wanted = wanted_objects(cache, tracked, remote, hasher)
     if src_cache is not None:
