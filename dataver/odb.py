@@ -17,17 +17,18 @@ import functools
 import itertools
 import os
 import secrets
+import shutil
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .digest import ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
 from .fsutil import read_at_most
-from .hashing import HashedFile, Hasher, digest_bytes, digest_manifest
+from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
+from .store import MANIFEST_SUFFIX, ObjRef, check_bytes, check_file
 
-MANIFEST_SUFFIX = ".manifest"
 _TMP_COUNTER = itertools.count()
 # A manifest line is ~60 bytes + the path: 1 GiB is millions of files. The bound keeps
 # a hostile or damaged manifest from exhausting memory (manifests are read whole).
@@ -64,6 +65,72 @@ class ObjectStore:
         # Hex digests, not Digest objects: at 200,000 objects that is 11 MB less held
         # between a pull's fetch and its checkout.
         self.verified: set[str] = set()
+
+    @property
+    def where(self) -> str:
+        return f"the cache at {self.root}"
+
+    # -- the store contract (dataver/store.py) -------------------------------------
+    def path(self, ref: ObjRef) -> str:
+        """The object's file (blobs are placed in the workspace from here)."""
+        return os.path.join(self.root, ref.relpath())
+
+    def has(self, ref: ObjRef) -> bool:
+        return os.path.exists(self.path(ref))
+
+    def prepare_write(self) -> None:
+        """Nothing to do: writes create the folders they need."""
+
+    def check_reachable(self) -> None:
+        """Always: a cache that does not exist yet is an empty one."""
+
+    def missing(self, refs: Sequence[ObjRef], jobs: int = 8) -> list[ObjRef]:
+        present = self.hexes_present([r.digest.hex for r in refs if not r.manifest])
+        return [r for r in refs if not (self.has(r) if r.manifest else r.digest.hex in present)]
+
+    def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        if ref.manifest:
+            check_bytes(ref, data, self.where)
+            self._add_checked_manifest(data, ref.digest)
+        else:
+            self.add_verified_bytes(data, ref.digest, CHUNK_SIZE)
+
+    def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
+        if ref.manifest:
+            check_file(ref, path, hasher, self.where)
+            with open(path, "rb") as f:
+                self._add_checked_manifest(f.read(), ref.digest)
+        else:
+            self.add_verified_copy(path, ref.digest, hasher)
+
+    def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
+        try:
+            with open(self.path(ref), "rb") as f:
+                f.seek(start)
+                return f.read() if end is None else f.read(max(0, end - start))
+        except FileNotFoundError:
+            raise ObjectsMissing(f"{ref} is not in {self.where}") from None
+        except OSError as e:
+            raise UnreadableFile(f"cannot read cache object {self.path(ref)}: {e.strerror}") from None
+
+    def get_file(self, ref: ObjRef, dest: str) -> None:
+        try:
+            shutil.copyfile(self.path(ref), dest)
+        except FileNotFoundError:
+            if not self.has(ref):
+                raise ObjectsMissing(f"{ref} is not in {self.where}") from None
+            raise
+
+    def iter_objects(self) -> Iterator[tuple[ObjRef, int]]:
+        for digest, is_manifest, path in self.iter_paths():
+            try:
+                yield ObjRef(digest, is_manifest), os.lstat(path).st_size
+            except FileNotFoundError:
+                continue  # removed meanwhile (gc of another process holds the lock; a race at most)
+
+    def delete(self, refs: Iterable[ObjRef]) -> None:
+        for ref in refs:
+            _unlink_quietly(self.path(ref))
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:
@@ -196,13 +263,16 @@ class ObjectStore:
             )
         return data
 
-    @_writes_cache
     def add_manifest(self, data: bytes) -> Digest:
         digest = digest_manifest(data)
+        self._add_checked_manifest(data, digest)
+        return digest
+
+    @_writes_cache
+    def _add_checked_manifest(self, data: bytes, digest: Digest) -> None:
         path = self.manifest_path(digest)
         if not os.path.exists(path):
             self._store_bytes(data, path)
-        return digest
 
     def _store_bytes(self, data: bytes, final: str) -> None:
         """Write checked bytes to a temporary, make it read-only, give it its name."""
@@ -272,7 +342,7 @@ class ObjectStore:
         """Re-hash a blob; False if its bytes do not match its name."""
         return hasher.hash_file(self.blob_path(digest)).digest == digest
 
-    def iter_objects(self) -> Iterator[tuple[Digest, bool, str]]:
+    def iter_paths(self) -> Iterator[tuple[Digest, bool, str]]:
         """Yield ``(digest, is_manifest, path)`` for every object in the store."""
         base = os.path.join(self.root, ALGORITHM)
         try:
@@ -295,11 +365,26 @@ class ObjectStore:
     def remove(self, path: str) -> None:
         _unlink_quietly(path)
 
-    def stale_temporaries(self) -> list[str]:
+    def stale_temporaries(self, older_than: float = float("inf")) -> list[str]:
+        """Temporaries in ``tmp/`` last written before ``older_than`` (epoch seconds):
+        what writers killed midway left (a live writer's are newer)."""
         try:
-            return [os.path.join(self.tmp_dir, n) for n in os.listdir(self.tmp_dir)]
+            names = os.listdir(self.tmp_dir)
         except FileNotFoundError:
             return []
+        out = []
+        for name in names:
+            path = os.path.join(self.tmp_dir, name)
+            try:
+                if os.lstat(path).st_mtime < older_than:
+                    out.append(path)
+            except FileNotFoundError:
+                pass
+        return out
+
+    def remove_temporaries(self, paths: list[str]) -> None:
+        for path in paths:
+            _unlink_quietly(path)
 
 
 def _kernel_copy_hashed(

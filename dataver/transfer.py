@@ -21,7 +21,8 @@ from .errors import CORRUPT_REMOTE, IntegrityError, ObjectsMissing, StorageError
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
-from .remotes import ObjRef, RemoteStore, redact
+from .remotes import redact
+from .store import ObjRef, Store
 from .workspace import Tracked
 
 
@@ -41,7 +42,7 @@ class Wanted:
 
 
 def wanted_objects(
-    cache: ObjectStore, tracked: list[Tracked], remote: RemoteStore | None = None, hasher: Hasher | None = None
+    cache: ObjectStore, tracked: list[Tracked], remote: Store | None = None, hasher: Hasher | None = None
 ) -> Wanted:
     """Everything the pointers need. Manifests absent locally are fetched from
     ``remote`` when one is given (so a fetch can expand folders), else listed as unknown."""
@@ -82,22 +83,20 @@ class TransferResult:
 
 def push(
     cache: ObjectStore,
-    remote: RemoteStore,
+    remote: Store,
     wanted: Wanted,
     jobs: int,
-    progress: Progress = NO_PROGRESS,
-    hasher: Hasher | None = None,
+    progress: Progress,
+    hasher: Hasher,
 ) -> TransferResult:
-    """Upload what the remote lacks. With a ``hasher``, every blob is re-hashed before
-    it leaves, so a damaged cache object is reported instead of spread."""
+    """Upload what the remote lacks. The store contract verifies every object on its
+    way in (``put_bytes``/``put_file``), so a damaged cache object is reported, not spread."""
     unknown_refs = wanted.unknown_refs()
     unknown = set(unknown_refs)
-    local, not_local = [], []
-    for ref in wanted.refs:
-        if ref in unknown:
-            continue
-        path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
-        (local if os.path.exists(path) else not_local).append(ref)
+    known = [ref for ref in wanted.refs if ref not in unknown]
+    lacking = set(cache.missing(known))
+    local = [r for r in known if r not in lacking]
+    not_local = [r for r in known if r in lacking]
     # One question to the remote for both: what to send, and which of the objects
     # we lack it lacks too (those are lost unless someone else still has them).
     remote.prepare_write()
@@ -107,26 +106,23 @@ def push(
         failed=[u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent]
         + [Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent]
     )
-    result.present = len(local) + len(not_local) - len(absent & set(local + not_local))
+    result.present = len(known) - len(absent & set(known))
 
     def send(ref: ObjRef) -> None:
-        path = cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest)
         size = wanted.refs[ref][0]
-        if hasher is not None and not ref.manifest and size <= hasher.chunk_size:
-            # Small blobs (most of them): one read serves both the check and the upload.
-            data = cache.read_small_blob(ref.digest, hasher.chunk_size)
-            if data is not None:
-                remote.upload_bytes(data, ref)
-                progress.advance(size, 1)
-                return
-        if hasher is not None and not ref.manifest and not cache.check_blob(ref.digest, hasher):
+        try:
+            if not ref.manifest and size <= hasher.chunk_size:
+                remote.put_bytes(ref, cache.read(ref))  # small blobs (most): one read serves check and upload
+            else:
+                remote.put_file(ref, cache.path(ref), hasher)
+        except IntegrityError:
             raise IntegrityError(
-                f"cache object {path} is corrupt (its bytes do not hash to {ref.digest.short()}); not pushed",
+                f"cache object {cache.path(ref)} is corrupt (its bytes do not hash to {ref.digest.short()}); "
+                "not pushed",
                 "repair it: dataver fetch --repair (from a remote with a good copy); without one, delete "
                 "that file and dataver add the data again",
-            )
-        remote.upload(path, ref)
-        progress.advance(wanted.refs[ref][0], 1)
+            ) from None
+        progress.advance(size, 1)
 
     _run_in_order(to_send, send, jobs, wanted, progress, "uploading")
     result.transferred = len(to_send)
@@ -135,22 +131,16 @@ def push(
 
 
 def fetch(
-    cache: ObjectStore, remote: RemoteStore, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
+    cache: ObjectStore, remote: Store, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
 ) -> TransferResult:
     """Download what the cache lacks. An object the remote lacks, or holds corrupt, is
     skipped and listed in ``failed`` while the other downloads go on."""
     result = TransferResult(failed=list(wanted.unknown))
     unknown = set(wanted.unknown_refs())
     remote.check_reachable()  # a wrong URL is one clear error, not every object "missing"
-    to_get = []
-    for ref in wanted.refs:
-        if ref in unknown:
-            continue
-        have = cache.has_manifest(ref.digest) if ref.manifest else cache.has_blob(ref.digest)
-        if have:
-            result.present += 1
-        else:
-            to_get.append(ref)
+    known = [ref for ref in wanted.refs if ref not in unknown]
+    to_get = cache.missing(known)
+    result.present = len(known) - len(to_get)
     failed: dict[ObjRef, Unrestored] = {}  # filled in by the download threads
 
     def get(ref: ObjRef) -> None:
@@ -181,7 +171,9 @@ def remove_corrupt(
 ) -> list[tuple[str, ObjRef]]:
     """Re-hash the wanted objects present in the cache and delete those whose bytes
     do not match their names, so a fetch brings good copies. Returns what was removed."""
-    present = [r for r in wanted.refs if (cache.has_manifest(r.digest) if r.manifest else cache.has_blob(r.digest))]
+    refs = list(wanted.refs)
+    lacking = set(cache.missing(refs))
+    present = [r for r in refs if r not in lacking]
 
     def check(ref: ObjRef) -> bool:
         if ref.manifest:
@@ -196,19 +188,16 @@ def remove_corrupt(
     good = run_parallel(check, present, max(1, hasher.jobs))
     progress.close()
     bad = [r for r, ok in zip(present, good, strict=True) if not ok]
-    for ref in bad:
-        cache.remove(cache.manifest_path(ref.digest) if ref.manifest else cache.blob_path(ref.digest))
+    cache.delete(bad)
     return [(wanted.refs[r][1], r) for r in bad]
 
 
-def fetch_manifest(cache: ObjectStore, remote: RemoteStore, digest, hasher: Hasher, display: str | None = None) -> None:
+def fetch_manifest(cache: ObjectStore, remote: Store, digest, hasher: Hasher, display: str | None = None) -> None:
     """Bring one folder manifest into the cache (verified); ObjectsMissing if absent."""
     download_object(cache, remote, ObjRef(digest, manifest=True), hasher, display)
 
 
-def download_object(
-    cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher, display: str | None = None
-) -> None:
+def download_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hasher, display: str | None = None) -> None:
     """Download one object into the cache, verified (a manifest also parsed: see adopt);
     ``display`` names the folder a manifest belongs to in messages."""
     try:
@@ -221,7 +210,7 @@ def download_object(
         ) from None
     os.close(fd)
     try:
-        remote.download(ref, tmp)
+        remote.get_file(ref, tmp)
         check = _manifest_check(remote, ref, display) if ref.manifest else None
         adopt(cache, tmp, ref.digest, ref.manifest, hasher, check)
     except IntegrityError as e:
@@ -231,32 +220,32 @@ def download_object(
             os.unlink(tmp)
 
 
-def _manifest_check(remote: RemoteStore, ref: ObjRef, display: str | None):
+def _manifest_check(remote: Store, ref: ObjRef, display: str | None):
     """Parse a downloaded manifest before it is stored: its paths pass the path check."""
     what = f"manifest of {display}" if display else f"manifest {ref.digest.short()}"
-    return lambda data: manifest_mod.loads(data, f"{what} (from remote {remote.name!r})")
+    return lambda data: manifest_mod.loads(data, f"{what} (from {remote.where})")
 
 
-def download_small_object(cache: ObjectStore, remote: RemoteStore, ref: ObjRef, hasher: Hasher) -> None:
+def download_small_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hasher) -> None:
     """Fetch a blob expected to fit one chunk into memory, verify it, store it: no
     temporary download file. A remote object larger than that takes the file path."""
-    data = remote.read_bytes(ref, limit=hasher.chunk_size)
-    if data is None:
+    data = remote.read(ref, 0, hasher.chunk_size + 1)
+    if len(data) > hasher.chunk_size:
         download_object(cache, remote, ref, hasher)
         return
     try:
-        cache.add_verified_bytes(data, ref.digest, hasher.chunk_size)
+        cache.put_bytes(ref, data)
     except IntegrityError as e:
         raise _remote_copy_damaged(e, remote, ref) from None
 
 
-def _corrupt_on(remote: RemoteStore, display: str, ref: ObjRef) -> Unrestored:
-    return Unrestored(display, ref.digest, CORRUPT_REMOTE, f"remote {remote.name!r} ({remote.display})", ref.manifest)
+def _corrupt_on(remote: Store, display: str, ref: ObjRef) -> Unrestored:
+    return Unrestored(display, ref.digest, CORRUPT_REMOTE, remote.where, ref.manifest)
 
 
-def _remote_copy_damaged(e: IntegrityError, remote: RemoteStore, ref: ObjRef) -> IntegrityError:
+def _remote_copy_damaged(e: IntegrityError, remote: Store, ref: ObjRef) -> IntegrityError:
     return IntegrityError(
-        f"{e.message} on remote {remote.name!r} ({remote.display})",
+        f"{e.message} on {remote.where}",
         f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
         "from a machine that has the data (push never overwrites an object the remote already has)",
     )

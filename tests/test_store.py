@@ -111,7 +111,7 @@ def test_re_adding_is_harmless(store, hasher, tmp_path):
     d2 = store.add_file(a, hasher).digest
     d3 = store.add_file(b, hasher).digest
     assert d1 == d2 == d3
-    assert [(d, m) for d, m, _ in store.iter_objects()] == [(d1, False)]
+    assert [(d, m) for d, m, _ in store.iter_paths()] == [(d1, False)]
     assert read(store.blob_path(d1)) == data
     assert stat.S_IMODE(os.stat(store.blob_path(d1)).st_mode) == 0o444
     assert tmp_files(store) == []
@@ -234,7 +234,7 @@ def test_iter_objects_lists_blobs_and_manifests_only(store, hasher, tmp_path):
     write(os.path.join(base, b1.hex[:2], "short"), b"")
     write(os.path.join(base, "README"), b"")
     write(os.path.join(store.tmp_dir, "x.tmp"), b"")
-    got = sorted(store.iter_objects(), key=lambda t: (t[0].hex, t[1]))
+    got = sorted(store.iter_paths(), key=lambda t: (t[0].hex, t[1]))
     want = sorted(
         [(b1, False, store.blob_path(b1)), (b2, False, store.blob_path(b2)), (m, True, store.manifest_path(m))],
         key=lambda t: (t[0].hex, t[1]),

@@ -170,10 +170,9 @@ def digest_path(digest: str, manifest: bool = typer.Option(False, "--manifest"))
     """Print the cache path of a digest (xxh3-128:HEX or HEX)."""
     from ..digest import ALGORITHM, Digest
     from ..repo import Repo
+    from ..store import ObjRef
 
-    d = Digest.parse(digest, ALGORITHM)
-    cache = Repo.find().cache
-    print(cache.manifest_path(d) if manifest else cache.blob_path(d))
+    print(Repo.find().cache.path(ObjRef(Digest.parse(digest, ALGORITHM), manifest)))
 
 
 @debug.command("cat-object")
@@ -184,12 +183,11 @@ def cat_object(digest: str, manifest: bool = typer.Option(False, "--manifest")) 
     from ..digest import ALGORITHM, Digest
     from ..errors import ObjectsMissing
     from ..repo import Repo
+    from ..store import ObjRef
 
-    d = Digest.parse(digest, ALGORITHM)
-    cache = Repo.find().cache
-    path = cache.manifest_path(d) if manifest else cache.blob_path(d)
+    ref = ObjRef(Digest.parse(digest, ALGORITHM), manifest)
     try:
-        with open(path, "rb") as f:
+        with open(Repo.find().cache.path(ref), "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
     except FileNotFoundError:
-        raise ObjectsMissing(f"object {d} is not in the cache") from None
+        raise ObjectsMissing(f"object {ref.digest} is not in the cache") from None

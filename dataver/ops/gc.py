@@ -19,7 +19,6 @@ and a remote that holds the manifest holds its blobs too (push sends them first)
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection
@@ -33,6 +32,7 @@ from ..manifest import listed_hexes
 from ..manifest import loads as load_manifest
 from ..remotes import ObjRef, open_remote, remote_names
 from ..repo import Repo
+from ..store import Store
 from ..transfer import fetch_manifest
 from ..workspace import find_tracked
 from .sync import transfer_jobs
@@ -121,46 +121,61 @@ def gc(
     dry-run result, and may raise to stop before anything is deleted."""
     keep = keep_set(repo, all_branches, all_tags, all_commits)
     if remote_name is not None:
-        return _gc_remote(repo, keep, remote_name, dry_run, confirm)
-    result = GcResult(dry_run=True, revisions=keep.revisions)
-    doomed: dict[ObjRef, tuple[str, int]] = {}  # ref -> (cache path, size)
-    for digest, is_manifest, path in list(repo.cache.iter_objects()):
-        if digest in (keep.manifests if is_manifest else keep.blobs):
+        remote = open_remote(repo.config, remote_name, repo.root)
+        return _collect(remote, keep, dry_run, confirm, f"remote {remote_name}")
+    guard = None if not_pushed_too or all_commits else repo.git
+
+    def spare(doomed: dict[ObjRef, int], result: GcResult) -> None:
+        if guard is not None:
+            _keep_unpushed(repo, guard, doomed, result)
+
+    return _collect(repo.cache, keep, dry_run, confirm, "cache", spare)
+
+
+def _collect(
+    store: Store,
+    keep: KeepSet,
+    dry_run: bool,
+    confirm: Callable[[GcResult], None] | None,
+    where: str,
+    spare: Callable[[dict[ObjRef, int], GcResult], None] | None = None,
+) -> GcResult:
+    """Delete from ``store`` (through the store contract) every object ``keep`` does not
+    keep and ``spare`` does not take back, and temporaries of killed writes older than
+    an hour. ``confirm`` sees the plan first and may raise to stop it."""
+    result = GcResult(dry_run=True, revisions=keep.revisions, where=where)
+    doomed: dict[ObjRef, int] = {}  # ref -> size
+    for ref, size in store.iter_objects():
+        if ref.digest in (keep.manifests if ref.manifest else keep.blobs):
             result.kept += 1
         else:
-            doomed[ObjRef(digest, is_manifest)] = (path, os.lstat(path).st_size)
-    if doomed and repo.git is not None and not not_pushed_too and not all_commits:
-        _keep_unpushed(repo, repo.git, doomed, result)
+            doomed[ref] = size
+    if doomed and spare is not None:
+        spare(doomed, result)
     result.removed = len(doomed)
-    result.freed = sum(size for _, size in doomed.values())
-    result.removed_paths = [path for path, _ in doomed.values()]
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    stale = [t for t in repo.cache.stale_temporaries() if _mtime(t) < cutoff]
+    result.freed = sum(doomed.values())
+    result.removed_paths = [store.path(r) for r in doomed]
+    stale = store.stale_temporaries(time.time() - STALE_TEMP_SECONDS)
     result.temporaries = len(stale)
     if dry_run:
         return result
     if confirm is not None:
         confirm(result)
-    for path in result.removed_paths + stale:
-        repo.cache.remove(path)
+    if doomed:
+        store.delete(doomed)
+    if stale:
+        store.remove_temporaries(stale)
     result.dry_run = False
     return result
 
 
-def _mtime(path: str) -> float:
-    try:
-        return os.lstat(path).st_mtime
-    except FileNotFoundError:
-        return float("inf")  # gone already: nothing to remove
-
-
-def _keep_unpushed(repo: Repo, git: Git, doomed: dict[ObjRef, tuple[str, int]], result: GcResult) -> None:
+def _keep_unpushed(repo: Repo, git: Git, doomed: dict[ObjRef, int], result: GcResult) -> None:
     """Move out of ``doomed`` what some commit needs and no remote holds."""
     committed = committed_among(repo, git, doomed)
     result.unreadable_pointers = committed.unreadable
     result.unlisted_folders = committed.unlisted
     for ref in held_nowhere(repo, list(committed.owners), result.unreachable_remotes):
-        _, size = doomed.pop(ref)
+        size = doomed.pop(ref)
         result.kept += 1
         result.unpushed_kept += 1
         result.unpushed_bytes += size
@@ -239,31 +254,3 @@ def held_nowhere(repo: Repo, refs: list[ObjRef], unreachable: dict[str, str]) ->
         except RemoteError as e:
             unreachable[name] = e.message
     return refs
-
-
-def _gc_remote(
-    repo: Repo, keep: KeepSet, remote_name: str, dry_run: bool, confirm: Callable[[GcResult], None] | None
-) -> GcResult:
-    remote = open_remote(repo.config, remote_name, repo.root)
-    result = GcResult(dry_run=True, revisions=keep.revisions, where=f"remote {remote_name}")
-    doomed = []
-    for ref, size in remote.iter_objects():
-        if ref.digest in (keep.manifests if ref.manifest else keep.blobs):
-            result.kept += 1
-        else:
-            result.removed += 1
-            result.freed += size
-            doomed.append(ref)
-    result.removed_paths = [remote.path(r) for r in doomed]
-    stale = remote.stale_temporaries(time.time() - STALE_TEMP_SECONDS)  # uploads killed midway
-    result.temporaries = len(stale)
-    if dry_run:
-        return result
-    if confirm is not None:
-        confirm(result)
-    if doomed:
-        remote.remove(doomed)
-    if stale:
-        remote.remove_temporaries(stale)
-    result.dry_run = False
-    return result

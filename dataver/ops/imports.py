@@ -142,34 +142,27 @@ def bring(
     hasher: Hasher,
     progress: Progress = NO_PROGRESS,
 ) -> TransferResult:
-    """Copy what ``tracked`` (pointers of ``src`` at ``commit``) need into ``cache``."""
-    src_cache = src.cache()
-    if src_cache is not None:
-        for t in tracked:
-            if (
-                t.pointer.is_dir
-                and not cache.has_manifest(t.pointer.digest)
-                and src_cache.has_manifest(t.pointer.digest)
-            ):
-                data = src_cache.read_manifest_bytes(t.pointer.digest)
-                load_manifest(data, f"manifest of {t.rel} in {src.display}")  # its paths pass the check first
-                cache.add_manifest(data)
-    remote = src.remote(commit)
-    wanted = wanted_objects(cache, tracked, remote, hasher)
-    if src_cache is not None:
-        for ref in wanted.refs:
-            if not ref.manifest and not cache.has_blob(ref.digest) and src_cache.has_blob(ref.digest):
-                cache.add_verified_copy(src_cache.blob_path(ref.digest), ref.digest, hasher)
-    if remote is not None:
-        return fetch_objects(cache, remote, wanted, hasher, TRANSFER_JOBS, progress)
-    result = TransferResult(failed=list(wanted.unknown))
-    for ref, (_size, display) in wanted.refs.items():
-        have = cache.has_manifest(ref.digest) if ref.manifest else cache.has_blob(ref.digest)
-        if have:
-            result.present += 1
-        else:
-            result.failed.append(Unrestored(display, ref.digest, manifest=ref.manifest))
-    return result
+    """Copy what ``tracked`` (pointers of ``src`` at ``commit``) need into ``cache``: from
+    the source's own cache when it is a repository on this machine, then what is still
+    missing from its default remote. Both are stores (dataver/store.py), so one fetch
+    serves each: every object verified, every manifest parsed before it is stored."""
+    sources = [s for s in (src.cache(), src.remote(commit)) if s is not None]
+    if not sources:
+        wanted = wanted_objects(cache, tracked)
+        lacking = set(cache.missing(list(wanted.refs)))
+        failed = [Unrestored(d, r.digest, manifest=r.manifest) for r, (_, d) in wanted.refs.items() if r in lacking]
+        return TransferResult(present=len(wanted.refs) - len(lacking), failed=list(wanted.unknown) + failed)
+    total = TransferResult()
+    for source in sources:
+        result = fetch_objects(
+            cache, source, wanted_objects(cache, tracked, source, hasher), hasher, TRANSFER_JOBS, progress
+        )
+        total.transferred += result.transferred
+        total.nbytes += result.nbytes
+        total.present, total.failed = result.present - (total.transferred - result.transferred), result.failed
+        if not result.failed:
+            break
+    return total
 
 
 def _source_tracked(src: Source, rev: str, path: str, where: str) -> tuple[str, Tracked]:

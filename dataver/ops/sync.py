@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from ..errors import MISSING, RemoteError, Unrestored
 from ..history import tracked_at, tracked_for
 from ..progress import NO_PROGRESS, Progress
-from ..remotes import ObjRef, RemoteStore, open_remote, remote_names
+from ..remotes import RemoteStore, open_remote, remote_names
 from ..repo import Repo
+from ..store import ObjRef
 from ..transfer import TransferResult, Wanted, remove_corrupt, wanted_objects
 from ..transfer import fetch as fetch_objects
 from ..transfer import push as push_objects
@@ -111,11 +112,11 @@ def _drop_corrupt_manifests(repo: Repo, tracked: list[Tracked]) -> None:
             try:
                 repo.cache.read_manifest_bytes(t.pointer.digest)
             except IntegrityError:
-                repo.cache.remove(repo.cache.manifest_path(t.pointer.digest))
+                repo.cache.delete([ObjRef(t.pointer.digest, manifest=True)])
 
 
 def _present(repo: Repo, u: Unrestored) -> bool:
-    return repo.cache.has_manifest(u.digest) if u.manifest else repo.cache.has_blob(u.digest)
+    return repo.cache.has(ObjRef(u.digest, u.manifest))
 
 
 @dataclass
@@ -183,10 +184,11 @@ def remote_status(
     unknown = set(wanted.unknown_refs())
     refs = [r for r in wanted.refs if r not in unknown]
     on_remote_missing = set(remote.missing(refs, transfer_jobs(repo, remote, jobs)))
-    records = []
-    for ref in refs:
-        local = repo.cache.has_manifest(ref.digest) if ref.manifest else repo.cache.has_blob(ref.digest)
-        records.append(RemoteRecord(_display(wanted, ref), str(ref.digest), local, ref not in on_remote_missing))
+    not_local = set(repo.cache.missing(refs))
+    records = [
+        RemoteRecord(_display(wanted, ref), str(ref.digest), ref not in not_local, ref not in on_remote_missing)
+        for ref in refs
+    ]
     for u in wanted.unknown:  # a manifest absent from both, or corrupt on the remote: unusable there
         records.append(RemoteRecord(u.path, str(u.digest), False, False))
     return sorted(records, key=lambda r: r.path)

@@ -1,0 +1,163 @@
+"""The store contract: what every object store promises — the local cache, a remote in a
+local folder, a remote on any fsspec filesystem (S3, GCS, SFTP, ...), the in-memory store.
+
+Modelled on restic's ``internal/backend/backend.go``: a handful of methods keyed by an
+object reference, each with its contract written down. Everything above the stores
+(push, fetch, gc, verify, imports) is written against this contract alone; retries and
+the translation of backend errors into dataver's are done once, around the calls, by
+the fsspec store (``remotes.RemoteStore._call``), and progress is the caller's. One
+contract test suite (``tests/test_store_contract.py``) runs against every
+implementation.
+
+An object is a **blob** (a file's content) or a **manifest** (a folder's file list),
+named by the digest of its bytes (``Digest``; see docs/formats.md for the hash
+definitions). A blob and a manifest with the same hex digest are different objects.
+
+The key words MUST, MUST NOT and SHOULD are used as in RFC 2119.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol, Sequence
+
+from .digest import Digest
+from .errors import IntegrityError
+from .hashing import CHUNK_SIZE, Hasher, digest_bytes, digest_manifest
+
+MANIFEST_SUFFIX = ".manifest"
+BLOB, MANIFEST = "blob", "manifest"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjRef:
+    """An object in a store: its kind and its digest."""
+
+    digest: Digest
+    manifest: bool = False
+
+    @property
+    def kind(self) -> str:
+        return MANIFEST if self.manifest else BLOB
+
+    def relpath(self) -> str:
+        """Where the object lives below a store's root (the cache's layout, and every
+        remote's): ``xxh3-128/ab/cdef...`` plus ``.manifest`` for a manifest."""
+        return self.digest.relpath() + (MANIFEST_SUFFIX if self.manifest else "")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.digest}"
+
+
+class Store(Protocol):
+    """Objects by reference. Implementations: ``odb.ObjectStore`` (the cache),
+    ``remotes.LocalRemoteStore`` (a folder), ``remotes.RemoteStore`` (any fsspec
+    filesystem, and the in-memory store for tests)."""
+
+    #: How the store is named in messages: ``the cache at PATH``, ``remote 'origin' (s3://b/p)``.
+    where: str
+
+    def missing(self, refs: Sequence[ObjRef], jobs: int = 8) -> list[ObjRef]:
+        """The refs the store does not hold, in the order given.
+
+        MUST be exact: a ref it returns is absent, a ref it omits is present (an object
+        being written by another process counts as absent until it is complete).
+        SHOULD cost far fewer requests than one per ref when many are asked (listings).
+        MUST raise ``RemoteError`` when the store itself cannot be reached, rather than
+        report everything missing.
+        """
+        ...
+
+    def has(self, ref: ObjRef) -> bool:
+        """Whether the store holds ``ref``; ``not missing([ref])``, for one object."""
+        ...
+
+    def check_reachable(self) -> None:
+        """Raise ``RemoteError`` (one cheap request) if the store cannot be reached or
+        does not exist, so a wrong URL is one clear error, not every object missing."""
+        ...
+
+    def prepare_write(self) -> None:
+        """Make the store ready for puts (a folder remote's first push creates it).
+        Callers MUST call it once before the first put of a command."""
+        ...
+
+    def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        """Store ``data`` as ``ref``.
+
+        MUST verify that ``data`` hashes to ``ref``'s digest (by its kind's hash) and
+        raise ``IntegrityError``, storing nothing, when it does not. MUST be atomic: no
+        reader ever sees a partial object under ``ref``'s name, whatever kills the
+        writer. Putting an object the store already holds MUST succeed and leave it
+        whole (the same name means the same bytes); a store MAY skip the write.
+        """
+        ...
+
+    def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
+        """Store the bytes of the local file ``path`` as ``ref``; the same contract as
+        ``put_bytes`` (verified with ``hasher``, atomic, never rewritten), for objects
+        too large to hold in memory. The file MUST NOT be modified."""
+        ...
+
+    def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
+        """The object's bytes ``[start, end)`` (to the end when ``end`` is None; a range
+        past the end is cut short, as Python slices are).
+
+        MUST raise ``ObjectsMissing`` when the object is absent. Does not verify: a
+        caller that hands bytes on checks them against the digest (a range cannot be).
+        """
+        ...
+
+    def get_file(self, ref: ObjRef, dest: str) -> None:
+        """Copy the whole object into the local file ``dest`` (created or truncated).
+
+        MUST raise ``ObjectsMissing`` when the object is absent. Does not verify (see
+        ``read``); ``dest`` is the caller's temporary, never a final name.
+        """
+        ...
+
+    def iter_objects(self) -> Iterator[tuple[ObjRef, int]]:
+        """Every object the store holds, with its size in bytes, in no set order.
+
+        MUST skip anything whose name is not an object's (a stranger's file, a
+        temporary): what cannot be named is never reported, so never deleted.
+        """
+        ...
+
+    def delete(self, refs: Iterable[ObjRef]) -> None:
+        """Remove these objects. MUST NOT fail for an object that is already absent."""
+        ...
+
+    def path(self, ref: ObjRef) -> str:
+        """Where the object lives, as the store's users see it (messages, gc's list)."""
+        ...
+
+    # -- maintenance ---------------------------------------------------------------------
+    def stale_temporaries(self, older_than: float) -> list[str]:
+        """Temporaries of writes killed midway, last written before ``older_than`` (epoch
+        seconds). A store whose writes leave none (single PUTs) returns []. MUST NOT
+        return a temporary a live writer may still rename into place (callers pass
+        an hour ago)."""
+        ...
+
+    def remove_temporaries(self, paths: list[str]) -> None:
+        """Delete what ``stale_temporaries`` returned; absent ones are fine."""
+        ...
+
+
+def check_bytes(ref: ObjRef, data: bytes | memoryview, where: str) -> None:
+    """``put_bytes``'s check: IntegrityError unless ``data`` hashes to ``ref``."""
+    actual = digest_manifest(bytes(data)) if ref.manifest else digest_bytes(data, CHUNK_SIZE)
+    if actual != ref.digest:
+        raise IntegrityError(f"{ref} does not match its bytes (they hash to {actual.short()}); not stored in {where}")
+
+
+def check_file(ref: ObjRef, path: str, hasher: Hasher, where: str) -> None:
+    """``put_file``'s check: IntegrityError unless the file at ``path`` hashes to ``ref``."""
+    if ref.manifest:
+        with open(path, "rb") as f:
+            check_bytes(ref, f.read(), where)
+        return
+    actual = hasher.hash_file(path).digest
+    if actual != ref.digest:
+        raise IntegrityError(f"{path} does not hash to {ref} (it hashes to {actual.short()}); not stored in {where}")

@@ -1,0 +1,225 @@
+"""The store contract (dataver/store.py), one suite run against every store.
+
+As dulwich's ``ObjectStoreTests`` mixin: ``StoreContract`` states each MUST of the
+contract as a test, and each subclass only says how to make its store (and how a
+stranger would drop a foreign file into it). Stores: the local cache, a remote in a
+local folder, the in-memory store, and S3 (moto's server on loopback).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from moto_server import aws_env, s3_bucket, s3_server  # noqa: F401
+
+from dataver.errors import IntegrityError, ObjectsMissing, RemoteError
+from dataver.hashing import CHUNK_SIZE, Hasher, digest_bytes, digest_manifest
+from dataver.manifest import HEADER
+from dataver.odb import ObjectStore
+from dataver.remotes import LocalRemoteStore, RemoteStore, memory_store
+from dataver.store import ObjRef, Store
+
+
+def blob(data: bytes) -> ObjRef:
+    return ObjRef(digest_bytes(data))
+
+
+def manifest(data: bytes) -> ObjRef:
+    return ObjRef(digest_manifest(data), manifest=True)
+
+
+def manifest_bytes(n: int) -> bytes:
+    return f"{HEADER}\n{digest_bytes(str(n).encode()).hex} 1 - f{n}.txt\n".encode()
+
+
+@pytest.fixture(scope="module")
+def hasher():
+    with Hasher(2) as h:
+        yield h
+
+
+class StoreContract:
+    """What every store promises. Subclasses define the ``store`` fixture and ``plant``."""
+
+    def plant(self, store: Store, relpath: str, data: bytes) -> None:
+        """Put a file at ``relpath`` below the store's root, as a stranger would."""
+        raise NotImplementedError
+
+    def new(self, store: Store) -> Store:
+        store.prepare_write()
+        return store
+
+    # -- holding nothing ---------------------------------------------------------------
+    def test_a_new_store_holds_nothing(self, store):
+        store = self.new(store)
+        refs = [blob(b"a"), manifest(manifest_bytes(1))]
+        assert store.missing(refs) == refs
+        assert not store.has(refs[0])
+        assert list(store.iter_objects()) == []
+
+    def test_reading_an_absent_object_is_objects_missing(self, store, tmp_path):
+        ref = blob(b"never stored")
+        with pytest.raises(ObjectsMissing):
+            store.read(ref)
+        with pytest.raises(ObjectsMissing):
+            store.get_file(ref, str(tmp_path / "dest"))
+
+    # -- put: verified, atomic, idempotent ------------------------------------------------
+    @pytest.mark.parametrize("data", [b"", b"x", os.urandom(70_000)])
+    def test_put_bytes_then_has_read_and_get_file(self, store, tmp_path, data):
+        store = self.new(store)
+        ref = blob(data)
+        store.put_bytes(ref, data)
+        assert store.has(ref) and store.missing([ref]) == []
+        assert store.read(ref) == data
+        store.get_file(ref, str(tmp_path / "out"))
+        assert (tmp_path / "out").read_bytes() == data
+        assert list(store.iter_objects()) == [(ref, len(data))]
+
+    def test_put_manifest(self, store):
+        store = self.new(store)
+        data = manifest_bytes(7)
+        ref = manifest(data)
+        store.put_bytes(ref, data)
+        assert store.read(ref) == data
+        assert store.missing([ref, ObjRef(ref.digest)]) == [ObjRef(ref.digest)]  # same hex, other kind
+
+    def test_put_file_of_several_chunks(self, store, tmp_path, hasher):
+        store = self.new(store)
+        data = os.urandom(CHUNK_SIZE + 4321)
+        src = tmp_path / "big.bin"
+        src.write_bytes(data)
+        ref = blob(data)
+        store.put_file(ref, str(src), hasher)
+        assert src.read_bytes() == data  # the source is not touched
+        assert store.read(ref, CHUNK_SIZE - 5, CHUNK_SIZE + 5) == data[CHUNK_SIZE - 5 : CHUNK_SIZE + 5]
+        store.get_file(ref, str(tmp_path / "back.bin"))
+        assert (tmp_path / "back.bin").read_bytes() == data
+
+    @pytest.mark.parametrize("kind", ["blob", "manifest"])
+    def test_put_refuses_bytes_that_do_not_match(self, store, tmp_path, hasher, kind):
+        store = self.new(store)
+        good = manifest_bytes(3) if kind == "manifest" else b"the real content"
+        ref = manifest(good) if kind == "manifest" else blob(good)
+        with pytest.raises(IntegrityError):
+            store.put_bytes(ref, good + b"tampered")
+        src = tmp_path / "src"
+        src.write_bytes(good[:-1])
+        with pytest.raises(IntegrityError):
+            store.put_file(ref, str(src), hasher)
+        assert store.missing([ref]) == [ref]
+        assert list(store.iter_objects()) == []
+        assert store.stale_temporaries(float("inf")) == []  # nothing half-written left behind
+
+    def test_putting_an_object_again_is_harmless(self, store, tmp_path, hasher):
+        store = self.new(store)
+        data = b"same bytes, same name"
+        ref = blob(data)
+        store.put_bytes(ref, data)
+        store.put_bytes(ref, data)
+        src = tmp_path / "again"
+        src.write_bytes(data)
+        store.put_file(ref, str(src), hasher)
+        assert store.read(ref) == data
+        assert list(store.iter_objects()) == [(ref, len(data))]
+
+    # -- read ------------------------------------------------------------------------------
+    def test_read_ranges_behave_like_slices(self, store):
+        store = self.new(store)
+        data = bytes(range(256)) * 40
+        ref = blob(data)
+        store.put_bytes(ref, data)
+        for start, end in ((0, 1), (5, 300), (10_000, None), (10_230, 20_000), (20_000, 30_000), (7, 7)):
+            assert store.read(ref, start, end) == data[start:end], (start, end)
+
+    # -- missing, iter, delete ---------------------------------------------------------------
+    def test_missing_is_exact_over_many_objects(self, store):
+        store = self.new(store)
+        present = [f"object {i}".encode() for i in range(70)]
+        for data in present:
+            store.put_bytes(blob(data), data)
+        absent = [blob(f"absent {i}".encode()) for i in range(70)]
+        asked = [x for pair in zip([blob(d) for d in present], absent, strict=True) for x in pair]
+        assert store.missing(asked) == absent
+        assert sorted(ref.digest.hex for ref, _ in store.iter_objects()) == sorted(blob(d).digest.hex for d in present)
+
+    def test_iter_objects_skips_what_is_not_an_object(self, store):
+        store = self.new(store)
+        data = b"ours"
+        ref = blob(data)
+        store.put_bytes(ref, data)
+        hex_ = ref.digest.hex
+        for rel in ("README", "xxh3-128/zz/not-hex", f"xxh3-128/{hex_[:2]}/{hex_[2:]}.bak", "xxh3-128/ab/cd"):
+            self.plant(store, rel, b"someone else's")
+        assert list(store.iter_objects()) == [(ref, len(data))]
+
+    def test_delete_removes_and_tolerates_absent_objects(self, store):
+        store = self.new(store)
+        keep, drop = b"keep me", b"drop me"
+        for data in (keep, drop):
+            store.put_bytes(blob(data), data)
+        store.delete([blob(drop), blob(b"never there")])
+        assert store.missing([blob(keep), blob(drop)]) == [blob(drop)]
+        assert [r for r, _ in store.iter_objects()] == [blob(keep)]
+        store.delete([blob(drop)])
+
+
+class TestCache(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        return ObjectStore(str(tmp_path / "cache"))
+
+    def plant(self, store, relpath, data):
+        path = Path(store.root, relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+class RemoteContract(StoreContract):
+    """What remotes add: a store that is not there is an error, not an empty store."""
+
+    def plant(self, store, relpath, data):
+        store.fs.pipe_file(f"{store.root}/{relpath}", data)
+
+    def test_a_store_that_is_not_there_is_a_remote_error(self, absent):
+        with pytest.raises(RemoteError, match="does not exist"):
+            absent.missing([blob(b"a")])
+
+
+class TestLocalFolder(RemoteContract, TestCache):
+    @pytest.fixture
+    def store(self, tmp_path):
+        return LocalRemoteStore("folder", str(tmp_path / "remote"), {})
+
+    @pytest.fixture
+    def absent(self, tmp_path):
+        return LocalRemoteStore("folder", str(tmp_path / "no-such-folder"), {})
+
+    plant = TestCache.plant
+
+
+class TestMemory(RemoteContract):
+    @pytest.fixture
+    def store(self):
+        return memory_store()
+
+    @pytest.fixture
+    def absent(self):
+        return memory_store()  # nothing was ever written: its root does not exist
+
+    def test_each_memory_store_is_its_own(self):
+        a, b = self.new(memory_store()), self.new(memory_store())
+        a.put_bytes(blob(b"only in a"), b"only in a")
+        assert b.missing([blob(b"only in a")]) == [blob(b"only in a")]
+
+
+class TestS3(RemoteContract):
+    @pytest.fixture
+    def store(self, s3_bucket):  # noqa: F811 - the fixture
+        return RemoteStore("s3", f"s3://{s3_bucket.name}/prefix", {"endpoint_url": s3_bucket.endpoint})
+
+    @pytest.fixture
+    def absent(self, s3_bucket):  # noqa: F811 - the fixture
+        return RemoteStore("s3", f"s3://{s3_bucket.name}-gone/prefix", {"endpoint_url": s3_bucket.endpoint})
