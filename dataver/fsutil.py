@@ -123,3 +123,21 @@ def remove_temporaries_of(dest: str) -> int:
                 remove_temporaries([path])
             removed += 1
     return removed
+
+
+def files_older_than(folder: str, older_than: float) -> list[str]:
+    """The entries of ``folder`` last modified before ``older_than`` (epoch seconds);
+    [] if it does not exist. Stores find their stale temporaries with it."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.lstat(path).st_mtime < older_than:
+                out.append(path)
+        except FileNotFoundError:
+            pass
+    return out

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .digest import ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
-from .fsutil import read_at_most
+from .fsutil import files_older_than, read_at_most
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
@@ -368,19 +368,7 @@ class ObjectStore:
     def stale_temporaries(self, older_than: float = float("inf")) -> list[str]:
         """Temporaries in ``tmp/`` last written before ``older_than`` (epoch seconds):
         what writers killed midway left (a live writer's are newer)."""
-        try:
-            names = os.listdir(self.tmp_dir)
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            path = os.path.join(self.tmp_dir, name)
-            try:
-                if os.lstat(path).st_mtime < older_than:
-                    out.append(path)
-            except FileNotFoundError:
-                pass
-        return out
+        return files_older_than(self.tmp_dir, older_than)
 
     def remove_temporaries(self, paths: list[str]) -> None:
         for path in paths:

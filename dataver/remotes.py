@@ -24,6 +24,7 @@ from .concurrency import run_parallel
 from .config import Config
 from .digest import Digest
 from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
+from .fsutil import files_older_than
 from .store import MANIFEST_SUFFIX, ObjRef, check_bytes, check_file
 
 T = TypeVar("T")
@@ -515,16 +516,7 @@ class LocalRemoteStore(RemoteStore):
         return out
 
     def stale_temporaries(self, older_than: float) -> list[str]:
-        folder = os.path.join(self.root, "tmp")
-        out = []
-        for name in self._list_names(folder):
-            path = os.path.join(folder, name)
-            try:
-                if os.lstat(path).st_mtime < older_than:
-                    out.append(path)
-            except FileNotFoundError:
-                pass
-        return out
+        return files_older_than(os.path.join(self.root, "tmp"), older_than)
 
     def remove_temporaries(self, paths: list[str]) -> None:
         def rm() -> None:
