@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from . import manifest as manifest_mod
 from .concurrency import run_parallel
@@ -23,16 +24,57 @@ from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
 from .remotes import redact
 from .store import ObjRef, Store
-from .workspace import Tracked
+from .workspace import Tracked, manifest_entries
 
 
 @dataclass
-class Wanted:
+class Walk:
+    """What a walk of pointers found besides the objects themselves."""
+
+    unknown: list[Unrestored] = field(default_factory=list)  # folders whose manifest we lack (or got corrupt)
+    manifests_fetched: int = 0  # manifests downloaded to expand folders
+
+
+def needed(
+    cache: ObjectStore,
+    tracked: Iterable[Tracked],
+    walk: Walk,
+    source: Store | None = None,
+    hasher: Hasher | None = None,
+) -> Iterator[tuple[ObjRef, int, str]]:
+    """``(ref, size, display path)`` of every object the pointers need: the one answer
+    push, fetch, gc, verify and imports share. A folder needs its manifest and every
+    blob the manifest lists; a manifest the cache lacks is fetched from ``source`` when
+    one is given (with a ``hasher``), else the folder goes into ``walk.unknown``. Yielded
+    as found, so a caller that keeps only digests never holds a path per file."""
+    for t in tracked:
+        if not t.pointer.is_dir:
+            yield ObjRef(t.pointer.digest), t.pointer.size, t.rel
+            continue
+        mref = ObjRef(t.pointer.digest, manifest=True)
+        yield mref, 0, t.rel
+        if not cache.has(mref):
+            if source is None or hasher is None:
+                walk.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
+                continue
+            try:
+                download_object(cache, source, mref, hasher, t.rel)
+            except ObjectsMissing:
+                walk.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
+                continue
+            except IntegrityError:
+                walk.unknown.append(_corrupt_on(source, t.rel, mref))
+                continue
+            walk.manifests_fetched += 1
+        for e in manifest_entries(cache, t.pointer.digest, t.rel):
+            yield ObjRef(e.digest), e.size, f"{t.rel}/{e.path}"
+
+
+@dataclass
+class Wanted(Walk):
     """Objects some pointers need, with sizes and a path to name each in messages."""
 
     refs: dict[ObjRef, tuple[int, str]] = field(default_factory=dict)  # ref -> (size, display path)
-    unknown: list[Unrestored] = field(default_factory=list)  # folders whose manifest we lack (or got corrupt)
-    manifests_fetched: int = 0  # manifests downloaded to expand folders
 
     def add(self, ref: ObjRef, size: int, display: str) -> None:
         self.refs.setdefault(ref, (size, display))
@@ -42,33 +84,12 @@ class Wanted:
 
 
 def wanted_objects(
-    cache: ObjectStore, tracked: list[Tracked], remote: Store | None = None, hasher: Hasher | None = None
+    cache: ObjectStore, tracked: list[Tracked], source: Store | None = None, hasher: Hasher | None = None
 ) -> Wanted:
-    """Everything the pointers need. Manifests absent locally are fetched from
-    ``remote`` when one is given (so a fetch can expand folders), else listed as unknown."""
+    """Everything the pointers need (``needed``), each object once."""
     w = Wanted()
-    for t in tracked:
-        if not t.pointer.is_dir:
-            w.add(ObjRef(t.pointer.digest), t.pointer.size, t.rel)
-            continue
-        mref = ObjRef(t.pointer.digest, manifest=True)
-        w.add(mref, 0, t.rel)
-        if not cache.has_manifest(t.pointer.digest):
-            if remote is None or hasher is None:
-                w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
-                continue
-            try:
-                download_object(cache, remote, mref, hasher, t.rel)
-            except ObjectsMissing:
-                w.unknown.append(Unrestored(t.rel, mref.digest, manifest=True))
-                continue
-            except IntegrityError:
-                w.unknown.append(_corrupt_on(remote, t.rel, mref))
-                continue
-            w.manifests_fetched += 1
-        data = cache.read_manifest_bytes(t.pointer.digest)
-        for e in manifest_mod.loads(data, f"manifest of {t.rel}"):
-            w.add(ObjRef(e.digest), e.size, f"{t.rel}/{e.path}")
+    for ref, size, display in needed(cache, tracked, w, source, hasher):
+        w.add(ref, size, display)
     return w
 
 

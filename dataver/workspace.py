@@ -23,6 +23,7 @@ from .errors import PathError, PointerError, SymlinkLoop, UnreadableFile
 from .hashing import HashedFile
 from .linking import is_temp_name
 from .manifest import Entry
+from .odb import ObjectStore
 from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
@@ -353,9 +354,14 @@ def file_digest(repo: Repo, path: str, st: Stat, progress: Progress = NO_PROGRES
     return d if d is not None else hash_files(repo, [path], progress)[path].digest
 
 
+def manifest_entries(cache: ObjectStore, digest: Digest, display: str) -> list[Entry]:
+    """The one reader of a folder manifest in the cache: bytes checked against the
+    digest (and a size bound), then parsed, every path through the path check."""
+    return manifest.loads(cache.read_manifest_bytes(digest), f"manifest of {display}")
+
+
 def read_manifest(repo: Repo, tracked: Tracked) -> list[Entry]:
-    data = repo.cache.read_manifest_bytes(tracked.pointer.digest)
-    return manifest.loads(data, f"manifest of {tracked.rel}")
+    return manifest_entries(repo.cache, tracked.pointer.digest, tracked.rel)
 
 
 # -- status -------------------------------------------------------------------------

@@ -166,18 +166,19 @@ def verify(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_P
 
 def _blobs_of(repo: Repo, tracked: list[Tracked], problems: list[Problem]) -> list[tuple[Digest, int, str]]:
     """(digest, size, display path) of every blob the pointers need; manifest trouble -> problems."""
+    from ..transfer import Walk, needed
+
     out: dict[Digest, tuple[Digest, int, str]] = {}
     for t in tracked:
-        if not t.pointer.is_dir:
-            out.setdefault(t.pointer.digest, (t.pointer.digest, t.pointer.size, t.rel))
-            continue
+        walk = Walk()
         try:
-            entries = read_manifest(repo, t)
+            found = [(ref, size, display) for ref, size, display in needed(repo.cache, [t], walk) if not ref.manifest]
         except Exception as e:  # noqa: BLE001 - any manifest failure is a finding here
             problems.append(Problem(t.rel, getattr(e, "message", str(e))))
             continue
-        for e in entries:
-            out.setdefault(e.digest, (e.digest, e.size, f"{t.rel}/{e.path}"))
+        problems += [Problem(u.path, f"manifest {u.digest.short()} missing from the cache") for u in walk.unknown]
+        for ref, size, display in found:
+            out.setdefault(ref.digest, (ref.digest, size, display))
     return list(out.values())
 
 

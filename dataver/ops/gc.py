@@ -25,16 +25,15 @@ from typing import Callable, Collection
 
 from .. import pointer as pointer_mod
 from ..digest import Digest
-from ..errors import IntegrityError, ObjectsMissing, PointerError, RemoteError
+from ..errors import MISSING, IntegrityError, ObjectsMissing, PointerError, RemoteError
 from ..gitscm import Git
 from ..history import pointers_at, require_git
 from ..manifest import listed_hexes
-from ..manifest import loads as load_manifest
-from ..remotes import ObjRef, open_remote, remote_names
+from ..remotes import open_remote, remote_names
 from ..repo import Repo
-from ..store import Store
-from ..transfer import fetch_manifest
-from ..workspace import find_tracked
+from ..store import ObjRef, Store
+from ..transfer import Walk, needed
+from ..workspace import Tracked, find_tracked
 from .sync import transfer_jobs
 
 STALE_TEMP_SECONDS = 3600
@@ -81,29 +80,23 @@ def keep_set(repo: Repo, all_branches: bool = False, all_tags: bool = False, all
         keep.revisions = len(revs)
         for rev in sorted(revs):
             pointers += [(f"{rel} at {rev[:10]}", p) for rel, p in pointers_at(git, rev, check_paths=False).items()]
-    remote = None
-    for display, ptr in pointers:
-        if not ptr.is_dir:
-            keep.blobs.add(ptr.digest)
-            continue
-        keep.manifests.add(ptr.digest)
-        if not repo.cache.has_manifest(ptr.digest):
-            if remote is None and remote_names(repo.config):
-                remote = open_remote(repo.config, None, repo.root)
-            if remote is not None:
-                with repo.hasher() as hasher:
-                    try:
-                        fetch_manifest(repo.cache, remote, ptr.digest, hasher, display)
-                    except ObjectsMissing:
-                        pass
-        if not repo.cache.has_manifest(ptr.digest):
-            raise ObjectsMissing(
-                f"the manifest of {display} is in neither the cache nor the remote, "
-                "so gc cannot tell which files it needs",
-                "fetch it (dataver fetch --rev REV), or re-add the folder",
+    remote = open_remote(repo.config, None, repo.root) if remote_names(repo.config) else None
+    walk = Walk()
+    tracked = (Tracked("", "", display, ptr) for display, ptr in pointers)
+    with repo.hasher() as hasher:
+        for ref, _, _ in needed(repo.cache, tracked, walk, remote, hasher):
+            (keep.manifests if ref.manifest else keep.blobs).add(ref.digest)
+    if walk.unknown:  # a folder whose files gc cannot list: deleting anything could lose them
+        u = walk.unknown[0]
+        if u.reason != MISSING:
+            raise IntegrityError(
+                f"the manifest of {u.path} is corrupt on {u.where}, so gc cannot tell which files it needs",
+                "delete that copy and push the folder again from a machine that has it, or re-add the folder",
             )
-        data = repo.cache.read_manifest_bytes(ptr.digest)
-        keep.blobs.update(e.digest for e in load_manifest(data, f"manifest of {display}"))
+        raise ObjectsMissing(
+            f"the manifest of {u.path} is in neither the cache nor the remote, so gc cannot tell which files it needs",
+            "fetch it (dataver fetch --rev REV), or re-add the folder",
+        )
     return keep
 
 

@@ -24,7 +24,6 @@ from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
 from ..history import pointers_at
 from ..linking import place, temp_sibling
-from ..manifest import loads as load_manifest
 from ..odb import ObjectStore, copy_verified
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
@@ -33,7 +32,7 @@ from ..repo import DATAVER_DIR, Repo
 from ..safepath import reserved_in
 from ..transfer import TransferResult, wanted_objects
 from ..transfer import fetch as fetch_objects
-from ..workspace import Tracked, load_tracked, pointer_for, tracked_ancestor
+from ..workspace import Tracked, load_tracked, manifest_entries, pointer_for, tracked_ancestor
 from .core import CheckoutResult, checkout, missing_error
 
 TRANSFER_JOBS = 8
@@ -226,7 +225,7 @@ def _materialize(cache: ObjectStore, t: Tracked, dest: str, hasher: Hasher) -> i
     if not t.pointer.is_dir:
         _copy_to(cache, t.pointer.digest, dest, False, hasher)
         return 1
-    entries = load_manifest(cache.read_manifest_bytes(t.pointer.digest), f"manifest of {t.rel}")
+    entries = manifest_entries(cache, t.pointer.digest, t.rel)
     staging = temp_sibling(dest)
     os.makedirs(staging)
     try:

@@ -11,7 +11,7 @@ from ..progress import NO_PROGRESS, Progress
 from ..remotes import RemoteStore, open_remote, remote_names
 from ..repo import Repo
 from ..store import ObjRef
-from ..transfer import TransferResult, Wanted, remove_corrupt, wanted_objects
+from ..transfer import TransferResult, Walk, Wanted, needed, remove_corrupt, wanted_objects
 from ..transfer import fetch as fetch_objects
 from ..transfer import push as push_objects
 from ..workspace import Tracked, find_tracked
@@ -94,14 +94,9 @@ def _fetch_from(
 
 def _complete(repo: Repo, t: Tracked) -> bool:
     """Does the cache hold everything this pointer needs?"""
-    if not t.pointer.is_dir:
-        return repo.cache.has_blob(t.pointer.digest)
-    if not repo.cache.has_manifest(t.pointer.digest):
-        return False
-    from ..manifest import loads
-
-    entries = loads(repo.cache.read_manifest_bytes(t.pointer.digest), f"manifest of {t.rel}")
-    return all(repo.cache.has_blob(e.digest) for e in entries)
+    walk = Walk()
+    refs = [ref for ref, _, _ in needed(repo.cache, [t], walk)]
+    return not walk.unknown and not repo.cache.missing(refs)
 
 
 def _drop_corrupt_manifests(repo: Repo, tracked: list[Tracked]) -> None:
