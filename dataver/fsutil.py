@@ -22,6 +22,18 @@ def read_at_most(f: BinaryIO, limit: int) -> bytes:
     return f.read(min(size, limit) + 1)
 
 
+def read_range(f: BinaryIO, start: int, end: int | None) -> bytes:
+    """Bytes ``[start, end)`` of the open file ``f`` (slice semantics), with a buffer no
+    larger than what is there: ``f.read(n)`` allocates ``n`` bytes first, and reading
+    a 2 KiB object with ``n`` = 8 MiB cost an mmap per object (see ``read_at_most``)."""
+    size = os.fstat(f.fileno()).st_size
+    stop = size if end is None else min(end, size)
+    if stop <= start:
+        return b""
+    f.seek(start)
+    return f.read(stop - start)
+
+
 def atomic_write(path: str, data: bytes) -> bool:
     """Write ``data`` to ``path`` via a temporary sibling and rename; False if unchanged."""
     try:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .digest import ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
-from .fsutil import files_older_than, read_at_most
+from .fsutil import files_older_than, read_at_most, read_range
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
@@ -106,8 +106,7 @@ class ObjectStore:
     def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
         try:
             with open(self.path(ref), "rb") as f:
-                f.seek(start)
-                return f.read() if end is None else f.read(max(0, end - start))
+                return read_range(f, start, end)
         except FileNotFoundError:
             raise ObjectsMissing(f"{ref} is not in {self.where}") from None
         except OSError as e:

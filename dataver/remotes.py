@@ -24,7 +24,7 @@ from .concurrency import run_parallel
 from .config import Config
 from .digest import Digest
 from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
-from .fsutil import files_older_than
+from .fsutil import files_older_than, read_range
 from .store import MANIFEST_SUFFIX, ObjRef, check_bytes, check_file
 
 T = TypeVar("T")
@@ -486,8 +486,7 @@ class LocalRemoteStore(RemoteStore):
     def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
         def read() -> bytes:
             with open(self.path(ref), "rb") as f:
-                f.seek(start)
-                return f.read() if end is None else f.read(max(0, end - start))
+                return read_range(f, start, end)
 
         return self._call(read, "download from", ref)
 
