@@ -1,6 +1,6 @@
-"""Remotes end to end: push, git clone, pull, against a local folder and a real S3
-endpoint (moto's server on 127.0.0.1). One matrix: every test taking ``remote`` runs
-once per kind of remote."""
+"""Remotes end to end: push, git clone, pull, against a local folder and two S3
+endpoints on 127.0.0.1 (moto's server, and SeaweedFS, which checks signatures like a
+real S3). One matrix: every test taking ``remote`` runs once per kind of remote."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git_commit, make_tree, write
-from moto_server import Bucket, aws_env, s3_bucket, s3_server  # noqa: F401
+from s3servers import Bucket, aws_env, s3_any_bucket, s3_bucket, s3_server, seaweed_bucket, seaweed_server  # noqa: F401
 
 from dataver.hashing import digest_bytes, digest_manifest
 
@@ -67,18 +67,24 @@ class S3Side:
         self.bucket.client.delete_object(Bucket=self.bucket.name, Key=f"{self.prefix}/{key}")
 
 
-@pytest.fixture(params=["local", "s3"])
+def add_s3_remote(cli, repo_dir: Path, bucket: Bucket) -> S3Side:
+    side = S3Side(bucket, "team/data")
+    assert cli("remote", "add", REMOTE, side.url, "--default", cwd=repo_dir).code == 0
+    assert cli("remote", "modify", REMOTE, "endpoint_url", bucket.endpoint, cwd=repo_dir).code == 0
+    return side
+
+
+@pytest.fixture(params=["local", "moto", "seaweedfs"])
 def remote(request, repo_dir, tmp_path, cli):
-    """The repo's default remote ``store``: a folder, or a prefix in a fresh S3 bucket."""
+    """The repo's default remote ``store``: a folder, or a prefix in a fresh S3 bucket on
+    moto or on SeaweedFS."""
     if request.param == "local":
         side = LocalSide(tmp_path / "remote-folder")
         assert cli("remote", "add", REMOTE, side.url, "--default", cwd=repo_dir).code == 0
-    else:
-        bucket = request.getfixturevalue("s3_bucket")
-        side = S3Side(bucket, "team/data")
-        assert cli("remote", "add", REMOTE, side.url, "--default", cwd=repo_dir).code == 0
-        assert cli("remote", "modify", REMOTE, "endpoint_url", bucket.endpoint, cwd=repo_dir).code == 0
-    return side
+        return side
+    return add_s3_remote(
+        cli, repo_dir, request.getfixturevalue("s3_bucket" if request.param == "moto" else "seaweed_bucket")
+    )
 
 
 # -- data and expectations --------------------------------------------------------------
