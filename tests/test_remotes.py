@@ -16,6 +16,7 @@ import pytest
 from conftest import git_commit, make_tree, write
 from s3servers import Bucket, aws_env, s3_any_bucket, s3_bucket, s3_server, seaweed_bucket, seaweed_server  # noqa: F401
 
+from dataver import remotes
 from dataver.hashing import digest_bytes, digest_manifest
 
 REMOTE = "store"
@@ -347,6 +348,45 @@ def test_objects_missing_on_remote_are_listed_and_the_rest_arrives(remote, repo_
         if rel != victim:
             assert (workdir / rel).read_bytes() == data, rel
     assert not (workdir / victim).exists()
+
+
+def test_gc_remote_removes_what_no_pointer_needs(remote, repo_dir, cli):
+    v1, v2 = b"version 1\n" * 100, b"version 2\n" * 100
+    for data in (v1, v2):
+        model = repo_dir / "model.bin"
+        if model.exists():
+            model.unlink()
+        write(model, data)
+        assert cli("add", "model.bin", cwd=repo_dir).code == 0
+        git_commit(repo_dir, f"model of {len(data)} bytes")
+        assert out_json(cli("push", "--json", cwd=repo_dir))["transferred"] == 1
+    assert set(remote.keys()) == {blob_key(v1), blob_key(v2)}
+
+    preview = out_json(cli("gc", "-r", REMOTE, "--dry-run", "--json", cwd=repo_dir))
+    assert (preview["removed"], preview["kept"]) == (1, 1)
+    assert set(remote.keys()) == {blob_key(v1), blob_key(v2)}
+    assert cli("gc", "-r", REMOTE, "--yes", cwd=repo_dir).code == 0
+    assert set(remote.keys()) == {blob_key(v2)}  # only the old commit needed v1
+
+
+def test_large_file_goes_up_in_parts_and_comes_back(s3_any_bucket, repo_dir, tmp_path, cli, monkeypatch):  # noqa: F811
+    """A file of two parts and a bit goes up as a multipart upload (the ETag of a
+    multipart object ends in -PARTS) and is pulled back whole."""
+    part = 5 * 1024 * 1024  # S3's smallest part; s3fs goes multipart at two parts
+    monkeypatch.setattr(remotes, "UPLOAD_PART_SIZE", part)
+    side = add_s3_remote(cli, repo_dir, s3_any_bucket)
+    data = os.urandom(2 * part + 12345)
+    write(repo_dir / "big.bin", data)
+    assert cli("add", "big.bin", cwd=repo_dir).code == 0
+    pushed = out_json(cli("push", "--json", cwd=repo_dir))
+    assert pushed["transferred"] == 1 and pushed["bytes"] == len(data)
+    head = s3_any_bucket.client.head_object(Bucket=s3_any_bucket.name, Key=f"{side.prefix}/{blob_key(data)}")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]
+
+    workdir = clone(repo_dir, tmp_path / "clone")
+    assert cli("pull", cwd=workdir).code == 0
+    assert (workdir / "big.bin").read_bytes() == data
 
 
 # -- configuration -------------------------------------------------------------------------
