@@ -1,5 +1,7 @@
 """Old name of the S3 test helpers, kept so that test modules written against it still
-import: everything now lives in ``s3servers`` (moto and SeaweedFS); import from there."""
+import: everything now lives in ``s3servers`` (moto and SeaweedFS), and conftest.py
+registers its fixtures for every test. New code imports only helpers from s3servers;
+a module that imports a session fixture (as from here) gets its own instance of it."""
 
 from s3servers import (  # noqa: F401
     FAKE_KEY_ID,

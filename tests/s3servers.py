@@ -12,11 +12,12 @@ Two servers with one shape (``start()``, ``stop()``, ``endpoint``, ``cpu_seconds
   off, it binds 127.0.0.1 only, and its data, logs and sockets live in a temporary folder
   that ``stop()`` removes.
 
-Fixtures: ``s3_server``/``s3_bucket`` (moto), ``seaweed_server``/``seaweed_bucket``,
-``s3_any_bucket`` (a test runs once per server), ``aws_env`` and ``auth_s3_server`` (a moto
-process that enforces IAM). A bucket fixture gives a fresh bucket per test and the test
-credentials in the environment. If SeaweedFS cannot start, its fixtures fail with what was
-tried and the server's log: they never skip.
+Fixtures (conftest.py registers them, so a session-scoped server is one per session):
+``s3_server``/``s3_bucket`` (moto), ``seaweed_server``/``seaweed_bucket``, ``s3_any_bucket``
+(a test runs once per server), ``aws_env`` and ``auth_s3_server`` (a moto process that
+enforces IAM). A bucket fixture gives a fresh bucket per test and the test credentials in
+the environment. If SeaweedFS cannot start, its fixtures fail with what was tried and the
+server's log: they never skip.
 """
 
 from __future__ import annotations

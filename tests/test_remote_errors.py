@@ -15,17 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import cli_proc, write
-from s3servers import (  # noqa: F401
-    MotoServer,
-    auth_s3_server,
-    aws_env,
-    s3_any_bucket,
-    s3_bucket,
-    s3_client,
-    s3_server,
-    seaweed_bucket,
-    seaweed_server,
-)
+from s3servers import MotoServer, s3_client
 
 from dataver.errors import RemoteError
 from dataver.hashing import digest_bytes, digest_manifest
@@ -58,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):  # noqa: F811
+def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):
     srv = auth_s3_server
     assert cli("remote", "add", "auth", f"s3://{srv.bucket}/p", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "auth", "endpoint_url", srv.endpoint).code == 0
@@ -89,7 +79,7 @@ def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):  
         assert "remote modify auth access_key_id" in r.err  # the hint says what to do
 
 
-def test_unknown_bucket(s3_any_bucket, repo_dir, cli):  # noqa: F811
+def test_unknown_bucket(s3_any_bucket, repo_dir, cli):
     missing = f"{s3_any_bucket.name}-absent"
     assert cli("remote", "add", "s3", f"s3://{missing}/data", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "s3", "endpoint_url", s3_any_bucket.endpoint).code == 0
@@ -102,7 +92,7 @@ def test_unknown_bucket(s3_any_bucket, repo_dir, cli):  # noqa: F811
     assert missing not in [b["Name"] for b in s3_any_bucket.client.list_buckets()["Buckets"]]
 
 
-def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):  # noqa: F811
+def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):
     port = free_port()
     assert cli("remote", "add", "s3", "s3://bucket/data", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "s3", "endpoint_url", f"http://127.0.0.1:{port}").code == 0
@@ -162,7 +152,7 @@ def test_several_remotes_and_no_default(repo_dir, tmp_path, cli):
 N_FILES = 200
 
 
-def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):  # noqa: F811
+def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):
     """A dedicated moto server is stopped (listening socket and live connections cut)
     while a push of a few hundred objects runs; the push fails cleanly with exit 9;
     the server comes back on the same port with its data; a second push sends exactly

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git_commit, make_tree, write
-from s3servers import Bucket, aws_env, s3_any_bucket, s3_bucket, s3_server, seaweed_bucket, seaweed_server  # noqa: F401
+from s3servers import Bucket
 
 from dataver import remotes
 from dataver.hashing import digest_bytes, digest_manifest
@@ -369,7 +369,7 @@ def test_gc_remote_removes_what_no_pointer_needs(remote, repo_dir, cli):
     assert set(remote.keys()) == {blob_key(v2)}  # only the old commit needed v1
 
 
-def test_large_file_goes_up_in_parts_and_comes_back(s3_any_bucket, repo_dir, tmp_path, cli, monkeypatch):  # noqa: F811
+def test_large_file_goes_up_in_parts_and_comes_back(s3_any_bucket, repo_dir, tmp_path, cli, monkeypatch):
     """A file of two parts and a bit goes up as a multipart upload (the ETag of a
     multipart object ends in -PARTS) and is pulled back whole."""
     part = 5 * 1024 * 1024  # S3's smallest part; s3fs goes multipart at two parts
@@ -412,7 +412,7 @@ def test_relative_local_remote_is_resolved_from_repo_root(repo_dir, tmp_path, cl
     assert (sub / "f.txt").read_bytes() == data
 
 
-def test_credentials_stay_in_config_local_and_out_of_output(repo_dir, cli, s3_bucket):  # noqa: F811
+def test_credentials_stay_in_config_local_and_out_of_output(repo_dir, cli, s3_bucket):
     key_id, secret = "AKIDSECRETID0123456789", "SEKRIT-s3cr3t-value-9f8e7d"
     outputs = []
 

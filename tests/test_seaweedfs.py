@@ -16,16 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write
-from s3servers import (  # noqa: F401
-    FAKE_KEY_ID,
-    WEED_ENV_VAR,
-    SeaweedServer,
-    SeaweedStartError,
-    aws_env,
-    find_weed,
-    seaweed_bucket,
-    seaweed_server,
-)
+from s3servers import FAKE_KEY_ID, WEED_ENV_VAR, SeaweedServer, SeaweedStartError, find_weed
 
 from dataver.errors import RemoteError
 
@@ -62,7 +53,7 @@ def _inet_sockets(pid: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def test_seaweedfs_stays_on_loopback_with_telemetry_off(seaweed_server):  # noqa: F811
+def test_seaweedfs_stays_on_loopback_with_telemetry_off(seaweed_server):
     assert "-master.telemetry=false" in seaweed_server.command
     # With telemetry on, weed logs at start that it will report to telemetry.seaweedfs.com
     # ("Reporting anonymous cluster statistics to ..."); with it off, nothing.
@@ -78,7 +69,7 @@ def test_seaweedfs_stays_on_loopback_with_telemetry_off(seaweed_server):  # noqa
     assert os.getpgid(seaweed_server.pid) == seaweed_server.pid != os.getpgid(0)  # its own group
 
 
-def test_a_wrong_secret_is_denied(seaweed_bucket, repo_dir, cli):  # noqa: F811
+def test_a_wrong_secret_is_denied(seaweed_bucket, repo_dir, cli):
     """SeaweedFS checks each request's SigV4 signature against its identity file: the
     right key with a wrong secret, or an unknown key, is refused, and dataver says so in
     one line (exit 9) naming the remote, without printing the secret."""

@@ -10,7 +10,6 @@ import time
 
 import pytest
 from conftest import git_commit, make_tree
-from s3servers import aws_env, s3_any_bucket, s3_bucket, s3_server, seaweed_bucket, seaweed_server  # noqa: F401
 
 from dataver import remotes
 from dataver.concurrency import run_parallel
@@ -38,7 +37,7 @@ def _count_calls(monkeypatch, store, name: str) -> list:
     return calls
 
 
-def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_any_bucket, monkeypatch):  # noqa: F811
+def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_any_bucket, monkeypatch):
     present, absent = _refs(300, 1), _refs(120, 2)
     for ref in present:
         s3_any_bucket.client.put_object(Bucket=s3_any_bucket.name, Key=f"team/{ref.relpath()}", Body=b"x")
@@ -61,7 +60,7 @@ def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_any_bucket, 
     assert len(listings2) > 100
 
 
-def test_s3_existence_on_an_empty_prefix(s3_any_bucket):  # noqa: F811
+def test_s3_existence_on_an_empty_prefix(s3_any_bucket):
     refs = _refs(100, 3)
     assert _s3_store(s3_any_bucket).missing(refs) == refs
 
@@ -138,7 +137,7 @@ def test_local_upload_bytes_never_leaves_a_partial_object(tmp_path, monkeypatch)
     assert store.read(ref, 0, 4) == b"hell"
 
 
-def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_any_bucket):  # noqa: F811
+def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_any_bucket):
     store = _s3_store(s3_any_bucket)
     empty, small = ObjRef(digest_bytes(b"")), ObjRef(digest_bytes(b"0123456789"))
     store.upload_bytes(b"", empty)
