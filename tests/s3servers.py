@@ -265,17 +265,20 @@ class SeaweedServer:
         rng = random.Random()
         t0 = time.monotonic()
         for _ in range(3):
-            self._spawn(_pick_ports(rng))
             try:
+                self._spawn(_pick_ports(rng))
                 self._wait_ready(time.monotonic() + self.timeout)
+                self._one_collection_for_all_buckets()
             except _PortTaken as e:
                 self.stop()  # another process took a port between our check and weed's bind
                 taken = e.args[0]
                 continue
+            except OSError as e:  # weed could not be run at all
+                self.stop()
+                raise SeaweedStartError(f"could not run {shlex.join(self.command or [self.weed])}: {e}") from e
             except BaseException:
                 self.stop()
                 raise
-            self._one_collection_for_all_buckets()
             self.startup_seconds = time.monotonic() - t0
             return self
         raise SeaweedStartError(f"a port weed was given was taken, 3 times in a row; the last time:\n{taken}")

@@ -108,6 +108,12 @@ def test_a_weed_that_cannot_start_is_an_error_with_its_log(tmp_path, monkeypatch
     assert "exited with code 2" in message and "flag provided but not defined" in message
     assert f"command: {fake} -logtostderr mini " in message
 
+    garbage = tmp_path / "not-a-program"
+    garbage.write_bytes(b"\x00\x01 not an executable format")
+    garbage.chmod(0o755)
+    with pytest.raises(SeaweedStartError, match="could not run .*not-a-program"):
+        SeaweedServer(weed=str(garbage)).start()
+
     monkeypatch.setenv(WEED_ENV_VAR, str(tmp_path / "absent"))
     with pytest.raises(SeaweedStartError, match=f"{WEED_ENV_VAR}=.*absent is not an executable file"):
         find_weed()
