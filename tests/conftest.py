@@ -15,6 +15,19 @@ from pathlib import Path
 import pygit2
 import pytest
 
+# The S3 fixtures are registered here, once, so that a session-scoped server is one server
+# for the whole session: a test module that imports a fixture gets a fixture (and a server)
+# of its own. Test modules take them from here; they import only the helpers.
+from s3servers import (  # noqa: F401
+    auth_s3_server,
+    aws_env,
+    s3_any_bucket,
+    s3_bucket,
+    s3_server,
+    seaweed_bucket,
+    seaweed_server,
+)
+
 from dataver.cli.main import main
 
 

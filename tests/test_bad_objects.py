@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from conftest import git_commit, make_tree, write
-from moto_server import aws_env, s3_bucket, s3_server  # noqa: F401
 from test_remotes import REMOTE, LocalSide, S3Side, blob_key, cache_path, clone, manifest_key, snapshot
 
 from dataver.errors import IntegrityError, ObjectsMissing
@@ -81,12 +80,12 @@ def no_bad_object_kept(workdir: Path, files: dict[str, bytes], bad: set[str]) ->
 
 
 # -- (1) a corrupt remote object: pull restores every other file -------------------------
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "moto", "seaweedfs"])
 def test_pull_restores_everything_but_a_file_corrupt_on_the_remote(kind, request, repo_dir, tmp_path, cli):
     if kind == "local":
         side = local_remote(repo_dir, tmp_path, cli)
     else:
-        bucket = request.getfixturevalue("s3_bucket")
+        bucket = request.getfixturevalue("s3_bucket" if kind == "moto" else "seaweed_bucket")
         side = S3Side(bucket, "team/data")
         assert cli("remote", "add", REMOTE, side.url, "--default", cwd=repo_dir).code == 0
         assert cli("remote", "modify", REMOTE, "endpoint_url", bucket.endpoint, cwd=repo_dir).code == 0

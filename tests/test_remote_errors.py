@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import cli_proc, write
-from moto_server import MotoServer, auth_s3_server, aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
+from s3servers import MotoServer, s3_client
 
 from dataver.errors import RemoteError
 from dataver.hashing import digest_bytes, digest_manifest
@@ -48,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):  # noqa: F811
+def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):
     srv = auth_s3_server
     assert cli("remote", "add", "auth", f"s3://{srv.bucket}/p", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "auth", "endpoint_url", srv.endpoint).code == 0
@@ -79,20 +79,20 @@ def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):  
         assert "remote modify auth access_key_id" in r.err  # the hint says what to do
 
 
-def test_unknown_bucket(s3_bucket, repo_dir, cli):  # noqa: F811
-    missing = f"{s3_bucket.name}-absent"
+def test_unknown_bucket(s3_any_bucket, repo_dir, cli):
+    missing = f"{s3_any_bucket.name}-absent"
     assert cli("remote", "add", "s3", f"s3://{missing}/data", "--default", cwd=repo_dir).code == 0
-    assert cli("remote", "modify", "s3", "endpoint_url", s3_bucket.endpoint).code == 0
+    assert cli("remote", "modify", "s3", "endpoint_url", s3_any_bucket.endpoint).code == 0
     track_a_file(repo_dir, cli)
     for args in (("push",), ("status", "--remote", "s3")):
         r = cli(*args)
         line = check_error(r.code, r.out, r.err)
         assert missing in line and "does not exist" in line, line
     # nothing was created on the way
-    assert missing not in [b["Name"] for b in s3_bucket.client.list_buckets()["Buckets"]]
+    assert missing not in [b["Name"] for b in s3_any_bucket.client.list_buckets()["Buckets"]]
 
 
-def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):  # noqa: F811
+def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):
     port = free_port()
     assert cli("remote", "add", "s3", "s3://bucket/data", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "s3", "endpoint_url", f"http://127.0.0.1:{port}").code == 0
@@ -152,7 +152,7 @@ def test_several_remotes_and_no_default(repo_dir, tmp_path, cli):
 N_FILES = 200
 
 
-def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):  # noqa: F811
+def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):
     """A dedicated moto server is stopped (listening socket and live connections cut)
     while a push of a few hundred objects runs; the push fails cleanly with exit 9;
     the server comes back on the same port with its data; a second push sends exactly

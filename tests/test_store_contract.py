@@ -3,7 +3,7 @@
 As dulwich's ``ObjectStoreTests`` mixin: ``StoreContract`` states each MUST of the
 contract as a test, and each subclass only says how to make its store (and how a
 stranger would drop a foreign file into it). Stores: the local cache, a remote in a
-local folder, the in-memory store, and S3 (moto's server on loopback).
+local folder, the in-memory store, and S3 (moto's server and SeaweedFS, on loopback).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-from moto_server import aws_env, s3_bucket, s3_server  # noqa: F401
 
 from dataver.errors import IntegrityError, ObjectsMissing, RemoteError
 from dataver.hashing import CHUNK_SIZE, Hasher, digest_bytes, digest_manifest
@@ -217,9 +216,9 @@ class TestMemory(RemoteContract):
 
 class TestS3(RemoteContract):
     @pytest.fixture
-    def store(self, s3_bucket):  # noqa: F811 - the fixture
-        return RemoteStore("s3", f"s3://{s3_bucket.name}/prefix", {"endpoint_url": s3_bucket.endpoint})
+    def store(self, s3_any_bucket):
+        return RemoteStore("s3", f"s3://{s3_any_bucket.name}/prefix", {"endpoint_url": s3_any_bucket.endpoint})
 
     @pytest.fixture
-    def absent(self, s3_bucket):  # noqa: F811 - the fixture
-        return RemoteStore("s3", f"s3://{s3_bucket.name}-gone/prefix", {"endpoint_url": s3_bucket.endpoint})
+    def absent(self, s3_any_bucket):
+        return RemoteStore("s3", f"s3://{s3_any_bucket.name}-gone/prefix", {"endpoint_url": s3_any_bucket.endpoint})
