@@ -23,6 +23,7 @@ server's log: they never skip.
 from __future__ import annotations
 
 import atexit
+import glob
 import json
 import logging
 import os
@@ -439,15 +440,24 @@ class SeaweedServer:
             self._log = None
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-        for port in self.ports.values():  # gRPC sockets weed names after our ports, if left over
-            for kind in ("master", "volume", "filer", "s3", "admin"):
-                for path in (f"/tmp/seaweedfs-{kind}-grpc-{port}.sock", f"/tmp/seaweedfs-{kind}-{port}.sock"):
-                    try:
-                        if stat.S_ISSOCK(os.lstat(path).st_mode):
-                            os.unlink(path)
-                    except OSError:
-                        pass
+        for path in self.tmp_sockets():  # a weed that was killed leaves them behind
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         _running.discard(self)
+
+    def port_numbers(self) -> list[int]:
+        """Every port weed was given: the HTTP ports, and the gRPC ports beside them."""
+        return sorted(
+            {*self.ports.values(), *(self.ports[name] + GRPC_OFFSET for name in _PAIRED if name in self.ports)}
+        )
+
+    def tmp_sockets(self) -> list[str]:
+        """The unix sockets weed makes in /tmp whatever it is told (``seaweedfs-KIND-grpc-PORT.sock``,
+        named after our ports) that exist now. A graceful stop removes them; a SIGKILL does not."""
+        paths = (path for n in self.port_numbers() for path in glob.glob(f"/tmp/seaweedfs-*-{n}.sock"))
+        return sorted(path for path in paths if stat.S_ISSOCK(os.lstat(path).st_mode))
 
     # -- observing it
     def cpu_seconds(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,20 @@ def test_a_weed_that_cannot_start_is_an_error_with_its_log(tmp_path, monkeypatch
         find_weed()
 
 
+def test_stop_cleans_up_after_a_killed_weed():
+    """A weed that died by SIGKILL leaves its unix sockets in /tmp; stop() removes them with
+    its data folder."""
+    server = SeaweedServer().start()
+    sockets = server.tmp_sockets()
+    assert sockets and all(os.path.exists(p) for p in sockets)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.stop()
+    assert [p for p in sockets if os.path.exists(p)] == []
+    assert not os.path.exists(server.data_dir)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server.pid, 0)
+
+
 _INNER_SESSION = """
 import json, os
 from s3servers import seaweed_server  # noqa: F401
@@ -127,7 +142,7 @@ def test_it_runs(seaweed_server):
     assert os.getpgid(seaweed_server.pid) == seaweed_server.pid
     with open({out!r}, "w") as f:
         json.dump({{"pid": seaweed_server.pid, "dir": seaweed_server.data_dir,
-                   "ports": list(seaweed_server.ports.values())}}, f)
+                   "ports": seaweed_server.port_numbers(), "sockets": seaweed_server.tmp_sockets()}}, f)
 """
 
 
@@ -165,6 +180,7 @@ def test_a_session_leaves_no_weed_process_or_file(tmp_path):
                 pass
     assert survivors == [], f"processes still running on {data_dir}: {survivors}"
     assert not os.path.exists(data_dir)
+    assert info["sockets"], "weed made no socket in /tmp: this check would check nothing"
     left = [p for port in info["ports"] for p in glob.glob(f"/tmp/seaweedfs-*-{port}.sock")]
     assert left == []
     glog_files = [p for p in glob.glob(os.path.join(tempfile.gettempdir(), "weed.*")) if os.stat(p).st_mtime >= started]
