@@ -31,6 +31,7 @@ from .errors import PointerError
 
 RESERVED = (".git", ".dataver")
 _SHORT_NAME = re.compile(r"(git|datave)~[0-9]+")
+_ASCII_STARTS = (".git", "git~", ".datave", "datave~")
 
 # Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt); they
 # include every code point git's next_hfs_char() skips (U+200C-200F, U+202A-202E,
@@ -72,6 +73,8 @@ def reserved_name(component: str) -> str | None:
 def _reserved_part(name: str) -> str | None:
     if name.isascii():
         folded = name.lower()
+        if not folded.startswith(_ASCII_STARTS):  # every reserved ASCII spelling starts so
+            return None
     else:
         folded = unicodedata.normalize("NFKC", _IGNORABLE.sub("", name)).casefold()
     folded = folded.split(":", 1)[0].rstrip(" .")  # NTFS: streams, trailing dots and spaces
