@@ -124,11 +124,13 @@ def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: boo
         os.chmod(tmp, _writable_mode(executable))
         os.replace(tmp, dest)
         return "copy"
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):  # the rename (a name too long, a folder gone): say which file
+            raise StorageError(f"cannot write {dest}: {e.strerror or e}") from None
         raise
 
 

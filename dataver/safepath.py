@@ -32,6 +32,7 @@ from .errors import PointerError
 RESERVED = (".git", ".dataver")
 _SHORT_NAME = re.compile(r"(git|datave)~[0-9]+")
 _ASCII_STARTS = (".git", "git~", ".datave", "datave~")
+MAX_NAME_BYTES = 255  # ext4, XFS, APFS (UTF-8 bytes); NTFS counts 255 UTF-16 units
 
 # Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt); they
 # include every code point git's next_hfs_char() skips (U+200C-200F, U+202A-202E,
@@ -92,7 +93,8 @@ _NOT_OURS = "this did not come from dataver add; remove it and tell the reposito
 
 def check_relpath(path: str, source: str = "manifest", hint: str = _NOT_OURS) -> None:
     """Refuse a relative posix path dataver would write or delete below some folder:
-    empty, ``.`` or ``..`` components, absolute, NUL/CR/LF, or a reserved component.
+    empty, ``.`` or ``..`` components, absolute, NUL/CR/LF, a reserved component, or a
+    component longer than 255 bytes (no common filesystem holds one).
 
     ``source`` names where the path came from (a pointer file, a manifest) in the error.
     """
@@ -107,6 +109,14 @@ def check_relpath(path: str, source: str = "manifest", hint: str = _NOT_OURS) ->
         or "/../" in framed
     ):
         raise PointerError(f"{source}: unsafe or invalid path {path[:100]!r}", hint)
+    if len(path) > MAX_NAME_BYTES // 4:  # only then can one component exceed the limit in UTF-8
+        long = next((c for c in path.split("/") if len(c.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES), None)
+        if long is not None:
+            raise PointerError(
+                f"{source}: a name in {path[:100]!r} is longer than {MAX_NAME_BYTES} bytes, "
+                "which no common filesystem can hold",
+                hint,
+            )
     if path.isascii():  # the common case: every reserved spelling holds "git" or "datave"
         low = path.lower()
         if "git" not in low and "datave" not in low:

@@ -433,3 +433,12 @@ def test_dataver_temporaries_are_cleaned_by_checkout_and_not_reported(origin, tm
     assert not any(p.exists() for p in leftovers)
     assert users[1].read_bytes() == b"mine"
     assert dv_ok("status", cwd=work).out == ""
+
+
+def test_manifest_entry_with_a_name_no_filesystem_holds_is_refused(origin, tmp_path):
+    """Found by the property test: a 300-character name ended in a traceback."""
+    hostile_folder(origin, "a/" + "n" * 300)
+    work = clone(origin, tmp_path / "clone")
+    r = dv("pull", "--force", cwd=work)
+    assert_refused(r, PointerError.exit_code, "manifest of evil", "longer than 255 bytes")
+    assert not (work / "evil").exists()
