@@ -88,7 +88,7 @@ def check_targets(repo: Repo, tracked: list[Tracked]) -> None:
     for t in tracked:
         if os.path.islink(t.path) and repo.git is not None and repo.git.tracks(t.rel):
             raise PointerError(
-                f"{os.path.basename(t.rel)}.dv: its target {t.rel} is tracked by git itself",
+                f"{t.rel}.dv: its target {t.rel} is tracked by git itself",
                 f"a path is tracked by git or by dataver, not both: remove one (git rm --cached {t.rel}, or "
                 f"git rm {t.rel}.dv)",
             )

@@ -156,9 +156,10 @@ def bring(
         result = fetch_objects(
             cache, source, wanted_objects(cache, tracked, source, hasher), hasher, TRANSFER_JOBS, progress
         )
+        total.present = result.present - total.transferred  # found in the cache, not brought by an earlier source
         total.transferred += result.transferred
         total.nbytes += result.nbytes
-        total.present, total.failed = result.present - (total.transferred - result.transferred), result.failed
+        total.failed = result.failed  # what the last source tried still lacks
         if not result.failed:
             break
     return total
