@@ -16,6 +16,7 @@ import errno
 import functools
 import itertools
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -33,6 +34,7 @@ _TMP_COUNTER = itertools.count()
 # A manifest line is ~60 bytes + the path: 1 GiB is millions of files. The bound keeps
 # a hostile or damaged manifest from exhausting memory (manifests are read whole).
 MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
+_OUR_TEMP = re.compile(r"\d+-\d+-[0-9a-f]{6}\.tmp|tmp\w+\.download")  # _mkstemp's and a download's names
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -365,8 +367,9 @@ class ObjectStore:
 
     def stale_temporaries(self, older_than: float = float("inf")) -> list[str]:
         """Temporaries in ``tmp/`` last written before ``older_than`` (epoch seconds):
-        what writers killed midway left (a live writer's are newer)."""
-        return files_older_than(self.tmp_dir, older_than)
+        what writers killed midway left (a live writer's are newer). Only names dataver
+        gives its temporaries: the cache folder may be shared, or set by a stranger's config."""
+        return [p for p in files_older_than(self.tmp_dir, older_than) if _OUR_TEMP.fullmatch(os.path.basename(p))]
 
     def remove_temporaries(self, paths: list[str]) -> None:
         for path in paths:

@@ -58,6 +58,9 @@ BACKEND_PACKAGES = {
     "https": "aiohttp",
 }
 UPLOAD_PART_SIZE = 8 * 1024 * 1024
+# The names uploads give their temporaries in <remote>/tmp/; gc removes no other file
+# there (a remote URL can come from a stranger's committed config).
+_OUR_TEMP = re.compile(r"(\d+-)?[0-9a-f]{16}\.tmp")
 RETRIES = 4
 
 
@@ -335,7 +338,7 @@ class RemoteStore:
                 return []
             return [i["name"] for i in infos if float(i.get("mtime") or 0) < older_than]
 
-        return self._call(ls, "list")
+        return [p for p in self._call(ls, "list") if _OUR_TEMP.fullmatch(os.path.basename(str(p)))]
 
     def remove_temporaries(self, paths: list[str]) -> None:
         self._call(lambda: self.fs.rm(paths), "delete from")
@@ -515,7 +518,8 @@ class LocalRemoteStore(RemoteStore):
         return out
 
     def stale_temporaries(self, older_than: float) -> list[str]:
-        return files_older_than(os.path.join(self.root, "tmp"), older_than)
+        found = files_older_than(os.path.join(self.root, "tmp"), older_than)
+        return [p for p in found if _OUR_TEMP.fullmatch(os.path.basename(p))]
 
     def remove_temporaries(self, paths: list[str]) -> None:
         def rm() -> None:

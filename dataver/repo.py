@@ -17,7 +17,7 @@ from .hashing import Hasher, default_jobs
 from .linking import DEFAULT_LINK_TYPES, parse_link_types
 from .lock import FileLock, Locks
 from .odb import ObjectStore
-from .safepath import reserved_in
+from .safepath import reserved_in, reserved_name
 from .state import NullState, State
 
 DATAVER_DIR = ".dataver"
@@ -56,6 +56,13 @@ class Repo:
             if configured
             else os.path.join(self.dataver_dir, "cache")
         )
+        # cache.dir may come from a committed config (a stranger's): never inside a .git.
+        parts = os.path.normpath(path).split(os.sep)
+        if any(reserved_name(part) == ".git" for part in parts):
+            raise ConfigError(
+                f"cache.dir {configured!r} (in .dataver/config or config.local) is inside a .git folder",
+                "point it elsewhere: dataver config cache.dir PATH, or remove the setting",
+            )
         return ObjectStore(path)
 
     @cached_property

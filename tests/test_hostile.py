@@ -166,13 +166,39 @@ def test_gc_remote_removes_stale_upload_leftovers(repo_dir, cli, tmp_path):
     remote = tmp_path / "store"
     assert cli("remote", "add", "origin", str(remote), "--default").code == 0
     assert cli("push").code == 0
-    stale = write(remote / "tmp" / "123-0-abcdef.tmp", b"half an upload")
-    fresh = write(remote / "tmp" / "456-0-abcdef.tmp", b"an upload in progress")
+    stale = write(remote / "tmp" / "123-0123456789abcdef.tmp", b"half an upload")  # the names uploads use
+    fresh = write(remote / "tmp" / "456-fedcba9876543210.tmp", b"an upload in progress")
+    foreign = write(remote / "tmp" / "notes.txt", b"not ours, however old")
     old = os.stat(stale).st_mtime - 2 * 3600
     os.utime(stale, (old, old))
+    os.utime(foreign, (old, old))
     r = cli("gc", "-r", "origin", "-y", "--json")
     assert r.code == 0, r.err
     assert '"temporaries": 1' in r.out
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and fresh.exists() and foreign.exists()
     git_commit(repo_dir, "pointer")
     assert cli("verify", "--remote", "origin").code == 0  # the objects themselves are untouched
+
+
+def test_cache_dir_inside_git_from_a_committed_config_is_refused(repo_dir, cli):
+    """cache.dir can arrive in a stranger's committed .dataver/config."""
+    write(repo_dir / "w.bin", b"weights")
+    with open(repo_dir / ".dataver" / "config", "a") as f:
+        f.write("[cache]\ndir = ../.GIT/objects/dv\n")
+    r = cli("add", "w.bin")
+    assert r.code == 3 and "inside a .git folder" in r.err and "Traceback" not in r.err
+    assert not (repo_dir / ".git" / "objects" / "dv").exists()
+
+
+def test_gc_removes_only_temporaries_dataver_names(repo_dir, cli, tmp_path):
+    """A shared or stranger-configured cache folder: gc leaves old files it did not make."""
+    shared = tmp_path / "elsewhere"
+    assert cli("config", "cache.dir", str(shared)).code == 0
+    ours = write(shared / "tmp" / "123-4-abcdef.tmp", b"a killed add's")
+    theirs = write(shared / "tmp" / "report.pdf", b"someone's file")
+    for p in (ours, theirs):
+        os.utime(p, (1, 1))
+    r = cli("gc", "-y", "--json")
+    assert r.code == 0, r.err
+    assert '"temporaries": 1' in r.out
+    assert not ours.exists() and theirs.read_bytes() == b"someone's file"

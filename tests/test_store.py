@@ -233,14 +233,15 @@ def test_iter_objects_lists_blobs_and_manifests_only(store, hasher, tmp_path):
     write(os.path.join(base, "abc", "0" * 30), b"")
     write(os.path.join(base, b1.hex[:2], "short"), b"")
     write(os.path.join(base, "README"), b"")
-    write(os.path.join(store.tmp_dir, "x.tmp"), b"")
+    write(os.path.join(store.tmp_dir, "x.tmp"), b"")  # not a name dataver gives: never removed
+    write(os.path.join(store.tmp_dir, "123-0-abcdef.tmp"), b"")
     got = sorted(store.iter_paths(), key=lambda t: (t[0].hex, t[1]))
     want = sorted(
         [(b1, False, store.blob_path(b1)), (b2, False, store.blob_path(b2)), (m, True, store.manifest_path(m))],
         key=lambda t: (t[0].hex, t[1]),
     )
     assert got == want
-    assert store.stale_temporaries() == [os.path.join(store.tmp_dir, "x.tmp")]
+    assert store.stale_temporaries() == [os.path.join(store.tmp_dir, "123-0-abcdef.tmp")]
 
 
 @pytest.mark.parametrize("size", [77, 4 * CHUNK + 1])
