@@ -28,7 +28,7 @@ from .fsutil import files_older_than, read_at_most, read_range
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
-from .store import MANIFEST_SUFFIX, ObjRef, check_bytes
+from .store import MANIFEST_SUFFIX, DirectBatch, ObjRef, check_bytes, read_each
 
 _TMP_COUNTER = itertools.count()
 # A manifest line is ~60 bytes + the path: 1 GiB is millions of files. The bound keeps
@@ -131,6 +131,15 @@ class ObjectStore:
     def delete(self, refs: Iterable[ObjRef]) -> None:
         for ref in refs:
             _unlink_quietly(self.path(ref))
+
+    def writer(self, jobs: int = 8) -> DirectBatch:
+        return DirectBatch(self)
+
+    def read_many(self, refs: list[ObjRef], sink: Callable[[ObjRef, Any], None], jobs: int = 8) -> None:
+        read_each(self, refs, sink, jobs)
+
+    def plan_delete(self, refs: Iterable[ObjRef]) -> None:
+        return None  # the cache keeps one file per object: nothing to repack
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:

@@ -20,12 +20,13 @@ import shutil
 import time
 from typing import Any, Callable, Iterable, TypeVar
 
+from . import packstore
 from .concurrency import run_parallel
 from .config import Config
 from .digest import Digest
 from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
 from .fsutil import files_older_than, read_range
-from .store import MANIFEST_SUFFIX, ObjRef, check_bytes, check_file
+from .store import MANIFEST_SUFFIX, Batch, DirectBatch, ObjRef, check_bytes, check_file
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ S3_KEYS = (
     "secret_access_key",
     "session_token",
     "jobs",
+    "layout",
 )
 # Protocols whose fsspec implementation offers an atomic rename (mv) within the store.
 RENAME_PROTOCOLS = ("file", "local", "sftp", "ssh")
@@ -152,8 +154,14 @@ class RemoteStore:
         self.protocol, self.root, storage = _split_url(url)
         self._storage = _storage_options(self.protocol, options, storage)
         self.jobs = int(options["jobs"]) if options.get("jobs", "").isdigit() else None
+        # "loose": never start the packed layout here (for teams still on a dataver without packs)
+        self.layout = options.get("layout", "").strip().lower()
+        if self.layout not in ("", "packed", "loose"):
+            raise ConfigError(f"remote {name!r}: layout must be 'packed' or 'loose', not {self.layout!r}")
         self.relative = False  # a relative folder path that no repository root anchored
         self._fs: Any = None
+        self._marker: Any = _UNREAD  # packstore.Marker, or None for a loose (format 1) remote
+        self._index: Any = None  # packstore.PackIndex, once a packed remote is read
 
     # -- the fsspec filesystem, built lazily (importing s3fs costs ~0.3 s) ----------
     @property
@@ -197,6 +205,12 @@ class RemoteStore:
         self.upload(path, ref)
 
     def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
+        record = self._packed_record(ref)
+        if record is not None:
+            return self._read_packed(ref, lambda rec: packstore.read_entry(self, rec, start, end))
+        return self._read_loose(ref, start, end)
+
+    def _read_loose(self, ref: ObjRef, start: int, end: int | None) -> bytes:
         def read() -> bytes:
             if end is not None and end <= start:
                 return b""
@@ -210,10 +224,190 @@ class RemoteStore:
         return self._call(read, "download from", ref)
 
     def get_file(self, ref: ObjRef, dest: str) -> None:
-        self.download(ref, dest)
+        if self._packed_record(ref) is None:
+            self.download(ref, dest)
+            return
+        data = self._read_packed(ref, lambda rec: packstore.read_entry(self, rec))
+        with open(dest, "wb") as f:
+            f.write(data)
 
     def delete(self, refs: Iterable[ObjRef]) -> None:
-        self.remove(list(refs))
+        self.delete_planned(refs)
+
+    def delete_planned(self, refs: Iterable[ObjRef], jobs: int = 8) -> packstore.PackPlan | None:
+        """``delete``, returning what it did to the packs (None on a loose remote)."""
+        refs = list(refs)
+        index = self._packed_index()
+        packed = [r for r in refs if index is not None and index.find(r) is not None]
+        loose = [r for r in refs if index is None or index.find(r) is None]
+        if loose:
+            self.remove(loose)
+        if index is None:
+            return None
+        return packstore.collect(self, index, packed, self._marker.pack_size, jobs)
+
+    def plan_delete(self, refs: Iterable[ObjRef]) -> packstore.PackPlan | None:
+        """What ``delete`` would do to the packs, without doing it (gc --dry-run)."""
+        index = self._packed_index()
+        if index is None:
+            return None
+        sizes, mtimes = packstore.pack_sizes(self)
+        doomed = {packstore.key_of(r) for r in refs}
+        now = time.time()
+        p = packstore.plan(index, self, doomed, sizes, now)
+        named = set(index.packs())
+        p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > packstore.ORPHAN_GRACE]
+        return p
+
+    def writer(self, jobs: int = 8) -> Batch:
+        """A batch of puts (see store.Store.writer): on a packed remote, small objects
+        go into packs under a shared lock and become visible with one index file."""
+        if self._packed_index() is None:
+            return DirectBatch(self)
+        return _PackedBatch(self, jobs)
+
+    def read_many(self, refs: list[ObjRef], sink: Callable[[ObjRef, Any], None], jobs: int = 8) -> None:
+        """``sink(ref, bytes)`` for each object, or ``sink(ref, error)`` for one that is
+        absent or does not unpack (see store.Store.read_many): packed objects with
+        coalesced ranged reads, loose ones one read each."""
+        index = self._packed_index()
+        packed = [(r, rec) for r in refs if index is not None and (rec := index.find(r)) is not None]
+        in_pack = {r for r, _ in packed}
+        loose = [r for r in refs if r not in in_pack]
+        if packed:
+            gone = packstore.read_many(self, packed, sink, jobs)
+            if gone:  # a gc repacked them since the index was read
+                index.load(force=True)
+                again = [(r, rec) for r in gone if (rec := index.find(r)) is not None]
+                loose += [r for r in gone if index.find(r) is None]
+                for r in packstore.read_many(self, again, sink, jobs):
+                    sink(r, ObjectsMissing(f"object {r.digest} is not on {self.where}"))
+
+        def one(ref: ObjRef) -> None:
+            try:
+                data = self._read_loose(ref, 0, None)
+            except ObjectsMissing as e:
+                sink(ref, e)
+                return
+            sink(ref, data)
+
+        run_parallel(one, loose, jobs)
+
+    # -- the packed layout (packstore) ------------------------------------------------
+    @property
+    def marker(self) -> Any:
+        """The remote's format marker (packstore.Marker), or None: a loose remote."""
+        if self._marker is _UNREAD:
+            from . import packstore
+
+            try:
+                data = self.read_file(packstore.MARKER)
+            except ObjectsMissing:
+                self._marker = None
+            else:
+                self._marker = packstore.Marker.parse(data, self.where)
+        return self._marker
+
+    def _packed_index(self) -> Any:
+        if self.marker is None:
+            return None
+        if self._index is None:
+            self._index = packstore.PackIndex(self)
+        return self._index
+
+    def _packed_record(self, ref: ObjRef) -> Any:
+        index = self._packed_index()
+        return None if index is None else index.find(ref)
+
+    def _read_packed(self, ref: ObjRef, read: Callable[[Any], T]) -> T:
+        """``read(record)``, once more after reloading the index if the pack is gone."""
+        try:
+            return read(self._index.find(ref))
+        except ObjectsMissing:
+            self._index.load(force=True)
+            record = self._index.find(ref)
+            if record is None:
+                return read_missing(ref, self.where)
+            return read(record)
+
+    def start_packed(self) -> bool:
+        """Write the format marker if this remote holds no objects yet (a new remote is
+        packed; one that already holds loose objects stays as it is until
+        ``dataver remote upgrade``). True when the remote is packed."""
+        if self.marker is not None:
+            return True
+        if self.layout == "loose":
+            return False
+        names = {name for name, _, _ in self._list_top()}
+        if names & set(KNOWN_ALGORITHMS):
+            return False
+        self.write_file(packstore.MARKER, packstore.Marker().to_bytes())
+        self._marker = packstore.Marker()
+        return True
+
+    def upgrade(self) -> Any:
+        """Make a loose remote packed: write the marker. Loose objects stay readable."""
+        if self.marker is None:
+            self.prepare_write()
+            self.write_file(packstore.MARKER, packstore.Marker().to_bytes())
+            self._marker = packstore.Marker()
+        return self._marker
+
+    # -- files below the root (packstore.Files) ---------------------------------------
+    def _abs(self, rel: str) -> str:
+        return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
+
+    def read_file(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        path = self._abs(rel)
+
+        def read() -> bytes:
+            if end is not None and end <= start:
+                return b""
+            try:
+                return self.fs.cat_file(path, start=start or None, end=end)
+            except FileNotFoundError:
+                raise ObjectsMissing(f"{rel} is not on {self.where}") from None
+            except OSError as e:
+                if e.errno == errno.EINVAL and "range" in str(e).lower():
+                    return b""
+                raise
+
+        return self._call(read, "download from")
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        if self.read_only:
+            raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only ({self.protocol}://)")
+        if self.protocol in RENAME_PROTOCOLS:
+            self._write_renamed_to(lambda tmp: self.fs.pipe_file(tmp, data), self._abs(rel))
+        else:
+            self._call(lambda: self.fs.pipe_file(self._abs(rel), data), "upload to")
+
+    def list_files(self, rel_dir: str) -> list[tuple[str, int, float]]:
+        def ls() -> list[tuple[str, int, float]]:
+            try:
+                infos = self.fs.ls(self._abs(rel_dir), detail=True)
+            except FileNotFoundError:
+                return []
+            return [
+                (os.path.basename(str(i["name"]).rstrip("/")), int(i.get("size") or 0), _mtime(i))
+                for i in infos
+                if i.get("type") != "directory"
+            ]
+
+        return self._call(ls, "list")
+
+    def _list_top(self) -> list[tuple[str, int, float]]:
+        def ls() -> list[tuple[str, int, float]]:
+            try:
+                return [(os.path.basename(str(p).rstrip("/")), 0, 0.0) for p in self.fs.ls(self.root, detail=False)]
+            except FileNotFoundError:
+                return []
+
+        return self._call(ls, "list")
+
+    def delete_files(self, rels: list[str]) -> None:
+        if rels:
+            self._rm_paths([self._abs(r) for r in rels])
 
     def path(self, ref: ObjRef) -> str:
         return f"{self.root.rstrip('/')}/{ref.relpath()}"
@@ -229,6 +423,17 @@ class RemoteStore:
         if not refs:
             return []
         self.check_reachable()
+        index = self._packed_index()
+        if index is not None:
+            index.load()
+            asked, refs = refs, [r for r in refs if index.find(r) is None]
+            if not refs:
+                return []
+            lacking = set(self._missing_loose(refs, jobs))
+            return [r for r in asked if r in lacking]
+        return self._missing_loose(refs, jobs)
+
+    def _missing_loose(self, refs: list[ObjRef], jobs: int) -> list[ObjRef]:
         if len(refs) <= 64:
             present = run_parallel(lambda r: self._exists(self.path(r)), refs, jobs)
             return [r for r, ok in zip(refs, present, strict=True) if not ok]
@@ -276,6 +481,8 @@ class RemoteStore:
         """Create the remote's root folder where the store has folders (push may start a remote)."""
         if self.protocol in (*RENAME_PROTOCOLS, "memory") and not self.read_only:
             self._call(lambda: self.fs.makedirs(self.root, exist_ok=True), "create")
+        if not self.read_only:
+            self.start_packed()
 
     def _exists(self, path: str) -> bool:
         return self._call(lambda: self.fs.exists(path), "check")
@@ -306,12 +513,21 @@ class RemoteStore:
             ref = ref_from_name(*str(path).rstrip("/").split("/")[-2:])
             if ref is not None:
                 out.append((ref, int(info.get("size") or 0)))
-        return out
+        return self._with_packed(out)
+
+    def _with_packed(self, loose: list[tuple[ObjRef, int]]) -> list[tuple[ObjRef, int]]:
+        index = self._packed_index()
+        if index is None:
+            return loose
+        seen = {ref for ref, _ in loose}
+        return loose + [(ref, size) for ref, size in packstore.iter_packed(index) if ref not in seen]
 
     def remove(self, refs: list[ObjRef]) -> None:
+        self._rm_paths([self.path(r) for r in refs])
+
+    def _rm_paths(self, paths: list[str]) -> None:
         if self.read_only:
             raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only")
-        paths = [self.path(r) for r in refs]
 
         def rm() -> None:
             try:
@@ -357,9 +573,11 @@ class RemoteStore:
             self._call(lambda: self.fs.put_file(local_path, final, **kwargs), "upload to", ref)
 
     def _write_renamed(self, write: Callable[[str], Any], ref: ObjRef) -> None:
-        """``write(tmp)`` a temporary in the remote's ``tmp/`` and rename it to the
-        object's name, so no partial object ever has that name."""
-        final = self.path(ref)
+        self._write_renamed_to(write, self.path(ref), ref)
+
+    def _write_renamed_to(self, write: Callable[[str], Any], final: str, ref: ObjRef | None = None) -> None:
+        """``write(tmp)`` a temporary in the remote's ``tmp/`` and rename it to
+        ``final``, so no partial object ever has that name."""
         tmp = f"{self.root.rstrip('/')}/tmp/{secrets.token_hex(8)}.tmp"
 
         def write_and_rename() -> None:
@@ -458,12 +676,12 @@ class LocalRemoteStore(RemoteStore):
 
     def prepare_write(self) -> None:
         self._call(lambda: os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True), "create")
+        self.start_packed()
 
     def upload(self, local_path: str, ref: ObjRef, callback: Any = None) -> None:
         self._write_renamed(lambda tmp: shutil.copyfile(local_path, tmp), ref)
 
-    def _write_renamed(self, write: Callable[[str], Any], ref: ObjRef) -> None:
-        final = self.path(ref)
+    def _write_renamed_to(self, write: Callable[[str], Any], final: str, ref: ObjRef | None = None) -> None:
         tmp = os.path.join(self.root, "tmp", f"{os.getpid()}-{secrets.token_hex(8)}.tmp")
 
         def write_and_rename() -> None:
@@ -486,12 +704,61 @@ class LocalRemoteStore(RemoteStore):
     def download(self, ref: ObjRef, local_path: str, callback: Any = None) -> None:
         self._call(lambda: shutil.copyfile(self.path(ref), local_path), "download from", ref)
 
-    def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
+    def _read_loose(self, ref: ObjRef, start: int, end: int | None) -> bytes:
         def read() -> bytes:
             with open(self.path(ref), "rb") as f:
                 return read_range(f, start, end)
 
         return self._call(read, "download from", ref)
+
+    # -- files below the root (packstore.Files), with os calls --------------------------
+    def read_file(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        def read() -> bytes:
+            try:
+                with open(self._abs(rel), "rb") as f:
+                    return read_range(f, start, end)
+            except FileNotFoundError:
+                raise ObjectsMissing(f"{rel} is not on {self.where}") from None
+
+        return self._call(read, "download from")
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "xb") as f:
+                f.write(data)
+
+        self._write_renamed_to(write, self._abs(rel))
+
+    def list_files(self, rel_dir: str) -> list[tuple[str, int, float]]:
+        def ls() -> list[tuple[str, int, float]]:
+            out = []
+            try:
+                with os.scandir(self._abs(rel_dir)) as it:
+                    for e in it:
+                        try:
+                            if e.is_file(follow_symlinks=False):
+                                st = e.stat(follow_symlinks=False)
+                                out.append((e.name, st.st_size, st.st_mtime))
+                        except FileNotFoundError:
+                            continue
+            except FileNotFoundError:
+                return []
+            return out
+
+        return self._call(ls, "list")
+
+    def _list_top(self) -> list[tuple[str, int, float]]:
+        return [(n, 0, 0.0) for n in self._list_names(self.root)]
+
+    def _rm_paths(self, paths: list[str]) -> None:
+        def rm() -> None:
+            for p in paths:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+
+        self._call(rm, "delete from")
 
     def upload_bytes(self, data: bytes, ref: ObjRef) -> None:
         def write(tmp: str) -> None:
@@ -515,7 +782,7 @@ class LocalRemoteStore(RemoteStore):
                 ref = ref_from_name(fan, name)
                 if ref is not None:
                     out.append((ref, os.stat(self.path(ref)).st_size))
-        return out
+        return self._with_packed(out)
 
     def stale_temporaries(self, older_than: float) -> list[str]:
         found = files_older_than(os.path.join(self.root, "tmp"), older_than)
@@ -531,15 +798,62 @@ class LocalRemoteStore(RemoteStore):
 
         self._call(rm, "delete from")
 
-    def remove(self, refs: list[ObjRef]) -> None:
-        def rm() -> None:
-            for r in refs:
-                try:
-                    os.unlink(self.path(r))
-                except FileNotFoundError:
-                    pass
 
-        self._call(rm, "delete from")
+
+_UNREAD = object()
+KNOWN_ALGORITHMS = ("xxh3-128", "blake3")  # folders of loose objects
+
+
+def _mtime(info: dict) -> float:
+    """Last-modified time of an fsspec listing entry, whatever the backend calls it."""
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return 0.0
+
+
+def read_missing(ref: ObjRef, where: str) -> Any:
+    raise ObjectsMissing(f"object {ref.digest} is not on {where}")
+
+
+class _PackedBatch(Batch):
+    """Puts into a packed remote: objects up to ``packstore.PACKED_MAX`` into packs,
+    larger ones loose; a shared lock held from the start until the index is written."""
+
+    recheck = True
+
+    def __init__(self, remote: RemoteStore, jobs: int):
+        self.remote = remote
+        self.lock = packstore.RemoteLock(remote, exclusive=False, command="push").acquire()
+        try:
+            remote._index.load(force=True)  # what the remote holds now that no gc can run
+        except BaseException:
+            self.lock.release()
+            raise
+        self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size)
+
+    def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        if len(data) > packstore.PACKED_MAX:
+            self.remote.put_bytes(ref, data)
+            return
+        check_bytes(ref, data, self.remote.where)
+        self.packs.add(ref, data)
+
+    def put_file(self, ref: ObjRef, path: str, hasher: Any) -> None:
+        if os.path.getsize(path) > packstore.PACKED_MAX:
+            self.remote.put_file(ref, path, hasher)
+            return
+        with open(path, "rb") as f:
+            self.put_bytes(ref, f.read())
+
+    def commit(self) -> None:
+        self.packs.commit()
+
+    def close(self) -> None:
+        self.lock.release()
 
 
 _AUTH_CODES = {
@@ -678,7 +992,7 @@ def _storage_options(protocol: str, options: dict[str, str], from_url: dict[str,
     if protocol in ("file", "local"):
         return {"auto_mkdir": True}
     for key, value in options.items():
-        if key != "jobs":
+        if key not in ("jobs", "layout"):
             out[key] = _typed(value)
     return out
 

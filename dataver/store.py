@@ -19,13 +19,15 @@ The key words MUST, MUST NOT and SHOULD are used as in RFC 2119.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
+from .concurrency import run_parallel
 from .digest import Digest
-from .errors import IntegrityError
+from .errors import DataverError, IntegrityError, ObjectsMissing
 from .hashing import CHUNK_SIZE, Hasher, digest_bytes, digest_manifest
 
 MANIFEST_SUFFIX = ".manifest"
+Sink = Callable[["ObjRef", "bytes | DataverError"], None]
 BLOB, MANIFEST = "blob", "manifest"
 
 
@@ -132,6 +134,28 @@ class Store(Protocol):
         """Where the object lives, as the store's users see it (messages, gc's list)."""
         ...
 
+    # -- batches -------------------------------------------------------------------------
+    def writer(self, jobs: int = 8) -> Batch:
+        """A batch of puts, used as a context manager: ``put_bytes``/``put_file`` as
+        above (verified; thread-safe), except that objects MAY become visible only when
+        the ``with`` block ends without an exception (a packed remote publishes them in
+        one index file then). An abandoned batch (error, kill) MAY leave its objects
+        absent, and MUST NOT leave any partly visible."""
+        ...
+
+    def read_many(self, refs: list[ObjRef], sink: Sink, jobs: int = 8) -> None:
+        """Call ``sink(ref, bytes)`` once for each ref (from any thread, in any order),
+        or ``sink(ref, error)`` with ``ObjectsMissing`` for an absent object and
+        ``IntegrityError`` for one that cannot be unpacked. Does not verify (see ``read``).
+        SHOULD cost far fewer requests than one per object (packs: coalesced ranges).
+        Raises only for the store as a whole (``RemoteError``)."""
+        ...
+
+    def plan_delete(self, refs: Iterable[ObjRef]) -> Any:
+        """What ``delete(refs)`` would do to packs (packstore.PackPlan), or None for a
+        store without packs; changes nothing (gc's dry run)."""
+        ...
+
     # -- maintenance ---------------------------------------------------------------------
     def stale_temporaries(self, older_than: float) -> list[str]:
         """Temporaries of writes killed midway, last written before ``older_than`` (epoch
@@ -161,3 +185,60 @@ def check_file(ref: ObjRef, path: str, hasher: Hasher, where: str) -> None:
     actual = hasher.hash_file(path).digest
     if actual != ref.digest:
         raise IntegrityError(f"{path} does not hash to {ref} (it hashes to {actual.short()}); not stored in {where}")
+
+
+class Batch:
+    """A batch of puts (``Store.writer``): use it as a context manager."""
+
+    #: True when what the store holds may have changed since the caller last asked
+    #: (a packed remote re-reads its index under the batch's lock): ask ``missing`` again.
+    recheck = False
+
+    def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        raise NotImplementedError
+
+    def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Make every put object visible (called when the block ends cleanly)."""
+
+    def close(self) -> None:
+        """Release what the batch holds (called however the block ends)."""
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self.close()
+
+
+class DirectBatch(Batch):
+    """The batch of a store whose puts are visible at once: each put goes straight in."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        self.store.put_bytes(ref, data)
+
+    def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
+        self.store.put_file(ref, path, hasher)
+
+
+def read_each(store: Store, refs: list[ObjRef], sink: Callable[[ObjRef, Any], None], jobs: int) -> None:
+    """``Store.read_many`` for a store without packs: one ``read`` per object."""
+
+    def one(ref: ObjRef) -> None:
+        try:
+            data = store.read(ref)
+        except ObjectsMissing as e:
+            sink(ref, e)
+            return
+        sink(ref, data)
+
+    run_parallel(one, refs, jobs)

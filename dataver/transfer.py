@@ -18,12 +18,12 @@ from typing import Iterable, Iterator
 
 from . import manifest as manifest_mod
 from .concurrency import run_parallel
-from .errors import CORRUPT_REMOTE, IntegrityError, ObjectsMissing, StorageError, Unrestored
+from .errors import CORRUPT_REMOTE, DataverError, IntegrityError, ObjectsMissing, StorageError, Unrestored
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
 from .remotes import redact
-from .store import ObjRef, Store
+from .store import Batch, ObjRef, Store, check_bytes
 from .workspace import Tracked, manifest_entries
 
 
@@ -121,21 +121,40 @@ def push(
     # One question to the remote for both: what to send, and which of the objects
     # we lack it lacks too (those are lost unless someone else still has them).
     remote.prepare_write()
-    absent = set(remote.missing(local + not_local + unknown_refs, jobs))
-    to_send = [r for r in local if r in absent]
-    result = TransferResult(
-        failed=[u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent]
-        + [Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent]
-    )
+    everything = local + not_local + unknown_refs
+    absent = set(remote.missing(everything, jobs))
+    result = TransferResult()
+    if any(r in absent for r in local):
+        # Something to send: a batch (a packed remote's shared lock, so no gc removes
+        # what we count as present), and the question asked again under it.
+        with remote.writer(jobs) as batch:
+            if batch.recheck:
+                absent = set(remote.missing(everything, jobs))
+            _send(cache, batch, [r for r in local if r in absent], wanted, jobs, progress, hasher, result)
+    result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent] + [
+        Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent
+    ]
     result.present = len(known) - len(absent & set(known))
+    return result
 
+
+def _send(
+    cache: ObjectStore,
+    batch: Batch,
+    to_send: list[ObjRef],
+    wanted: Wanted,
+    jobs: int,
+    progress: Progress,
+    hasher: Hasher,
+    result: TransferResult,
+) -> None:
     def send(ref: ObjRef) -> None:
         size = wanted.refs[ref][0]
         try:
             if not ref.manifest and size <= hasher.chunk_size:
-                remote.put_bytes(ref, cache.read(ref))  # small blobs (most): one read serves check and upload
+                batch.put_bytes(ref, cache.read(ref))  # small blobs (most): one read serves check and upload
             else:
-                remote.put_file(ref, cache.path(ref), hasher)
+                batch.put_file(ref, cache.path(ref), hasher)
         except IntegrityError:
             raise IntegrityError(
                 f"cache object {cache.path(ref)} is corrupt (its bytes do not hash to {ref.digest.short()}); "
@@ -148,7 +167,6 @@ def push(
     _run_in_order(to_send, send, jobs, wanted, progress, "uploading")
     result.transferred = len(to_send)
     result.nbytes = sum(wanted.refs[r][0] for r in to_send)
-    return result
 
 
 def fetch(
@@ -164,22 +182,54 @@ def fetch(
     result.present = len(known) - len(to_get)
     failed: dict[ObjRef, Unrestored] = {}  # filled in by the download threads
 
-    def get(ref: ObjRef) -> None:
+    def stored(ref: ObjRef) -> None:
+        progress.advance(wanted.refs[ref][0], 1)
+
+    def sink(ref: ObjRef, data: bytes | DataverError) -> None:
+        """A small object read from the remote: verified into the cache, or recorded."""
+        display = wanted.refs[ref][1]
+        if isinstance(data, ObjectsMissing):
+            failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
+        elif isinstance(data, IntegrityError):
+            failed[ref] = _corrupt_on(remote, display, ref)
+        elif isinstance(data, DataverError):
+            raise data
+        elif len(data) > hasher.chunk_size:  # larger than its pointer said: the file path
+            large(ref)
+        else:
+            try:
+                if ref.manifest:  # hashed first: only a manifest that is what it claims gets parsed
+                    check_bytes(ref, data, remote.where)
+                    _manifest_check(remote, ref, display)(data)
+                cache.put_bytes(ref, data)
+            except IntegrityError:
+                failed[ref] = _corrupt_on(remote, display, ref)
+                return
+            stored(ref)
+
+    def large(ref: ObjRef) -> None:
         display = wanted.refs[ref][1]
         try:
-            if not ref.manifest and wanted.refs[ref][0] <= hasher.chunk_size:
-                download_small_object(cache, remote, ref, hasher)
-            else:
-                download_object(cache, remote, ref, hasher)
+            download_object(cache, remote, ref, hasher)
         except ObjectsMissing:
             failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
             return
         except IntegrityError:  # already discarded: nothing bad has a name in the cache
             failed[ref] = _corrupt_on(remote, display, ref)
             return
-        progress.advance(wanted.refs[ref][0], 1)
+        stored(ref)
 
-    _run_in_order(to_get, get, jobs, wanted, progress, "downloading")
+    def small(ref: ObjRef) -> bool:
+        return wanted.refs[ref][0] <= hasher.chunk_size if not ref.manifest else True
+
+    if to_get:
+        progress.start("downloading", total_bytes=sum(wanted.refs[r][0] for r in to_get), total_files=len(to_get))
+        try:
+            for part in ([r for r in to_get if not r.manifest], [r for r in to_get if r.manifest]):
+                remote.read_many([r for r in part if small(r)], sink, jobs)  # blobs, then the manifests
+                run_parallel(large, [r for r in part if not small(r)], jobs)
+        finally:
+            progress.close()
     result.failed = sorted(result.failed + list(failed.values()), key=lambda u: u.path)
     result.transferred = len(to_get) - len(failed) + wanted.manifests_fetched
     result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived

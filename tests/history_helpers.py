@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Result, git_commit, write
+from remote_view import objects_in
 
 from dataver.cli.main import main
 from dataver.hashing import digest_bytes
@@ -106,17 +107,8 @@ def git_state(root: Path) -> tuple[str, str, str, dict[str, bytes]]:
 
 
 def object_files(store_root: Path) -> set[tuple[str, bool]]:
-    """(digest hex, is_manifest) of every object in a cache or folder remote."""
-    out = set()
-    base = store_root / "xxh3-128"
-    if not base.is_dir():
-        return out
-    for fan in base.iterdir():
-        for obj in fan.iterdir():
-            name = obj.name
-            manifest = name.endswith(".manifest")
-            out.add((fan.name + name.removesuffix(".manifest"), manifest))
-    return out
+    """(digest hex, is_manifest) of every object in a cache or folder remote, loose or packed."""
+    return objects_in(store_root)
 
 
 def blob(data: bytes) -> tuple[str, bool]:

@@ -167,6 +167,8 @@ def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):
         assert cli("add", "many", cwd=repo_dir).code == 0
         assert cli("remote", "add", "fault", "s3://fault/objects", "--default").code == 0
         assert cli("remote", "modify", "fault", "endpoint_url", server.endpoint).code == 0
+        # one object per request (the loose layout): a packed push of these is two PUTs
+        assert cli("remote", "modify", "fault", "layout", "loose").code == 0
         total = N_FILES + 1  # blobs + the folder's manifest
 
         def count() -> int:

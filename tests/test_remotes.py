@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git_commit, make_tree, write
+from remote_view import FolderView, ObjectView
 from s3servers import Bucket
 
 from dataver import remotes
@@ -24,47 +25,31 @@ OBJECT_KEY = re.compile(r"xxh3-128/([0-9a-f]{2})/([0-9a-f]{30})(\.manifest)?")
 
 
 # -- the two kinds of remote, seen from outside dataver -------------------------------
-class LocalSide:
+class LocalSide(FolderView):
     kind = "local"
 
     def __init__(self, root: Path):
-        self.root = root
+        super().__init__(root)
         self.url = str(root)
 
-    def keys(self) -> list[str]:
-        if not self.root.exists():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if not p.is_dir())
 
-    def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
-        path.write_bytes(data)
-
-    def delete(self, key: str) -> None:
-        (self.root / key).unlink()
-
-
-class S3Side:
+class S3Side(ObjectView):
     kind = "s3"
 
     def __init__(self, bucket: Bucket, prefix: str):
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket.name}/{prefix}"
 
-    def keys(self) -> list[str]:
+    def raw_keys(self) -> list[str]:
         return [k[len(self.prefix) + 1 :] for k in self.bucket.keys(self.prefix + "/")]
 
-    def read(self, key: str) -> bytes:
+    def raw_read(self, key: str) -> bytes:
         return self.bucket.client.get_object(Bucket=self.bucket.name, Key=f"{self.prefix}/{key}")["Body"].read()
 
-    def write(self, key: str, data: bytes) -> None:
+    def raw_write(self, key: str, data: bytes) -> None:
         self.bucket.client.put_object(Bucket=self.bucket.name, Key=f"{self.prefix}/{key}", Body=data)
 
-    def delete(self, key: str) -> None:
+    def raw_delete(self, key: str) -> None:
         self.bucket.client.delete_object(Bucket=self.bucket.name, Key=f"{self.prefix}/{key}")
 
 
@@ -398,7 +383,7 @@ def test_relative_local_remote_is_resolved_from_repo_root(repo_dir, tmp_path, cl
     assert cli("remote", "add", "rel", "../rel-remote", "--default", cwd=sub).code == 0
     r = cli("push", "--json", cwd=sub)
     assert out_json(r)["transferred"] == 1
-    assert (tmp_path / "rel-remote" / blob_key(data)).read_bytes() == data
+    assert LocalSide(tmp_path / "rel-remote").read(blob_key(data)) == data
     assert not (repo_dir / "rel-remote").exists()  # not relative to the cwd
 
     (sub / "f.txt").unlink()
@@ -494,11 +479,11 @@ def test_remote_list_remove_default(repo_dir, tmp_path, cli):
     write(repo_dir / "f.txt", b"to beta\n")
     assert cli("add", "f.txt").code == 0
     assert cli("push").code == 0
-    assert (tmp_path / "b" / blob_key(b"to beta\n")).exists() and not (tmp_path / "a").exists()
+    assert blob_key(b"to beta\n") in LocalSide(tmp_path / "b").keys() and not (tmp_path / "a").exists()
 
     assert cli("remote", "remove", "beta").code == 0
     assert "beta" not in cli("remote", "list").out
-    assert (tmp_path / "b" / blob_key(b"to beta\n")).exists(), "remove must not touch stored objects"
+    assert blob_key(b"to beta\n") in LocalSide(tmp_path / "b").keys(), "remove must not touch stored objects"
     assert cli("remote", "default").out.strip() == "alpha"  # the only one left
     assert cli("remote", "remove", "beta").code == 3
     assert cli("remote", "remove", "alpha").code == 0

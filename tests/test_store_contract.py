@@ -164,6 +164,70 @@ class StoreContract:
         assert [r for r, _ in store.iter_objects()] == [blob(keep)]
         store.delete([blob(drop)])
 
+    # -- batches: writer and read_many -------------------------------------------------------
+    def test_a_batch_of_puts_reads_back_every_way(self, store, tmp_path, hasher):
+        store = self.new(store)
+        datas = [f"small object {i}".encode() * (i % 7 + 1) for i in range(150)] + [b""]
+        refs = [blob(d) for d in datas]
+        mdata = manifest_bytes(9)
+        mref = manifest(mdata)
+        src = tmp_path / "src.bin"
+        src.write_bytes(os.urandom(50_000))
+        fref = blob(src.read_bytes())
+        with store.writer(4) as batch:
+            for ref, data in zip(refs, datas, strict=True):
+                batch.put_bytes(ref, data)
+            batch.put_bytes(refs[3], datas[3])  # twice in one batch: harmless
+            batch.put_bytes(mref, mdata)
+            batch.put_file(fref, str(src), hasher)
+        every = [*refs, mref, fref]
+        assert store.missing(every) == []
+        got: dict[ObjRef, bytes] = {}
+        store.read_many(every, lambda ref, data: got.__setitem__(ref, data), 4)
+        assert got == {**dict(zip(refs, datas, strict=True)), mref: mdata, fref: src.read_bytes()}
+        assert store.read(refs[10], 3, 9) == datas[10][3:9]
+        assert store.read(mref) == mdata
+        store.get_file(fref, str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == src.read_bytes()
+        sizes = dict(store.iter_objects())
+        assert sizes == {**{r: len(d) for r, d in zip(refs, datas, strict=True)}, mref: len(mdata), fref: 50_000}
+
+    def test_read_many_reports_an_absent_object_and_goes_on(self, store):
+        store = self.new(store)
+        with store.writer() as batch:
+            batch.put_bytes(blob(b"here"), b"here")
+        got: dict[ObjRef, object] = {}
+        store.read_many([blob(b"gone"), blob(b"here")], lambda ref, data: got.__setitem__(ref, data))
+        assert got[blob(b"here")] == b"here"
+        assert isinstance(got[blob(b"gone")], ObjectsMissing)
+
+    def test_a_batch_refuses_bad_bytes_and_an_abandoned_batch_shows_nothing_partly(self, store):
+        store = self.new(store)
+        datas = [f"abandoned {i}".encode() for i in range(20)]
+        with pytest.raises(IntegrityError):
+            with store.writer() as batch:
+                for data in datas:
+                    batch.put_bytes(blob(data), data)
+                batch.put_bytes(blob(b"right"), b"wrong")
+        for data in datas:  # each absent, or whole
+            assert store.missing([blob(data)]) == [blob(data)] or store.read(blob(data)) == data
+        assert store.missing([blob(b"right")]) == [blob(b"right")]
+
+    def test_deleting_some_objects_of_a_batch_keeps_the_rest(self, store):
+        store = self.new(store)
+        datas = [f"batch member {i}".encode() * 50 for i in range(60)]
+        with store.writer() as batch:
+            for data in datas:
+                batch.put_bytes(blob(data), data)
+        doomed, kept = datas[:40], datas[40:]
+        store.delete([blob(d) for d in doomed])
+        assert store.missing([blob(d) for d in datas]) == [blob(d) for d in doomed]
+        assert sorted(r.digest.hex for r, _ in store.iter_objects()) == sorted(blob(d).digest.hex for d in kept)
+        for data in kept:
+            assert store.read(blob(data)) == data
+        store.delete([blob(d) for d in kept])
+        assert list(store.iter_objects()) == []
+
 
 class TestCache(StoreContract):
     @pytest.fixture
@@ -197,6 +261,16 @@ class TestLocalFolder(RemoteContract, TestCache):
         return LocalRemoteStore("folder", str(tmp_path / "no-such-folder"), {})
 
     plant = TestCache.plant
+
+
+class TestLooseLocalFolder(TestLocalFolder):
+    """A remote written by dataver before packs (format 1: loose objects, no marker)."""
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = LocalRemoteStore("folder", str(tmp_path / "remote"), {})
+        store.start_packed = lambda: False  # as a remote that already held loose objects
+        return store
 
 
 class TestMemory(RemoteContract):

@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import git_commit, make_tree
 
+from remote_view import FolderView
 from dataver import remotes
 from dataver.concurrency import run_parallel
 from dataver.hashing import digest_bytes
@@ -82,10 +83,7 @@ def test_pull_refuses_a_remote_object_larger_than_its_manifest_says(repo_dir, cl
     files = _pushed_repo(repo_dir, cli, str(remote_dir))
     rel = max(files, key=lambda k: len(files[k]))
     digest = digest_bytes(files[rel])
-    planted = remote_dir / digest.relpath()
-    os.chmod(planted, 0o644)
-    with open(planted, "wb") as f:
-        f.truncate(64 * 2**20)  # 64 MiB of zeros under a 3 KB object's name
+    FolderView(remote_dir).write(digest.relpath(), bytes(64 * 2**20))  # 64 MiB of zeros under a 3 KB object's name
     cache_obj = repo_dir / ".dataver" / "cache" / digest.relpath()
     os.chmod(cache_obj, 0o644)
     cache_obj.unlink()

@@ -1,0 +1,259 @@
+"""The pack, index and marker formats of a packed remote (normative text and test
+vectors: docs/formats.md, "Packed remotes"). Pure functions over bytes: no I/O.
+
+A **pack** holds many objects: a header, the objects' stored bytes one after another,
+then a trailer that lists them, so an index can be rebuilt from packs alone::
+
+    "DVPACK\\x00\\x01"  ‖  stored bytes ...  ‖  entry × n  ‖  u32 n  ‖  u64 check  ‖  "DVPKEND\\x01"
+
+An **index** file lists objects in several packs, sorted by key, with a fixed record
+size, so a reader that knows the file's size can find one object with one ranged read
+(the digests are uniform: interpolation) instead of loading the whole file::
+
+    "DVINDEX\\x01"  ‖  record × n  ‖  u32 n  ‖  u32 0  ‖  u64 check
+
+``check`` is XXH3-64 (seed 0) of everything before it (pack: of the trailer entries
+and ``n``; index: of the header and records). Integers are little-endian. A pack or
+index is named by the XXH3-128 (seed 0) of its whole bytes: ``packs/<hex>.pack``,
+``index/<hex>.idx``; both are written once and never modified.
+
+Entries are made for chunks too (kind 2, format issue 13): an entry is a kind, a
+codec, a hash algorithm and a digest, so a pack can hold any mix.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import xxhash
+
+from .digest import Digest
+from .errors import IntegrityError
+
+PACK_MAGIC = b"DVPACK\x00\x01"
+PACK_END = b"DVPKEND\x01"
+INDEX_MAGIC = b"DVINDEX\x01"
+
+KIND_BLOB, KIND_MANIFEST, KIND_CHUNK = 0, 1, 2
+CODEC_RAW, CODEC_ZSTD = 0, 1
+# Hash algorithms by number (the registry's names; a digest is stored in 32 bytes,
+# zero-padded on the right when shorter).
+ALGORITHM_IDS = {"xxh3-128": 1, "blake3": 2}
+ALGORITHM_NAMES = {v: k for k, v in ALGORITHM_IDS.items()}
+DIGEST_FIELD = 32
+
+# pack trailer entry: digest(32) kind(1) codec(1) algorithm(1) reserved(1) offset(4) stored(4) size(4)
+_ENTRY = struct.Struct("<32sBBBxIII")
+# index record: the same, then the pack's id (16 bytes)
+_RECORD = struct.Struct("<32sBBBxIII16s")
+ENTRY_SIZE = _ENTRY.size  # 48
+RECORD_SIZE = _RECORD.size  # 64
+INDEX_HEADER = len(INDEX_MAGIC)
+_INDEX_TAIL = struct.Struct("<IIQ")  # n, 0, check
+INDEX_OVERHEAD = INDEX_HEADER + _INDEX_TAIL.size
+MAX_PACK_BYTES = 2**32 - 1  # offsets and lengths are u32
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object in a pack: where its stored bytes are, and how to turn them back."""
+
+    digest: Digest
+    kind: int
+    codec: int
+    offset: int  # of the stored bytes, from the start of the pack
+    stored: int  # stored (maybe compressed) length
+    size: int  # the object's own length
+
+    def key(self) -> bytes:
+        return entry_key(self.digest, self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An index record: an entry and the pack that holds it."""
+
+    entry: Entry
+    pack: str  # the pack's id, 32 hex digits
+
+
+def entry_key(digest: Digest, kind: int) -> bytes:
+    """The sort and lookup key: the digest field, then kind, then algorithm."""
+    return _digest_field(digest) + bytes((kind, ALGORITHM_IDS[digest.algorithm]))
+
+
+def object_id(data: bytes | bytearray | memoryview) -> str:
+    """The name of a pack or index file: XXH3-128 (seed 0) of its bytes, hex."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def _digest_field(digest: Digest) -> bytes:
+    return bytes.fromhex(digest.hex).ljust(DIGEST_FIELD, b"\0")
+
+
+def _digest_from(field: bytes, algorithm_id: int, where: str) -> Digest:
+    name = ALGORITHM_NAMES.get(algorithm_id)
+    if name is None:
+        raise IntegrityError(f"{where} names an unknown hash algorithm (number {algorithm_id})")
+    length = _hex_length(name) // 2
+    if any(field[length:]):
+        raise IntegrityError(f"{where} has a malformed {name} digest")
+    return Digest(name, field[:length].hex())
+
+
+def _hex_length(algorithm: str) -> int:
+    return _HEX[algorithm]
+
+
+_HEX = {"xxh3-128": 32, "blake3": 64}
+
+
+def _pack_entry(e: Entry) -> bytes:
+    return _ENTRY.pack(
+        _digest_field(e.digest), e.kind, e.codec, ALGORITHM_IDS[e.digest.algorithm], e.offset, e.stored, e.size
+    )
+
+
+def _unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
+    field, kind, codec, algo, offset, stored, size = _ENTRY.unpack(raw)
+    if kind not in (KIND_BLOB, KIND_MANIFEST, KIND_CHUNK) or codec not in (CODEC_RAW, CODEC_ZSTD):
+        raise IntegrityError(f"{where} has an entry of unknown kind {kind} or codec {codec}")
+    return Entry(_digest_from(field, algo, where), kind, codec, offset, stored, size)
+
+
+class PackBuilder:
+    """Build one pack in memory: ``add`` objects, then ``finish`` for (id, bytes, entries)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(PACK_MAGIC)
+        self.entries: list[Entry] = []
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+    def add(self, digest: Digest, kind: int, stored: bytes | memoryview, size: int, codec: int = CODEC_RAW) -> Entry:
+        entry = Entry(digest, kind, codec, len(self.buf), len(stored), size)
+        self.buf += stored
+        self.entries.append(entry)
+        return entry
+
+    def finish(self) -> tuple[str, bytes, list[Entry]]:
+        trailer = b"".join(_pack_entry(e) for e in self.entries) + struct.pack("<I", len(self.entries))
+        self.buf += trailer
+        self.buf += struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
+        if len(self.buf) > MAX_PACK_BYTES:
+            raise ValueError("a pack must stay under 4 GiB")
+        data = bytes(self.buf)
+        return object_id(data), data, self.entries
+
+
+PACK_TAIL_SIZE = 4 + 8 + len(PACK_END)  # n, check, end magic
+
+
+def trailer_length(tail: bytes, where: str) -> int:
+    """From the last ``PACK_TAIL_SIZE`` bytes of a pack (n, check, end magic), the
+    length of the entries that precede them."""
+    if len(tail) != PACK_TAIL_SIZE or tail[-len(PACK_END) :] != PACK_END:
+        raise IntegrityError(f"{where} is not a dataver pack (no end marker)")
+    (n,) = struct.unpack("<I", tail[:4])
+    return n * ENTRY_SIZE
+
+
+def parse_trailer(data: bytes, where: str, pack_size: int | None = None) -> list[Entry]:
+    """The entries of a pack from its last bytes: ``data`` is the pack's tail, at least
+    the trailer and the fixed tail (the whole pack will do)."""
+    if len(data) < PACK_TAIL_SIZE:
+        raise IntegrityError(f"{where} is too short to be a dataver pack")
+    tlen = trailer_length(data[-PACK_TAIL_SIZE:], where)
+    if len(data) < tlen + PACK_TAIL_SIZE:
+        raise IntegrityError(f"{where} is shorter than its trailer says")
+    trailer = data[len(data) - PACK_TAIL_SIZE - tlen : len(data) - PACK_TAIL_SIZE + 4]  # entries and n
+    (check,) = struct.unpack("<Q", data[-PACK_TAIL_SIZE + 4 : -len(PACK_END)])
+    if xxhash.xxh3_64_intdigest(trailer) != check:
+        raise IntegrityError(f"{where} has a damaged trailer (its checksum does not match)")
+    n = tlen // ENTRY_SIZE
+    entries = [_unpack_entry(trailer[i * ENTRY_SIZE : (i + 1) * ENTRY_SIZE], where) for i in range(n)]
+    limit = pack_size - PACK_TAIL_SIZE - tlen if pack_size is not None else None
+    for e in entries:
+        if e.offset < len(PACK_MAGIC) or (limit is not None and e.offset + e.stored > limit):
+            raise IntegrityError(f"{where} lists an object outside its body")
+    return entries
+
+
+# -- index files ------------------------------------------------------------------------
+def encode_index(records: Iterable[Record]) -> tuple[str, bytes]:
+    """An index file holding ``records`` (sorted here; one record per key: the first
+    given wins). Returns (id, bytes)."""
+    by_key: dict[bytes, Record] = {}
+    for r in records:
+        by_key.setdefault(r.entry.key(), r)
+    body = bytearray(INDEX_MAGIC)
+    for key in sorted(by_key):
+        e, pack = by_key[key].entry, by_key[key].pack
+        body += _RECORD.pack(
+            _digest_field(e.digest),
+            e.kind,
+            e.codec,
+            ALGORITHM_IDS[e.digest.algorithm],
+            e.offset,
+            e.stored,
+            e.size,
+            bytes.fromhex(pack),
+        )
+    body += struct.pack("<II", len(by_key), 0)
+    body += struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+    data = bytes(body)
+    return object_id(data), data
+
+
+def index_count(size: int) -> int | None:
+    """How many records an index file of ``size`` bytes holds (None if no index has it)."""
+    n, rest = divmod(size - INDEX_OVERHEAD, RECORD_SIZE)
+    return n if n >= 0 and rest == 0 else None
+
+
+def parse_index(data: bytes, where: str) -> list[Record]:
+    """Every record of a whole index file, checked (magic, length, checksum, order)."""
+    n = index_count(len(data))
+    if n is None or data[:INDEX_HEADER] != INDEX_MAGIC:
+        raise IntegrityError(f"{where} is not a dataver index file")
+    count, _, check = _INDEX_TAIL.unpack(data[-_INDEX_TAIL.size :])
+    if count != n or xxhash.xxh3_64_intdigest(data[:-8]) != check:
+        raise IntegrityError(f"{where} is damaged (its count or checksum does not match)")
+    records = parse_records(data[INDEX_HEADER : INDEX_HEADER + n * RECORD_SIZE], where)
+    keys = [r.entry.key() for r in records]
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+        raise IntegrityError(f"{where} is not sorted")
+    return records
+
+
+def parse_records(raw: bytes | memoryview, where: str) -> list[Record]:
+    """Records from a run of whole records (part of an index file's body)."""
+    out = []
+    for i in range(0, len(raw) - len(raw) % RECORD_SIZE, RECORD_SIZE):
+        field, kind, codec, algo, offset, stored, size, pack = _RECORD.unpack(raw[i : i + RECORD_SIZE])
+        entry = _unpack_entry(_ENTRY.pack(field, kind, codec, algo, offset, stored, size), where)
+        out.append(Record(entry, pack.hex()))
+    return out
+
+
+def lookup_window(n: int, key: bytes) -> tuple[int, int]:
+    """Byte range ``[start, end)`` of an index file with ``n`` records in which the
+    record with ``key`` lies, almost surely (digests are uniform, so its rank is close
+    to ``n × key/2^64``; the window is ±(4·√n + 16) records). A reader that does not
+    find it there, and whose key sorts outside the window's records, reads the rest."""
+    if n == 0:
+        return INDEX_HEADER, INDEX_HEADER
+    guess = int(n * int.from_bytes(key[:8], "big") / 2**64)
+    spread = int(4 * n**0.5) + 16
+    lo, hi = max(0, guess - spread), min(n, guess + spread + 1)
+    return INDEX_HEADER + lo * RECORD_SIZE, INDEX_HEADER + hi * RECORD_SIZE
+
+
+def find_in(records: Sequence[Record], key: bytes) -> Record | None:
+    for r in records:
+        if r.entry.key() == key:
+            return r
+    return None

@@ -1,0 +1,555 @@
+"""Packed remotes: many small objects in a few pack files, found through index files.
+
+Layout below a remote's root (formats: docs/formats.md, "Packed remotes")::
+
+    dataver.json              the format marker: version, layout, pack size
+    packs/<id>.pack           packs (packfmt), written once
+    index/<id>.idx            index files (packfmt), written once; merged on read
+    locks/<id>.json           who is writing (shared) or collecting (exclusive)
+    xxh3-128/ab/cdef...       loose objects: large ones, single puts, older remotes
+
+Write ordering (normative): a pack is complete under its final name before any index
+names it; an index file is complete before the command that wrote it reports success;
+nothing else refers to remote objects (pointers live in git). So an index never names
+an incomplete pack, and a killed push leaves at most packs no index names, which gc
+removes once they are an hour old.
+
+Concurrency: a push holds a *shared* lock from the moment it decides what the remote
+lacks until its index is written; ``delete`` (gc) holds an *exclusive* lock, so it never
+removes an object a running push has counted on. Locks are files (restic's protocol):
+stale after 30 minutes without refresh, or at once when their process on this host is
+gone. Readers take no lock: a pack that vanished under a reader (a gc repacked it) makes
+the reader reload the index once and read the object from where it is now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+from . import packfmt
+from .errors import DataverError, IntegrityError, LockTimeout, ObjectsMissing, RemoteError
+from .packfmt import CODEC_RAW, CODEC_ZSTD, KIND_BLOB, KIND_MANIFEST, Entry, PackBuilder, Record
+from .store import ObjRef, check_bytes
+
+MARKER = "dataver.json"
+FORMAT = "dataver-remote"
+VERSION = 2
+LAYOUT_PACKED = "packed"
+PACK_SIZE = 16 * 1024 * 1024  # target; see docs/benchmarks.md for the measurement behind it
+PACKED_MAX = 8 * 1024 * 1024  # larger objects stay loose (one file or multipart upload each)
+UPLOADS_IN_FLIGHT = 3  # packs held in memory while uploading: bounds a push's memory
+COALESCE_GAP = 256 * 1024  # ranged reads closer than this are merged
+RANGE_MAX = 8 * 1024 * 1024  # ...into reads of at most this
+LOCK_STALE = 30 * 60
+LOCK_REFRESH = 5 * 60
+LOCK_WAIT = float(os.environ.get("DATAVER_LOCK_WAIT", "60"))
+ORPHAN_GRACE = 60 * 60  # packs no index names are removed once this old
+REPACK_GARBAGE = 0.2  # gc rewrites a pack once this share of its bytes is garbage
+
+
+class Files(Protocol):
+    """What the packed layer needs of the remote beneath it: whole files by path
+    relative to the remote's root. ``RemoteStore`` and ``LocalRemoteStore`` provide it."""
+
+    where: str
+
+    def read_file(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)``; ObjectsMissing when the file is absent."""
+        ...
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        """Write the whole file atomically (a reader sees all of it or none)."""
+        ...
+
+    def list_files(self, rel_dir: str) -> list[tuple[str, int, float]]:
+        """(name, size, mtime) of the files in ``rel_dir``; [] when it does not exist."""
+        ...
+
+    def delete_files(self, rels: list[str]) -> None:
+        """Remove these files; absent ones are fine."""
+        ...
+
+
+# -- the marker ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Marker:
+    version: int = VERSION
+    layout: str = LAYOUT_PACKED
+    pack_size: int = PACK_SIZE
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": FORMAT, "version": self.version, "layout": self.layout, "pack_size": self.pack_size}
+        return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> Marker:
+        """A marker read from a remote (anyone with write access could have written it)."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise RemoteError(f"{where} has a {MARKER} that is not JSON", f"fix or remove {MARKER} there") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("version"), int):
+            raise RemoteError(f"{where} has a {MARKER} that is not dataver's", f"fix or remove {MARKER} there")
+        if doc["version"] > VERSION:
+            raise RemoteError(
+                f"{where} was written by a newer dataver (remote format {doc['version']}; this one knows {VERSION})",
+                "upgrade dataver: pip install -U dataver",
+            )
+        size = doc.get("pack_size", PACK_SIZE)
+        if doc.get("layout") != LAYOUT_PACKED or not isinstance(size, int) or not 1 << 16 <= size <= 1 << 31:
+            raise RemoteError(f"{where} has a {MARKER} with an unknown layout or pack size", "check it by hand")
+        return cls(doc["version"], LAYOUT_PACKED, size)
+
+
+def kind_of(ref: ObjRef) -> int:
+    return KIND_MANIFEST if ref.manifest else KIND_BLOB
+
+
+def key_of(ref: ObjRef) -> bytes:
+    return packfmt.entry_key(ref.digest, kind_of(ref))
+
+
+def ref_of(entry: Entry) -> ObjRef | None:
+    if entry.kind not in (KIND_BLOB, KIND_MANIFEST):
+        return None  # chunks are not objects of their own
+    return ObjRef(entry.digest, entry.kind == KIND_MANIFEST)
+
+
+def pack_rel(pack: str) -> str:
+    return f"packs/{pack}.pack"
+
+
+def index_rel(index: str) -> str:
+    return f"index/{index}.idx"
+
+
+def _id_of(name: str, suffix: str) -> str | None:
+    """The id of ``packs/<id>.pack`` or ``index/<id>.idx``; None for a stranger's file."""
+    if not name.endswith(suffix):
+        return None
+    stem = name[: -len(suffix)]
+    return stem if len(stem) == 32 and all(c in "0123456789abcdef" for c in stem) else None
+
+
+# -- the merged index ------------------------------------------------------------------------
+class PackIndex:
+    """Every index file of a remote, merged: key -> record. Loaded on first use."""
+
+    def __init__(self, files: Files):
+        self.files = files
+        self.records: dict[bytes, Record] = {}
+        self.index_ids: list[str] = []
+        self.loaded = False
+        self._lock = threading.Lock()
+
+    def load(self, force: bool = False) -> None:
+        """Read the index files (``force``: list them again, and read only the new ones
+        unless one was removed, when everything is read again)."""
+        with self._lock:
+            if self.loaded and not force:
+                return
+            listed = sorted(i for name, _, _ in self.files.list_files("index") if (i := _id_of(name, ".idx")))
+            if self.loaded and set(self.index_ids) <= set(listed):
+                new = [i for i in listed if i not in set(self.index_ids)]
+                records = self.records
+            else:
+                new, records = listed, {}
+            for index_id in new:
+                for r in self._read(index_id):
+                    records.setdefault(r.entry.key(), r)
+            self.records, self.index_ids, self.loaded = records, listed, True
+
+    def _read(self, index_id: str) -> list[Record]:
+        where = f"index file {index_rel(index_id)} on {self.files.where}"
+        try:
+            data = self.files.read_file(index_rel(index_id))
+        except ObjectsMissing:
+            return []  # removed by a gc since the listing: its records are in the index that replaced it
+        if packfmt.object_id(data) != index_id:
+            raise IntegrityError(
+                f"{where} does not match its name (damaged)",
+                "rebuild the index from the packs: dataver verify --remote NAME --repair",
+            )
+        return packfmt.parse_index(data, where)
+
+    def find(self, ref: ObjRef) -> Record | None:
+        self.load()
+        return self.records.get(key_of(ref))
+
+    def packs(self) -> dict[str, list[Record]]:
+        self.load()
+        out: dict[str, list[Record]] = defaultdict(list)
+        for r in self.records.values():
+            out[r.pack].append(r)
+        return out
+
+
+# -- locks ------------------------------------------------------------------------------------
+class RemoteLock:
+    """A lock file in ``locks/``; see the module docstring for the protocol."""
+
+    def __init__(self, files: Files, exclusive: bool, command: str):
+        self.files = files
+        self.exclusive = exclusive
+        self.command = command
+        self.rel = f"locks/{secrets.token_hex(8)}.json"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _doc(self) -> bytes:
+        doc = {
+            "exclusive": self.exclusive,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "command": self.command,
+        }
+        return json.dumps(doc).encode()
+
+    def acquire(self, wait: float = LOCK_WAIT) -> RemoteLock:
+        deadline = time.monotonic() + wait
+        delay = 0.2
+        while True:
+            self.files.write_file(self.rel, self._doc())
+            holder = self._conflict()
+            if holder is None:
+                break
+            self.files.delete_files([self.rel])
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"{self.files.where} is locked by {holder}",
+                    "wait for it to finish and re-run; a lock left by a killed process expires after "
+                    f"{LOCK_STALE // 60} minutes (or remove that file under locks/ if you are sure)",
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        self._thread = threading.Thread(target=self._refresh, daemon=True)
+        self._thread.start()
+        return self
+
+    def _conflict(self) -> str | None:
+        """Who holds a lock that conflicts with ours, or None."""
+        for name, _, _ in self.files.list_files("locks"):
+            rel = f"locks/{name}"
+            if rel == self.rel or not name.endswith(".json"):
+                continue
+            try:
+                doc = json.loads(self.files.read_file(rel))
+            except (ObjectsMissing, ValueError, UnicodeDecodeError):
+                continue  # released meanwhile, or not a lock
+            if not isinstance(doc, dict) or _stale(doc):
+                continue
+            if self.exclusive or doc.get("exclusive"):
+                what = "gc" if doc.get("exclusive") else str(doc.get("command", "a push"))[:40]
+                return f"{what} (process {doc.get('pid')} on {str(doc.get('host'))[:64]}, {rel})"
+        return None
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(LOCK_REFRESH):
+            try:
+                self.files.write_file(self.rel, self._doc())
+            except DataverError:
+                pass  # the next refresh tries again; the lock goes stale only after 30 minutes
+
+    def release(self) -> None:
+        self._stop.set()
+        try:
+            self.files.delete_files([self.rel])
+        except DataverError:
+            pass  # it goes stale by itself
+
+    def __enter__(self) -> RemoteLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _stale(doc: dict) -> bool:
+    stamp = doc.get("time")
+    if not isinstance(stamp, (int, float)) or time.time() - stamp > LOCK_STALE:
+        return True
+    if doc.get("host") == socket.gethostname() and isinstance(doc.get("pid"), int):
+        try:
+            os.kill(doc["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+# -- writing ---------------------------------------------------------------------------------
+def compress(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3).compress(data)
+
+
+def decompress(stored: bytes, size: int, where: str) -> bytes:
+    import zstandard
+
+    try:
+        out = zstandard.ZstdDecompressor().decompress(stored, max_output_size=size)
+    except zstandard.ZstdError:
+        raise IntegrityError(f"{where} does not decompress") from None
+    if len(out) != size:
+        raise IntegrityError(f"{where} decompresses to {len(out)} bytes, not {size}")
+    return out
+
+
+class PackWriter:
+    """A push's batch of objects: packed as they come, each pack uploaded once full,
+    one index file for all of them at ``commit``. Thread-safe ``add``."""
+
+    def __init__(self, files: Files, index: PackIndex, pack_size: int):
+        self.files = files
+        self.index = index
+        self.pack_size = pack_size
+        self.records: list[Record] = []
+        self.packs_written = 0
+        self._builder = PackBuilder()
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+        self._seen: set[bytes] = set()
+
+    def add(self, ref: ObjRef, data: bytes) -> None:
+        """Pack ``data`` (already verified as ``ref``) for upload."""
+        key = key_of(ref)
+        stored, codec = (compress(data), CODEC_ZSTD) if ref.manifest else (data, CODEC_RAW)
+        full = None
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            self._builder.add(ref.digest, kind_of(ref), stored, len(data), codec)
+            if len(self._builder) >= self.pack_size:
+                full, self._builder = self._builder, PackBuilder()
+        if full is not None:
+            self._upload(full)
+
+    def _upload(self, builder: PackBuilder) -> None:
+        with self._slots:
+            pack_id, data, entries = builder.finish()
+            del builder
+            self.files.write_file(pack_rel(pack_id), data)
+        with self._lock:
+            self.records += [Record(e, pack_id) for e in entries]
+            self.packs_written += 1
+
+    def commit(self) -> None:
+        """Upload the last pack, then the index file naming every pack of this batch."""
+        if self._builder.entries:
+            last, self._builder = self._builder, PackBuilder()
+            self._upload(last)
+        if not self.records:
+            return
+        index_id, data = packfmt.encode_index(self.records)
+        self.files.write_file(index_rel(index_id), data)
+        for r in self.records:
+            self.index.records.setdefault(r.entry.key(), r)
+        self.index.index_ids.append(index_id)
+        self.records = []
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_entry(files: Files, record: Record, start: int = 0, end: int | None = None) -> bytes:
+    """The object's bytes ``[start, end)`` from its pack (a slice, as Store.read)."""
+    e = record.entry
+    where = f"{e.digest} in pack {record.pack} on {files.where}"
+    if e.codec == CODEC_ZSTD:
+        whole = decompress(files.read_file(pack_rel(record.pack), e.offset, e.offset + e.stored), e.size, where)
+        return whole[start:end]
+    lo = min(max(start, 0), e.size)
+    hi = e.size if end is None else min(max(end, lo), e.size)
+    if hi <= lo:
+        return b""
+    data = files.read_file(pack_rel(record.pack), e.offset + lo, e.offset + hi)
+    if len(data) != hi - lo:
+        raise IntegrityError(f"{where} is cut short (the pack is damaged)")
+    return data
+
+
+@dataclass
+class _Range:
+    pack: str
+    start: int
+    end: int
+    records: list[tuple[ObjRef, Record]] = field(default_factory=list)
+
+
+def coalesce(wanted: Iterable[tuple[ObjRef, Record]]) -> list[_Range]:
+    """Group objects into ranged reads: same pack, sorted by offset, gaps under
+    ``COALESCE_GAP`` merged, each read at most ``RANGE_MAX`` (or one object)."""
+    by_pack: dict[str, list[tuple[ObjRef, Record]]] = defaultdict(list)
+    for ref, rec in wanted:
+        by_pack[rec.pack].append((ref, rec))
+    out: list[_Range] = []
+    for pack, items in by_pack.items():
+        items.sort(key=lambda x: x[1].entry.offset)
+        cur: _Range | None = None
+        for ref, rec in items:
+            e = rec.entry
+            if cur is not None and e.offset - cur.end <= COALESCE_GAP and e.offset + e.stored - cur.start <= RANGE_MAX:
+                cur.end = max(cur.end, e.offset + e.stored)
+                cur.records.append((ref, rec))
+                continue
+            cur = _Range(pack, e.offset, e.offset + e.stored, [(ref, rec)])
+            out.append(cur)
+    return out
+
+
+Sink = Callable[[ObjRef, "bytes | DataverError"], None]
+
+
+def read_many(files: Files, wanted: Sequence[tuple[ObjRef, Record]], sink: Sink, jobs: int) -> list[ObjRef]:
+    """Read packed objects with coalesced ranged reads; ``sink(ref, bytes)`` for each
+    (from worker threads), ``sink(ref, IntegrityError)`` for one that does not unpack.
+    Returns the refs whose pack was gone (a gc repacked it: reload and ask again)."""
+    gone: list[ObjRef] = []
+    gone_lock = threading.Lock()
+
+    def one(rng: _Range) -> None:
+        if rng.end - rng.start > RANGE_MAX and any(rec.entry.size > PACKED_MAX for _, rec in rng.records):
+            # dataver packs nothing larger: an index entry that says so is a stranger's
+            for ref, _ in rng.records:
+                sink(ref, IntegrityError(f"{ref} in pack {rng.pack} on {files.where} is larger than any packed object"))
+            return
+        try:
+            blob = files.read_file(pack_rel(rng.pack), rng.start, rng.end)
+        except ObjectsMissing:
+            with gone_lock:
+                gone.extend(ref for ref, _ in rng.records)
+            return
+        for ref, rec in rng.records:
+            e = rec.entry
+            stored = blob[e.offset - rng.start : e.offset - rng.start + e.stored]
+            where = f"{ref} in pack {rng.pack} on {files.where}"
+            if len(stored) != e.stored:
+                sink(ref, IntegrityError(f"{where} is cut short (the pack is damaged)"))
+                continue
+            try:
+                data = decompress(stored, e.size, where) if e.codec == CODEC_ZSTD else stored
+            except IntegrityError as err:
+                sink(ref, err)
+                continue
+            sink(ref, data)
+
+    ranges = coalesce(wanted)
+    if jobs <= 1 or len(ranges) <= 1:
+        for r in ranges:
+            one(r)
+    else:
+        with ThreadPoolExecutor(min(jobs, len(ranges))) as pool:
+            for f in [pool.submit(one, r) for r in ranges]:
+                f.result()
+    return gone
+
+
+# -- deleting and repacking --------------------------------------------------------------------
+@dataclass
+class PackPlan:
+    """What deleting some objects does to the packs (gc's dry run shows it)."""
+
+    packs_deleted: list[str] = field(default_factory=list)
+    packs_rewritten: list[str] = field(default_factory=list)
+    bytes_rewritten: int = 0  # live bytes copied into new packs
+    bytes_freed: int = 0  # pack bytes no longer stored
+    orphans: list[str] = field(default_factory=list)  # packs no index names, older than the grace
+
+
+def plan(index: PackIndex, files: Files, doomed: set[bytes], sizes: dict[str, int], now: float) -> PackPlan:
+    """Which packs go whole, which are rewritten (garbage over REPACK_GARBAGE)."""
+    out = PackPlan()
+    for pack, records in index.packs().items():
+        live = [r for r in records if r.entry.key() not in doomed]
+        total = sizes.get(pack, sum(r.entry.stored for r in records))
+        live_bytes = sum(r.entry.stored for r in live)
+        if not live:
+            out.packs_deleted.append(pack)
+            out.bytes_freed += total
+        elif total and (total - live_bytes) / total > REPACK_GARBAGE:
+            out.packs_rewritten.append(pack)
+            out.bytes_rewritten += live_bytes
+            out.bytes_freed += total - live_bytes
+    return out
+
+
+def pack_sizes(files: Files) -> tuple[dict[str, int], dict[str, float]]:
+    sizes, mtimes = {}, {}
+    for name, size, mtime in files.list_files("packs"):
+        pack = _id_of(name, ".pack")
+        if pack is not None:
+            sizes[pack], mtimes[pack] = size, mtime
+    return sizes, mtimes
+
+
+def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: int, jobs: int) -> PackPlan:
+    """Forget ``refs``: under the exclusive lock, rewrite packs above the garbage
+    threshold, write one index of everything kept, then remove the old index files,
+    then the packs nothing names any more (write ordering: new before old goes)."""
+    with RemoteLock(files, exclusive=True, command="gc"):
+        index.load(force=True)
+        doomed = {key_of(r) for r in refs}
+        sizes, mtimes = pack_sizes(files)
+        now = time.time()
+        p = plan(index, files, doomed, sizes, now)
+        named = set(index.packs())
+        p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > ORPHAN_GRACE]
+        if not doomed & set(index.records) and not p.packs_rewritten and not p.orphans:
+            return p
+        rewrite = set(p.packs_rewritten)
+        kept = [r for k, r in index.records.items() if k not in doomed and r.pack not in rewrite]
+        writer = PackWriter(files, PackIndex(files), pack_size)
+        moving = [
+            (ref_of(r.entry), r)
+            for pk in p.packs_rewritten
+            for r in index.packs()[pk]
+            if r.entry.key() not in doomed and ref_of(r.entry) is not None
+        ]
+
+        def sink(ref: ObjRef, data: bytes | DataverError) -> None:
+            if isinstance(data, DataverError):
+                raise data  # a damaged pack: stop before anything is deleted
+            check_bytes(ref, data, files.where)
+            writer.add(ref, data)
+
+        gone = read_many(files, moving, sink, jobs)  # type: ignore[arg-type]
+        if gone:
+            raise RemoteError(f"{files.where} changed during gc (a pack vanished)", "re-run gc")
+        kept += _flush(writer)
+        old_indexes = list(index.index_ids)
+        index_id, data = packfmt.encode_index(kept)
+        files.write_file(index_rel(index_id), data)
+        files.delete_files([index_rel(i) for i in old_indexes if i != index_id])
+        gone_packs = set(p.packs_deleted) | rewrite | set(p.orphans)
+        files.delete_files([pack_rel(pk) for pk in sorted(gone_packs)])
+        index.records = {r.entry.key(): r for r in kept}
+        index.index_ids = [index_id]
+        return p
+
+
+def _flush(writer: PackWriter) -> list[Record]:
+    """Upload a writer's last pack and hand back its records without writing an index."""
+    if writer._builder.entries:
+        last, writer._builder = writer._builder, PackBuilder()
+        writer._upload(last)
+    out, writer.records = writer.records, []
+    return out
+
+
+def iter_packed(index: PackIndex) -> Iterator[tuple[ObjRef, int]]:
+    index.load()
+    for r in index.records.values():
+        ref = ref_of(r.entry)
+        if ref is not None:
+            yield ref, r.entry.size

@@ -1,0 +1,134 @@
+"""A remote seen from outside dataver, object by object, whatever its layout.
+
+Tests corrupt, replace and delete objects on a remote as a stranger with write access
+would. On a packed remote (dataver/packstore.py) an object lives inside a pack and is
+found through index files, so these helpers read the packs and index files themselves
+(with dataver's format module) and, to damage one object, write a new pack and a new
+index file that point at the damaged bytes: exactly what a hostile writer can do.
+
+A class using ``ObjectView`` provides raw file access: ``raw_keys``, ``raw_read``,
+``raw_write``, ``raw_delete`` (keys relative to the remote's root).
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+from dataver import packfmt
+from dataver.packstore import decompress
+
+OBJECT_KEY = re.compile(r"(xxh3-128|blake3)/([0-9a-f]{2})/([0-9a-f]+?)(\.manifest)?")
+FORMAT_FILE = re.compile(r"dataver\.json|packs/[0-9a-f]{32}\.pack|index/[0-9a-f]{32}\.idx")
+
+
+def key_for(record: packfmt.Record) -> str:
+    e = record.entry
+    return e.digest.relpath() + (".manifest" if e.kind == packfmt.KIND_MANIFEST else "")
+
+
+class ObjectView:
+    def raw_keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def raw_read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def raw_write(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def raw_delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    # -- packed objects -------------------------------------------------------------
+    def index_files(self) -> list[str]:
+        return [k for k in self.raw_keys() if k.startswith("index/") and k.endswith(".idx")]
+
+    def packed(self) -> dict[str, packfmt.Record]:
+        out: dict[str, packfmt.Record] = {}
+        for k in sorted(self.index_files()):
+            for r in packfmt.parse_index(self.raw_read(k), k):
+                out.setdefault(key_for(r), r)
+        return out
+
+    def _rewrite_index(self, records: list[packfmt.Record]) -> None:
+        old = self.index_files()
+        if records:
+            index_id, data = packfmt.encode_index(records)
+            self.raw_write(f"index/{index_id}.idx", data)
+        for k in old:
+            if not records or k != f"index/{packfmt.encode_index(records)[0]}.idx":
+                self.raw_delete(k)
+
+    # -- objects, whatever the layout -----------------------------------------------------
+    def keys(self) -> list[str]:
+        """Every object's key (``xxh3-128/ab/cd...[.manifest]``), loose or packed, and
+        every other file that is not part of the packed layout (a temporary, a lock)."""
+        raw = [k for k in self.raw_keys() if not FORMAT_FILE.fullmatch(k)]
+        return sorted(set(raw) | set(self.packed()))
+
+    def read(self, key: str) -> bytes:
+        if key in self.raw_keys():
+            return self.raw_read(key)
+        r = self.packed()[key]
+        e = r.entry
+        stored = self.raw_read(f"packs/{r.pack}.pack")[e.offset : e.offset + e.stored]
+        return decompress(stored, e.size, key) if e.codec == packfmt.CODEC_ZSTD else stored
+
+    def write(self, key: str, data: bytes) -> None:
+        """Put ``data`` (any bytes) under the object's name: a loose object is
+        overwritten; a packed one is pointed at a new pack holding ``data``."""
+        if key in self.raw_keys():
+            self.raw_write(key, data)
+            return
+        records = self.packed()
+        old = records.pop(key)
+        builder = packfmt.PackBuilder()
+        builder.add(old.entry.digest, old.entry.kind, data, len(data))
+        pack_id, pack, entries = builder.finish()
+        self.raw_write(f"packs/{pack_id}.pack", pack)
+        self._rewrite_index([*records.values(), packfmt.Record(entries[0], pack_id)])
+
+    def delete(self, key: str) -> None:
+        if key in self.raw_keys():
+            self.raw_delete(key)
+            return
+        records = self.packed()
+        records.pop(key)
+        self._rewrite_index(list(records.values()))
+
+
+class FolderView(ObjectView):
+    """A remote (or cache) in a local folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def raw_keys(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if not p.is_dir())
+
+    def raw_read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def raw_write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        if path.exists():
+            path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def raw_delete(self, key: str) -> None:
+        (self.root / key).unlink()
+
+
+def objects_in(root: Path) -> set[tuple[str, bool]]:
+    """(digest hex, is_manifest) of every object in a folder remote or a cache, loose or packed."""
+    out = set()
+    for key in FolderView(root).keys():
+        m = OBJECT_KEY.fullmatch(key)
+        if m and m.group(1) == "xxh3-128":
+            out.add((m.group(2) + m.group(3), bool(m.group(4))))
+    return out
