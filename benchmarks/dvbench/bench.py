@@ -59,12 +59,22 @@ class Bench:
         os.sync()
         # The S3 server's CPU over the step: SeaweedFS's process's; moto's is this process's
         # (its threads run here, while this process otherwise sits in wait4).
-        server0 = self.s3.cpu_seconds() if self.s3 and key.endswith("_s3") else None
+        s3 = self.s3 if self.s3 and key.endswith("_s3") else None
+        if s3:
+            server0, requests0, bytes0 = s3.cpu_seconds(), s3.counts(), s3.traffic()
         sample, text = self.r.measure(cmds, env, stdout)
-        server_cpu = self.s3.cpu_seconds() - server0 if server0 is not None else None
+        server_cpu = None
+        if s3:
+            server_cpu = s3.cpu_seconds() - server0
+            self.s3_check(f"{key}_requests", name, _delta(requests0, s3.counts()))
+            self.s3_check(f"{key}_bytes", name, _delta(bytes0, s3.traffic()))
         self.record(key, name, run, sample, server_cpu)
         os.sync()
         return text
+
+    def s3_check(self, what: str, tool: str, value: dict) -> None:
+        """One run's S3 figure for a step (its requests, or its object bytes), appended run by run."""
+        self.checks.setdefault(what, {}).setdefault(tool, []).append(value)
 
     def git(self, *args: str) -> list[str]:
         return ["git", *args]
@@ -94,18 +104,6 @@ class Bench:
                 msg = f"run {run}, {t.name}: {e}"
                 self.errors.append(msg)
                 print("ERROR " + msg, file=sys.stderr)
-
-    def s3_counts(self, t: Tool, run: int) -> dict[str, int] | None:
-        if self.s3 is None:
-            return None
-        return self.s3.counts(f"{t.name}-run{run}")
-
-    def s3_delta(self, key: str, t: Tool, run: int, before: dict[str, int] | None) -> None:
-        after = self.s3_counts(t, run)
-        if before is None or after is None or not key.endswith("_s3"):
-            return
-        delta = {m: n - before.get(m, 0) for m, n in after.items() if n - before.get(m, 0)}
-        self.checks.setdefault(f"{key}_requests", {}).setdefault(t.name, []).append(delta)
 
     # -- the small-file steps on REPO/data (phase_many and the --scaling mode)
     def step_add_many(self, t: Tool, run: int, repo: Path) -> None:
@@ -205,16 +203,13 @@ class Bench:
             self.r.run(self.git("add", "-A"), repo)
             self.r.run(self.git("commit", "-q", "-m", f"remote {remote_name}"), repo)
             env = self.s3.env if endpoint else None
-            before = self.s3_counts(t, run)
             self.timed(key, t, run, [(t.push(remote_name), repo)], env=env)
-            self.s3_delta(key, t, run, before)
             if not endpoint:
                 self.checks.setdefault(f"{key}_objects", {})[t.name] = count_files(Path(url))
 
         def clone_pull(t: Tool, key="clone_pull", remote_name=None, s3=False):
             clone = base / f"{t.name}-clone{'-s3' if s3 else ''}"
             env = self.s3.env if s3 else None
-            before = self.s3_counts(t, run)
             self.timed(
                 key,
                 t,
@@ -222,7 +217,6 @@ class Bench:
                 [(self.git("clone", "-q", str(repos[t.name]), str(clone)), base), (t.pull(remote_name), clone)],
                 env=env,
             )
-            self.s3_delta(key, t, run, before)
             got = count_files(clone / "data")
             self.checks.setdefault(f"{key}_files", {})[t.name] = got
             if got != self.cfg["nfiles"]:
@@ -251,3 +245,8 @@ class Bench:
                 self.phase_many(run)
         if "big" not in phases or "many" not in phases:
             self.steps = [s for s in self.steps if self.samples[s.key]]
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """after - before, per kind, leaving out the kinds that did not change."""
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}

@@ -3,8 +3,6 @@ checks before a run, and the request counts."""
 
 from __future__ import annotations
 
-import logging
-import re
 import subprocess
 import sys
 
@@ -21,6 +19,7 @@ S3_CLIENT_NEEDS = {
 
 
 S3_SERVERS = ("seaweedfs", "moto")
+BUCKET = "bench"
 
 
 def load_s3servers():
@@ -76,53 +75,20 @@ def check_s3_clients(tools: list[Tool], server: str) -> tuple[list[str], list[st
     return problems, notes
 
 
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class _RequestCounter(logging.Handler):
-    r"""Counts the moto server's requests per key prefix (tool-runN) and HTTP method.
-
-    werkzeug colours the request line of some responses with ANSI escapes (206 for a
-    ranged GET, 404 for a HEAD of a missing key, ...): `"\x1b[35m\x1b[1mGET /b/k HTTP/1.1\x1b[0m"
-    206`, so they are stripped before matching."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.counts: dict[str, dict[str, int]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        m = re.search(r'"([A-Z]+) (/[^ ]*) HTTP', _ANSI_ESCAPE.sub("", record.getMessage()))
-        if not m:
-            return
-        method, target = m.groups()
-        path, _, query = target.partition("?")
-        parts = path.split("/")  # ["", "bench", "dvc-run0", ...]
-        prefix = parts[2] if len(parts) > 2 and parts[2] else ""
-        if not prefix:
-            q = re.search(r"prefix=([^&/%]+)", query)
-            prefix = q.group(1) if q else "(bucket)"
-        row = self.counts.setdefault(prefix, {})
-        row[method] = row.get(method, 0) + 1
-
-
 class BenchS3:
     """The --s3 endpoint: a server from tests/s3servers.py with one bucket, ``bench``.
 
-    ``counts(prefix)`` is the requests so far: for moto, those werkzeug logged under the
-    key prefix (TOOL-runN), per HTTP method; for SeaweedFS, all of the server's, per
-    request type (a HEAD counts as a GET), from its Prometheus counter. Steps run one at
-    a time, so a step's difference is that step's requests either way."""
+    Both servers count on the server side, for the whole server: ``counts()`` is the
+    requests so far (moto: per HTTP method, from a WSGI wrapper around its app; SeaweedFS:
+    per request type, a HEAD counting as a GET, from its Prometheus counter) and
+    ``traffic()`` the object bytes so far (``received``: PUT payloads, ``sent``: GET
+    bodies; no listing or header bytes). Steps run one at a time, so a step's difference
+    is that step's."""
 
     def __init__(self, server: str):
         s3servers = load_s3servers()
-        self.requests: _RequestCounter | None = None
         if server == "moto":
-            self.requests = _RequestCounter()
-            wz = logging.getLogger("werkzeug")
-            wz.setLevel(logging.INFO)
-            wz.addHandler(self.requests)
-            wz.propagate = False
-            self.server = s3servers.MotoServer().start()
+            self.server = s3servers.MotoServer(count=True).start()
             self.label = "moto"
         else:
             self.server = s3servers.SeaweedServer().start()
@@ -136,19 +102,31 @@ class BenchS3:
             "AWS_DEFAULT_REGION": s3servers.REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        s3servers.s3_client(self.endpoint).create_bucket(Bucket="bench")
+        self.client = s3servers.s3_client(self.endpoint)
+        self.client.create_bucket(Bucket=BUCKET)
 
-    def counts(self, prefix: str) -> dict[str, int]:
-        if self.requests is not None:
-            return dict(self.requests.counts.get(prefix, {}))
-        total: dict[str, int] = {}
-        for row in self.server.request_counts().values():
-            for kind, n in row.items():
-                total[kind] = total.get(kind, 0) + n
-        return total
+    def counts(self) -> dict[str, int]:
+        return _sum_buckets(self.server.request_counts())
+
+    def traffic(self) -> dict[str, int]:
+        return _sum_buckets(self.server.traffic_bytes())
+
+    def object_count(self, prefix: str) -> int:
+        """Objects under ``prefix`` in the bucket (untimed; its LIST requests count, so call
+        it outside a step)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return sum(page.get("KeyCount", 0) for page in pages)
 
     def cpu_seconds(self) -> float:
         return self.server.cpu_seconds()
 
     def stop(self):
         self.server.stop()
+
+
+def _sum_buckets(per_bucket: dict[str, dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for row in per_bucket.values():
+        for kind, n in row.items():
+            total[kind] = total.get(kind, 0) + n
+    return total
