@@ -80,8 +80,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--s3-server",
         choices=S3_SERVERS,
-        default=S3_SERVERS[0],
-        help="the S3 server for --s3: SeaweedFS (weed mini, from the test extras) or moto in this process",
+        help=f"the S3 server (implies --s3; default {S3_SERVERS[0]}): SeaweedFS (weed mini, from the test "
+        "extras) or moto in this process",
     )
     p.add_argument("--doc", help="markdown report (default docs/benchmarks.md; --quick: OUT/benchmarks-quick.md)")
     p.add_argument("--chart", help="PNG chart (default docs/benchmarks.png; --quick: OUT/benchmarks-quick.png)")
@@ -119,6 +119,8 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.argv = argv
+    args.s3 = args.s3 or args.s3_server is not None  # naming a server asks for the S3 steps
+    args.s3_server = args.s3_server or S3_SERVERS[0]
     if args.runs is None:
         args.runs = 1 if args.quick or args.scaling else FULL["runs"]
     if args.files is not None and args.files < 1 or args.dirs is not None and args.dirs < 1:
