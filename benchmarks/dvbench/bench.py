@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .data import _stream, count_files
-from .runner import Runner, Sample, StepFailed
-from .s3 import BenchS3
+from .data import _stream, cache_usage, count_files, one_file
+from .runner import Runner, Sample, StepFailed, StepTimeout
+from .s3 import BUCKET, BenchS3
 from .steps import step_list
 from .tools import Tool
 
@@ -204,8 +204,16 @@ class Bench:
             self.r.run(self.git("commit", "-q", "-m", f"remote {remote_name}"), repo)
             env = self.s3.env if endpoint else None
             self.timed(key, t, run, [(t.push(remote_name), repo)], env=env)
-            if not endpoint:
-                self.checks.setdefault(f"{key}_objects", {})[t.name] = count_files(Path(url))
+            # Untimed, after the step: the objects on the remote, what the request counts
+            # are measured against (listing S3 makes requests, outside any step).
+            if endpoint:
+                objects = self.s3.object_count(url.removeprefix(f"s3://{BUCKET}/") + "/")
+            else:
+                objects = count_files(Path(url))
+            self.checks.setdefault(f"{key}_objects", {})[t.name] = objects
+
+        def push_again(t: Tool, key="push_again_local", remote_name="store", s3=False):
+            self.timed(key, t, run, [(t.push(remote_name), repos[t.name])], env=self.s3.env if s3 else None)
 
         def clone_pull(t: Tool, key="clone_pull", remote_name=None, s3=False):
             clone = base / f"{t.name}-clone{'-s3' if s3 else ''}"
@@ -223,15 +231,42 @@ class Bench:
                 raise StepFailed(f"{key}: clone has {got} files in data/, expected {self.cfg['nfiles']}")
             shutil.rmtree(clone)
 
-        for fn in (add, status, readd, push, clone_pull):
+        def pull_one(t: Tool, key="pull_one_local", remote_name="store", s3=False):
+            """A fresh clone (untimed), then the timed pull of one file: what a tool fetches
+            when asked for 1 file of a tracked folder. A tool that refuses the request (no
+            traceback) is recorded as refusing, and its later steps still run."""
+            clone = base / f"{t.name}-clone-one{'-s3' if s3 else ''}"
+            path = one_file(self.cfg)
+            self.checks["pull_one_target"] = {"path": path, "bytes": (repos[t.name] / path).stat().st_size}
+            self.r.run(self.git("clone", "-q", str(repos[t.name]), str(clone)), base)
+            try:
+                self.timed(key, t, run, [(t.pull(remote_name, path), clone)], env=self.s3.env if s3 else None)
+            except StepFailed as e:
+                if isinstance(e, StepTimeout) or e.returncode is None or "Traceback" in e.output:
+                    raise
+                lines = [line for line in e.output.splitlines() if line.strip()]
+                why = f"exit {e.returncode}: {lines[0] if lines else ''}".strip()
+                self.checks.setdefault(f"{key}_refused", {})[t.name] = why
+                print(f"  run {run}  {key:<14} {t.name:<8} refused ({why})", file=sys.stderr)
+                shutil.rmtree(clone)
+                return
+            if (clone / path).read_bytes() != (repos[t.name] / path).read_bytes():
+                raise StepFailed(f"{key}: {path} in the clone differs from the committed one")
+            self.checks.setdefault(f"{key}_files", {})[t.name] = count_files(clone / "data")
+            self.checks.setdefault(f"{key}_cache", {})[t.name] = cache_usage(clone / t.cache_dir)
+            shutil.rmtree(clone)
+
+        for fn in (add, status, readd, push, push_again, clone_pull, pull_one):
             self.each_tool(run, broken, fn)
         if self.s3 is not None:
 
             def push_s3(t: Tool):
-                push(t, "push_s3", "s3store", f"s3://bench/{t.name}-run{run}", self.s3.endpoint)
+                push(t, "push_s3", "s3store", f"s3://{BUCKET}/{t.name}-run{run}", self.s3.endpoint)
 
             self.each_tool(run, broken, push_s3)
+            self.each_tool(run, broken, lambda t: push_again(t, "push_again_s3", "s3store", s3=True))
             self.each_tool(run, broken, lambda t: clone_pull(t, "clone_pull_s3", "s3store", s3=True))
+            self.each_tool(run, broken, lambda t: pull_one(t, "pull_one_s3", "s3store", s3=True))
         shutil.rmtree(base, ignore_errors=True)
         os.sync()
 

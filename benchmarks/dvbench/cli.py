@@ -38,7 +38,7 @@ from .bench import Bench
 from .chart import draw_chart, plot
 from .config import FILES_PER_DIR, FULL, GIT_ENV, QUICK, REPO_ROOT, SCALING_STEP_TIMEOUT, files_cfg
 from .data import generate_data, scratch_dir, warm
-from .report import machine_info, markdown, summarize, write_doc
+from .report import machine_info, markdown, s3_summary, summarize, write_doc
 from .runner import Runner
 from .s3 import S3_SERVERS, BenchS3, check_s3_clients
 from .scaling import run_scaling, scaling_markdown
@@ -263,6 +263,8 @@ def main(argv=None) -> int:
         "notes": notes,
         "elapsed_s": round(time.perf_counter() - t_start, 1),
     }
+    if s3:
+        result["s3_summary"] = s3_summary(result)
     results_path = out / "results.json"
     results_path.write_text(json.dumps(result, indent=2) + "\n")
     if chart:

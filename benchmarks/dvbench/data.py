@@ -82,6 +82,27 @@ def count_files(path: Path) -> int:
     return sum(len(fs) for _, _, fs in os.walk(path))
 
 
+def one_file(cfg: dict) -> str:
+    """The file the one-file pulls ask for, relative to the repository root: the middle one
+    of the small files (not the one readd_one rewrites)."""
+    per_dir = -(-cfg["nfiles"] // cfg["ndirs"])
+    i = cfg["nfiles"] // 2
+    return f"data/d{i // per_dir:03d}/f{i:05d}.bin"
+
+
+def cache_usage(cache: Path) -> dict[str, int]:
+    """Objects (files) and their bytes in a tool's cache, leaving out its tmp/ folder and lock."""
+    files = nbytes = 0
+    for root, dirs, names in os.walk(cache):
+        dirs[:] = [d for d in dirs if not (Path(root) == cache and d == "tmp")]
+        for name in names:
+            if Path(root) == cache and name == "lock":
+                continue
+            files += 1
+            nbytes += os.lstat(os.path.join(root, name)).st_size
+    return {"objects": files, "bytes": nbytes}
+
+
 def scratch_dir(args) -> Path | None:
     """--scratch, created; None (after saying why) when it is inside the repository."""
     scratch = Path(args.scratch).resolve()

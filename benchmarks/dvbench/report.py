@@ -108,12 +108,14 @@ def fmt_s(x: float | None) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
-def _cell(step: dict, row: dict, tool: str, dvc_ran: bool) -> str:
+def _cell(step: dict, row: dict, tool: str, dvc_ran: bool, refused: dict | None = None) -> str:
     x = row.get(tool)
     if tool not in step["tools"]:
         return "–"
     if tool == "dvc" and not dvc_ran:
         return "not run"
+    if not x and (refused or {}).get(tool):
+        return f"refused ({refused[tool].split(':')[0]})"
     if not x:
         return "failed"
     rng = f" ({fmt_s(x['min_s'])}–{fmt_s(x['max_s'])})" if x["n"] > 1 else ""
@@ -131,15 +133,128 @@ def _cpu(row: dict, tool: str) -> str:
     return fmt_s(x["cpu_median_s"]) if x and x.get("cpu_median_s") is not None else "–"
 
 
-def _s3_line(key: str, per_tool: dict, samples: dict, server_name: str = "moto") -> str:
-    """One step's S3 request counts per tool and run, with the S3 server's CPU per run
-    where recorded (the samples and the request counts are appended run by run)."""
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "–"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:,.0f} B"
+
+
+# S3 steps -> the push whose objects on the remote their request counts are measured against.
+S3_OBJECTS_OF = {"push_s3": "push_s3", "push_again_s3": "push_s3", "clone_pull_s3": "push_s3", "pull_one_s3": "push_s3"}
+
+
+def s3_summary(result: dict) -> dict:
+    """Per S3 step and tool, over the runs: the median of the step's requests (all kinds) and
+    object bytes, the objects the tool's push left on the remote, and the requests as a
+    percentage of those objects (the storage issue's target is <= 2 %)."""
+    checks = result.get("checks", {})
+    out: dict = {}
+    for key in (s["key"] for s in result["steps"]):
+        per_tool = checks.get(f"{key}_requests")
+        if not per_tool:
+            continue
+        row = {}
+        for tool, runs in per_tool.items():
+            traffic = checks.get(f"{key}_bytes", {}).get(tool, [])
+            objects = checks.get(f"{S3_OBJECTS_OF.get(key, key)}_objects", {}).get(tool)
+            requests = statistics.median(sum(r.values()) for r in runs)
+            x = {"runs": len(runs), "requests": requests, "objects": objects}
+            if traffic:
+                x["bytes_up"] = statistics.median(b.get("received", 0) for b in traffic)
+                x["bytes_down"] = statistics.median(b.get("sent", 0) for b in traffic)
+            if objects:
+                x["requests_pct_of_objects"] = round(100 * requests / objects, 2)
+            row[tool] = x
+        out[key] = row
+    return out
+
+
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.0f} %" if x >= 10 else f"{x:.2g} %"
+
+
+def s3_table(result: dict, label: str) -> list[str]:
+    """The S3 requests, % of objects and bytes of each S3 step, as a markdown table."""
+    summary = result.get("s3_summary") or s3_summary(result)
+    labels = {s["key"]: s["label"] for s in result["steps"]}
+    objects = {t: x.get("objects") for row in summary.values() for t, x in row.items() if x.get("objects")}
+    on_remote = ", ".join(f"{'DVC' if t == 'dvc' else t} {n:,}" for t, n in objects.items())
+    lines = [
+        f"S3 requests the {label} server saw and the object bytes it moved (up: PUT payloads, down: GET "
+        "bodies; no listing or header bytes), per step, median over the runs; **% of objects** is the "
+        f"requests over the objects the tool's push left on the remote ({on_remote or 'not counted'}); the "
+        "target is ≤ 2 %:",
+        "",
+        "| step | dataver requests | % of objects | dataver bytes up / down | DVC requests | % of objects "
+        "| DVC bytes up / down |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in summary.items():
+        cells = []
+        for tool in ("dataver", "dvc"):
+            x = row.get(tool)
+            if not x:
+                cells += ["–", "–", "–"]
+                continue
+            moved = f"{fmt_bytes(x.get('bytes_up'))} / {fmt_bytes(x.get('bytes_down'))}" if "bytes_up" in x else "–"
+            cells += [f"{x['requests']:,.0f}", _pct(x.get("requests_pct_of_objects")), moved]
+        lines.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def pull_one_lines(result: dict) -> list[str]:
+    """What each tool did when asked for one file of the tracked folder in a fresh clone."""
+    checks = result.get("checks", {})
+    target = checks.get("pull_one_target")
+    keys = [k for k in ("pull_one_local", "pull_one_s3") if any(s["key"] == k for s in result["steps"])]
+    if not target or not keys:
+        return []
+    where = {"pull_one_local": "local folder", "pull_one_s3": "S3"}
+    parts = []
+    for key in keys:
+        per_tool = []
+        for tool in ("dataver", "dvc"):
+            name = "DVC" if tool == "dvc" else tool
+            refused = checks.get(f"{key}_refused", {}).get(tool)
+            files = checks.get(f"{key}_files", {}).get(tool)
+            cache = checks.get(f"{key}_cache", {}).get(tool)
+            if refused:
+                per_tool.append(f"{name} refused it ({refused})")
+            elif files is not None and cache:
+                per_tool.append(
+                    f"{name} left {files:,} file(s) in data/ and {cache['objects']:,} object(s), "
+                    f"{fmt_bytes(cache['bytes'])}, in its cache"
+                )
+        if per_tool:
+            parts.append(f"{where[key]}: " + "; ".join(per_tool))
+    if not parts:
+        return []
+    return [
+        f"One-file pull: `pull PATH` of `{target['path']}` ({fmt_bytes(target['bytes'])}) in a fresh clone; "
+        + ". ".join(parts)
+        + ".",
+        "",
+    ]
+
+
+def _s3_line(key: str, per_tool: dict, samples: dict, server_name: str = "moto", traffic: dict | None = None) -> str:
+    """One step's S3 request counts per tool and run, with its object bytes and the S3
+    server's CPU per run where recorded (the samples, request counts and bytes are
+    appended run by run)."""
     parts = []
     for tool, runs in per_tool.items():
         server = [x.get("server_cpu_s") for x in samples.get(key, {}).get(tool, [])]
+        moved = (traffic or {}).get(tool, [])
         cells = []
         for i, r in enumerate(runs):
             cell = ", ".join(f"{m} {n}" for m, n in sorted(r.items()))
+            if i < len(moved):
+                cell += f"; {fmt_bytes(moved[i].get('received', 0))} up, {fmt_bytes(moved[i].get('sent', 0))} down"
             cpu = server[i] if i < len(server) else None
             if cpu is not None:
                 total = sum(r.values())
@@ -164,8 +279,9 @@ def markdown(result: dict) -> str:
     for s in tool_steps:
         row = summary.get(s["key"], {})
         ratio = row.get("ratio_dvc_over_dataver")
+        refused = result.get("checks", {}).get(f"{s['key']}_refused")
         lines.append(
-            f"| {s['label']} | {_cell(s, row, 'dataver', dvc_ran)} | {_cell(s, row, 'dvc', dvc_ran)}"
+            f"| {s['label']} | {_cell(s, row, 'dataver', dvc_ran, refused)} | {_cell(s, row, 'dvc', dvc_ran, refused)}"
             f" | {f'{ratio:.2f}×' if ratio else '–'} | {_cpu(row, 'dataver')} | {_cpu(row, 'dvc')}"
             f" | {_rss(row, 'dataver')} | {_rss(row, 'dvc')} |"
         )
@@ -177,6 +293,7 @@ def markdown(result: dict) -> str:
             f"**{fmt_s(net['median_s'])} s** ({net['gb_per_s']} GB/s)."
         )
         lines.append("")
+    lines += pull_one_lines(result)
     lines += [
         "Machine references (same run, same data):",
         "",
@@ -200,10 +317,14 @@ def markdown(result: dict) -> str:
         # Results from before --s3-server have no "s3_server": they are moto's.
         server = cfg.get("s3_server", "moto")
         label = cfg.get("s3_server_label", server)
-        lines.append(f"S3 requests the {label} server saw, per step and run:")
+        lines += s3_table(result, label)
+        lines.append("")
+        lines.append(f"Per step and run, by kind{' (a HEAD counts as a GET)' if server != 'moto' else ''}:")
         lines.append("")
         for k, per_tool in req.items():
-            lines.append(_s3_line(k.removesuffix("_requests"), per_tool, result.get("samples", {}), label))
+            key = k.removesuffix("_requests")
+            traffic = result.get("checks", {}).get(f"{key}_bytes")
+            lines.append(_s3_line(key, per_tool, result.get("samples", {}), label, traffic))
         lines.append("")
         if server == "moto":
             lines.append(

@@ -17,7 +17,12 @@ TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
 class StepFailed(Exception):
-    pass
+    """A step failed; ``returncode`` and ``output`` are the failing command's, when one did."""
+
+    def __init__(self, message: str, returncode: int | None = None, output: str = ""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.output = output
 
 
 class StepTimeout(StepFailed):
@@ -105,7 +110,7 @@ class Runner:
         if killed:
             raise StepTimeout(f"{' '.join(argv)} (in {cwd}) ran past {self.timeout:g}s and was killed:\n{text[-2000:]}")
         if p.returncode != 0:
-            raise StepFailed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{text[-2000:]}")
+            raise StepFailed(f"{' '.join(argv)} (in {cwd}) exited {p.returncode}:\n{text[-2000:]}", p.returncode, text)
         return sample, text
 
     def measure(self, cmds: list[tuple[list[str], Path]], env: dict | None = None, stdout=None) -> tuple[Sample, str]:

@@ -27,12 +27,16 @@ def step_list(cfg: dict, s3: str | None) -> list[Step]:
         Step("status_clean", "status, nothing changed", ("dataver", "dvc")),
         Step("readd_one", f"re-add+commit after changing 1 of {n}", ("dataver", "dvc")),
         Step("push_local", f"push {n} files to a local folder", ("dataver", "dvc"), "many"),
+        Step("push_again_local", "push again, nothing changed (local folder)", ("dataver", "dvc")),
         Step("clone_pull", f"git clone + pull {n} files (local folder)", ("dataver", "dvc"), "many"),
+        Step("pull_one_local", f"pull 1 file of {n} in a fresh clone (local folder)", ("dataver", "dvc")),
     ]
     if s3:
         steps += [
             Step("push_s3", f"push {n} files to S3 ({s3} on 127.0.0.1)", ("dataver", "dvc"), "many"),
+            Step("push_again_s3", f"push again, nothing changed (S3, {s3})", ("dataver", "dvc")),
             Step("clone_pull_s3", f"git clone + pull {n} files from S3 ({s3})", ("dataver", "dvc"), "many"),
+            Step("pull_one_s3", f"pull 1 file of {n} in a fresh clone (S3, {s3})", ("dataver", "dvc")),
         ]
     steps += [
         Step("ref_cat_big", f"`cat` the {big} file > /dev/null", ("ref",), "big"),

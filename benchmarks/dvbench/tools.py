@@ -14,6 +14,7 @@ class Tool:
     name = ""
     label = ""
     pointer_ext = ""
+    cache_dir = ""  # the default cache, relative to the repository root
     env: dict = {}
 
     def __init__(self, argv0: list[str]):
@@ -40,8 +41,8 @@ class Tool:
     def push(self, remote: str | None = None) -> list[str]:
         return self.cmd("push", *(["-r", remote] if remote else []))
 
-    def pull(self, remote: str | None = None) -> list[str]:
-        return self.cmd("pull", *(["-r", remote] if remote else []))
+    def pull(self, remote: str | None = None, *paths: str) -> list[str]:
+        return self.cmd("pull", *(["-r", remote] if remote else []), *paths)
 
     def version(self) -> str:
         try:
@@ -58,6 +59,7 @@ class Dataver(Tool):
     name = "dataver"
     label = "dataver"
     pointer_ext = ".dv"
+    cache_dir = ".dataver/cache"
 
     def init_cmds(self):
         return [self.cmd("init")]
@@ -73,6 +75,7 @@ class Dvc(Tool):
     name = "dvc"
     label = "DVC"
     pointer_ext = ".dvc"
+    cache_dir = ".dvc/cache"
 
     def __init__(self, argv0, site_cache_dir: Path):
         super().__init__(argv0)
