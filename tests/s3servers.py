@@ -1,4 +1,4 @@
-"""S3 endpoints on 127.0.0.1 for the tests, and for ``benchmarks/run.py`` (which imports
+"""S3 endpoints on 127.0.0.1 for the tests, and for the benchmark (``benchmarks/dvbench/s3.py`` imports
 this file by path).
 
 Two servers with one shape (``start()``, ``stop()``, ``endpoint``, ``cpu_seconds()``, and
