@@ -1,7 +1,8 @@
-"""S3 endpoints on 127.0.0.1 for the tests, and for ``benchmarks/run.py`` (which imports
+"""S3 endpoints on 127.0.0.1 for the tests, and for the benchmark (``benchmarks/dvbench/s3.py`` imports
 this file by path).
 
-Two servers with one shape (``start()``, ``stop()``, ``endpoint``, ``cpu_seconds()``):
+Two servers with one shape (``start()``, ``stop()``, ``endpoint``, ``cpu_seconds()``, and
+``request_counts()``/``traffic_bytes()`` per bucket, which the benchmark reads):
 
 - ``MotoServer``: moto's server in this process. It starts at once and can be cut like a
   crashed endpoint (the fault tests), but it is lenient (no SigV4 signature check, no
@@ -87,11 +88,14 @@ class MotoServer:
 
     name = "moto"
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, count: bool = False):
+        """``count``: count requests and object bytes (``request_counts()``,
+        ``traffic_bytes()``), for the benchmark; the tests leave the app unwrapped."""
         self.port = port
         self._server = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._traffic = _Traffic() if count else None
 
     @property
     def endpoint(self) -> str:
@@ -113,6 +117,8 @@ class MotoServer:
             return conn, addr
 
         wsgi.get_request = get_request  # serve_forever looks it up per connection
+        if self._traffic is not None:
+            wsgi.app = self._traffic.wrap(wsgi.app)  # the handler looks it up per request
         wsgi.handle_error = lambda request, client_address: None  # cut connections are expected
         self._server = server
         return self
@@ -134,6 +140,72 @@ class MotoServer:
     def cpu_seconds(self) -> float:
         """CPU of this whole process: the server's, while the caller only waits on a child."""
         return time.process_time()
+
+    def request_counts(self) -> dict[str, dict[str, int]]:
+        """Requests so far, per bucket and HTTP method (HEAD apart from GET); needs ``count``."""
+        return self._traffic.requests_copy() if self._traffic else {}
+
+    def traffic_bytes(self) -> dict[str, dict[str, int]]:
+        """Object bytes so far, per bucket: ``received`` (PUT bodies) and ``sent`` (bodies of
+        successful GETs of a key), as SeaweedFS counts them; needs ``count``."""
+        return self._traffic.bytes_copy() if self._traffic else {}
+
+
+class _Traffic:
+    """A WSGI wrapper counting moto's requests per bucket and HTTP method, and its object
+    bytes: a PUT's payload to a key (``x-amz-decoded-content-length`` when the body is
+    aws-chunked, else ``Content-Length``) and the body of a 2xx GET of a key. Listings,
+    headers and error bodies are not object bytes (SeaweedFS's counters leave them out too).
+    Requests are path-style (``/bucket/key``), as on a 127.0.0.1 endpoint."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._requests: dict[str, dict[str, int]] = {}
+        self._bytes: dict[str, dict[str, int]] = {}
+
+    def requests_copy(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {b: dict(row) for b, row in self._requests.items()}
+
+    def bytes_copy(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {b: dict(row) for b, row in self._bytes.items()}
+
+    def _add(self, table: dict, bucket: str, key: str, n: int) -> None:
+        with self._lock:
+            row = table.setdefault(bucket, {})
+            row[key] = row.get(key, 0) + n
+
+    def wrap(self, app):
+        def counted(environ, start_response):
+            method = environ.get("REQUEST_METHOD", "")
+            _, bucket, key = (environ.get("PATH_INFO", "").split("/", 2) + ["", ""])[:3]
+            self._add(self._requests, bucket, method, 1)
+            if key and method == "PUT":
+                size = environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or 0
+                self._add(self._bytes, bucket, "received", int(size))
+            if not (key and method == "GET"):
+                return app(environ, start_response)
+            status: list[str] = []
+
+            def start(code, headers, exc_info=None):
+                status.append(code)
+                return start_response(code, headers, exc_info)
+
+            return self._sent(bucket, app(environ, start), status)
+
+        return counted
+
+    def _sent(self, bucket: str, body, status: list[str]):
+        try:
+            for chunk in body:
+                if status and status[0].startswith("2"):
+                    self._add(self._bytes, bucket, "sent", len(chunk))
+                yield chunk
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
 
 
 # -- SeaweedFS, a child process ------------------------------------------------------------
@@ -470,16 +542,37 @@ class SeaweedServer:
         """S3 requests so far, per bucket and SeaweedFS request type (GET, PUT, LIST,
         DELETE, ...; a HEAD counts as a GET), from its Prometheus counter
         ``SeaweedFS_s3_request_total`` on the metrics port."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{HOST}:{self.ports['metrics']}/metrics", timeout=10) as r:
-            text = r.read().decode()
         counts: dict[str, dict[str, int]] = {}
-        for m in re.finditer(r"^SeaweedFS_s3_request_total\{([^}]*)\} (\S+)$", text, re.MULTILINE):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        for labels, n in self._metric(self._metrics_text(), "SeaweedFS_s3_request_total"):
             row = counts.setdefault(labels.get("bucket", ""), {})
             kind = labels.get("type", "?")
-            row[kind] = row.get(kind, 0) + int(float(m.group(2)))
+            row[kind] = row.get(kind, 0) + n
         return counts
+
+    def traffic_bytes(self) -> dict[str, dict[str, int]]:
+        """Object bytes so far, per bucket: ``received`` (PUT payloads) and ``sent`` (GET
+        bodies, ranges included), from ``SeaweedFS_s3_bucket_traffic_{received,sent}_bytes_total``;
+        listings and headers are not in them."""
+        text = self._metrics_text()
+        out: dict[str, dict[str, int]] = {}
+        for way in ("received", "sent"):
+            for labels, n in self._metric(text, f"SeaweedFS_s3_bucket_traffic_{way}_bytes_total"):
+                row = out.setdefault(labels.get("bucket", ""), {})
+                row[way] = row.get(way, 0) + n
+        return out
+
+    def _metrics_text(self) -> str:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{HOST}:{self.ports['metrics']}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    @staticmethod
+    def _metric(text: str, name: str) -> list[tuple[dict[str, str], int]]:
+        """(labels, value) of each sample of the Prometheus counter ``name`` in ``text``."""
+        return [
+            (dict(re.findall(r'(\w+)="([^"]*)"', m.group(1))), int(float(m.group(2))))
+            for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE)
+        ]
 
 
 class _PortTaken(Exception):

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness: `benchmarks/run.py --quick --no-dvc` runs every
-dataver step on tiny data and writes results JSON. It asserts nothing about time."""
+dataver step on tiny data and writes results JSON. It asserts nothing about time. The
+report's S3 table is checked on made-up results, without running anything."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from dvbench.report import markdown, s3_summary  # noqa: E402
 
 DATAVER_STEPS = {
     "add_big",
@@ -19,6 +23,7 @@ DATAVER_STEPS = {
     "status_clean",
     "readd_one",
     "push_local",
+    "push_again_local",
     "clone_pull",
 }
 REF_STEPS = {"ref_cat_big", "ref_md5sum_big", "ref_cp_big", "ref_cp_r_many"}
@@ -61,7 +66,82 @@ def test_quick_benchmark_produces_every_dataver_step(tmp_path):
     # The clone got every file back and the push sent every object.
     assert result["checks"]["clone_pull_files"]["dataver"] == result["config"]["nfiles"]
     assert result["checks"]["push_local_objects"]["dataver"] > result["config"]["nfiles"]
+    # The one-file pull either ran and brought that file back, or was refused (no traceback).
+    assert "pull_one_local" in keys
+    pulled = "dataver" in result["summary"]["pull_one_local"]
+    refused = result["checks"].get("pull_one_local_refused", {}).get("dataver")
+    assert pulled != bool(refused), (pulled, refused)
+    if pulled:
+        assert result["checks"]["pull_one_local_files"]["dataver"] == 1
 
     text = doc.read_text()
     assert "| status, nothing changed |" in text
     assert "not run" in text  # the DVC column, with --no-dvc
+
+
+def _sample(seconds: float) -> dict:
+    return {"n": 1, "median_s": seconds, "min_s": seconds, "max_s": seconds, "peak_rss_mib": 50.0}
+
+
+def test_the_s3_table_gives_requests_as_a_percentage_of_the_objects_and_the_bytes():
+    steps = [
+        {"key": "push_s3", "label": "push 500 files to S3", "tools": ["dataver", "dvc"]},
+        {"key": "push_again_s3", "label": "push again (S3)", "tools": ["dataver", "dvc"]},
+        {"key": "pull_one_s3", "label": "pull 1 file (S3)", "tools": ["dataver", "dvc"]},
+    ]
+    checks = {
+        "push_s3_objects": {"dataver": 501, "dvc": 500},
+        "push_s3_requests": {"dataver": [{"PUT": 501, "HEAD": 501}], "dvc": [{"PUT": 500, "GET": 10}]},
+        "push_s3_bytes": {"dataver": [{"received": 16_000_000}], "dvc": [{"received": 16_000_100}]},
+        "push_again_s3_requests": {"dataver": [{"GET": 2}, {"GET": 4}, {"GET": 3}], "dvc": [{"GET": 501}]},
+        "push_again_s3_bytes": {"dataver": [{}, {}, {}], "dvc": [{"sent": 3_000}]},
+        "pull_one_s3_requests": {"dvc": [{"GET": 5}]},
+        "pull_one_s3_bytes": {"dvc": [{"sent": 40_000}]},
+        "pull_one_s3_refused": {"dataver": "exit 4: error: not tracked"},
+        "pull_one_target": {"path": "data/d001/f00250.bin", "bytes": 37_000},
+    }
+    result = {"steps": steps, "checks": checks}
+    summary = s3_summary(result)
+    assert summary["push_s3"]["dataver"]["requests_pct_of_objects"] == 200.0
+    assert summary["push_again_s3"]["dataver"] == {
+        "runs": 3,
+        "requests": 3,  # the median over the runs
+        "objects": 501,
+        "bytes_up": 0,
+        "bytes_down": 0,
+        "requests_pct_of_objects": 0.6,
+    }
+    assert summary["pull_one_s3"]["dvc"]["bytes_down"] == 40_000 and "dataver" not in summary["pull_one_s3"]
+
+    result.update(
+        config={
+            "seed": 1,
+            "big_size": 1024,
+            "nfiles": 500,
+            "ndirs": 3,
+            "min_size": 1024,
+            "max_size": 65536,
+            "many_bytes": 16_000_000,
+            "runs": 3,
+            "dvc_cmd": ["dvc"],
+            "s3_server": "seaweedfs",
+            "s3_server_label": "SeaweedFS 4.48",
+        },
+        machine={
+            "nproc": 2,
+            "cpu": "x",
+            "memory": "1 GiB",
+            "os": "Linux",
+            "filesystem": "ext4",
+            "python": "3",
+            "git": "git",
+            "versions": {},
+            "date_utc": "now",
+            "loadavg_start": [0, 0, 0],
+        },
+        summary={"push_s3": {"dataver": _sample(2.0), "dvc": _sample(3.0)}, "pull_one_s3": {"dvc": _sample(1.0)}},
+    )
+    text = markdown(result)
+    assert "| push again (S3) | 3 | 0.6 % | 0 B / 0 B | 501 | 100 % | 0 B / 3 kB |" in text
+    assert "| pull 1 file (S3) | refused (exit 4) | **1.000** |" in text
+    assert "dataver refused it (exit 4: error: not tracked)" in text
