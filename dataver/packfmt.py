@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import xxhash
 
 from .digest import Digest
-from .errors import IntegrityError
+from .errors import DataverError, IntegrityError
 
 PACK_MAGIC = b"DVPACK\x00\x01"
 PACK_END = b"DVPKEND\x01"
@@ -100,7 +100,10 @@ def _digest_from(field: bytes, algorithm_id: int, where: str) -> Digest:
     length = _hex_length(name) // 2
     if any(field[length:]):
         raise IntegrityError(f"{where} has a malformed {name} digest")
-    return Digest(name, field[:length].hex())
+    try:
+        return Digest(name, field[:length].hex())
+    except DataverError as e:  # an algorithm this build does not hash with
+        raise IntegrityError(f"{where}: {e.message}") from None
 
 
 def _hex_length(algorithm: str) -> int:
@@ -120,6 +123,8 @@ def _unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
     field, kind, codec, algo, offset, stored, size = _ENTRY.unpack(raw)
     if kind not in (KIND_BLOB, KIND_MANIFEST, KIND_CHUNK) or codec not in (CODEC_RAW, CODEC_ZSTD):
         raise IntegrityError(f"{where} has an entry of unknown kind {kind} or codec {codec}")
+    if codec == CODEC_RAW and stored != size:
+        raise IntegrityError(f"{where} has a raw entry whose stored length is not its size")
     return Entry(_digest_from(field, algo, where), kind, codec, offset, stored, size)
 
 

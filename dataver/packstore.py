@@ -24,6 +24,7 @@ the reader reload the index once and read the object from where it is now.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -97,7 +98,12 @@ class Marker:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise RemoteError(f"{where} has a {MARKER} that is not JSON", f"fix or remove {MARKER} there") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("version"), int):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != FORMAT
+            or type(doc.get("version")) is not int
+            or doc["version"] < VERSION
+        ):
             raise RemoteError(f"{where} has a {MARKER} that is not dataver's", f"fix or remove {MARKER} there")
         if doc["version"] > VERSION:
             raise RemoteError(
@@ -262,6 +268,8 @@ class RemoteLock:
 
     def release(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()  # a refresh in flight would write the file again
         try:
             self.files.delete_files([self.rel])
         except DataverError:
@@ -298,8 +306,9 @@ def compress(data: bytes) -> bytes:
 def decompress(stored: bytes, size: int, where: str) -> bytes:
     import zstandard
 
-    try:
-        out = zstandard.ZstdDecompressor().decompress(stored, max_output_size=size)
+    try:  # a stream read at most one byte past the size: a frame cannot inflate further
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored)) as reader:
+            out = reader.read(size + 1)
     except zstandard.ZstdError:
         raise IntegrityError(f"{where} does not decompress") from None
     if len(out) != size:
@@ -472,11 +481,11 @@ def plan(index: PackIndex, files: Files, doomed: set[bytes], sizes: dict[str, in
     out = PackPlan()
     for pack, records in index.packs().items():
         live = [r for r in records if r.entry.key() not in doomed]
-        total = sizes.get(pack, sum(r.entry.stored for r in records))
+        total = sum(r.entry.stored for r in records)  # the objects' bytes, not the trailer's
         live_bytes = sum(r.entry.stored for r in live)
         if not live:
             out.packs_deleted.append(pack)
-            out.bytes_freed += total
+            out.bytes_freed += sizes.get(pack, total)
         elif total and (total - live_bytes) / total > REPACK_GARBAGE:
             out.packs_rewritten.append(pack)
             out.bytes_rewritten += live_bytes
@@ -531,7 +540,8 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         index_id, data = packfmt.encode_index(kept)
         files.write_file(index_rel(index_id), data)
         files.delete_files([index_rel(i) for i in old_indexes if i != index_id])
-        gone_packs = set(p.packs_deleted) | rewrite | set(p.orphans)
+        # a pack rewritten to the same bytes has the same name: it stays
+        gone_packs = (set(p.packs_deleted) | rewrite | set(p.orphans)) - {r.pack for r in kept}
         files.delete_files([pack_rel(pk) for pk in sorted(gone_packs)])
         index.records = {r.entry.key(): r for r in kept}
         index.index_ids = [index_id]

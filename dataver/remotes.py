@@ -162,6 +162,7 @@ class RemoteStore:
         self._fs: Any = None
         self._marker: Any = _UNREAD  # packstore.Marker, or None for a loose (format 1) remote
         self._index: Any = None  # packstore.PackIndex, once a packed remote is read
+        self._reachable = False
 
     # -- the fsspec filesystem, built lazily (importing s3fs costs ~0.3 s) ----------
     @property
@@ -467,7 +468,14 @@ class RemoteStore:
         return {f"{base}/{t[0]}/{t[1]}" for t in tails if len(t) == 2}
 
     def check_reachable(self) -> None:
-        """One cheap request, so a wrong endpoint, bucket or credential fails once, fast."""
+        """One cheap request, so a wrong endpoint, bucket or credential fails once, fast
+        (once per command: a remote that answered stays answered)."""
+        if self._reachable:
+            return
+        self._check_reachable()
+        self._reachable = True
+
+    def _check_reachable(self) -> None:
         if self.protocol == "s3":
             bucket = self.root.split("/", 1)[0]
             self._call(lambda: self.fs.ls(bucket, detail=False) and None, "list")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 from conftest import git_commit, make_tree
-
 from remote_view import FolderView
+
 from dataver import remotes
 from dataver.concurrency import run_parallel
 from dataver.hashing import digest_bytes

@@ -117,6 +117,14 @@ def gc(
     note(
         f"gc ({result.where}): {verb} {result.removed} object(s), {human_size(result.freed)}; kept {result.kept}{revs}"
     )
+    if result.packs_deleted or result.packs_rewritten or result.orphan_packs:
+        verb = "would delete" if dry_run else "deleted"
+        note(
+            f"packs: {verb} {result.packs_deleted + result.orphan_packs} pack(s) "
+            f"({result.orphan_packs} left by killed pushes), "
+            f"{'would rewrite' if dry_run else 'rewrote'} {result.packs_rewritten} "
+            f"({human_size(result.bytes_rewritten)} of live objects copied into new packs)"
+        )
     _report_unpushed(result)
 
 

@@ -133,6 +133,33 @@ def remote_default(
     repo.config.set("core.remote", name, local)
 
 
+@remote.command("upgrade")
+def remote_upgrade(
+    name: Optional[str] = typer.Argument(None, help="Remote to upgrade (default: the default remote)."),
+) -> None:
+    """Make a remote written by an older dataver (loose objects) a packed one.
+
+    Writes the format marker (dataver.json): from then on pushes pack small objects (a
+    few requests for thousands of files). Objects already there stay where they are and
+    stay readable. Older dataver versions cannot read packed objects: upgrade everyone's
+    dataver first.
+    """
+    from ..remotes import open_remote
+
+    repo = _repo()
+    remote = open_remote(repo.config, name, repo.root)
+    if remote.layout == "loose":
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"remote {remote.name!r} is configured to stay loose (layout = loose)",
+            f"dataver remote modify {remote.name} layout packed",
+        )
+    was = remote.marker
+    remote.upgrade()
+    note(f"remote {remote.name!r} is packed" + (" already" if was is not None else " now"))
+
+
 def _report(verb: str, result, quiet: bool) -> None:
     from ..ops.core import missing_error
 

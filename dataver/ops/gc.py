@@ -56,6 +56,11 @@ class GcResult:
     unreachable_remotes: dict[str, str] = field(default_factory=dict)  # name -> why; counted as holding nothing
     unreadable_pointers: list[str] = field(default_factory=list)  # committed, malformed: their digests kept
     unlisted_folders: int = 0  # committed folder versions whose manifest is not in the cache
+    # a packed remote: packs deleted whole, packs rewritten (their garbage over the threshold)
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    bytes_rewritten: int = 0
+    orphan_packs: int = 0  # packs of killed pushes, no index names them
 
 
 @dataclass
@@ -150,11 +155,15 @@ def _collect(
     result.removed_paths = [store.path(r) for r in doomed]
     stale = store.stale_temporaries(time.time() - STALE_TEMP_SECONDS)
     result.temporaries = len(stale)
+    packs = store.plan_delete(doomed)
+    if packs is not None:
+        result.packs_deleted, result.packs_rewritten = len(packs.packs_deleted), len(packs.packs_rewritten)
+        result.bytes_rewritten, result.orphan_packs = packs.bytes_rewritten, len(packs.orphans)
     if dry_run:
         return result
     if confirm is not None:
         confirm(result)
-    if doomed:
+    if doomed or result.orphan_packs or result.packs_rewritten:
         store.delete(doomed)
     if stale:
         store.remove_temporaries(stale)

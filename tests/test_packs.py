@@ -1,0 +1,234 @@
+"""Packed remotes end to end: few files and few requests for many objects, the format
+marker and older remotes, gc of packs, the remote lock, concurrent pushes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git_commit, write
+from remote_view import FolderView, objects_in
+from s3servers import MotoServer, s3_client
+
+from dataver import packstore
+
+
+def tree(root: Path, n: int, tag: str = "") -> dict[str, bytes]:
+    files = {f"data/d{i % 9}/f{i:04}.txt": f"{tag}file {i}\n".encode() * (1 + i % 13) for i in range(n)}
+    for rel, data in files.items():
+        write(root / rel, data)
+    return files
+
+
+def dv(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dataver", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def ok(*args: str, cwd: Path, env: dict | None = None) -> str:
+    r = dv(*args, cwd=cwd, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def clone(repo: Path, dest: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(repo), str(dest)], check=True)
+    return dest
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    base = root / "data"
+    return {f"data/{p.relative_to(base).as_posix()}": p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+
+def test_a_new_folder_remote_is_packed_and_a_clone_pulls_from_it(repo_dir, tmp_path):
+    files = tree(repo_dir, 600)
+    ok("add", "data", cwd=repo_dir)
+    store = tmp_path / "store"
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    first = json.loads(ok("push", "--json", cwd=repo_dir))
+    assert first["transferred"] == 601
+    raw = FolderView(store).raw_keys()
+    assert "dataver.json" in raw
+    assert json.loads((store / "dataver.json").read_text())["layout"] == "packed"
+    assert len([k for k in raw if k.startswith("packs/")]) == 1  # 600 small files and a manifest: one pack
+    assert len([k for k in raw if k.startswith("index/")]) == 1
+    assert [k for k in raw if not k.startswith(("packs/", "index/", "dataver.json", "tmp"))] == []
+    assert objects_in(store) == objects_in(repo_dir / ".dataver/cache")
+    second = json.loads(ok("push", "--json", cwd=repo_dir))
+    assert second["transferred"] == 0 and second["present"] == 601
+    assert FolderView(store).raw_keys() == raw  # nothing written by a push with nothing to send
+    git_commit(repo_dir, "data")
+    other = clone(repo_dir, tmp_path / "other")
+    ok("pull", cwd=other)
+    assert snapshot(other) == files
+
+
+@pytest.fixture
+def counted_s3(aws_env, repo_dir):
+    server = MotoServer(count=True).start()
+    try:
+        s3_client(server.endpoint).create_bucket(Bucket="packs")
+        ok("remote", "add", "s3", "s3://packs/team", "--default", cwd=repo_dir)
+        ok("remote", "modify", "s3", "endpoint_url", server.endpoint, cwd=repo_dir)
+        yield server
+    finally:
+        server.stop()
+
+
+def requests(server: MotoServer) -> int:
+    return sum(server.request_counts().get("packs", {}).values())
+
+
+def test_push_and_pull_of_many_small_files_cost_a_few_requests(counted_s3, repo_dir, tmp_path):
+    files = tree(repo_dir, 1500)
+    ok("add", "data", cwd=repo_dir)
+    before = requests(counted_s3)
+    ok("push", cwd=repo_dir)
+    push_requests = requests(counted_s3) - before
+    assert push_requests <= 30, counted_s3.request_counts()  # 1,501 objects: 2 %
+    before = counted_s3.request_counts()["packs"]
+    ok("push", cwd=repo_dir)
+    after = counted_s3.request_counts()["packs"]
+    again = {m: after[m] - before.get(m, 0) for m in after if after[m] != before.get(m, 0)}
+    # unchanged data: the bucket check, the marker, the index listing and the index file
+    # (s3fs adds HEADs of its own; the issue's target is 5)
+    assert sum(again.values()) <= 6, again
+    git_commit(repo_dir, "data")
+    other = clone(repo_dir, tmp_path / "other")
+    before = requests(counted_s3)
+    ok("pull", cwd=other)
+    assert requests(counted_s3) - before <= 30
+    assert snapshot(other) == files
+
+
+def test_a_remote_with_loose_objects_stays_loose_until_upgraded(repo_dir, tmp_path):
+    store = tmp_path / "old-store"
+    tree(repo_dir, 30)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("remote", "modify", "origin", "layout", "loose", cwd=repo_dir)
+    ok("push", cwd=repo_dir)  # as a dataver without packs wrote it
+    ok("remote", "modify", "origin", "layout", "packed", cwd=repo_dir)
+    assert not (store / "dataver.json").exists() and (store / "xxh3-128").is_dir()
+    files = tree(repo_dir, 60, "v2 ")
+    ok("add", "data", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    assert not (store / "dataver.json").exists() and not (store / "packs").exists()  # still format 1
+    assert "packed now" in dv("remote", "upgrade", cwd=repo_dir).stderr
+    files = tree(repo_dir, 90, "v3 ")
+    ok("add", "data", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    assert (store / "dataver.json").exists() and len(list((store / "packs").iterdir())) == 1
+    git_commit(repo_dir, "v3")
+    other = clone(repo_dir, tmp_path / "other")
+    ok("pull", cwd=other)  # loose objects of v1/v2 and packed ones of v3, read alike
+    assert snapshot(other) == files
+
+
+def test_a_marker_from_a_newer_dataver_is_refused_with_a_hint(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "dataver.json").write_text(json.dumps({"format": "dataver-remote", "version": 99, "layout": "packed"}))
+    tree(repo_dir, 3)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    r = dv("push", cwd=repo_dir)
+    assert r.returncode == 9 and "newer dataver" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(os.listdir(store)) == ["dataver.json", "tmp"]
+
+
+def test_gc_deletes_unused_packs_rewrites_mostly_garbage_ones_and_dry_run_changes_nothing(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    old = tree(repo_dir, 200, "old ")
+    ok("add", "data", cwd=repo_dir)
+    ok("push", cwd=repo_dir)  # pack A: only the old data
+    for rel in list(old)[:40]:
+        (repo_dir / rel).unlink()
+    keep = tree(repo_dir, 0)
+    for i in range(300):
+        write(repo_dir / f"data/new/n{i}.txt", f"new {i}\n".encode() * 20)
+    ok("add", "data", cwd=repo_dir)
+    ok("push", cwd=repo_dir)  # pack B: the new files and the new manifest
+    git_commit(repo_dir, "now")
+    keep = snapshot(repo_dir)
+    before = FolderView(store).raw_keys()
+    dry = dv("gc", "--remote", "origin", "--dry-run", cwd=repo_dir)
+    assert dry.returncode == 0, dry.stderr
+    assert "would rewrite 1" in dry.stderr, dry.stderr  # pack A: 40 of 201 objects are garbage
+    assert FolderView(store).raw_keys() == before
+    r = dv("gc", "--remote", "origin", "--yes", cwd=repo_dir)
+    assert r.returncode == 0, r.stderr
+    after = FolderView(store).raw_keys()
+    assert len([k for k in after if k.startswith("index/")]) == 1  # compacted
+    assert not [k for k in after if k.startswith("locks/")]
+    other = clone(repo_dir, tmp_path / "other")
+    ok("pull", cwd=other)
+    assert snapshot(other) == keep
+
+
+def test_a_push_waits_for_a_live_gc_lock_and_ignores_a_stale_one(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    tree(repo_dir, 5)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    tree(repo_dir, 8, "more ")
+    ok("add", "data", cwd=repo_dir)
+    lock = store / "locks" / "0123456789abcdef.json"
+    lock.parent.mkdir(exist_ok=True)
+    live = {"exclusive": True, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    lock.write_text(json.dumps({**live, "command": "gc"}))
+    env = {**os.environ, "DATAVER_LOCK_WAIT": "1"}
+    r = dv("push", cwd=repo_dir, env=env)
+    assert r.returncode == 10 and "locked by gc" in r.stderr and "Traceback" not in r.stderr
+    assert os.listdir(store / "locks") == [lock.name]  # ours was taken back
+    lock.write_text(json.dumps({**live, "time": time.time() - packstore.LOCK_STALE - 60}))
+    r = dv("push", cwd=repo_dir, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_two_clones_pushing_into_one_remote_at_once_lose_nothing(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    git_commit(repo_dir, "remote")
+    a, b = clone(repo_dir, tmp_path / "a"), clone(repo_dir, tmp_path / "b")
+    files_a, files_b = tree(a, 400, "a "), tree(b, 400, "b ")
+    ok("add", "data", cwd=a)
+    ok("add", "data", cwd=b)
+    procs = [subprocess.Popen([sys.executable, "-m", "dataver", "push"], cwd=c) for c in (a, b)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert objects_in(store) == objects_in(a / ".dataver/cache") | objects_in(b / ".dataver/cache")
+    for side, files in ((a, files_a), (b, files_b)):
+        git_commit(side, "data")
+        fresh = clone(side, tmp_path / f"fresh-{side.name}")
+        ok("pull", cwd=fresh)
+        assert snapshot(fresh) == files
+
+
+def test_a_pack_no_index_names_is_removed_by_gc_only_once_old(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    tree(repo_dir, 20)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    git_commit(repo_dir, "data")
+    orphan = store / "packs" / ("ab" * 16 + ".pack")  # as a push killed before its index
+    orphan.write_bytes(b"DVPACK\x00\x01 left by a killed push")
+    ok("gc", "--remote", "origin", "--yes", cwd=repo_dir)
+    assert orphan.exists()  # young: a push may still be writing its index
+    old = time.time() - packstore.ORPHAN_GRACE - 60
+    os.utime(orphan, (old, old))
+    r = dv("gc", "--remote", "origin", "--yes", cwd=repo_dir)
+    assert r.returncode == 0 and "1 left by killed pushes" in r.stderr, r.stderr
+    assert not orphan.exists()
+    other = clone(repo_dir, tmp_path / "other")
+    ok("pull", cwd=other)
