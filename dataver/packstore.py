@@ -148,7 +148,14 @@ def _id_of(name: str, suffix: str) -> str | None:
 
 # -- the merged index ------------------------------------------------------------------------
 class PackIndex:
-    """Every index file of a remote, merged: key -> record. Loaded on first use."""
+    """Every index file of a remote, merged: key -> record.
+
+    Loaded whole on first use, except when a command asks about a few objects only (a
+    one-file pull): then each is looked up with one ranged read of each index file (the
+    window ``packfmt.lookup_window`` gives), so a large index is not downloaded for it."""
+
+    FEW = 8  # lookups answered by ranged reads before the whole index is loaded
+    WHOLE_MAX = 256 * 1024  # index files smaller than this in total are simply loaded
 
     def __init__(self, files: Files):
         self.files = files
@@ -156,6 +163,12 @@ class PackIndex:
         self.index_ids: list[str] = []
         self.loaded = False
         self._lock = threading.Lock()
+        self._listing: list[tuple[str, int]] | None = None
+        self._looked_up: dict[bytes, Record | None] = {}
+
+    def _list(self) -> list[tuple[str, int]]:
+        listed = [(i, size) for name, size, _ in self.files.list_files("index") if (i := _id_of(name, ".idx"))]
+        return sorted(listed)
 
     def load(self, force: bool = False) -> None:
         """Read the index files (``force``: list them again, and read only the new ones
@@ -163,7 +176,10 @@ class PackIndex:
         with self._lock:
             if self.loaded and not force:
                 return
-            listed = sorted(i for name, _, _ in self.files.list_files("index") if (i := _id_of(name, ".idx")))
+            if self._listing is not None and not self.loaded and not force:
+                listed = [i for i, _ in self._listing]
+            else:
+                listed = [i for i, _ in self._list()]
             if self.loaded and set(self.index_ids) <= set(listed):
                 new = [i for i in listed if i not in set(self.index_ids)]
                 records = self.records
@@ -173,6 +189,7 @@ class PackIndex:
                 for r in self._read(index_id):
                     records.setdefault(r.entry.key(), r)
             self.records, self.index_ids, self.loaded = records, listed, True
+            self._looked_up = {}
 
     def _read(self, index_id: str) -> list[Record]:
         where = f"index file {index_rel(index_id)} on {self.files.where}"
@@ -183,13 +200,52 @@ class PackIndex:
         if packfmt.object_id(data) != index_id:
             raise IntegrityError(
                 f"{where} does not match its name (damaged)",
-                "rebuild the index from the packs: dataver verify --remote NAME --repair",
+                "check the remote: dataver verify --remote NAME (a damaged index file can be removed; "
+                "gc rebuilds nothing from it, and the packs it named are then pushed again as needed)",
             )
         return packfmt.parse_index(data, where)
 
     def find(self, ref: ObjRef) -> Record | None:
-        self.load()
-        return self.records.get(key_of(ref))
+        key = key_of(ref)
+        if not self.loaded:
+            if key in self._looked_up:
+                return self._looked_up[key]
+            if len(self._looked_up) < self.FEW:
+                return self._look_up(key)
+            self.load()
+        return self.records.get(key)
+
+    def _look_up(self, key: bytes) -> Record | None:
+        """One object, by a ranged read of each index file (newest names last)."""
+        with self._lock:
+            if self._listing is None:
+                self._listing = self._list()
+            listing = self._listing
+        if sum(size for _, size in listing) <= self.WHOLE_MAX:
+            self.load()
+            return self.records.get(key)
+        found = None
+        for index_id, size in listing:
+            n = packfmt.index_count(size)
+            if n is None:
+                self.load()  # not an index file's size: the whole read says what is wrong
+                return self.records.get(key)
+            start, end = packfmt.lookup_window(n, key)
+            try:
+                raw = self.files.read_file(index_rel(index_id), start, end)
+            except ObjectsMissing:
+                continue
+            where = f"index file {index_rel(index_id)} on {self.files.where}"
+            records = packfmt.parse_records(raw, where)
+            hit = packfmt.find_in(records, key)
+            inside = records and records[0].entry.key() <= key <= records[-1].entry.key()
+            if hit is None and not inside and end - start < n * packfmt.RECORD_SIZE:
+                hit = packfmt.find_in(self._read(index_id), key)  # outside the window: read it all
+            if hit is not None:
+                found = hit
+                break
+        self._looked_up[key] = found
+        return found
 
     def packs(self) -> dict[str, list[Record]]:
         self.load()
@@ -364,9 +420,10 @@ class PackWriter:
             return
         index_id, data = packfmt.encode_index(self.records)
         self.files.write_file(index_rel(index_id), data)
-        for r in self.records:
-            self.index.records.setdefault(r.entry.key(), r)
-        self.index.index_ids.append(index_id)
+        if self.index.loaded:
+            for r in self.records:
+                self.index.records.setdefault(r.entry.key(), r)
+            self.index.index_ids.append(index_id)
         self.records = []
 
 

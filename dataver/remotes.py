@@ -426,7 +426,8 @@ class RemoteStore:
         self.check_reachable()
         index = self._packed_index()
         if index is not None:
-            index.load()
+            if len(refs) > index.FEW:
+                index.load()
             asked, refs = refs, [r for r in refs if index.find(r) is None]
             if not refs:
                 return []
@@ -469,8 +470,10 @@ class RemoteStore:
 
     def check_reachable(self) -> None:
         """One cheap request, so a wrong endpoint, bucket or credential fails once, fast
-        (once per command: a remote that answered stays answered)."""
-        if self._reachable:
+        (once per command: a remote that answered stays answered; a packed remote's
+        marker, which is read anyway, is that answer)."""
+        if self._reachable or self.marker is not None:
+            self._reachable = True
             return
         self._check_reachable()
         self._reachable = True

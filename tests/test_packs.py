@@ -232,3 +232,59 @@ def test_a_pack_no_index_names_is_removed_by_gc_only_once_old(repo_dir, tmp_path
     assert not orphan.exists()
     other = clone(repo_dir, tmp_path / "other")
     ok("pull", cwd=other)
+
+
+class CountingFiles:
+    """A remote's files in a dict, counting reads and the bytes they return."""
+
+    where = "counting remote"
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.reads, self.read_bytes, self.lists = 0, 0, 0
+
+    def read_file(self, rel, start=0, end=None):
+        from dataver.errors import ObjectsMissing
+
+        if rel not in self.files:
+            raise ObjectsMissing(f"{rel} is not there")
+        self.reads += 1
+        data = self.files[rel][start:end]
+        self.read_bytes += len(data)
+        return data
+
+    def write_file(self, rel, data):
+        self.files[rel] = bytes(data)
+
+    def list_files(self, rel_dir):
+        self.lists += 1
+        return [(k.split("/", 1)[1], len(v), 0.0) for k, v in self.files.items() if k.startswith(rel_dir + "/")]
+
+    def delete_files(self, rels):
+        for r in rels:
+            self.files.pop(r, None)
+
+
+def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
+    from dataver import packfmt
+    from dataver.hashing import digest_bytes
+    from dataver.store import ObjRef
+
+    files = CountingFiles()
+    refs = [ObjRef(digest_bytes(f"object {i}".encode())) for i in range(20_000)]
+    records = [
+        packfmt.Record(packfmt.Entry(r.digest, packfmt.KIND_BLOB, packfmt.CODEC_RAW, 8 + i, 1, 1), "ab" * 16)
+        for i, r in enumerate(refs)
+    ]
+    index_id, data = packfmt.encode_index(records)
+    files.write_file(f"index/{index_id}.idx", data)
+    index = packstore.PackIndex(files)
+    for i in (0, 777, 19_999):
+        assert index.find(refs[i]).entry.offset == 8 + i
+    assert index.find(ObjRef(digest_bytes(b"not there"))) is None
+    assert files.lists == 1 and files.reads == 4
+    assert files.read_bytes < len(data) / 4  # windows of 1.3 MB, not the file
+    assert not index.loaded
+    for r in refs[:packstore.PackIndex.FEW]:  # many lookups: the whole index, once
+        index.find(r)
+    assert index.loaded and len(index.records) == 20_000
