@@ -620,3 +620,60 @@ def iter_packed(index: PackIndex) -> Iterator[tuple[ObjRef, int]]:
         ref = ref_of(r.entry)
         if ref is not None:
             yield ref, r.entry.size
+
+
+# -- checking -----------------------------------------------------------------------------------
+TAIL_READ = 256 * 1024  # one ranged read of a pack's end holds the trailer of ~5,000 objects
+
+
+def check_packs(files: Files, index: PackIndex, deep: bool, jobs: int) -> list[tuple[str, str]]:
+    """(what, problem) for every way the index and the packs disagree: a pack the index
+    names is missing, or its trailer does not list an object as the index does. With
+    ``deep``, every pack is read whole: its bytes must hash to its name and every object
+    in it to its own (the chunks' and manifests' hashes included)."""
+    index.load(force=True)
+    sizes, _ = pack_sizes(files)
+    problems: list[tuple[str, str]] = []
+
+    def one(item: tuple[str, list[Record]]) -> list[tuple[str, str]]:
+        pack, records = item
+        rel = pack_rel(pack)
+        out: list[tuple[str, str]] = []
+        if pack not in sizes:
+            return [(rel, f"missing on {files.where}; the index lists {len(records)} object(s) in it")]
+        size = sizes[pack]
+        try:
+            if deep:
+                data = files.read_file(rel)
+                if packfmt.object_id(data) != pack:
+                    out.append((rel, "its bytes do not hash to its name (damaged)"))
+            else:
+                data = files.read_file(rel, max(0, size - TAIL_READ))
+                need = packfmt.trailer_length(data[-packfmt.PACK_TAIL_SIZE :], rel) + packfmt.PACK_TAIL_SIZE
+                if need > len(data):
+                    data = files.read_file(rel, max(0, size - need))
+            entries = {e.key(): e for e in packfmt.parse_trailer(data, rel, size)}
+        except IntegrityError as e:
+            return out + [(rel, e.message)]
+        for r in records:
+            listed = entries.get(r.entry.key())
+            ref = ref_of(r.entry)
+            what = f"{ref} in {rel}" if ref is not None else rel
+            if listed != r.entry:
+                out.append((what, "the pack's trailer does not list it as the index does"))
+                continue
+            if deep and ref is not None:
+                e = r.entry
+                stored = data[e.offset : e.offset + e.stored]
+                try:
+                    body = decompress(stored, e.size, what) if e.codec == CODEC_ZSTD else stored
+                    check_bytes(ref, body, files.where)
+                except IntegrityError:
+                    out.append((what, "its bytes do not hash to its name (corrupt)"))
+        return out
+
+    from .concurrency import run_parallel
+
+    for found in run_parallel(one, sorted(index.packs().items()), max(1, jobs if not deep else 2)):
+        problems += found
+    return problems

@@ -260,6 +260,12 @@ class RemoteStore:
         p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > packstore.ORPHAN_GRACE]
         return p
 
+    def check_packs(self, deep: bool = False, jobs: int = 8) -> list[tuple[str, str]]:
+        """(what, problem) where the index and the packs disagree (packstore.check_packs);
+        [] for a loose remote."""
+        index = self._packed_index()
+        return [] if index is None else packstore.check_packs(self, index, deep, jobs)
+
     def writer(self, jobs: int = 8) -> Batch:
         """A batch of puts (see store.Store.writer): on a packed remote, small objects
         go into packs under a shared lock and become visible with one index file."""

@@ -288,3 +288,47 @@ def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
     for r in refs[:packstore.PackIndex.FEW]:  # many lookups: the whole index, once
         index.find(r)
     assert index.loaded and len(index.records) == 20_000
+
+
+def test_verify_remote_checks_the_index_against_the_packs_and_deep_rehashes(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    files = tree(repo_dir, 50)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    git_commit(repo_dir, "data")
+    assert "everything matches" in dv("verify", "--remote", "origin", "--deep", cwd=repo_dir).stderr
+    (pack,) = (store / "packs").iterdir()
+    raw = bytearray(pack.read_bytes())
+    victim = files["data/d3/f0012.txt"]
+    at = bytes(raw).index(victim)
+    raw[at] ^= 0x01  # one object's byte, the trailer untouched: only --deep sees it
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    assert dv("verify", "--remote", "origin", cwd=repo_dir).returncode == 0
+    r = dv("verify", "--remote", "origin", "--deep", cwd=repo_dir)
+    assert r.returncode == 1
+    from dataver.hashing import digest_bytes
+
+    assert f"{digest_bytes(victim)} in packs/{pack.name}: its bytes do not hash to its name (corrupt)" in r.stdout
+    pack.unlink()
+    r = dv("verify", "--remote", "origin", "--json", cwd=repo_dir)
+    assert r.returncode == 1 and f"packs/{pack.name}" in r.stdout and "missing" in r.stdout
+
+
+def test_verify_remote_deep_rehashes_a_loose_remote_too(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    files = tree(repo_dir, 10)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("remote", "modify", "origin", "layout", "loose", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    git_commit(repo_dir, "data")
+    view = FolderView(store)
+    from dataver.hashing import digest_bytes
+
+    key = digest_bytes(files["data/d1/f0001.txt"]).relpath()
+    view.write(key, b"x" * len(files["data/d1/f0001.txt"]))
+    assert dv("verify", "--remote", "origin", cwd=repo_dir).returncode == 0
+    r = dv("verify", "--remote", "origin", "--deep", cwd=repo_dir)
+    assert r.returncode == 1 and "data/d1/f0001.txt" in r.stdout and "corrupt" in r.stdout, r.stdout

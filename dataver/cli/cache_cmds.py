@@ -24,27 +24,26 @@ def verify(
     remote_name: Optional[str] = typer.Option(
         None, "--remote", "-r", help="Instead: check that REMOTE holds every object the pointers at HEAD need."
     ),
+    deep: bool = typer.Option(
+        False, "--deep", help="With --remote: also read every pack (or object) there and re-hash what it holds."
+    ),
 ) -> None:
     """Re-read everything and exit 1 if the workspace or cache disagrees with any pointer.
 
     Ignores the stat cache: every workspace file and every cache object the pointers
     need is hashed again. Use it as a CI gate. With --remote NAME it checks instead
     that the remote has every object the pointers committed at HEAD need (catches
-    "forgot to dataver push").
+    "forgot to dataver push") and, on a packed remote, that its index agrees with its
+    packs; --deep also downloads every pack and re-hashes every object in it.
     """
-    from ..ops.core import Problem
     from ..ops.core import verify as do_verify
     from ..repo import Repo
 
     repo = Repo.find()
     if remote_name is not None:
-        from ..ops.sync import remote_status
+        from ..ops.sync import verify_remote
 
-        problems = [
-            Problem(r.path, f"object {r.digest} is not on remote {remote_name!r}")
-            for r in remote_status(repo, None, remote_name, at_head=True)
-            if not r.remote
-        ]
+        problems = verify_remote(repo, remote_name, deep)
     else:
         problems = do_verify(repo, paths, progress_for(quiet))
     if json_out:

@@ -192,3 +192,35 @@ def remote_status(
 def _display(wanted: Wanted, ref: ObjRef) -> str:
     display = wanted.refs[ref][1]
     return f"{display} (manifest)" if ref.manifest else display
+
+
+def verify_remote(repo: Repo, remote_name: str | None, deep: bool = False, jobs: int | None = None) -> list:
+    """``verify --remote``: every object the pointers at HEAD need is on the remote, and a
+    packed remote's index agrees with its packs. ``deep``: every pack is read whole and
+    every object in it re-hashed; on a loose remote, every object HEAD needs is re-hashed."""
+    from ..errors import IntegrityError
+    from ..store import check_bytes
+    from .core import Problem
+
+    remote = open_remote(repo.config, remote_name, repo.root)
+    name = remote.name
+    records = remote_status(repo, None, name, jobs, at_head=True)
+    problems = [Problem(r.path, f"object {r.digest} is not on remote {name!r}") for r in records if not r.remote]
+    n = transfer_jobs(repo, remote, jobs)
+    problems += [Problem(what, problem) for what, problem in remote.check_packs(deep, n)]
+    if deep and remote.marker is None:
+        tracked = tracked_at_head(repo)
+        wanted = wanted_objects(repo.cache, tracked)
+        present = [r for r in wanted.refs if r not in set(remote.missing(list(wanted.refs), n))]
+        bad: list = []
+
+        def sink(ref, data) -> None:
+            if isinstance(data, bytes):
+                try:
+                    check_bytes(ref, data, remote.where)
+                except IntegrityError:
+                    bad.append(Problem(wanted.refs[ref][1], f"object {ref.digest} on remote {name!r} is corrupt"))
+
+        remote.read_many(present, sink, n)
+        problems += bad
+    return sorted(problems, key=lambda p: p.path)
