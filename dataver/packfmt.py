@@ -196,17 +196,7 @@ def encode_index(records: Iterable[Record]) -> tuple[str, bytes]:
         by_key.setdefault(r.entry.key(), r)
     body = bytearray(INDEX_MAGIC)
     for key in sorted(by_key):
-        e, pack = by_key[key].entry, by_key[key].pack
-        body += _RECORD.pack(
-            _digest_field(e.digest),
-            e.kind,
-            e.codec,
-            ALGORITHM_IDS[e.digest.algorithm],
-            e.offset,
-            e.stored,
-            e.size,
-            bytes.fromhex(pack),
-        )
+        body += pack_record(by_key[key])
     body += struct.pack("<II", len(by_key), 0)
     body += struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
     data = bytes(body)
@@ -262,3 +252,32 @@ def find_in(records: Sequence[Record], key: bytes) -> Record | None:
         if r.entry.key() == key:
             return r
     return None
+
+
+def record_key(raw: bytes | memoryview) -> bytes:
+    """The key of a packed record (``entry_key`` of its entry), without parsing it."""
+    return bytes(raw[:33]) + bytes(raw[34:35])
+
+
+def pack_record(r: Record) -> bytes:
+    e = r.entry
+    return _RECORD.pack(
+        _digest_field(e.digest), e.kind, e.codec, ALGORITHM_IDS[e.digest.algorithm], e.offset, e.stored, e.size,
+        bytes.fromhex(r.pack),
+    )
+
+
+def check_index(data: bytes, where: str) -> tuple[memoryview, list[bytes]]:
+    """The records region of a whole index file, after the checks that need no parsing
+    (magic, length, count, checksum, order); each record is parsed when it is used."""
+    n = index_count(len(data))
+    if n is None or data[:INDEX_HEADER] != INDEX_MAGIC:
+        raise IntegrityError(f"{where} is not a dataver index file")
+    count, _, check = _INDEX_TAIL.unpack(data[-_INDEX_TAIL.size :])
+    if count != n or xxhash.xxh3_64_intdigest(data[:-8]) != check:
+        raise IntegrityError(f"{where} is damaged (its count or checksum does not match)")
+    body = memoryview(data)[INDEX_HEADER : INDEX_HEADER + n * RECORD_SIZE]
+    keys = [record_key(body[i : i + RECORD_SIZE]) for i in range(0, len(body), RECORD_SIZE)]
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+        raise IntegrityError(f"{where} is not sorted")
+    return body, keys

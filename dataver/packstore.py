@@ -150,21 +150,28 @@ def _id_of(name: str, suffix: str) -> str | None:
 class PackIndex:
     """Every index file of a remote, merged: key -> record.
 
-    Loaded whole on first use, except when a command asks about a few objects only (a
-    one-file pull): then each is looked up with one ranged read of each index file (the
-    window ``packfmt.lookup_window`` gives), so a large index is not downloaded for it."""
+    Held compactly (the records' 64 bytes each, and a dict from key to position: about
+    200 bytes an object), each record parsed when it is used. Loaded whole on first use,
+    except when a command asks about a few objects only (a one-file pull): then each is
+    looked up with one ranged read of each index file (the window
+    ``packfmt.lookup_window`` gives), so a large index is not downloaded for it."""
 
     FEW = 8  # lookups answered by ranged reads before the whole index is loaded
     WHOLE_MAX = 256 * 1024  # index files smaller than this in total are simply loaded
 
     def __init__(self, files: Files):
         self.files = files
-        self.records: dict[bytes, Record] = {}
         self.index_ids: list[str] = []
         self.loaded = False
+        self._raw = bytearray()  # records, 64 bytes each
+        self._at: dict[bytes, int] = {}  # key -> offset in _raw
         self._lock = threading.Lock()
         self._listing: list[tuple[str, int]] | None = None
         self._looked_up: dict[bytes, Record | None] = {}
+
+    def __len__(self) -> int:
+        self.load()
+        return len(self._at)
 
     def _list(self) -> list[tuple[str, int]]:
         listed = [(i, size) for name, size, _ in self.files.list_files("index") if (i := _id_of(name, ".idx"))]
@@ -182,28 +189,72 @@ class PackIndex:
                 listed = [i for i, _ in self._list()]
             if self.loaded and set(self.index_ids) <= set(listed):
                 new = [i for i in listed if i not in set(self.index_ids)]
-                records = self.records
             else:
-                new, records = listed, {}
+                new, self._raw, self._at = listed, bytearray(), {}
             for index_id in new:
-                for r in self._read(index_id):
-                    records.setdefault(r.entry.key(), r)
-            self.records, self.index_ids, self.loaded = records, listed, True
+                body, keys = self._read(index_id)
+                base, at = len(self._raw), self._at
+                self._raw += body
+                for i, key in enumerate(keys):
+                    if key not in at:
+                        at[key] = base + i * packfmt.RECORD_SIZE
+            self.index_ids, self.loaded = listed, True
             self._looked_up = {}
 
-    def _read(self, index_id: str) -> list[Record]:
+    def _add_raw(self, raw: bytes | memoryview) -> None:
+        key = packfmt.record_key(raw)
+        if key not in self._at:
+            self._at[key] = len(self._raw)
+            self._raw += raw
+
+    def add(self, records: Iterable[Record]) -> None:
+        """Records just written (a push's index file), into a loaded index."""
+        for r in records:
+            self._add_raw(packfmt.pack_record(r))
+
+    def reset(self, records: Iterable[Record], index_ids: list[str]) -> None:
+        self._raw, self._at = bytearray(), {}
+        self.add(records)
+        self.index_ids = index_ids
+
+    def _record(self, key: bytes) -> Record | None:
+        at = self._at.get(key)
+        if at is None:
+            return None
+        where = f"the index of {self.files.where}"
+        return packfmt.parse_records(self._raw[at : at + packfmt.RECORD_SIZE], where)[0]
+
+    def keys(self) -> set[bytes]:
+        self.load()
+        return set(self._at)
+
+    def all_records(self) -> Iterator[Record]:
+        self.load()
+        where = f"the index of {self.files.where}"
+        raw = bytes(self._raw)
+        for i in range(0, len(raw), packfmt.RECORD_SIZE):
+            yield packfmt.parse_records(raw[i : i + packfmt.RECORD_SIZE], where)[0]
+
+    def _read(self, index_id: str) -> tuple[memoryview, list[bytes]]:
         where = f"index file {index_rel(index_id)} on {self.files.where}"
         try:
             data = self.files.read_file(index_rel(index_id))
         except ObjectsMissing:
-            return []  # removed by a gc since the listing: its records are in the index that replaced it
+            return memoryview(b""), []  # removed by a gc since the listing: its records are in the one replacing it
         if packfmt.object_id(data) != index_id:
             raise IntegrityError(
                 f"{where} does not match its name (damaged)",
                 "check the remote: dataver verify --remote NAME (a damaged index file can be removed; "
-                "gc rebuilds nothing from it, and the packs it named are then pushed again as needed)",
+                "the objects it named are then pushed again as needed)",
             )
-        return packfmt.parse_index(data, where)
+        return packfmt.check_index(data, where)
+
+    def holds(self, ref: ObjRef) -> bool:
+        """Whether the index names ``ref`` (no record parsed: for many refs at once)."""
+        if not self.loaded and len(self._looked_up) < self.FEW:
+            return self.find(ref) is not None
+        self.load()
+        return key_of(ref) in self._at
 
     def find(self, ref: ObjRef) -> Record | None:
         key = key_of(ref)
@@ -213,23 +264,23 @@ class PackIndex:
             if len(self._looked_up) < self.FEW:
                 return self._look_up(key)
             self.load()
-        return self.records.get(key)
+        return self._record(key)
 
     def _look_up(self, key: bytes) -> Record | None:
-        """One object, by a ranged read of each index file (newest names last)."""
+        """One object, by a ranged read of each index file."""
         with self._lock:
             if self._listing is None:
                 self._listing = self._list()
             listing = self._listing
         if sum(size for _, size in listing) <= self.WHOLE_MAX:
             self.load()
-            return self.records.get(key)
+            return self._record(key)
         found = None
         for index_id, size in listing:
             n = packfmt.index_count(size)
             if n is None:
                 self.load()  # not an index file's size: the whole read says what is wrong
-                return self.records.get(key)
+                return self._record(key)
             start, end = packfmt.lookup_window(n, key)
             try:
                 raw = self.files.read_file(index_rel(index_id), start, end)
@@ -240,7 +291,10 @@ class PackIndex:
             hit = packfmt.find_in(records, key)
             inside = records and records[0].entry.key() <= key <= records[-1].entry.key()
             if hit is None and not inside and end - start < n * packfmt.RECORD_SIZE:
-                hit = packfmt.find_in(self._read(index_id), key)  # outside the window: read it all
+                body, keys = self._read(index_id)  # outside the window: read it all
+                if key in keys:
+                    i = keys.index(key) * packfmt.RECORD_SIZE
+                    hit = packfmt.parse_records(body[i : i + packfmt.RECORD_SIZE], where)[0]
             if hit is not None:
                 found = hit
                 break
@@ -248,9 +302,8 @@ class PackIndex:
         return found
 
     def packs(self) -> dict[str, list[Record]]:
-        self.load()
         out: dict[str, list[Record]] = defaultdict(list)
-        for r in self.records.values():
+        for r in self.all_records():
             out[r.pack].append(r)
         return out
 
@@ -421,8 +474,7 @@ class PackWriter:
         index_id, data = packfmt.encode_index(self.records)
         self.files.write_file(index_rel(index_id), data)
         if self.index.loaded:
-            for r in self.records:
-                self.index.records.setdefault(r.entry.key(), r)
+            self.index.add(self.records)
             self.index.index_ids.append(index_id)
         self.records = []
 
@@ -571,10 +623,10 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         p = plan(index, files, doomed, sizes, now)
         named = set(index.packs())
         p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > ORPHAN_GRACE]
-        if not doomed & set(index.records) and not p.packs_rewritten and not p.orphans:
+        if not doomed & index.keys() and not p.packs_rewritten and not p.orphans:
             return p
         rewrite = set(p.packs_rewritten)
-        kept = [r for k, r in index.records.items() if k not in doomed and r.pack not in rewrite]
+        kept = [r for r in index.all_records() if r.entry.key() not in doomed and r.pack not in rewrite]
         writer = PackWriter(files, PackIndex(files), pack_size)
         moving = [
             (ref_of(r.entry), r)
@@ -600,8 +652,7 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         # a pack rewritten to the same bytes has the same name: it stays
         gone_packs = (set(p.packs_deleted) | rewrite | set(p.orphans)) - {r.pack for r in kept}
         files.delete_files([pack_rel(pk) for pk in sorted(gone_packs)])
-        index.records = {r.entry.key(): r for r in kept}
-        index.index_ids = [index_id]
+        index.reset(kept, [index_id])
         return p
 
 
@@ -616,7 +667,7 @@ def _flush(writer: PackWriter) -> list[Record]:
 
 def iter_packed(index: PackIndex) -> Iterator[tuple[ObjRef, int]]:
     index.load()
-    for r in index.records.values():
+    for r in index.all_records():
         ref = ref_of(r.entry)
         if ref is not None:
             yield ref, r.entry.size

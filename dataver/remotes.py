@@ -239,8 +239,8 @@ class RemoteStore:
         """``delete``, returning what it did to the packs (None on a loose remote)."""
         refs = list(refs)
         index = self._packed_index()
-        packed = [r for r in refs if index is not None and index.find(r) is not None]
-        loose = [r for r in refs if index is None or index.find(r) is None]
+        packed = [r for r in refs if index is not None and index.holds(r)]
+        loose = [r for r in refs if index is None or not index.holds(r)]
         if loose:
             self.remove(loose)
         if index is None:
@@ -434,7 +434,7 @@ class RemoteStore:
         if index is not None:
             if len(refs) > index.FEW:
                 index.load()
-            asked, refs = refs, [r for r in refs if index.find(r) is None]
+            asked, refs = refs, [r for r in refs if not index.holds(r)]
             if not refs:
                 return []
             lacking = set(self._missing_loose(refs, jobs))

@@ -287,7 +287,7 @@ def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
     assert not index.loaded
     for r in refs[:packstore.PackIndex.FEW]:  # many lookups: the whole index, once
         index.find(r)
-    assert index.loaded and len(index.records) == 20_000
+    assert index.loaded and len(index) == 20_000
 
 
 def test_verify_remote_checks_the_index_against_the_packs_and_deep_rehashes(repo_dir, tmp_path):
