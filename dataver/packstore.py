@@ -426,19 +426,45 @@ def decompress(stored: bytes, size: int, where: str) -> bytes:
 
 
 class PackWriter:
-    """A push's batch of objects: packed as they come, each pack uploaded once full,
-    one index file for all of them at ``commit``. Thread-safe ``add``."""
+    """A push's batch of objects: packed, each pack uploaded once complete, one index
+    file for all of them at ``commit``. Thread-safe ``add``.
 
-    def __init__(self, files: Files, index: PackIndex, pack_size: int):
+    With a ``plan`` (the objects in order, with their sizes) the packs are decided
+    before any byte is read: each object has its pack and place, so the same push
+    makes the same packs with the same names, whichever thread reads what first. A push
+    killed after some packs were uploaded and re-run finds them there (one listing) and
+    does not upload them again, and leaves no pack behind that no index names."""
+
+    def __init__(self, files: Files, index: PackIndex, pack_size: int, existing: set[str] | None = None):
         self.files = files
         self.index = index
         self.pack_size = pack_size
         self.records: list[Record] = []
         self.packs_written = 0
+        self.packs_found = 0  # complete packs a killed run had uploaded
+        self._existing = existing
         self._builder = PackBuilder()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
         self._seen: set[bytes] = set()
+        self._slot: dict[bytes, int] = {}  # planned: key -> pack number
+        self._order: list[list[bytes]] = []  # planned: pack number -> keys in order
+        self._parts: dict[int, dict[bytes, tuple[ObjRef, bytes, int, int]]] = defaultdict(dict)
+
+    def plan(self, items: Iterable[tuple[ObjRef, int]]) -> None:
+        """Assign objects to packs in this order, a pack closed once it reaches the
+        target size (sizes are the objects' own; compression only makes packs smaller)."""
+        size = self.pack_size
+        for ref, n in items:
+            key = key_of(ref)
+            if key in self._slot:
+                continue
+            if not self._order or size + n > self.pack_size and self._order[-1]:
+                self._order.append([])
+                size = 0
+            self._slot[key] = len(self._order) - 1
+            self._order[-1].append(key)
+            size += n
 
     def add(self, ref: ObjRef, data: bytes) -> None:
         """Pack ``data`` (already verified as ``ref``) for upload."""
@@ -449,26 +475,55 @@ class PackWriter:
             if key in self._seen:
                 return
             self._seen.add(key)
-            self._builder.add(ref.digest, kind_of(ref), stored, len(data), codec)
-            if len(self._builder) >= self.pack_size:
-                full, self._builder = self._builder, PackBuilder()
+            slot = self._slot.get(key)
+            if slot is not None:
+                parts = self._parts[slot]
+                parts[key] = (ref, stored, len(data), codec)
+                if len(parts) == len(self._order[slot]):
+                    full = self._build(slot)
+            else:
+                self._builder.add(ref.digest, kind_of(ref), stored, len(data), codec)
+                if len(self._builder) >= self.pack_size:
+                    full, self._builder = self._builder, PackBuilder()
         if full is not None:
             self._upload(full)
+
+    def _build(self, slot: int) -> PackBuilder:
+        """The planned pack ``slot`` from the objects it received, in the planned order."""
+        parts = self._parts.pop(slot)
+        builder = PackBuilder()
+        for key in self._order[slot]:
+            if key in parts:
+                ref, stored, size, codec = parts[key]
+                builder.add(ref.digest, kind_of(ref), stored, size, codec)
+        return builder
 
     def _upload(self, builder: PackBuilder) -> None:
         with self._slots:
             pack_id, data, entries = builder.finish()
             del builder
-            self.files.write_file(pack_rel(pack_id), data)
+            if self._existing is not None and pack_id in self._existing:
+                self.packs_found += 1  # the same bytes under the same name: already complete
+            else:
+                self.files.write_file(pack_rel(pack_id), data)
         with self._lock:
             self.records += [Record(e, pack_id) for e in entries]
             self.packs_written += 1
 
+    def flush(self) -> None:
+        """Upload every pack not uploaded yet (planned ones missing an object too)."""
+        with self._lock:
+            pending = [self._build(slot) for slot in sorted(self._parts)]
+            if self._builder.entries:
+                pending.append(self._builder)
+                self._builder = PackBuilder()
+        for builder in pending:
+            if builder.entries:
+                self._upload(builder)
+
     def commit(self) -> None:
-        """Upload the last pack, then the index file naming every pack of this batch."""
-        if self._builder.entries:
-            last, self._builder = self._builder, PackBuilder()
-            self._upload(last)
+        """Upload the last packs, then the index file naming every pack of this batch."""
+        self.flush()
         if not self.records:
             return
         index_id, data = packfmt.encode_index(self.records)
@@ -658,9 +713,7 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
 
 def _flush(writer: PackWriter) -> list[Record]:
     """Upload a writer's last pack and hand back its records without writing an index."""
-    if writer._builder.entries:
-        last, writer._builder = writer._builder, PackBuilder()
-        writer._upload(last)
+    writer.flush()
     out, writer.records = writer.records, []
     return out
 

@@ -850,7 +850,11 @@ class _PackedBatch(Batch):
         except BaseException:
             self.lock.release()
             raise
-        self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size)
+        existing = set(packstore.pack_sizes(remote)[0])
+        self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing)
+
+    def plan(self, items: list[tuple[ObjRef, int]]) -> None:
+        self.packs.plan((ref, size) for ref, size in items if size <= packstore.PACKED_MAX)
 
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
         if len(data) > packstore.PACKED_MAX:

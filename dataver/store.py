@@ -200,6 +200,10 @@ class Batch:
     def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
         raise NotImplementedError
 
+    def plan(self, items: list[tuple[ObjRef, int]]) -> None:
+        """What will be put, in order, with sizes: a store that packs decides its packs
+        from it, so a re-run after a kill makes the same ones. Optional."""
+
     def commit(self) -> None:
         """Make every put object visible (called when the block ends cleanly)."""
 

@@ -164,6 +164,7 @@ def _send(
             ) from None
         progress.advance(size, 1)
 
+    batch.plan([(r, wanted.refs[r][0]) for r in to_send if not r.manifest] + [(r, 0) for r in to_send if r.manifest])
     _run_in_order(to_send, send, jobs, wanted, progress, "uploading")
     result.transferred = len(to_send)
     result.nbytes = sum(wanted.refs[r][0] for r in to_send)

@@ -332,3 +332,29 @@ def test_verify_remote_deep_rehashes_a_loose_remote_too(repo_dir, tmp_path):
     assert dv("verify", "--remote", "origin", cwd=repo_dir).returncode == 0
     r = dv("verify", "--remote", "origin", "--deep", cwd=repo_dir)
     assert r.returncode == 1 and "data/d1/f0001.txt" in r.stdout and "corrupt" in r.stdout, r.stdout
+
+
+def test_a_push_killed_before_its_index_is_resumed_with_the_same_packs(repo_dir, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    marker = {"format": "dataver-remote", "version": 2, "layout": "packed", "pack_size": 65536}
+    (store / "dataver.json").write_text(json.dumps(marker))
+    files = {f"data/f{i:03}.bin": os.urandom(1000 + i) for i in range(400)}  # 600 KB
+    for rel, data in files.items():
+        write(repo_dir / rel, data)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
+    ok("push", "-j", "4", cwd=repo_dir)
+    packs = sorted(os.listdir(store / "packs"))
+    assert len(packs) >= 4  # 64 KiB packs
+    (index,) = (store / "index").iterdir()
+    index.unlink()  # as if killed after the packs, before the index
+    mtimes = {p: os.stat(store / "packs" / p).st_mtime_ns for p in packs}
+    again = json.loads(ok("push", "--json", "-j", "2", cwd=repo_dir))
+    assert again["transferred"] == 401
+    assert sorted(os.listdir(store / "packs")) == packs  # the same packs: none left that no index names
+    assert {p: os.stat(store / "packs" / p).st_mtime_ns for p in packs} == mtimes  # found, not uploaded again
+    git_commit(repo_dir, "data")
+    other = clone(repo_dir, tmp_path / "other")
+    ok("pull", cwd=other)
+    assert snapshot(other) == files
