@@ -128,8 +128,8 @@ def push(
         # Something to send: a batch (a packed remote's shared lock, so no gc removes
         # what we count as present), and the question asked again under it.
         with remote.writer(jobs) as batch:
-            if batch.recheck:
-                absent = set(remote.missing(everything, jobs))
+            if batch.recheck:  # only what was there may have gone (a gc before our lock)
+                absent |= set(remote.missing([r for r in everything if r not in absent], jobs))
             _send(cache, batch, [r for r in local if r in absent], wanted, jobs, progress, hasher, result)
     result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent] + [
         Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent
