@@ -14,23 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataver import manifest, pointer
-from dataver.digest import ALGORITHM, Digest
+from dataver.digest import DEFAULT_ALGORITHM, Digest
 from dataver.errors import PointerError
 from dataver.manifest import Entry
 from dataver.pointer import Pointer
 
 HEX_A = "0123456789abcdef0123456789abcdef"
 HEX_B = "fedcba9876543210fedcba9876543210"
-D_A = Digest(ALGORITHM, HEX_A)
-D_B = Digest(ALGORITHM, HEX_B)
+D_A = Digest(DEFAULT_ALGORITHM, HEX_A)
+D_B = Digest(DEFAULT_ALGORITHM, HEX_B)
 
 hex_digests = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
-digests = hex_digests.map(lambda h: Digest(ALGORITHM, h))
+digests = hex_digests.map(lambda h: Digest(DEFAULT_ALGORITHM, h))
 counts = st.integers(0, 10**20 - 1)
 
 
 def valid_pointer_text(kind: str = "file", **over: str) -> str:
-    fields = {"version": "1", "kind": kind, "hash": ALGORITHM, "digest": HEX_A, "size": "1234"}
+    fields = {"version": "1", "kind": kind, "hash": DEFAULT_ALGORITHM, "digest": HEX_A, "size": "1234"}
     if kind == "dir":
         fields["files"] = "3"
     fields.update(over)
@@ -53,13 +53,13 @@ def expect_pointer_error(data: bytes, match: str | None = None) -> PointerError:
 
 
 def test_digest_valid_and_rendering():
-    d = Digest(ALGORITHM, HEX_A)
+    d = Digest(DEFAULT_ALGORITHM, HEX_A)
     assert str(d) == f"xxh3-128:{HEX_A}"
     assert d.relpath() == f"xxh3-128/01/{HEX_A[2:]}"
     assert d.short() == HEX_A[:12]
     assert Digest.parse(str(d)) == d
-    assert Digest.parse(HEX_A, ALGORITHM) == d
-    assert hash(d) == hash(Digest(ALGORITHM, HEX_A))
+    assert Digest.parse(HEX_A, DEFAULT_ALGORITHM) == d
+    assert hash(d) == hash(Digest(DEFAULT_ALGORITHM, HEX_A))
 
 
 @pytest.mark.parametrize(
@@ -91,9 +91,9 @@ def test_digest_parse_rejects(text):
 
 @given(hex_digests)
 def test_digest_relpath_is_a_safe_two_level_path(h):
-    rel = Digest(ALGORITHM, h).relpath()
+    rel = Digest(DEFAULT_ALGORITHM, h).relpath()
     parts = rel.split("/")
-    assert parts == [ALGORITHM, h[:2], h[2:]]
+    assert parts == [DEFAULT_ALGORITHM, h[:2], h[2:]]
     assert ".." not in parts and not rel.startswith("/")
 
 
@@ -306,7 +306,9 @@ def test_pointer_any_bytes_parse_or_pointer_error(data):
 
 near_values = st.one_of(
     st.text(max_size=25),
-    st.sampled_from(["1", "2", "0", "file", "dir", ALGORITHM, HEX_A, HEX_A.upper(), "-1", "²", "١٢", "٣", "1" * 21]),
+    st.sampled_from(
+        ["1", "2", "0", "file", "dir", DEFAULT_ALGORITHM, HEX_A, HEX_A.upper(), "-1", "²", "١٢", "٣", "1" * 21]
+    ),
     st.integers(-5, 10**22).map(str),
 )
 

@@ -165,14 +165,21 @@ debug = typer.Typer(help="Plumbing for inspecting the cache.", no_args_is_help=T
 app.add_typer(debug, name="debug")
 
 
+def _parse_digest(text: str):
+    """ALGORITHM:HEX, or bare HEX of the algorithm its length names (else xxh3-128's,
+    whose check then says what is wrong)."""
+    from ..digest import DEFAULT_ALGORITHM, Digest, algorithm_for_length
+
+    return Digest.parse(text, algorithm_for_length(text) or DEFAULT_ALGORITHM)
+
+
 @debug.command("digest-path")
 def digest_path(digest: str, manifest: bool = typer.Option(False, "--manifest")) -> None:
-    """Print the cache path of a digest (xxh3-128:HEX or HEX)."""
-    from ..digest import ALGORITHM, Digest
+    """Print the cache path of a digest (ALGORITHM:HEX, or HEX: 32 digits xxh3-128, 64 blake3)."""
     from ..repo import Repo
     from ..store import ObjRef
 
-    print(Repo.find().cache.path(ObjRef(Digest.parse(digest, ALGORITHM), manifest)))
+    print(Repo.find().cache.path(ObjRef(_parse_digest(digest), manifest)))
 
 
 @debug.command("cat-object")
@@ -180,12 +187,11 @@ def cat_object(digest: str, manifest: bool = typer.Option(False, "--manifest")) 
     """Write an object's bytes to stdout."""
     import shutil
 
-    from ..digest import ALGORITHM, Digest
     from ..errors import ObjectsMissing
     from ..repo import Repo
     from ..store import ObjRef
 
-    ref = ObjRef(Digest.parse(digest, ALGORITHM), manifest)
+    ref = ObjRef(_parse_digest(digest), manifest)
     try:
         with open(Repo.find().cache.path(ref), "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
