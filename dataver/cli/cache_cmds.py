@@ -146,6 +146,12 @@ def _report_unpushed(result: GcResult) -> None:
 def hash_cmd(
     path: str = typer.Argument(..., help="A file or folder."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Hashing threads (default: CPU count)."),
+    hash_name: Optional[str] = typer.Option(
+        None,
+        "--hash",
+        metavar="ALGORITHM",
+        help="xxh3-128 or blake3 (default: the repository's core.hash, or xxh3-128 outside one).",
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Print the digest a pointer would record for PATH (no repository needed).
@@ -154,7 +160,7 @@ def hash_cmd(
     """
     from ..ops.core import hash_path
 
-    h = hash_path(path, jobs)
+    h = hash_path(path, jobs, algorithm=_hash_algorithm(hash_name))
     if json_out:
         emit_json(h)
     else:
@@ -163,6 +169,22 @@ def hash_cmd(
 
 debug = typer.Typer(help="Plumbing for inspecting the cache.", no_args_is_help=True)
 app.add_typer(debug, name="debug")
+
+
+def _hash_algorithm(name: str | None) -> str:
+    """``--hash NAME`` checked, or the current repository's core.hash, or the default."""
+    from ..config import validate
+    from ..digest import DEFAULT_ALGORITHM
+    from ..errors import RepoError
+    from ..repo import Repo
+
+    if name is not None:
+        validate("core.hash", name)
+        return name
+    try:
+        return Repo.find().hash_algorithm
+    except RepoError:
+        return DEFAULT_ALGORITHM
 
 
 def _parse_digest(text: str):
