@@ -21,6 +21,7 @@ import pytest
 import xxhash
 from blake3 import blake3
 from conftest import age, cli_proc, git_commit, make_tree, write
+from test_cli_add import read_pointer
 
 from dataver.digest import CHUNK_SIZE, Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
@@ -46,15 +47,6 @@ OFFICIAL = {
 
 def b3(data: bytes) -> str:
     return blake3(data).hexdigest()
-
-
-def read_pointer(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(":")
-            out[key.strip()] = value.strip()
-    return out
 
 
 def git(*args: str, cwd: Path) -> str:
