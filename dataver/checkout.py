@@ -17,7 +17,7 @@ import stat as stat_mod
 from dataclasses import dataclass, field
 
 from . import linking
-from .digest import Digest
+from .digest import ALGORITHMS, Digest
 from .errors import CORRUPT_CACHE, IntegrityError, PathError, PointerError, StorageError, Unrestored, WouldLoseData
 from .fsutil import remove_temporaries, sibling_temporaries
 from .hashing import HashedFile
@@ -27,7 +27,7 @@ from .odb import copy_verified
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import reserved_name
-from .state import FileStat, StatRecorder
+from .state import FileStat, Stat, StatRecorder
 from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
 
 
@@ -121,8 +121,26 @@ def _check_chain(repo: Repo, path: str, root: str, checked: set[str]) -> None:
         folder = os.path.dirname(folder)
 
 
-def _saved(repo: Repo, digest: Digest | None) -> bool:
-    return digest is not None and repo.cache.has_blob(digest)
+def _saved(
+    repo: Repo, digest: Digest | None, path: str | None = None, st: Stat | None = None, progress: Progress = NO_PROGRESS
+) -> bool:
+    """Whether the cache holds the content of the workspace file ``path`` (``st`` its
+    stat, ``digest`` its digest under the algorithm it is compared with). A repository
+    that switched ``core.hash`` may hold it under the other algorithm, the one it was
+    added or checked out with: those are asked too (the stat cache first, hashing
+    last, and only where the cache has objects of that algorithm) before the file
+    counts as unsaved."""
+    if digest is None:
+        return False
+    if repo.cache.has_blob(digest):
+        return True
+    if path is None or st is None:
+        return False
+    for algorithm in ALGORITHMS:
+        if algorithm != digest.algorithm and os.path.isdir(os.path.join(repo.cache.root, algorithm)):
+            if repo.cache.has_blob(file_digest(repo, path, st, algorithm, progress)):
+                return True
+    return False
 
 
 def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
@@ -139,11 +157,11 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
         except FileNotFoundError:
             pass
     if st is not None and stat_mod.S_ISREG(st.st_mode):
-        current = file_digest(repo, t.path, st, progress)
+        current = file_digest(repo, t.path, st, want.algorithm, progress)
         if current == want:
             p.unchanged += 1
             return
-        if not _saved(repo, current):
+        if not _saved(repo, current, t.path, st, progress):
             p.conflicts.append(t.rel)
     elif st is not None and not into_cache:
         if not (stat_mod.S_ISDIR(st.st_mode) and _folder_saved(repo, t, progress)):
@@ -170,10 +188,11 @@ def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
             f"refusing to replace the folder {t.rel} with a file: it holds {t.rel}/{scan.reserved[0]}",
             f"move {t.rel} away, then re-run",
         )
-    current, unknown = known_digests(repo, t.rel, scan)
-    hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
-    digests = list(current.values()) + [h.digest for h in hashed.values()]
-    return all(_saved(repo, d) for d in digests)
+    algorithm = t.pointer.digest.algorithm
+    current, unknown = known_digests(repo, t.rel, scan, algorithm)
+    hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], algorithm, progress)
+    current.update({r: hashed[os.path.join(t.path, r)].digest for r in unknown})
+    return all(_saved(repo, d, os.path.join(t.path, r), scan.files[r], progress) for r, d in current.items())
 
 
 def _plan_folder(repo: Repo, t: Tracked, entries: list[Entry] | None, p: Plan, progress: Progress) -> None:
@@ -181,23 +200,25 @@ def _plan_folder(repo: Repo, t: Tracked, entries: list[Entry] | None, p: Plan, p
         p.missing.append((t.rel, t.pointer.digest))
         return
     p.folders.append(t.path)
+    algorithm = t.pointer.digest.algorithm  # the manifest's entries'
     current: dict[str, Digest] = {}
     files: dict[str, FileStat] = {}
     if os.path.isdir(t.path):
         scan = scan_folder(t.path, t.rel, repo)
         p.temporaries += [os.path.join(t.path, rel) for rel in scan.temporaries]
         files = scan.files
-        current, unknown = known_digests(repo, t.rel, scan)
-        hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], progress)
+        current, unknown = known_digests(repo, t.rel, scan, algorithm)
+        hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], algorithm, progress)
         current.update({os.path.relpath(k, t.path).replace(os.sep, "/"): h.digest for k, h in hashed.items()})
     elif os.path.lexists(t.path):
-        cur = file_digest(repo, t.path, os.stat(t.path), progress) if os.path.isfile(t.path) else None
-        if not _saved(repo, cur):
+        st = os.stat(t.path) if os.path.isfile(t.path) else None
+        cur = file_digest(repo, t.path, st, algorithm, progress) if st is not None else None
+        if not _saved(repo, cur, t.path, st, progress):
             p.conflicts.append(t.rel)
         p.actions.append(Action("delete", t.path, t.path))
     extra = files.keys() - {e.path for e in entries} if files else set()  # files the manifest lacks
     for rel in sorted(extra, reverse=True):
-        if not _saved(repo, current.get(rel)):
+        if not _saved(repo, current.get(rel), os.path.join(t.path, rel), files[rel], progress):
             p.conflicts.append(f"{t.rel}/{rel}")
         p.actions.append(Action("delete", os.path.join(t.path, rel), t.path))
     for e in entries:
@@ -205,8 +226,9 @@ def _plan_folder(repo: Repo, t: Tracked, entries: list[Entry] | None, p: Plan, p
         if have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
             p.unchanged += 1
             continue
-        if have is not None and have != e.digest and not _saved(repo, have):
-            p.conflicts.append(f"{t.rel}/{e.path}")
+        if have is not None and have != e.digest:
+            if not _saved(repo, have, os.path.join(t.path, e.path), files[e.path], progress):
+                p.conflicts.append(f"{t.rel}/{e.path}")
         if not repo.cache.has_blob(e.digest):
             p.missing.append((f"{t.rel}/{e.path}", e.digest))
             continue

@@ -17,6 +17,7 @@ KNOWN_KEYS = {
     "core.jobs": "worker threads for hashing and copying (default: CPU count)",
     "core.lock_timeout": "seconds to wait for another dataver process (default 60)",
     "core.remote": "the default remote's name (set with dataver remote default NAME)",
+    "core.hash": "hash algorithm for new content: xxh3-128 (default) or blake3 (collision resistant)",
 }
 
 
@@ -126,6 +127,11 @@ def validate(key: str, value: str) -> None:
         from .linking import parse_link_types
 
         parse_link_types(value)
+    if key == "core.hash":
+        from .digest import ALGORITHMS, known_names
+
+        if value not in ALGORITHMS:
+            raise ConfigError(f"core.hash must be one of {known_names()}, not {value!r}")
 
 
 def _split(key: str) -> tuple[str, str]:

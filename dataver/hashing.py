@@ -1,24 +1,29 @@
-"""The parallel chunked xxh3-128 hasher: dataver's performance-critical path.
+"""The parallel chunked hasher: dataver's performance-critical path.
 
-Hash definition (normative; test vectors in docs/formats.md):
+It reads files in ``CHUNK_SIZE`` chunks and hands them to a hash algorithm from the
+registry in ``digest.py``, which defines what a digest is (normative text and test
+vectors in docs/formats.md). In short:
 
-* A file of at most ``CHUNK_SIZE`` bytes: ``XXH3_128(content, seed=0)``, the same
-  value ``xxhsum -H2`` prints.
-* A larger file is cut into ``CHUNK_SIZE`` chunks (the last may be shorter). Each
-  chunk ``i`` has ``d_i = XXH3_128(chunk_i, seed=0)`` as 16 big-endian bytes, and the
-  file's digest is ``XXH3_128(b"dataver-chunked-v1\\0" || u64be(size) ||
-  u64be(CHUNK_SIZE) || d_0 || ... || d_n-1, seed=SEED_CHUNKED)``.
-* A folder manifest: ``XXH3_128(manifest_bytes, seed=SEED_MANIFEST)``.
+* ``xxh3-128`` (the default). A file of at most ``CHUNK_SIZE`` bytes:
+  ``XXH3_128(content, seed=0)``, the same value ``xxhsum -H2`` prints. A larger file is
+  cut into ``CHUNK_SIZE`` chunks (the last may be shorter). Each chunk ``i`` has
+  ``d_i = XXH3_128(chunk_i, seed=0)`` as 16 big-endian bytes, and the file's digest is
+  ``XXH3_128(b"dataver-chunked-v1\\0" || u64be(size) || u64be(CHUNK_SIZE) || d_0 ||
+  ... || d_n-1, seed=SEED_CHUNKED)``. A folder manifest:
+  ``XXH3_128(manifest_bytes, seed=SEED_MANIFEST)``. The three use different seeds (and
+  the chunked form binds size and chunk size), so a small file can never share a
+  digest with a large file's chunk list or a manifest except by an xxh3 collision.
+  Chunks are hashed on a thread pool in any order and combined in file order.
+* ``blake3``: BLAKE3-256 of the whole file (what ``b3sum`` prints), and of a
+  manifest's bytes. Chunks are fed to one BLAKE3 state in file order; BLAKE3 spreads
+  each chunk over threads itself.
 
-The three use different seeds (and the chunked form binds size and chunk size), so a
-small file can never share a digest with a large file's chunk list or a manifest
-except by an xxh3 collision. The result depends only on the bytes: chunks are hashed
-on a thread pool in any order and combined in file order.
+The result depends only on the bytes and the algorithm, never on ``jobs``.
 
 Speed (see shared/design/PERFORMANCE-NOTES.md): reads go with ``os.preadv`` into
 page-aligned anonymous-mmap buffers that each worker thread allocates once and
 reuses; a misaligned ``bytearray`` reads 3-5x slower, and a fresh buffer per chunk
-pays page faults. xxhash releases the GIL, so threads overlap I/O and hashing.
+pays page faults. xxhash and blake3 release the GIL, so threads overlap I/O and hashing.
 """
 
 from __future__ import annotations
@@ -27,23 +32,40 @@ import mmap
 import os
 import queue
 import stat as stat_mod
-import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
-import xxhash
-
-from .digest import ALGORITHM, Digest
+from .digest import (
+    CHUNK_SIZE,
+    DEFAULT_ALGORITHM,
+    SEED_BLOB,
+    SEED_CHUNKED,
+    SEED_MANIFEST,
+    Algorithm,
+    Digest,
+    get_algorithm,
+    xxh3_combine,
+)
 from .errors import FileChanged, PathError, UnreadableFile
 from .progress import NO_PROGRESS, Progress
 
-CHUNK_SIZE = 8 * 1024 * 1024
-SEED_BLOB = 0
-SEED_CHUNKED = int.from_bytes(b"dvchunk1", "big")
-SEED_MANIFEST = int.from_bytes(b"dvmanif1", "big")
-_CHUNKED_PREFIX = b"dataver-chunked-v1\0"
+# The xxh3-128 constants live with its definition in digest.py; named here too, where
+# docs/formats.md and older callers look for them.
+__all__ = [
+    "CHUNK_SIZE",
+    "SEED_BLOB",
+    "SEED_CHUNKED",
+    "SEED_MANIFEST",
+    "HashedFile",
+    "Hasher",
+    "combine_chunk_digests",
+    "default_jobs",
+    "digest_bytes",
+    "digest_manifest",
+    "path_error",
+]
 SMALL_FILE_THREADS = 2
 # Small files are handed to workers in batches to amortise executor overhead.
 _SMALL_BATCH_BYTES = 4 * 1024 * 1024
@@ -61,26 +83,26 @@ def default_jobs() -> int:
 
 
 def combine_chunk_digests(size: int, chunk_digests: Iterable[bytes], chunk_size: int = CHUNK_SIZE) -> Digest:
-    """The digest of a large file from its chunk digests, in file order."""
-    h = xxhash.xxh3_128(seed=SEED_CHUNKED)
-    h.update(_CHUNKED_PREFIX + struct.pack(">QQ", size, chunk_size))
-    for d in chunk_digests:
-        h.update(d)
-    return Digest(ALGORITHM, h.hexdigest())
+    """The xxh3-128 digest of a large file from its chunk digests, in file order."""
+    return Digest(DEFAULT_ALGORITHM, xxh3_combine(size, chunk_digests, chunk_size))
 
 
-def digest_bytes(data: bytes | memoryview, chunk_size: int = CHUNK_SIZE) -> Digest:
+def digest_bytes(data: bytes | memoryview, chunk_size: int = CHUNK_SIZE, algorithm: str = DEFAULT_ALGORITHM) -> Digest:
     """The digest of in-memory content, by the same definition as files."""
+    algo = get_algorithm(algorithm)
     size = len(data)
     if size <= chunk_size:
-        return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(data, seed=SEED_BLOB))
+        return Digest(algorithm, algo.hash_small(data))
     view = memoryview(data)
-    parts = (xxhash.xxh3_128_digest(view[o : o + chunk_size], seed=SEED_BLOB) for o in range(0, size, chunk_size))
-    return combine_chunk_digests(size, parts, chunk_size)
+    fh = algo.new_file_hash(size, chunk_size, 1)
+    for i, offset in enumerate(range(0, size, chunk_size)):
+        fh.feed(i, view[offset : offset + chunk_size])
+    return Digest(algorithm, fh.hexdigest())
 
 
-def digest_manifest(data: bytes) -> Digest:
-    return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(data, seed=SEED_MANIFEST))
+def digest_manifest(data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> Digest:
+    """The digest of a folder manifest's bytes (its header names the same algorithm)."""
+    return Digest(algorithm, get_algorithm(algorithm).hash_manifest(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +121,29 @@ class Hasher:
     """Hashes files with a shared thread pool and per-thread aligned buffers.
 
     Use as a context manager, or call ``close()``. ``jobs`` is the number of worker
-    threads; the digests do not depend on it.
+    threads; the digests do not depend on it. ``algorithm`` is the one new content
+    is hashed with; checking content against a known digest passes that digest's
+    algorithm to the call (``hash_file(path, algorithm=digest.algorithm)``).
     """
 
-    def __init__(self, jobs: int | None = None, chunk_size: int = CHUNK_SIZE, small_jobs: int | None = None):
+    def __init__(
+        self,
+        jobs: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        small_jobs: int | None = None,
+        algorithm: str = DEFAULT_ALGORITHM,
+    ):
         if chunk_size % mmap.PAGESIZE:
             raise ValueError("chunk_size must be a multiple of the page size")
+        self.algorithm = get_algorithm(algorithm).name
         self.jobs = jobs or default_jobs()
         self.small_jobs = small_jobs or min(self.jobs, SMALL_FILE_THREADS)
         self.chunk_size = chunk_size
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="dataver-hash", initializer=self._mark_worker)
+
+    def _algorithm(self, name: str | None) -> Algorithm:
+        return get_algorithm(name or self.algorithm)
 
     def _mark_worker(self) -> None:
         self._local.is_worker = True
@@ -146,11 +180,15 @@ class Hasher:
         return view
 
     # -- single files -------------------------------------------------------
-    def hash_file(self, path: str, sink: Sink | None = None, progress: Progress = NO_PROGRESS) -> HashedFile:
-        """Hash one file, optionally passing every chunk to ``sink`` (copy-while-hash).
+    def hash_file(
+        self, path: str, sink: Sink | None = None, progress: Progress = NO_PROGRESS, algorithm: str | None = None
+    ) -> HashedFile:
+        """Hash one file, optionally passing every chunk to ``sink`` (copy-while-hash),
+        with ``algorithm`` (default: the hasher's).
 
         Raises ``FileChanged`` if the file's size or mtime moved while we read it.
         """
+        algo = self._algorithm(algorithm)
         fd = _open_for_read(path)
         try:
             before = os.fstat(fd)
@@ -159,12 +197,12 @@ class Hasher:
             size = before.st_size
             if size <= self.chunk_size:
                 view = self._read_at(fd, path, 0, size)
-                digest = Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(view, seed=SEED_BLOB))
+                digest = Digest(algo.name, algo.hash_small(view))
                 if sink is not None:
                     sink(0, view)
                 progress.advance(size)
             else:
-                digest = self._hash_chunked(fd, path, size, sink, progress)
+                digest = self._hash_chunked(fd, path, size, algo, sink, progress)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -173,20 +211,26 @@ class Hasher:
         return HashedFile(path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100))
 
     def hash_growing(
-        self, path: str, size: int, ready: Callable[[int], None], progress: Progress = NO_PROGRESS
+        self,
+        path: str,
+        size: int,
+        ready: Callable[[int], None],
+        progress: Progress = NO_PROGRESS,
+        algorithm: str | None = None,
     ) -> Digest:
         """Digest of the first ``size`` bytes of a file that another thread is still
         writing (a copy into the cache), chunk by chunk as they land, so hashing
         overlaps the copy. ``ready(end)`` blocks until bytes ``[0, end)`` are written,
         and raises if the writer failed."""
+        algo = self._algorithm(algorithm)
         fd = _open_for_read(path)
         try:
             if size <= self.chunk_size:
                 ready(size)
                 view = self._read_at(fd, path, 0, size)
                 progress.advance(size)
-                return Digest(ALGORITHM, xxhash.xxh3_128_hexdigest(view, seed=SEED_BLOB))
-            return self._hash_chunked(fd, path, size, None, progress, ready)
+                return Digest(algo.name, algo.hash_small(view))
+            return self._hash_chunked(fd, path, size, algo, None, progress, ready)
         finally:
             os.close(fd)
 
@@ -195,41 +239,49 @@ class Hasher:
         fd: int,
         path: str,
         size: int,
+        algo: Algorithm,
         sink: Sink | None,
         progress: Progress,
         ready: Callable[[int], None] | None = None,
     ) -> Digest:
-        def chunk(offset: int) -> bytes:
+        on_worker = getattr(self._local, "is_worker", False)
+        fh = algo.new_file_hash(size, self.chunk_size, 1 if on_worker else self.jobs)
+
+        def chunk(index: int) -> None:
+            offset = index * self.chunk_size
             length = min(self.chunk_size, size - offset)
             if ready is not None:
                 ready(offset + length)
             view = self._read_at(fd, path, offset, length)
-            d = xxhash.xxh3_128_digest(view, seed=SEED_BLOB)
+            fh.feed(index, view)
             if sink is not None:
                 sink(offset, view)
             progress.advance(length)
-            return d
 
-        offsets = range(0, size, self.chunk_size)
-        if getattr(self._local, "is_worker", False):
-            # Already on a pool thread (a file bigger than map_sized was told): waiting
-            # on the pool from inside it can deadlock it, so hash the chunks here.
-            parts = [chunk(o) for o in offsets]
+        indices = range(-(-size // self.chunk_size))
+        if on_worker or not algo.parallel:
+            # In file order, in this thread. On a pool thread (a file bigger than
+            # map_sized was told), waiting on the pool from inside it could deadlock it.
+            for i in indices:
+                chunk(i)
         else:
-            # map() yields results in submission order, whatever order they finish in.
-            parts = list(self._pool.map(chunk, offsets))
-        return combine_chunk_digests(size, parts, self.chunk_size)
+            for _ in self._pool.map(chunk, indices):  # raises the first chunk's failure
+                pass
+        return Digest(algo.name, fh.hexdigest())
 
     # -- many files ----------------------------------------------------------
-    def hash_many(self, paths: Sequence[str], progress: Progress = NO_PROGRESS) -> Iterator[HashedFile]:
-        """Hash many files in parallel; yields in no particular order."""
+    def hash_many(
+        self, paths: Sequence[str], progress: Progress = NO_PROGRESS, algorithm: str | None = None
+    ) -> Iterator[HashedFile]:
+        """Hash many files in parallel (with ``algorithm``, default the hasher's);
+        yields in no particular order."""
         sized = []
         for p in paths:
             try:
                 sized.append((p, os.stat(p).st_size))
             except OSError as e:
                 raise path_error(p, e) from e
-        return self.map_sized(sized, lambda p, prog: self.hash_file(p, progress=prog), progress)
+        return self.map_sized(sized, lambda p, prog: self.hash_file(p, progress=prog, algorithm=algorithm), progress)
 
     def map_sized(
         self, sized: Sequence[tuple[T, int]], fn: Callable[[T, Progress], R], progress: Progress = NO_PROGRESS

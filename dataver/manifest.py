@@ -2,11 +2,13 @@
 
 Serialisation (version 1), UTF-8, ``\\n`` line ends, no trailing spaces::
 
-    dataver-manifest 1 xxh3-128
-    <32 hex> <size> <x|-> <relative/path>
+    dataver-manifest 1 <algorithm>
+    <hex digest> <size> <x|-> <relative/path>
     ...
 
-One line per regular file, sorted by the UTF-8 bytes of the path; ``x`` marks an
+The header names the hash algorithm of every digest listed, and of the manifest's
+own digest (a manifest named by a blake3 digest lists blake3 digests). One line per
+regular file, sorted by the UTF-8 bytes of the path; ``x`` marks an
 executable file. The path is the rest of the line (it may contain spaces). Paths use
 ``/``, are relative, and have no empty, ``.`` or ``..`` component, no NUL, CR or LF,
 and no component that spells ``.git`` or ``.dataver`` (``safepath.check_relpath``).
@@ -16,14 +18,24 @@ folder), so one folder has exactly one manifest and one digest on every machine.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .digest import ALGORITHM, Digest
+from .digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest
 from .errors import PointerError
 from .safepath import check_relpath
 
-HEADER = f"dataver-manifest 1 {ALGORITHM}"
+_HEADER_PREFIX = "dataver-manifest 1 "
+_ALGORITHM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def header(algorithm: str) -> str:
+    """The first line of a manifest whose digests use ``algorithm``."""
+    return _HEADER_PREFIX + algorithm
+
+
+HEADER = header(DEFAULT_ALGORITHM)  # an xxh3-128 manifest's
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +46,20 @@ class Entry:
     executable: bool = False
 
 
-def dumps(entries: Iterable[Entry]) -> bytes:
+def dumps(entries: Iterable[Entry], algorithm: str = DEFAULT_ALGORITHM) -> bytes:
+    """Canonical bytes of a manifest of ``algorithm`` digests (every entry's must be one)."""
     # Code-point order is UTF-8 byte order (UTF-8 preserves it), so the str sort gives
     # the canonical order without a bytes key per entry; a path that is not valid
     # UTF-8 fails the encode below rather than sorting wrongly.
     ordered = sorted(entries, key=_path_of)
     _check_tree(ordered, "manifest")
-    parts = [(HEADER + "\n").encode()]
+    parts = [(header(algorithm) + "\n").encode()]
     for start in range(0, len(ordered), _DUMP_SLICE):  # bounded text at a time, not all lines
         lines = []
         for e in ordered[start : start + _DUMP_SLICE]:
             check_relpath(e.path)
+            if e.digest.algorithm != algorithm:
+                raise ValueError(f"{e.path}: a {e.digest.algorithm} digest in a {algorithm} manifest")
             lines.append(f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}\n")
         parts.append("".join(lines).encode())
     return b"".join(parts)
@@ -57,8 +72,11 @@ def _path_of(e: Entry) -> str:
 _DUMP_SLICE = 10_000
 
 
-def loads(data: bytes, source: str = "manifest") -> list[Entry]:
-    """Parse canonical manifest bytes (already digest-checked by the store)."""
+def loads(data: bytes, source: str = "manifest", algorithm: str | None = None) -> list[Entry]:
+    """Parse canonical manifest bytes (already digest-checked by the store).
+
+    ``algorithm``, when given, is that of the digest the manifest was found by: its
+    header must name the same one."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -66,9 +84,17 @@ def loads(data: bytes, source: str = "manifest") -> list[Entry]:
     if not text.endswith("\n"):
         raise PointerError(f"{source}: truncated (no final newline)")
     lines = _lines(text)
-    header = next(lines)
-    if header != HEADER:
-        raise PointerError(f"{source}: unknown header {header[:60]!r}")
+    first = next(lines)
+    named = first[len(_HEADER_PREFIX) :] if first.startswith(_HEADER_PREFIX) else ""
+    if named not in ALGORITHMS:
+        if not _ALGORITHM_NAME.fullmatch(named):
+            raise PointerError(f"{source}: unknown header {first[:60]!r}")
+        raise PointerError(
+            f"{source}: unknown hash algorithm {named!r} in its header (dataver knows {', '.join(ALGORITHMS)})",
+            "it was written by another tool or a newer dataver",
+        )
+    if algorithm is not None and named != algorithm:
+        raise PointerError(f"{source}: its header names {named}, but it is named by a {algorithm} digest")
     entries = []
     for n, line in enumerate(lines, 2):
         parts = line.split(" ", 3)
@@ -77,7 +103,7 @@ def loads(data: bytes, source: str = "manifest") -> list[Entry]:
         hex_, size, mode, path = parts
         check_relpath(path, source)
         try:
-            digest = Digest(ALGORITHM, hex_)
+            digest = Digest(named, hex_)
         except PointerError as e:
             raise PointerError(f"{source}: line {n}: {e.message}") from None
         entries.append(Entry(path, digest, int(size), mode == "x"))
@@ -94,16 +120,21 @@ def known_good_entries(data: bytes) -> Iterator[tuple[str, str]]:
     the fast path of status over a folder whose files did not change. Streamed, one
     line at a time, so a 200,000-line manifest is never held as 200,000 pairs."""
     lines = _lines(data.decode("utf-8"))
-    next(lines)  # the header
+    n = _hex_length(next(lines))
     for line in lines:
-        yield line.split(" ", 3)[3], line[:32]
+        yield line.split(" ", 3)[3], line[:n]
 
 
 def known_good_hexes(data: bytes) -> list[str]:
     """The hex digest of every entry, in order (see ``known_good_entries``)."""
     lines = _lines(data.decode("utf-8"))
-    next(lines)  # the header
-    return [line[:32] for line in lines]
+    n = _hex_length(next(lines))
+    return [line[:n] for line in lines]
+
+
+def _hex_length(first_line: str) -> int:
+    """The hex length of the digests of an accepted manifest, from its header."""
+    return ALGORITHMS[first_line[len(_HEADER_PREFIX) :]].hex_length
 
 
 def listed_hexes(data: bytes) -> Iterator[str]:

@@ -1,7 +1,8 @@
 """The local content-addressed object store (the cache).
 
-Layout: ``<root>/xxh3-128/ab/cdef...`` for file contents (blobs) and the same path
-plus ``.manifest`` for folder manifests; ``<root>/tmp/`` holds objects being written.
+Layout: ``<root>/<algorithm>/ab/cdef...`` for file contents (blobs), one folder per
+hash algorithm (``xxh3-128``, ``blake3``), and the same path plus ``.manifest`` for
+folder manifests; ``<root>/tmp/`` holds objects being written.
 
 Contract: an object is visible under its final name only once its bytes are complete
 and hash to that name. Writers copy into ``tmp/`` while hashing, check the digest,
@@ -22,7 +23,7 @@ import shutil
 import threading
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from .digest import ALGORITHM, Digest
+from .digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
 from .fsutil import files_older_than, read_at_most, read_range
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
@@ -87,8 +88,8 @@ class ObjectStore:
         """Always: a cache that does not exist yet is an empty one."""
 
     def missing(self, refs: Sequence[ObjRef], jobs: int = 8) -> list[ObjRef]:
-        present = self.hexes_present([r.digest.hex for r in refs if not r.manifest])
-        return [r for r in refs if not (self.has(r) if r.manifest else r.digest.hex in present)]
+        present = self.blobs_present([r.digest for r in refs if not r.manifest])
+        return [r for r in refs if not (self.has(r) if r.manifest else r.digest in present)]
 
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
         if ref.manifest:
@@ -153,22 +154,26 @@ class ObjectStore:
 
     def blobs_present(self, digests: list[Digest]) -> set[Digest]:
         """Which of ``digests`` the store holds."""
-        present = self.hexes_present([d.hex for d in digests])
-        return {d for d in digests if d.hex in present}
+        by_algorithm: dict[str, list[str]] = {}
+        for d in digests:
+            by_algorithm.setdefault(d.algorithm, []).append(d.hex)
+        present = {(a, h) for a, hexes in by_algorithm.items() for h in self.hexes_present(hexes, a)}
+        return {d for d in digests if (d.algorithm, d.hex) in present}
 
-    def hexes_present(self, hexes: list[str]) -> set[str]:
-        """Which blobs, named by already-validated hex digests, the store holds. Many
-        at once: one listing per fan-out folder involved (at most 256) instead of one
-        stat per object."""
+    def hexes_present(self, hexes: list[str], algorithm: str) -> set[str]:
+        """Which blobs, named by already-validated ``algorithm`` hex digests, the store
+        holds. Many at once: one listing per fan-out folder involved (at most 256)
+        instead of one stat per object."""
+        base = os.path.join(self.root, algorithm)
         if len(hexes) < 512:
-            return {h for h in hexes if os.path.exists(os.path.join(self.root, ALGORITHM, h[:2], h[2:]))}
+            return {h for h in hexes if os.path.exists(os.path.join(base, h[:2], h[2:]))}
         by_fan: dict[str, list[str]] = {}
         for h in hexes:
             by_fan.setdefault(h[:2], []).append(h)
         present: set[str] = set()
         for fan, wanted in by_fan.items():  # one folder's listing in memory at a time
             try:
-                names = set(os.listdir(os.path.join(self.root, ALGORITHM, fan)))
+                names = set(os.listdir(os.path.join(base, fan)))
             except FileNotFoundError:
                 continue
             present.update(h for h in wanted if h[2:] in names)
@@ -180,7 +185,8 @@ class ObjectStore:
     # -- writing ----------------------------------------------------------------
     @_writes_cache
     def add_file(self, path: str, hasher: Hasher, progress: Progress = NO_PROGRESS) -> HashedFile:
-        """Copy ``path`` into the store while hashing it; returns its digest and stat.
+        """Copy ``path`` into the store while hashing it with the hasher's algorithm;
+        returns its digest and stat.
 
         Uses a reflink clone where the filesystem offers one (no data copied); for a
         large file, a copy inside the kernel (``copy_file_range``: twice as fast as
@@ -231,7 +237,12 @@ class ObjectStore:
         fd_tmp, tmp = self._mkstemp()
         try:
             try:
-                hashed = hasher.hash_file(src, sink=lambda off, view: _pwrite_all(fd_tmp, view, off), progress=progress)
+                hashed = hasher.hash_file(
+                    src,
+                    sink=lambda off, view: _pwrite_all(fd_tmp, view, off),
+                    progress=progress,
+                    algorithm=digest.algorithm,
+                )
                 os.fchmod(fd_tmp, 0o444)
             finally:
                 os.close(fd_tmp)
@@ -246,7 +257,7 @@ class ObjectStore:
     @_writes_cache
     def add_verified_bytes(self, data: bytes, digest: Digest, chunk_size: int) -> None:
         """Store an object held in memory (a download), only if it hashes to ``digest``."""
-        actual = digest_bytes(data, chunk_size)
+        actual = digest_bytes(data, chunk_size, digest.algorithm)
         if actual != digest:
             raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
         self._store_bytes(data, self.blob_path(digest))
@@ -265,15 +276,16 @@ class ObjectStore:
             raise UnreadableFile(f"cannot read cache object {path}: {e.strerror}") from None
         if len(data) > limit:
             return None
-        if digest_bytes(data, limit) != digest:  # at most one chunk: the plain xxh3 of the bytes
+        if digest_bytes(data, limit, digest.algorithm) != digest:  # at most one chunk: one call
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
                 "replace it from a remote: dataver fetch --repair; or re-add the data",
             )
         return data
 
-    def add_manifest(self, data: bytes) -> Digest:
-        digest = digest_manifest(data)
+    def add_manifest(self, data: bytes, algorithm: str = DEFAULT_ALGORITHM) -> Digest:
+        """Store manifest bytes (whose header names ``algorithm``) under their digest."""
+        digest = digest_manifest(data, algorithm)
         self._add_checked_manifest(data, digest)
         return digest
 
@@ -340,7 +352,7 @@ class ObjectStore:
             raise ObjectsMissing(
                 f"manifest {digest} is not in the cache", "fetch it from a remote (dataver pull), or re-add the folder"
             ) from None
-        if digest_manifest(data) != digest:
+        if digest_manifest(data, digest.algorithm) != digest:
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
                 "replace it from a remote: dataver fetch --repair; or re-add the folder",
@@ -349,27 +361,29 @@ class ObjectStore:
 
     def check_blob(self, digest: Digest, hasher: Hasher) -> bool:
         """Re-hash a blob; False if its bytes do not match its name."""
-        return hasher.hash_file(self.blob_path(digest)).digest == digest
+        return hasher.hash_file(self.blob_path(digest), algorithm=digest.algorithm).digest == digest
 
     def iter_paths(self) -> Iterator[tuple[Digest, bool, str]]:
-        """Yield ``(digest, is_manifest, path)`` for every object in the store."""
-        base = os.path.join(self.root, ALGORITHM)
-        try:
-            fans = sorted(os.listdir(base))
-        except FileNotFoundError:
-            return
-        for fan in fans:
-            fan_dir = os.path.join(base, fan)
-            if len(fan) != 2 or not os.path.isdir(fan_dir):
+        """Yield ``(digest, is_manifest, path)`` for every object in the store, under
+        every registered algorithm's folder."""
+        for algorithm in ALGORITHMS:
+            base = os.path.join(self.root, algorithm)
+            try:
+                fans = sorted(os.listdir(base))
+            except FileNotFoundError:
                 continue
-            for name in sorted(os.listdir(fan_dir)):
-                is_manifest = name.endswith(MANIFEST_SUFFIX)
-                hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
-                try:
-                    digest = Digest(ALGORITHM, hex_)
-                except Exception:
-                    continue  # not ours; never delete what we cannot name
-                yield digest, is_manifest, os.path.join(fan_dir, name)
+            for fan in fans:
+                fan_dir = os.path.join(base, fan)
+                if len(fan) != 2 or not os.path.isdir(fan_dir):
+                    continue
+                for name in sorted(os.listdir(fan_dir)):
+                    is_manifest = name.endswith(MANIFEST_SUFFIX)
+                    hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
+                    try:
+                        digest = Digest(algorithm, hex_)
+                    except Exception:
+                        continue  # not ours; never delete what we cannot name
+                    yield digest, is_manifest, os.path.join(fan_dir, name)
 
     def remove(self, path: str) -> None:
         _unlink_quietly(path)
@@ -386,16 +400,22 @@ class ObjectStore:
 
 
 def _kernel_copy_hashed(
-    src: str, fd_dst: int, dst_path: str, size: int, hasher: Hasher, progress: Progress
+    src: str,
+    fd_dst: int,
+    dst_path: str,
+    size: int,
+    hasher: Hasher,
+    progress: Progress,
+    algorithm: str | None = None,
 ) -> Digest | None:
     """Copy ``size`` bytes of ``src`` into ``fd_dst`` in the kernel while hashing what
-    lands in ``dst_path``; the digest of the copy, or None (nothing written) where the
-    kernel cannot copy between these files."""
+    lands in ``dst_path`` (with ``algorithm``, default the hasher's); the digest of the
+    copy, or None (nothing written) where the kernel cannot copy between these files."""
     copier = _KernelCopy.start(src, fd_dst, size, hasher.chunk_size)
     if copier is None:
         return None
     try:
-        return hasher.hash_growing(dst_path, size, copier.wait_for, progress)
+        return hasher.hash_growing(dst_path, size, copier.wait_for, progress, algorithm)
     finally:
         copier.stop()
 
@@ -531,10 +551,13 @@ def copy_verified(
         size = os.stat(obj_path).st_size
         actual = None
         if size > hasher.chunk_size:
-            actual = _kernel_copy_hashed(obj_path, fd, dest_tmp, size, hasher, progress)
+            actual = _kernel_copy_hashed(obj_path, fd, dest_tmp, size, hasher, progress, digest.algorithm)
         if actual is None:
             actual = hasher.hash_file(
-                obj_path, sink=lambda off, view: _pwrite_all(fd, view, off), progress=progress
+                obj_path,
+                sink=lambda off, view: _pwrite_all(fd, view, off),
+                progress=progress,
+                algorithm=digest.algorithm,
             ).digest
     finally:
         os.close(fd)
@@ -566,12 +589,12 @@ def adopt(
                 raise IntegrityError(f"downloaded manifest {digest} is larger than any dataver writes; not stored")
             with open(tmp_path, "rb") as f:
                 data = f.read()
-            actual = digest_manifest(data)
+            actual = digest_manifest(data, digest.algorithm)
             if actual == digest and check is not None:
                 check(data)
             del data
         else:
-            actual = hasher.hash_file(tmp_path).digest
+            actual = hasher.hash_file(tmp_path, algorithm=digest.algorithm).digest
         if actual != digest:
             raise IntegrityError(f"downloaded object {digest} is corrupt (its bytes hash to {actual.short()})")
         os.chmod(tmp_path, 0o444)

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import xxhash
 
-from .digest import Digest
+from .digest import ALGORITHMS, Digest
 from .errors import DataverError, IntegrityError
 
 PACK_MAGIC = b"DVPACK\x00\x01"
@@ -107,10 +107,7 @@ def _digest_from(field: bytes, algorithm_id: int, where: str) -> Digest:
 
 
 def _hex_length(algorithm: str) -> int:
-    return _HEX[algorithm]
-
-
-_HEX = {"xxh3-128": 32, "blake3": 64}
+    return ALGORITHMS[algorithm].hex_length
 
 
 def _pack_entry(e: Entry) -> bytes:

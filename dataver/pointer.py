@@ -11,8 +11,9 @@ comment line starting with ``#``::
     size: 1234
     files: 20
 
-``kind`` is ``file`` or ``dir``; ``digest`` is the file's digest or the folder
-manifest's; ``size`` is in bytes (a folder's: the total of its files); ``files``
+``kind`` is ``file`` or ``dir``; ``hash`` names the digest's algorithm (any in the
+registry, ``digest.ALGORITHMS``; its hex length is checked by it); ``digest`` is the
+file's digest or the folder manifest's; ``size`` is in bytes (a folder's: the total of its files); ``files``
 (folders only) counts its files. Keys this version does not know (a user's
 ``desc:``, say, or an import's ``source.*`` block) are kept, in order, and written
 back on re-add; comment lines are not. Pure: bytes in, values out; pointers arrive through git from
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .digest import ALGORITHM, Digest
+from .digest import ALGORITHMS, Digest
 from .errors import PointerError
 
 SUFFIX = ".dv"
@@ -143,15 +144,17 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
 def digests_named(data: bytes) -> list[Digest]:
     """The valid digests on the ``digest:`` lines of a pointer file that ``loads``
     rejects (a merge conflict committed by mistake, a hand edit): gc keeps what a
-    broken pointer seems to name rather than guess that it names nothing."""
+    broken pointer seems to name rather than guess that it names nothing. Each is
+    tried under every algorithm (the ``hash:`` line may be what is broken)."""
     out = []
     for raw in data[:MAX_POINTER_BYTES].decode("utf-8", "replace").split("\n"):
         key, sep, value = raw.partition(":")
         if sep and key.strip() == "digest":
-            try:
-                out.append(Digest(ALGORITHM, value.strip()))
-            except PointerError:
-                continue
+            for algorithm in ALGORITHMS:
+                try:
+                    out.append(Digest(algorithm, value.strip()))
+                except PointerError:
+                    continue
     return out
 
 
@@ -187,5 +190,4 @@ def _is_decimal(text: str) -> bool:
 
 
 def new_pointer(kind: str, digest: Digest, size: int, files: int | None = None) -> Pointer:
-    assert digest.algorithm == ALGORITHM
     return Pointer(kind, digest, size, files if kind == "dir" else None)

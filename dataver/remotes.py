@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from . import packstore
 from .concurrency import run_parallel
 from .config import Config
-from .digest import Digest
+from .digest import ALGORITHMS, Digest
 from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
 from .fsutil import files_older_than, read_range
 from .store import MANIFEST_SUFFIX, Batch, DirectBatch, ObjRef, check_bytes, check_file
@@ -84,15 +84,16 @@ def redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
 
-def ref_from_name(fan: str, name: str) -> ObjRef | None:
-    """The object a remote file ``<fan>/<name>`` holds, or None if it is not one of
-    ours (gc must never delete what it cannot name)."""
-    from .digest import ALGORITHM
+def ref_from_name(fan: str, name: str, algorithm: str | None = None) -> ObjRef | None:
+    """The object a remote file ``<algorithm>/<fan>/<name>`` holds (default algorithm:
+    xxh3-128), or None if it is not one of ours (gc must never delete what it cannot name)."""
+    from .digest import DEFAULT_ALGORITHM
 
+    algorithm = algorithm or DEFAULT_ALGORITHM
     is_manifest = name.endswith(MANIFEST_SUFFIX)
     hex_ = fan + (name[: -len(MANIFEST_SUFFIX)] if is_manifest else name)
     try:
-        return ObjRef(Digest(ALGORITHM, hex_), is_manifest)
+        return ObjRef(Digest(algorithm, hex_), is_manifest)
     except PointerError:
         return None
 
@@ -346,7 +347,7 @@ class RemoteStore:
         if self.layout == "loose":
             return False
         names = {name for name, _, _ in self._list_top()}
-        if names & set(KNOWN_ALGORITHMS):
+        if names & set(ALGORITHMS):
             return False
         self.write_file(packstore.MARKER, packstore.Marker().to_bytes())
         self._marker = packstore.Marker()
@@ -463,16 +464,18 @@ class RemoteStore:
         pages = sample * 256 // LIST_PAGE_KEYS + 1
         if pages * 4 > len(fans):
             return None
-        base = os.path.dirname(fans[0])  # <root>/<algorithm>
+        have: set[str] = set()
+        for base in sorted({os.path.dirname(fan) for fan in fans}):  # <root>/<algorithm>, each one asked about
 
-        def find() -> list[str]:
-            try:
-                return [str(p).rstrip("/") for p in self.fs.find(base)]
-            except FileNotFoundError:
-                return []
+            def find(base: str = base) -> list[str]:
+                try:
+                    return [str(p).rstrip("/") for p in self.fs.find(base)]
+                except FileNotFoundError:
+                    return []
 
-        tails = (p.rsplit("/", 2)[-2:] for p in self._call(find, "list"))
-        return {f"{base}/{t[0]}/{t[1]}" for t in tails if len(t) == 2}
+            tails = (p.rsplit("/", 2)[-2:] for p in self._call(find, "list"))
+            have.update(f"{base}/{t[0]}/{t[1]}" for t in tails if len(t) == 2)
+        return have
 
     def check_reachable(self) -> None:
         """One cheap request, so a wrong endpoint, bucket or credential fails once, fast
@@ -514,22 +517,23 @@ class RemoteStore:
         return self._call(ls, "list")
 
     def iter_objects(self) -> list[tuple[ObjRef, int]]:
-        """Every object on the remote with its size (one recursive listing)."""
-        from .digest import ALGORITHM
-
-        base = f"{self.root.rstrip('/')}/{ALGORITHM}"
-
-        def find() -> dict:
-            try:
-                return self.fs.find(base, detail=True)
-            except FileNotFoundError:
-                return {}
+        """Every object on the remote with its size (one recursive listing per algorithm)."""
+        from .digest import ALGORITHMS
 
         out = []
-        for path, info in self._call(find, "list").items():
-            ref = ref_from_name(*str(path).rstrip("/").split("/")[-2:])
-            if ref is not None:
-                out.append((ref, int(info.get("size") or 0)))
+        for algorithm in ALGORITHMS:
+            base = f"{self.root.rstrip('/')}/{algorithm}"
+
+            def find(base: str = base) -> dict:
+                try:
+                    return self.fs.find(base, detail=True)
+                except FileNotFoundError:
+                    return {}
+
+            for path, info in self._call(find, "list").items():
+                ref = ref_from_name(*str(path).rstrip("/").split("/")[-2:], algorithm)
+                if ref is not None:
+                    out.append((ref, int(info.get("size") or 0)))
         return self._with_packed(out)
 
     def _with_packed(self, loose: list[tuple[ObjRef, int]]) -> list[tuple[ObjRef, int]]:
@@ -790,15 +794,16 @@ class LocalRemoteStore(RemoteStore):
         self._write_renamed(write, ref)
 
     def iter_objects(self) -> list[tuple[ObjRef, int]]:
-        from .digest import ALGORITHM
+        from .digest import ALGORITHMS
 
-        base = os.path.join(self.root, ALGORITHM)
         out = []
-        for fan in sorted(self._list_names(base)):
-            for name in self._list_names(os.path.join(base, fan)):
-                ref = ref_from_name(fan, name)
-                if ref is not None:
-                    out.append((ref, os.stat(self.path(ref)).st_size))
+        for algorithm in ALGORITHMS:
+            base = os.path.join(self.root, algorithm)
+            for fan in sorted(self._list_names(base)):
+                for name in self._list_names(os.path.join(base, fan)):
+                    ref = ref_from_name(fan, name, algorithm)
+                    if ref is not None:
+                        out.append((ref, os.stat(self.path(ref)).st_size))
         return self._with_packed(out)
 
     def stale_temporaries(self, older_than: float) -> list[str]:
@@ -818,7 +823,6 @@ class LocalRemoteStore(RemoteStore):
 
 
 _UNREAD = object()
-KNOWN_ALGORITHMS = ("xxh3-128", "blake3")  # folders of loose objects
 
 
 def _mtime(info: dict) -> float:

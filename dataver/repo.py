@@ -90,8 +90,23 @@ class Repo:
             raise ConfigError(f"core.jobs must be a positive integer, not {text!r}")
         return int(text)
 
+    @cached_property
+    def hash_algorithm(self) -> str:
+        """The algorithm new content is hashed with (``core.hash``; pointers and manifests
+        already written keep theirs)."""
+        from .digest import ALGORITHMS, DEFAULT_ALGORITHM, known_names
+
+        name = self.config.get("core.hash") or DEFAULT_ALGORITHM
+        if name not in ALGORITHMS:
+            raise ConfigError(
+                f"core.hash {name[:40]!r} (in .dataver/config or config.local) is not a hash algorithm dataver knows",
+                f"use one of {known_names()}: dataver config core.hash NAME; or upgrade dataver",
+            )
+        return name
+
     def hasher(self, jobs: int | None = None) -> Hasher:
-        return Hasher(jobs or self.jobs)
+        """A hasher for this repository: new content gets its ``core.hash`` algorithm."""
+        return Hasher(jobs or self.jobs, algorithm=self.hash_algorithm)
 
     def lock(self, on_wait: Callable[[str], None] | None = None, cache_exclusive: bool = False) -> Locks:
         """The repository lock, then the cache lock (shared; exclusive for gc)."""
@@ -146,9 +161,14 @@ class Repo:
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
 
-def init(path: str, no_scm: bool = False, force: bool = False) -> Repo:
-    """Create ``.dataver/`` in ``path``; it must be a git work tree root unless ``no_scm``."""
+def init(path: str, no_scm: bool = False, force: bool = False, hash_algorithm: str | None = None) -> Repo:
+    """Create ``.dataver/`` in ``path``; it must be a git work tree root unless ``no_scm``.
+    ``hash_algorithm`` sets ``core.hash`` in the shared config."""
+    from .config import validate
+
     root = os.path.abspath(path)
+    if hash_algorithm is not None:
+        validate("core.hash", hash_algorithm)  # before anything is created
     dv = os.path.join(root, DATAVER_DIR)
     if os.path.isdir(dv) and not force:
         raise RepoError(f"{root} is already a dataver repository")
@@ -166,4 +186,7 @@ def init(path: str, no_scm: bool = False, force: bool = False) -> Repo:
         if not os.path.exists(target):
             with open(target, "w") as f:
                 f.write(text)
-    return Repo(root)
+    repo = Repo(root)
+    if hash_algorithm is not None:
+        repo.config.set("core.hash", hash_algorithm)
+    return repo

@@ -1,6 +1,9 @@
-"""The stat cache: (path, inode, size, mtime_ns) -> digest, in sqlite.
+"""The stat cache: (algorithm, path, inode, size, mtime_ns) -> digest, in sqlite.
 
-It lets status and re-add of unchanged files cost a ``stat`` instead of a read. An
+Rows are keyed by hash algorithm as well as path: a repository that switched
+``core.hash`` asks for the digest under the algorithm it compares with, and never
+gets one of another algorithm (which would read as "modified", or worse, be written
+into a pointer of the wrong kind). It lets status and re-add of unchanged files cost a ``stat`` instead of a read. An
 entry is trusted only when all four values still match. Entries for files modified
 within ``RACY_WINDOW_NS`` of being recorded are not stored: a same-size write in the
 same timestamp tick would otherwise go unseen (git's "racily clean" problem). A
@@ -16,18 +19,22 @@ import sqlite3
 import time
 from typing import Generator, Iterable, Iterator, Mapping, NamedTuple
 
-from .digest import ALGORITHM, Digest
+from .digest import ALGORITHMS, Digest
 from .hashing import HashedFile
 
 RACY_WINDOW_NS = 100_000_000  # above the timestamp tick of ext4, xfs, btrfs, tmpfs
 COARSE_RACY_WINDOW_NS = 2_000_000_000  # mtimes in whole milliseconds or coarser (FAT, HFS+, some NFS)
+# Version 2 added the algorithm column. A database of another version is a cache
+# like any other: its tables are dropped and made again (PRAGMA user_version).
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL
+    algorithm TEXT NOT NULL, path TEXT NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (algorithm, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS folders (
-    path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, manifest TEXT NOT NULL
+    algorithm TEXT NOT NULL, path TEXT NOT NULL, fingerprint TEXT NOT NULL, manifest TEXT NOT NULL,
+    PRIMARY KEY (algorithm, path)
 ) WITHOUT ROWID;
 """
 
@@ -52,25 +59,25 @@ Stat = os.stat_result | FileStat
 class NullState:
     """Remembers nothing: every file is hashed."""
 
-    def rows_under(self, prefix: str) -> Iterator[tuple[str, Key, str]]:
+    def rows_under(self, prefix: str, algorithm: str) -> Iterator[tuple[str, Key, str]]:
         return iter(())
 
-    def recorded_under(self, prefix: str) -> Generator[tuple[str, Key, str], None, None]:
+    def recorded_under(self, prefix: str, algorithm: str) -> Generator[tuple[str, Key, str], None, None]:
         yield from ()
 
-    def known_under(self, prefix: str, files: Mapping[str, Stat]) -> dict[str, Digest]:
+    def known_under(self, prefix: str, files: Mapping[str, Stat], algorithm: str) -> dict[str, Digest]:
         return {}
 
-    def get(self, path: str, st: Stat) -> Digest | None:
+    def get(self, path: str, st: Stat, algorithm: str) -> Digest | None:
         return None
 
     def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
         pass
 
-    def folder_manifest(self, path: str, fingerprint: str) -> str | None:
+    def folder_manifest(self, path: str, fingerprint: str, algorithm: str) -> Digest | None:
         return None
 
-    def put_folder(self, path: str, fingerprint: str, manifest_hex: str) -> None:
+    def put_folder(self, path: str, fingerprint: str, manifest: Digest) -> None:
         pass
 
     def close(self) -> None:
@@ -90,7 +97,8 @@ class State(NullState):
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
+                if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    _migrate(db)
                 db.execute("SELECT count(*) FROM files LIMIT 1").fetchone()
                 return db
             except sqlite3.DatabaseError as e:
@@ -121,84 +129,100 @@ class State(NullState):
         self._discard()
         self._db = self._open()
 
-    def rows_under(self, prefix: str) -> Iterator[tuple[str, Key, str]]:
-        """``(path, (inode, size, mtime_ns), hex)`` of every entry under folder
-        ``prefix``, in path order, streamed from one query (raises sqlite3.DatabaseError)."""
+    def rows_under(self, prefix: str, algorithm: str) -> Iterator[tuple[str, Key, str]]:
+        """``(path, (inode, size, mtime_ns), hex)`` of every ``algorithm`` entry under
+        folder ``prefix``, in path order, streamed from one query (raises sqlite3.DatabaseError)."""
         lo = prefix + "/"
         hi = prefix + "0"  # '0' sorts right after '/'
         cursor = self._db.execute(
-            "SELECT path, inode, size, mtime_ns, digest FROM files WHERE path >= ? AND path < ? ORDER BY path",
-            (lo, hi),
+            "SELECT path, inode, size, mtime_ns, digest FROM files"
+            " WHERE algorithm = ? AND path >= ? AND path < ? ORDER BY path",
+            (algorithm, lo, hi),
         )
         for p, i, s, m, d in cursor:
             yield p, (i, s, m), d
 
-    def recorded_under(self, prefix: str) -> Generator[tuple[str, Key, str], None, None]:
+    def recorded_under(self, prefix: str, algorithm: str) -> Generator[tuple[str, Key, str], None, None]:
         """``(name relative to folder prefix, (inode, size, mtime_ns), hex)`` of its
         entries with a well-formed digest, in name order (code-point order, as in a
         manifest), for callers that merge them with a manifest instead of collecting
         them. A damaged database ends the stream early and is rebuilt: rows already
         read passed sqlite's page checks, and files it did not reach get hashed."""
         cut = len(prefix) + 1
+        length = ALGORITHMS[algorithm].hex_length
         try:
-            for path, key, hex_ in self.rows_under(prefix):
-                if _is_hex(hex_):
+            for path, key, hex_ in self.rows_under(prefix, algorithm):
+                if _is_hex(hex_, length):
                     yield path[cut:], key, hex_
         except sqlite3.DatabaseError:
             self._rebuild()
 
-    def known_under(self, prefix: str, files: Mapping[str, Stat]) -> dict[str, Digest]:
+    def known_under(self, prefix: str, files: Mapping[str, Stat], algorithm: str) -> dict[str, Digest]:
         """The recorded digests of ``files`` (named relative to folder ``prefix``) whose
         inode, size and mtime still match. Rows are matched as they stream out of
         sqlite, so a 200,000-file folder never holds all its rows in memory."""
         cut = len(prefix) + 1
+        length = ALGORITHMS[algorithm].hex_length
         known: dict[str, Digest] = {}
         try:
-            for path, key, hex_ in self.rows_under(prefix):
+            for path, key, hex_ in self.rows_under(prefix, algorithm):
                 name = path[cut:]
                 st = files.get(name)
-                if st is not None and key == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(hex_):
-                    known[name] = Digest(ALGORITHM, hex_)
+                if st is not None and key == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(hex_, length):
+                    known[name] = Digest(algorithm, hex_)
         except sqlite3.DatabaseError:
             self._rebuild()
             return {}
         return known
 
-    def get(self, path: str, st: Stat) -> Digest | None:
-        rows = self._query("SELECT inode, size, mtime_ns, digest FROM files WHERE path = ?", (path,))
-        if rows and rows[0][:3] == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(rows[0][3]):
-            return Digest(ALGORITHM, rows[0][3])
+    def get(self, path: str, st: Stat, algorithm: str) -> Digest | None:
+        """The file's recorded ``algorithm`` digest, if its stat still matches."""
+        rows = self._query(
+            "SELECT inode, size, mtime_ns, digest FROM files WHERE algorithm = ? AND path = ?", (algorithm, path)
+        )
+        if (
+            rows
+            and rows[0][:3] == (st.st_ino, st.st_size, st.st_mtime_ns)
+            and _is_hex(rows[0][3], ALGORITHMS[algorithm].hex_length)
+        ):
+            return Digest(algorithm, rows[0][3])
         return None
 
     def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
-        """Record hashed files (absolute paths under ``root``) in one transaction."""
+        """Record hashed files (absolute paths under ``root``) in one transaction,
+        each under its digest's algorithm."""
         now = time.time_ns()
-        rows = [
-            (os.path.relpath(h.path, root).replace(os.sep, "/"), h.inode, h.size, h.mtime_ns, h.digest.hex)
-            for h in hashed
-            if not is_racy(h.mtime_ns, now)
-        ]
+        rows = []
+        for h in hashed:
+            if not is_racy(h.mtime_ns, now):
+                rel = os.path.relpath(h.path, root).replace(os.sep, "/")
+                rows.append((h.digest.algorithm, rel, h.inode, h.size, h.mtime_ns, h.digest.hex))
         if not rows:
             return
         try:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.DatabaseError:
             self._rebuild()
 
-    def folder_manifest(self, path: str, fingerprint: str) -> str | None:
-        """The manifest digest (hex) recorded for folder ``path`` when its files had
-        exactly this fingerprint, or None. One row replaces a whole folder's per-file
-        lookups when nothing in it changed."""
-        rows = self._query("SELECT fingerprint, manifest FROM folders WHERE path = ?", (path,))
-        if rows and rows[0][0] == fingerprint and _is_hex(rows[0][1]):
-            return rows[0][1]
+    def folder_manifest(self, path: str, fingerprint: str, algorithm: str) -> Digest | None:
+        """The ``algorithm`` manifest digest recorded for folder ``path`` when its files
+        had exactly this fingerprint, or None. One row replaces a whole folder's
+        per-file lookups when nothing in it changed."""
+        rows = self._query(
+            "SELECT fingerprint, manifest FROM folders WHERE algorithm = ? AND path = ?", (algorithm, path)
+        )
+        if rows and rows[0][0] == fingerprint and _is_hex(rows[0][1], ALGORITHMS[algorithm].hex_length):
+            return Digest(algorithm, rows[0][1])
         return None
 
-    def put_folder(self, path: str, fingerprint: str, manifest_hex: str) -> None:
+    def put_folder(self, path: str, fingerprint: str, manifest: Digest) -> None:
         try:
-            self._db.execute("INSERT OR REPLACE INTO folders VALUES (?, ?, ?)", (path, fingerprint, manifest_hex))
+            self._db.execute(
+                "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?)",
+                (manifest.algorithm, path, fingerprint, manifest.hex),
+            )
         except sqlite3.DatabaseError:
             self._rebuild()
 
@@ -212,11 +236,31 @@ def is_racy(mtime_ns: int, now_ns: int) -> bool:
     return now_ns - mtime_ns < window
 
 
-_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX_OF_LENGTH = {n: re.compile(f"[0-9a-f]{{{n}}}") for n in {a.hex_length for a in ALGORITHMS.values()}}
 
 
-def _is_hex(text: object) -> bool:
-    return isinstance(text, str) and _HEX32.fullmatch(text) is not None
+def _is_hex(text: object, length: int) -> bool:
+    return isinstance(text, str) and _HEX_OF_LENGTH[length].fullmatch(text) is not None
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Make the tables of this schema version, dropping those of another one (their
+    rows are only a cache). Checked again under the write lock: another process may
+    have done it meanwhile."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            db.execute("DROP TABLE IF EXISTS files")
+            db.execute("DROP TABLE IF EXISTS folders")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class StatRecorder:

@@ -171,7 +171,8 @@ class Store(Protocol):
 
 def check_bytes(ref: ObjRef, data: bytes | memoryview, where: str) -> None:
     """``put_bytes``'s check: IntegrityError unless ``data`` hashes to ``ref``."""
-    actual = digest_manifest(bytes(data)) if ref.manifest else digest_bytes(data, CHUNK_SIZE)
+    algorithm = ref.digest.algorithm
+    actual = digest_manifest(bytes(data), algorithm) if ref.manifest else digest_bytes(data, CHUNK_SIZE, algorithm)
     if actual != ref.digest:
         raise IntegrityError(f"{ref} does not match its bytes (they hash to {actual.short()}); not stored in {where}")
 
@@ -182,7 +183,7 @@ def check_file(ref: ObjRef, path: str, hasher: Hasher, where: str) -> None:
         with open(path, "rb") as f:
             check_bytes(ref, f.read(), where)
         return
-    actual = hasher.hash_file(path).digest
+    actual = hasher.hash_file(path, algorithm=ref.digest.algorithm).digest
     if actual != ref.digest:
         raise IntegrityError(f"{path} does not hash to {ref} (it hashes to {actual.short()}); not stored in {where}")
 

@@ -295,7 +295,7 @@ def download_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hash
 def _manifest_check(remote: Store, ref: ObjRef, display: str | None):
     """Parse a downloaded manifest before it is stored: its paths pass the path check."""
     what = f"manifest of {display}" if display else f"manifest {ref.digest.short()}"
-    return lambda data: manifest_mod.loads(data, f"{what} (from {remote.where})")
+    return lambda data: manifest_mod.loads(data, f"{what} (from {remote.where})", ref.digest.algorithm)
 
 
 def download_small_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hasher) -> None:

@@ -113,7 +113,7 @@ class RevisionView:
         path = cache.blob_path(info.digest)
         if verify and info.digest not in self._verified:
             with self.repo.hasher() as hasher:
-                if hasher.hash_file(path).digest != info.digest:
+                if hasher.hash_file(path, algorithm=info.digest.algorithm).digest != info.digest:
                     raise IntegrityError(
                         f"cache object for {info.path} is corrupt ({path})",
                         "replace it from a remote: dataver fetch --repair",

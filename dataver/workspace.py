@@ -331,33 +331,36 @@ def _check_name(rel: str, display: str) -> None:
         raise PathError(f"{display}/{rel!r}: file names with line breaks cannot be tracked")
 
 
-def known_digests(repo: Repo, folder_rel: str, scan: FolderScan) -> tuple[dict[str, Digest], list[str]]:
-    """Split a scanned folder into files the stat cache knows and files to hash."""
-    known = repo.state.known_under(folder_rel, scan.files)
+def known_digests(repo: Repo, folder_rel: str, scan: FolderScan, algorithm: str) -> tuple[dict[str, Digest], list[str]]:
+    """Split a scanned folder into files the stat cache knows (``algorithm`` digests)
+    and files to hash."""
+    known = repo.state.known_under(folder_rel, scan.files, algorithm)
     return known, [rel for rel in scan.files if rel not in known]
 
 
-def hash_files(repo: Repo, paths: list[str], progress: Progress = NO_PROGRESS) -> dict[str, HashedFile]:
-    """Hash absolute ``paths`` in parallel and record them in the stat cache."""
+def hash_files(repo: Repo, paths: list[str], algorithm: str, progress: Progress = NO_PROGRESS) -> dict[str, HashedFile]:
+    """Hash absolute ``paths`` in parallel with ``algorithm`` and record them in the
+    stat cache."""
     if not paths:
         return {}
     progress.start("hashing", total_files=len(paths))
     with repo.hasher() as hasher:
-        out = {h.path: h for h in hasher.hash_many(paths, progress)}
+        out = {h.path: h for h in hasher.hash_many(paths, progress, algorithm)}
     progress.close()
     repo.state.put_many(repo.root, out.values())
     return out
 
 
-def file_digest(repo: Repo, path: str, st: Stat, progress: Progress = NO_PROGRESS) -> Digest:
-    d = repo.state.get(repo.rel(path), st)
-    return d if d is not None else hash_files(repo, [path], progress)[path].digest
+def file_digest(repo: Repo, path: str, st: Stat, algorithm: str, progress: Progress = NO_PROGRESS) -> Digest:
+    """The ``algorithm`` digest of a workspace file: from the stat cache, else hashed."""
+    d = repo.state.get(repo.rel(path), st, algorithm)
+    return d if d is not None else hash_files(repo, [path], algorithm, progress)[path].digest
 
 
 def manifest_entries(cache: ObjectStore, digest: Digest, display: str) -> list[Entry]:
     """The one reader of a folder manifest in the cache: bytes checked against the
     digest (and a size bound), then parsed, every path through the path check."""
-    return manifest.loads(cache.read_manifest_bytes(digest), f"manifest of {display}")
+    return manifest.loads(cache.read_manifest_bytes(digest), f"manifest of {display}", digest.algorithm)
 
 
 def read_manifest(repo: Repo, tracked: Tracked) -> list[Entry]:
@@ -387,7 +390,7 @@ def _file_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool) 
         raise UnreadableFile(f"cannot read {t.rel}: {e.strerror}") from None
     if not stat_mod.S_ISREG(st.st_mode) or st.st_size != t.pointer.size:
         return Record(t.rel, MODIFIED, in_cache, t.rel)
-    same = file_digest(repo, t.path, st, progress) == t.pointer.digest
+    same = file_digest(repo, t.path, st, t.pointer.digest.algorithm, progress) == t.pointer.digest
     return Record(t.rel, UNCHANGED if same else MODIFIED, in_cache, t.rel)
 
 
@@ -398,12 +401,14 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         if not os.path.isdir(t.path):
             return [Record(t.rel, MISSING, False, t.rel)]
         scan = scan_folder(t.path, t.rel, repo)
-        current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, progress))
+        algorithm = t.pointer.digest.algorithm
+        current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, algorithm, progress), algorithm)
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
     if os.path.isdir(t.path):
         scan = scan_folder(t.path, t.rel, repo)
         fingerprint = scan.fingerprint()
-        if fingerprint is not None and repo.state.folder_manifest(t.rel, fingerprint) == t.pointer.digest.hex:
+        vouched = repo.state.folder_manifest(t.rel, fingerprint, t.pointer.digest.algorithm) if fingerprint else None
+        if vouched == t.pointer.digest:
             del scan  # its records' memory goes to the status records instead
             return _unchanged_folder(repo, t, check_cache)
     entries = read_manifest(repo, t)
@@ -413,7 +418,7 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     records = _compare_folder(repo, t, scan, entries, progress, check_cache)
     if fingerprint is not None and all(r.state == UNCHANGED for r in records):
-        repo.state.put_folder(t.rel, fingerprint, t.pointer.digest.hex)
+        repo.state.put_folder(t.rel, fingerprint, t.pointer.digest)
     return records
 
 
@@ -425,13 +430,14 @@ def _compare_folder(
     stream in path order, so nothing per file is built beyond the records (a
     200,000-file folder right after a pull has no fingerprint yet and comes here)."""
     files = scan.files
+    algorithm = t.pointer.digest.algorithm  # every entry's: the manifest was read by it
     absent: set[str] = set()
     if check_cache:
         hexes = [e.digest.hex for e in entries]
-        present = repo.cache.hexes_present(hexes)
+        present = repo.cache.hexes_present(hexes, algorithm)
         absent = {h for h in hexes if h not in present}
         del hexes, present
-    rows = repo.state.recorded_under(t.rel)
+    rows = repo.state.recorded_under(t.rel, algorithm)
     row = next(rows, None)
     records: list[Record] = []
     to_hash: list[tuple[int, int]] = []  # (entry index, size): same size, but no stat-cache row vouches
@@ -477,7 +483,8 @@ def _hash_into(
     with repo.hasher() as hasher:
 
         def one(i: int, prog: Progress) -> tuple[int, HashedFile]:
-            return i, hasher.hash_file(os.path.join(t.path, entries[i].path), progress=prog)
+            path = os.path.join(t.path, entries[i].path)
+            return i, hasher.hash_file(path, progress=prog, algorithm=t.pointer.digest.algorithm)
 
         for i, h in hasher.map_sized(sized, one, progress):
             if h.digest == entries[i].digest and h.executable == entries[i].executable:
@@ -495,7 +502,7 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]
         hexes = manifest.known_good_hexes(data)
         if not hexes:
             return [Record(t.rel, UNCHANGED, True, t.rel)]  # an empty tracked folder
-        present = repo.cache.hexes_present(hexes)
+        present = repo.cache.hexes_present(hexes, t.pointer.digest.algorithm)
         absent = {h for h in hexes if h not in present}  # usually none
         del hexes, present
     records = [
@@ -506,20 +513,22 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]
 
 
 def build_entries(
-    repo: Repo, folder: str, folder_rel: str, scan: FolderScan, progress: Progress = NO_PROGRESS
+    repo: Repo, folder: str, folder_rel: str, scan: FolderScan, algorithm: str, progress: Progress = NO_PROGRESS
 ) -> list[Entry]:
-    """Manifest entries for a scanned folder (hashing only what the stat cache lacks)."""
-    known, unknown = known_digests(repo, folder_rel, scan)
-    hashed = hash_files(repo, [os.path.join(folder, rel) for rel in unknown], progress)
+    """Manifest entries (``algorithm`` digests) for a scanned folder, hashing only what
+    the stat cache lacks."""
+    known, unknown = known_digests(repo, folder_rel, scan, algorithm)
+    hashed = hash_files(repo, [os.path.join(folder, rel) for rel in unknown], algorithm, progress)
     for rel in unknown:
         known[rel] = hashed[os.path.join(folder, rel)].digest
     return [Entry(rel, known[rel], st.st_size, bool(st.st_mode & 0o100)) for rel, st in scan.files.items()]
 
 
-def manifest_digest_of(entries: list[Entry]) -> Digest:
+def manifest_digest_of(entries: list[Entry], algorithm: str) -> Digest:
+    """The digest of the ``algorithm`` manifest listing ``entries``."""
     from .hashing import digest_manifest
 
-    return digest_manifest(manifest.dumps(entries))
+    return digest_manifest(manifest.dumps(entries, algorithm), algorithm)
 
 
 def _all_in_cache(repo: Repo, entries: list[Entry]) -> bool:

@@ -20,7 +20,7 @@ import pygit2
 import pytest
 from conftest import cli_proc, git_commit, make_tree, write
 
-from dataver.digest import ALGORITHM, Digest
+from dataver.digest import DEFAULT_ALGORITHM, Digest
 from dataver.errors import LockTimeout
 from dataver.hashing import digest_bytes, digest_manifest
 from dataver.lock import FileLock
@@ -325,7 +325,7 @@ def _needed(root: Path, files: dict[str, bytes]) -> set[str]:
     objs = {digest_bytes(data).relpath() for data in files.values()}
     text = (root / "data.dv").read_text()
     hex_ = text.split("digest: ")[1].split()[0]
-    return objs | {Digest(ALGORITHM, hex_).relpath() + ".manifest"}
+    return objs | {Digest(DEFAULT_ALGORITHM, hex_).relpath() + ".manifest"}
 
 
 def _make_project(root: Path, remote: Path, cli, push_v2: bool = False) -> _Project:
@@ -376,7 +376,7 @@ def _clone(p: _Project, dest: Path, cli, cache_dir: Path | None = None) -> Path:
 
 def _store(root: Path) -> set[str]:
     """Every object in a cache or local-folder remote, as store-relative paths."""
-    base = root / ALGORITHM
+    base = root / DEFAULT_ALGORITHM
     return {str(p.relative_to(root)) for p in base.glob("*/*")} if base.is_dir() else set()
 
 

@@ -14,23 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataver import manifest, pointer
-from dataver.digest import ALGORITHM, Digest
+from dataver.digest import DEFAULT_ALGORITHM, Digest
 from dataver.errors import PointerError
 from dataver.manifest import Entry
 from dataver.pointer import Pointer
 
 HEX_A = "0123456789abcdef0123456789abcdef"
 HEX_B = "fedcba9876543210fedcba9876543210"
-D_A = Digest(ALGORITHM, HEX_A)
-D_B = Digest(ALGORITHM, HEX_B)
+D_A = Digest(DEFAULT_ALGORITHM, HEX_A)
+D_B = Digest(DEFAULT_ALGORITHM, HEX_B)
 
 hex_digests = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
-digests = hex_digests.map(lambda h: Digest(ALGORITHM, h))
+digests = hex_digests.map(lambda h: Digest(DEFAULT_ALGORITHM, h))
 counts = st.integers(0, 10**20 - 1)
 
 
 def valid_pointer_text(kind: str = "file", **over: str) -> str:
-    fields = {"version": "1", "kind": kind, "hash": ALGORITHM, "digest": HEX_A, "size": "1234"}
+    fields = {"version": "1", "kind": kind, "hash": DEFAULT_ALGORITHM, "digest": HEX_A, "size": "1234"}
     if kind == "dir":
         fields["files"] = "3"
     fields.update(over)
@@ -53,13 +53,13 @@ def expect_pointer_error(data: bytes, match: str | None = None) -> PointerError:
 
 
 def test_digest_valid_and_rendering():
-    d = Digest(ALGORITHM, HEX_A)
+    d = Digest(DEFAULT_ALGORITHM, HEX_A)
     assert str(d) == f"xxh3-128:{HEX_A}"
     assert d.relpath() == f"xxh3-128/01/{HEX_A[2:]}"
     assert d.short() == HEX_A[:12]
     assert Digest.parse(str(d)) == d
-    assert Digest.parse(HEX_A, ALGORITHM) == d
-    assert hash(d) == hash(Digest(ALGORITHM, HEX_A))
+    assert Digest.parse(HEX_A, DEFAULT_ALGORITHM) == d
+    assert hash(d) == hash(Digest(DEFAULT_ALGORITHM, HEX_A))
 
 
 @pytest.mark.parametrize(
@@ -76,11 +76,78 @@ def test_digest_valid_and_rendering():
         ("xxh3-128", "٠" * 32, "32 lowercase hex"),  # Arabic-Indic zeros
         ("sha256", "0" * 64, "unknown hash algorithm"),
         ("", HEX_A, "unknown hash algorithm"),
+        ("BLAKE3", "0" * 64, "unknown hash algorithm"),
+        ("blake3", HEX_A, "64 lowercase hex"),  # an xxh3-128 length under blake3
+        ("blake3", "0" * 65, "64 lowercase hex"),
+        ("blake3", "A" * 64, "64 lowercase hex"),
+        ("blake3", "../" + "0" * 61, "64 lowercase hex"),
+        ("xxh3-128", "0" * 64, "32 lowercase hex"),  # a blake3 length under xxh3-128
     ],
 )
 def test_digest_rejects_invalid(algo, hex_, why):
     with pytest.raises(PointerError, match=why):
         Digest(algo, hex_)
+
+
+def pattern(n: int) -> bytes:
+    return bytes(i % 251 for i in range(n))
+
+
+def test_documented_blake3_vectors():
+    """The blake3 vectors of docs/formats.md are what dataver computes (and what the
+    doc says; the first two are BLAKE3's published test vectors)."""
+    from pathlib import Path
+
+    from dataver.hashing import CHUNK_SIZE, digest_bytes, digest_manifest
+
+    doc = (Path(__file__).parent.parent / "docs" / "formats.md").read_text()
+    example = (
+        "dataver-manifest 1 blake3\n"
+        "c2cbd1c35b6b272f1e6983bb7f17f329ae53e30ff3472556a1b002edaa2866bb 6 - Z.txt\n"
+        "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85 3 - a-b.txt\n"
+        "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262 0 - a.txt\n"
+        "4b694fa6468140836e2f43625aca1150ec72032dc23a12e13416ca026c647ef3 18 x a/x.sh\n"
+        "96d2f084a2cd9b1a05193fe80c685bb68ba22fb2a4b6eb1c56c4bbd5cc012688 5 - été.csv\n"
+    ).encode()
+    blobs = {
+        b"": "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+        pattern(1024): "42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7",
+        b"abc": "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+        pattern(CHUNK_SIZE + 1): "249ef5d5043bde86396029c96497c8ac6c0e7f2f5ef97b7f9afabdf23167b7fb",
+    }
+    manifests = {
+        b"dataver-manifest 1 blake3\n": "3b3a7bf3262460e22f280942b271209dc1a3826e5a92da3727db8e28b3a119fb",
+        example: "14cb09459bcc8a5b63258fa090e4f5205f00829637f0bd9bffd3c7bf38fcce85",
+    }
+    for data, hex_ in blobs.items():
+        assert digest_bytes(data, algorithm="blake3") == Digest("blake3", hex_)
+        assert f"`{hex_}`" in doc
+    for data, hex_ in manifests.items():
+        assert digest_manifest(data, "blake3") == Digest("blake3", hex_)
+        assert hex_ in doc
+    assert example.decode() in doc and len(example) == 409
+    assert [e.digest for e in manifest.loads(example, algorithm="blake3")] == [
+        digest_bytes(data, algorithm="blake3")
+        for data in (b"zebra\n", b"abc", b"", b"#!/bin/sh\necho hi\n", b"id\n1\n")
+    ]
+
+
+def test_manifest_of_blake3_digests():
+    d = Digest("blake3", "ab" * 32)
+    data = manifest.dumps([Entry("x.txt", d, 1)], "blake3")
+    assert data == f"dataver-manifest 1 blake3\n{'ab' * 32} 1 - x.txt\n".encode()
+    assert manifest.loads(data, algorithm="blake3") == [Entry("x.txt", d, 1)]
+    assert manifest.known_good_hexes(data) == ["ab" * 32]
+    assert list(manifest.known_good_entries(data)) == [("x.txt", "ab" * 32)]
+    assert manifest.dumps([], "blake3") == b"dataver-manifest 1 blake3\n"
+    with pytest.raises(PointerError, match="header names blake3, but it is named by a xxh3-128 digest"):
+        manifest.loads(data, algorithm="xxh3-128")
+    with pytest.raises(PointerError, match="64 lowercase hex"):  # 32-digit entries under a blake3 header
+        manifest.loads(f"dataver-manifest 1 blake3\n{HEX_A} 1 - x.txt\n".encode())
+    with pytest.raises(PointerError, match="unknown hash algorithm 'sha256'"):
+        manifest.loads(f"dataver-manifest 1 sha256\n{'ab' * 32} 1 - x.txt\n".encode())
+    with pytest.raises(ValueError):  # a digest of another algorithm than the manifest's
+        manifest.dumps([Entry("x.txt", D_A, 1)], "blake3")
 
 
 @pytest.mark.parametrize("text", [HEX_A, "", "xxh3-128:", f"xxh3-128:{HEX_A}:x", f"md5:{HEX_A}", f":{HEX_A}"])
@@ -91,9 +158,9 @@ def test_digest_parse_rejects(text):
 
 @given(hex_digests)
 def test_digest_relpath_is_a_safe_two_level_path(h):
-    rel = Digest(ALGORITHM, h).relpath()
+    rel = Digest(DEFAULT_ALGORITHM, h).relpath()
     parts = rel.split("/")
-    assert parts == [ALGORITHM, h[:2], h[2:]]
+    assert parts == [DEFAULT_ALGORITHM, h[:2], h[2:]]
     assert ".." not in parts and not rel.startswith("/")
 
 
@@ -306,7 +373,9 @@ def test_pointer_any_bytes_parse_or_pointer_error(data):
 
 near_values = st.one_of(
     st.text(max_size=25),
-    st.sampled_from(["1", "2", "0", "file", "dir", ALGORITHM, HEX_A, HEX_A.upper(), "-1", "²", "١٢", "٣", "1" * 21]),
+    st.sampled_from(
+        ["1", "2", "0", "file", "dir", DEFAULT_ALGORITHM, HEX_A, HEX_A.upper(), "-1", "²", "١٢", "٣", "1" * 21]
+    ),
     st.integers(-5, 10**22).map(str),
 )
 

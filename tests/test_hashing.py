@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataver import hashing
-from dataver.digest import ALGORITHM, Digest
+from dataver.digest import DEFAULT_ALGORITHM, Digest
 from dataver.errors import FileChanged, PathError, SymlinkLoop, UnreadableFile
 from dataver.hashing import CHUNK_SIZE, Hasher, digest_bytes, digest_manifest
 
@@ -98,7 +98,7 @@ def test_file_up_to_chunk_size_is_plain_xxh3(tmp_path, size):
     path = write(tmp_path / "f", data)
     with Hasher(jobs=2) as h:
         got = h.hash_file(path)
-    assert got.digest == Digest(ALGORITHM, f"{xxhash.xxh3_128_intdigest(data, seed=0):032x}")
+    assert got.digest == Digest(DEFAULT_ALGORITHM, f"{xxhash.xxh3_128_intdigest(data, seed=0):032x}")
     assert got.size == size
     assert got.path == path
 
@@ -155,7 +155,7 @@ def test_manifest_digest_differs_from_blob_digest_of_same_bytes():
     m = digest_manifest(data)
     assert m.hex == f"{xxhash.xxh3_128_intdigest(data, seed=REF_SEED_MANIFEST):032x}"
     assert m != digest_bytes(data)
-    assert m.algorithm == ALGORITHM
+    assert m.algorithm == DEFAULT_ALGORITHM
 
 
 # -- independence from threads and scheduling ---------------------------------------

@@ -13,13 +13,13 @@ import pytest
 from conftest import git_commit, make_tree, write
 
 from dataver import manifest, odb
-from dataver.digest import ALGORITHM
+from dataver.digest import DEFAULT_ALGORITHM
 from dataver.errors import PathError, PointerError, StorageError
 from dataver.hashing import digest_bytes, digest_manifest
 
 
 def cache_files(repo_dir) -> set[str]:
-    root = repo_dir / ".dataver" / "cache" / ALGORITHM
+    root = repo_dir / ".dataver" / "cache" / DEFAULT_ALGORITHM
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
@@ -150,7 +150,7 @@ def test_fetch_from_a_remote_that_does_not_exist_says_so(repo_dir, cli, tmp_path
     assert cli("add", "w.bin").code == 0
     assert cli("remote", "add", "gone", str(tmp_path / "no-such-folder"), "--default").code == 0
     os.unlink(repo_dir / "w.bin")
-    for obj in (repo_dir / ".dataver" / "cache" / ALGORITHM).rglob("*"):
+    for obj in (repo_dir / ".dataver" / "cache" / DEFAULT_ALGORITHM).rglob("*"):
         if obj.is_file():
             obj.unlink()
     r = cli("fetch")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import git_commit, write
 
-from dataver.digest import ALGORITHM
+from dataver.digest import DEFAULT_ALGORITHM
 from dataver.errors import StorageError, UnreadableFile
 from dataver.hashing import digest_bytes, digest_manifest
 
@@ -107,7 +107,7 @@ def test_exit_codes_are_the_documented_ones():
 
 
 def cache_objects(cache: Path) -> set[str]:
-    base = cache / ALGORITHM
+    base = cache / DEFAULT_ALGORITHM
     return {str(p.relative_to(cache)) for p in base.glob("*/*")} if base.is_dir() else set()
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from dataver import linking
-from dataver.digest import ALGORITHM
+from dataver.digest import DEFAULT_ALGORITHM
 from dataver.errors import (
     ConfigError,
     DataverError,
@@ -30,6 +30,7 @@ from dataver.progress import Progress
 from dataver.state import NullState, State
 
 CHUNK = 4096
+A = DEFAULT_ALGORITHM  # stat-cache rows are per algorithm
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_add_file_stores_object_under_its_digest(store, hasher, tmp_path, size):
     assert hashed.digest == expected
     assert (hashed.path, hashed.size, hashed.inode, hashed.mtime_ns) == (src, size, src_st.st_ino, src_st.st_mtime_ns)
     obj = store.blob_path(expected)
-    assert obj == os.path.join(store.root, ALGORITHM, expected.hex[:2], expected.hex[2:])
+    assert obj == os.path.join(store.root, DEFAULT_ALGORITHM, expected.hex[:2], expected.hex[2:])
     assert read(obj) == data
     assert stat.S_IMODE(os.stat(obj).st_mode) == 0o444
     assert store.has_blob(expected) and not store.has_manifest(expected)
@@ -225,7 +226,7 @@ def test_iter_objects_lists_blobs_and_manifests_only(store, hasher, tmp_path):
     b1 = store.add_file(write(tmp_path / "1", b"one"), hasher).digest
     b2 = store.add_file(write(tmp_path / "2", data_of(3 * CHUNK)), hasher).digest
     m = store.add_manifest(b"dataver-manifest 1 xxh3-128\n")
-    base = os.path.join(store.root, ALGORITHM)
+    base = os.path.join(store.root, DEFAULT_ALGORITHM)
     # Things that are not objects must not be listed (and so never deleted by gc).
     os.makedirs(os.path.join(base, "zz"))
     write(os.path.join(base, "zz", "not-hex"), b"")
@@ -289,22 +290,22 @@ def test_state_round_trip(tmp_path, hasher):
     s = State(db)
     s.put_many(str(root), hashed.values())
     for n, p in zip(names, paths, strict=True):
-        assert s.get(n, os.stat(p)) == hashed[p].digest
+        assert s.get(n, os.stat(p), A) == hashed[p].digest
     under = _recorded(s, "data")
     assert sorted(under) == ["data/a", "data/sub/b"]
     st_a, st_b = os.stat(paths[0]), os.stat(paths[1])
     assert under["data/a"] == ((st_a.st_ino, st_a.st_size, st_a.st_mtime_ns), hashed[paths[0]].digest.hex)
-    assert s.known_under("data", {"a": st_a, "sub/b": st_b, "c": st_b}) == {
+    assert s.known_under("data", {"a": st_a, "sub/b": st_b, "c": st_b}, A) == {
         "a": hashed[paths[0]].digest,
         "sub/b": hashed[paths[1]].digest,
     }
-    assert s.known_under("data", {"a": st_b}) == {}  # another file's stat does not vouch
+    assert s.known_under("data", {"a": st_b}, A) == {}  # another file's stat does not vouch
     assert list(_recorded(s, "dat")) == ["dat/x"]
     assert _recorded(s, "missing") == {}
     s.close()
     # Persistent across reopen.
     s = State(db)
-    assert s.get("data/sub/b", os.stat(paths[1])) == hashed[paths[1]].digest
+    assert s.get("data/sub/b", os.stat(paths[1]), A) == hashed[paths[1]].digest
     s.close()
 
 
@@ -313,11 +314,11 @@ def test_state_entry_is_trusted_only_while_stat_matches(tmp_path, hasher):
     (p,) = make_files(root, ["f"])
     s = State(str(tmp_path / "state.db"))
     s.put_many(str(root), hasher.hash_many([p]))
-    assert s.get("f", os.stat(p)) is not None
+    assert s.get("f", os.stat(p), A) is not None
     write(p, b"other content, other size")
     aged(p, 20)
-    assert s.get("f", os.stat(p)) is None
-    assert s.get("g", os.stat(p)) is None  # wrong path
+    assert s.get("f", os.stat(p), A) is None
+    assert s.get("g", os.stat(p), A) is None  # wrong path
     s.close()
 
 
@@ -330,8 +331,8 @@ def test_state_does_not_record_racy_files(tmp_path, hasher):
     os.utime(fresh, ns=(now, now))
     s = State(str(tmp_path / "state.db"))
     s.put_many(str(root), hasher.hash_many([fresh, old]))
-    assert s.get("old", os.stat(old)) == hasher.hash_file(old).digest
-    assert s.get("fresh", os.stat(fresh)) is None
+    assert s.get("old", os.stat(old), A) == hasher.hash_file(old).digest
+    assert s.get("fresh", os.stat(fresh), A) is None
     s.close()
 
 
@@ -365,7 +366,7 @@ def test_state_racy_window_by_mtime_resolution(tmp_path, hasher):
 
 
 def _recorded(s: State, prefix: str) -> dict:
-    return {path: (key, hex_) for path, key, hex_ in s.rows_under(prefix)}
+    return {path: (key, hex_) for path, key, hex_ in s.rows_under(prefix, A)}
 
 
 def _fill(tmp_path, hasher, n: int = 300) -> tuple[str, list[str], list[HashedFile]]:
@@ -377,7 +378,7 @@ def _fill(tmp_path, hasher, n: int = 300) -> tuple[str, list[str], list[HashedFi
 
 def _known(s, paths: list[str]) -> dict:
     """What the stat cache vouches for among ``paths`` (the files ``_fill`` made)."""
-    return s.known_under("d", {os.path.basename(p): os.stat(p) for p in paths})
+    return s.known_under("d", {os.path.basename(p): os.stat(p) for p in paths}, A)
 
 
 @pytest.mark.parametrize(
@@ -390,7 +391,7 @@ def test_state_garbage_db_is_rebuilt(tmp_path, hasher, junk):
     write(db, junk)
     root, paths, hashed = _fill(tmp_path, hasher, 3)
     s = State(db)
-    assert s.get("d/f0", os.stat(paths[0])) is None
+    assert s.get("d/f0", os.stat(paths[0]), A) is None
     assert _known(s, paths) == {}
     s.put_many(root, hashed)
     assert len(_known(s, paths)) == 3
@@ -411,7 +412,7 @@ def test_state_truncated_db_is_rebuilt(tmp_path, hasher):
     s = State(db)
     # Not trusted: nothing is returned from the damaged file...
     assert _known(s, paths) == {}
-    assert all(s.get(f"d/f{i}", os.stat(p)) is None for i, p in enumerate(paths))
+    assert all(s.get(f"d/f{i}", os.stat(p), A) is None for i, p in enumerate(paths))
     # ...and it works again afterwards.
     s.put_many(root, hashed[:5])
     assert len(_known(s, paths)) == 5
@@ -431,7 +432,7 @@ def test_state_with_damaged_pages_is_rebuilt(tmp_path, hasher):
             f.write(b"\xff" * 16)
     s = State(db)
     assert _known(s, paths) == {}
-    assert s.get("d/f0", os.stat(paths[0])) is None
+    assert s.get("d/f0", os.stat(paths[0]), A) is None
     s.put_many(root, hashed[:2])
     assert len(_known(s, paths)) == 2
     s.close()
@@ -442,9 +443,9 @@ def test_null_state_remembers_nothing(tmp_path, hasher):
     (p,) = make_files(root, ["f"])
     ns = NullState()
     ns.put_many(str(root), hasher.hash_many([p]))
-    assert ns.get("f", os.stat(p)) is None
-    assert ns.known_under("", {"f": os.stat(p)}) == {}
-    assert list(ns.rows_under("")) == []
+    assert ns.get("f", os.stat(p), A) is None
+    assert ns.known_under("", {"f": os.stat(p)}, A) == {}
+    assert list(ns.rows_under("", A)) == []
     ns.close()
 
 

@@ -153,6 +153,12 @@ def _report_unpushed(result: GcResult) -> None:
 def hash_cmd(
     path: str = typer.Argument(..., help="A file or folder."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Hashing threads (default: CPU count)."),
+    hash_name: Optional[str] = typer.Option(
+        None,
+        "--hash",
+        metavar="ALGORITHM",
+        help="xxh3-128 or blake3 (default: the repository's core.hash, or xxh3-128 outside one).",
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Print the digest a pointer would record for PATH (no repository needed).
@@ -161,7 +167,7 @@ def hash_cmd(
     """
     from ..ops.core import hash_path
 
-    h = hash_path(path, jobs)
+    h = hash_path(path, jobs, algorithm=_hash_algorithm(hash_name))
     if json_out:
         emit_json(h)
     else:
@@ -172,14 +178,37 @@ debug = typer.Typer(help="Plumbing for inspecting the cache.", no_args_is_help=T
 app.add_typer(debug, name="debug")
 
 
+def _hash_algorithm(name: str | None) -> str:
+    """``--hash NAME`` checked, or the current repository's core.hash, or the default."""
+    from ..config import validate
+    from ..digest import DEFAULT_ALGORITHM
+    from ..errors import RepoError
+    from ..repo import Repo
+
+    if name is not None:
+        validate("core.hash", name)
+        return name
+    try:
+        return Repo.find().hash_algorithm
+    except RepoError:
+        return DEFAULT_ALGORITHM
+
+
+def _parse_digest(text: str):
+    """ALGORITHM:HEX, or bare HEX of the algorithm its length names (else xxh3-128's,
+    whose check then says what is wrong)."""
+    from ..digest import DEFAULT_ALGORITHM, Digest, algorithm_for_length
+
+    return Digest.parse(text, algorithm_for_length(text) or DEFAULT_ALGORITHM)
+
+
 @debug.command("digest-path")
 def digest_path(digest: str, manifest: bool = typer.Option(False, "--manifest")) -> None:
-    """Print the cache path of a digest (xxh3-128:HEX or HEX)."""
-    from ..digest import ALGORITHM, Digest
+    """Print the cache path of a digest (ALGORITHM:HEX, or HEX: 32 digits xxh3-128, 64 blake3)."""
     from ..repo import Repo
     from ..store import ObjRef
 
-    print(Repo.find().cache.path(ObjRef(Digest.parse(digest, ALGORITHM), manifest)))
+    print(Repo.find().cache.path(ObjRef(_parse_digest(digest), manifest)))
 
 
 @debug.command("cat-object")
@@ -187,12 +216,11 @@ def cat_object(digest: str, manifest: bool = typer.Option(False, "--manifest")) 
     """Write an object's bytes to stdout."""
     import shutil
 
-    from ..digest import ALGORITHM, Digest
     from ..errors import ObjectsMissing
     from ..repo import Repo
     from ..store import ObjRef
 
-    ref = ObjRef(Digest.parse(digest, ALGORITHM), manifest)
+    ref = ObjRef(_parse_digest(digest), manifest)
     try:
         with open(Repo.find().cache.path(ref), "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)

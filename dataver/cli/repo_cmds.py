@@ -14,13 +14,19 @@ from .render import note
 def init(
     no_scm: bool = typer.Option(False, "--no-scm", help="Allow a folder that is not a git repository."),
     force: bool = typer.Option(False, "--force", "-f", help="Re-initialise an existing repository."),
+    hash_name: Optional[str] = typer.Option(
+        None,
+        "--hash",
+        metavar="ALGORITHM",
+        help="Hash algorithm for new content: xxh3-128 (default) or blake3 (sets core.hash).",
+    ),
 ) -> None:
     """Create .dataver/ at the root of the current git repository."""
     import os
 
     from ..repo import init as do_init
 
-    repo = do_init(os.getcwd(), no_scm=no_scm, force=force)
+    repo = do_init(os.getcwd(), no_scm=no_scm, force=force, hash_algorithm=hash_name)
     note(f"initialised dataver in {repo.dataver_dir}")
     note("next: git add .dataver/config .dataver/.gitignore && git commit -m 'dataver init'")
 
@@ -33,7 +39,7 @@ def config(
     unset: bool = typer.Option(False, "--unset", help="Remove the key."),
     list_all: bool = typer.Option(False, "--list", "-l", help="Print every set key."),
 ) -> None:
-    """Get or set configuration (cache.dir, cache.link, core.jobs, core.lock_timeout)."""
+    """Get or set configuration (cache.dir, cache.link, core.hash, core.jobs, core.lock_timeout)."""
     from ..config import KNOWN_KEYS
     from ..errors import ConfigError
     from ..repo import Repo

@@ -13,7 +13,7 @@ import stat as stat_mod
 from dataclasses import dataclass
 
 from .. import linking, manifest, pointer
-from ..digest import ALGORITHM, Digest
+from ..digest import Digest
 from ..errors import DataverError, PathError
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries, sibling_temporaries
 from ..hashing import HashedFile, Hasher
@@ -124,7 +124,7 @@ def _existing_pointer(repo: Repo, target: str) -> Pointer | None:
 
 def _add_file(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
     st = os.stat(target)
-    digest = repo.state.get(rel, st)
+    digest = repo.state.get(rel, st, hasher.algorithm)
     hashed = 0
     if digest is None or not repo.cache.has_blob(digest):
         progress.start(f"adding {rel}", total_bytes=st.st_size, total_files=1)
@@ -149,10 +149,10 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
             "track the folder as a whole, or its parts separately, not both",
         )
     fingerprint = None if _links_back(repo) else scan.fingerprint()
-    unchanged = _unchanged_folder(repo, rel, scan, fingerprint)
+    unchanged = _unchanged_folder(repo, rel, scan, fingerprint, hasher.algorithm)
     if unchanged is not None:
         return unchanged, 0
-    known = repo.state.known_under(rel, scan.files)
+    known = repo.state.known_under(rel, scan.files, hasher.algorithm)
     in_cache = repo.cache.blobs_present(list(known.values()))
     entries: dict[str, Entry] = {}
     to_store: list[tuple[str, int]] = []
@@ -182,30 +182,30 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
     stored = len(to_store)
     del scan, to_store  # ~55 MB at 200,000 files, not needed while the manifest is built
     ordered = list(entries.values())
-    digest = repo.cache.add_manifest(manifest.dumps(ordered))
+    digest = repo.cache.add_manifest(manifest.dumps(ordered, hasher.algorithm), hasher.algorithm)
     if _links_back(repo):
         relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
     elif fingerprint is not None and as_scanned:
-        repo.state.put_folder(rel, fingerprint, digest.hex)  # what was hashed is what was scanned
+        repo.state.put_folder(rel, fingerprint, digest)  # what was hashed is what was scanned
     total = sum(e.size for e in ordered)
     return Pointer("dir", digest, total, len(ordered)), stored
 
 
-def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None) -> Pointer | None:
+def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algorithm: str) -> Pointer | None:
     """The folder's pointer, if its fingerprint vouches that nothing changed since a
-    recorded manifest and the cache still holds that manifest and every blob it lists."""
+    recorded ``algorithm`` manifest and the cache still holds that manifest and every
+    blob it lists."""
     if fingerprint is None:
         return None
-    manifest_hex = repo.state.folder_manifest(rel, fingerprint)
-    if manifest_hex is None:
+    digest = repo.state.folder_manifest(rel, fingerprint, algorithm)
+    if digest is None:
         return None
-    digest = Digest(ALGORITHM, manifest_hex)
     try:
         hexes = manifest.known_good_hexes(repo.cache.read_manifest_bytes(digest))
     except DataverError:  # gone or damaged: build it again
         return None
-    if len(hexes) != len(scan.files) or len(repo.cache.hexes_present(hexes)) != len(set(hexes)):
+    if len(hexes) != len(scan.files) or len(repo.cache.hexes_present(hexes, algorithm)) != len(set(hexes)):
         return None
     return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(hexes))
 

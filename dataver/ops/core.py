@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import checkout as checkout_mod
 from .. import linking
-from ..digest import Digest
+from ..digest import DEFAULT_ALGORITHM, Digest
 from ..errors import CORRUPT_CACHE, CORRUPT_REMOTE, MISSING, IntegrityError, ObjectsMissing, PathError, Unrestored
 from ..history import tracked_for
 from ..manifest import Entry
@@ -155,7 +155,7 @@ def verify(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_P
             path = repo.cache.blob_path(digest)
             if not os.path.exists(path):
                 return Problem(rel, f"object {digest.short()} missing from the cache")
-            if hasher.hash_file(path, progress=prog).digest != digest:
+            if hasher.hash_file(path, progress=prog, algorithm=digest.algorithm).digest != digest:
                 return Problem(rel, f"cache object {digest.short()} is corrupt")
             return None
 
@@ -211,22 +211,25 @@ class Hashed:
     files: int | None = None
 
 
-def hash_path(path: str, jobs: int | None = None, progress: Progress = NO_PROGRESS) -> Hashed:
-    """The digest a pointer would record for ``path``; needs no repository."""
+def hash_path(
+    path: str, jobs: int | None = None, progress: Progress = NO_PROGRESS, algorithm: str = DEFAULT_ALGORITHM
+) -> Hashed:
+    """The ``algorithm`` digest a pointer would record for ``path``; needs no repository."""
     from ..hashing import Hasher, path_error
 
     if os.path.isdir(path):
         scan = scan_folder(path, path)
-        with Hasher(jobs) as hasher:
+        with Hasher(jobs, algorithm=algorithm) as hasher:
             hashed = {h.path: h for h in hasher.hash_many([os.path.join(path, r) for r in scan.files], progress)}
         entries = [
             Entry(rel, hashed[os.path.join(path, rel)].digest, st.st_size, bool(st.st_mode & 0o100))
             for rel, st in scan.files.items()
         ]
-        return Hashed(path, "dir", manifest_digest_of(entries).hex, sum(e.size for e in entries), len(entries))
+        digest = manifest_digest_of(entries, algorithm)
+        return Hashed(path, "dir", digest.hex, sum(e.size for e in entries), len(entries))
     if not os.path.exists(path):
         raise PathError(f"{path} does not exist")
-    with Hasher(jobs) as hasher:
+    with Hasher(jobs, algorithm=algorithm) as hasher:
         try:
             h = hasher.hash_file(path, progress=progress)
         except OSError as e:

@@ -81,9 +81,9 @@ def _workspace_snapshot(repo: Repo, tracked: list[Tracked], progress: Progress) 
             if not os.path.isdir(t.path):
                 continue
             scan = scan_folder(t.path, t.rel, repo)
-            for e in build_entries(repo, t.path, t.rel, scan, progress):
+            for e in build_entries(repo, t.path, t.rel, scan, t.pointer.digest.algorithm, progress):
                 out[f"{t.rel}/{e.path}"] = (e.digest.hex, e.size)
         elif os.path.isfile(t.path):
             st = os.stat(t.path)
-            out[t.rel] = (file_digest(repo, t.path, st, progress).hex, st.st_size)
+            out[t.rel] = (file_digest(repo, t.path, st, t.pointer.digest.algorithm, progress).hex, st.st_size)
     return out
