@@ -682,13 +682,20 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
             return p
         rewrite = set(p.packs_rewritten)
         kept = [r for r in index.all_records() if r.entry.key() not in doomed and r.pack not in rewrite]
-        writer = PackWriter(files, PackIndex(files), pack_size)
-        moving = [
-            (ref_of(r.entry), r)
-            for pk in p.packs_rewritten
-            for r in index.packs()[pk]
-            if r.entry.key() not in doomed and ref_of(r.entry) is not None
-        ]
+        # planned in a fixed order, as a push's: a gc killed after writing some new packs
+        # and run again makes the same ones, finds them, and leaves none behind
+        writer = PackWriter(files, PackIndex(files), pack_size, existing=set(sizes))
+        by_pack = index.packs()
+        moving = sorted(
+            (
+                (ref_of(r.entry), r)
+                for pk in p.packs_rewritten
+                for r in by_pack[pk]
+                if r.entry.key() not in doomed and ref_of(r.entry) is not None
+            ),
+            key=lambda x: (x[1].pack, x[1].entry.offset),
+        )
+        writer.plan((ref, r.entry.size) for ref, r in moving)
 
         def sink(ref: ObjRef, data: bytes | DataverError) -> None:
             if isinstance(data, DataverError):
