@@ -15,10 +15,10 @@ Two servers with one shape (``start()``, ``stop()``, ``endpoint``, ``cpu_seconds
 
 Fixtures (conftest.py registers them, so a session-scoped server is one per session):
 ``s3_server``/``s3_bucket`` (moto), ``seaweed_server``/``seaweed_bucket``, ``s3_any_bucket``
-(a test runs once per server), ``aws_env`` and ``auth_s3_server`` (a moto process that
-enforces IAM). A bucket fixture gives a fresh bucket per test and the test credentials in
-the environment. If SeaweedFS cannot start, its fixtures fail with what was tried and the
-server's log: they never skip.
+(a test runs once per server), ``s3_each_bucket`` (moto; SeaweedFS too under ``-m slow``),
+``aws_env`` and ``auth_s3_server`` (a moto process that enforces IAM). A bucket fixture
+gives a fresh bucket per test and the test credentials in the environment. If SeaweedFS
+cannot start, its fixtures fail with what was tried and the server's log: they never skip.
 """
 
 from __future__ import annotations
@@ -663,7 +663,20 @@ def seaweed_bucket(seaweed_server, aws_env) -> Bucket:
 
 @pytest.fixture(params=["moto", "seaweedfs"])
 def s3_any_bucket(request) -> Bucket:
-    """A fresh bucket on each server in turn: for tests that only need a working S3."""
+    """A fresh bucket on each server in turn, by default: the store contract's, and a
+    test's where the servers differ (a multipart upload)."""
+    return request.getfixturevalue("s3_bucket" if request.param == "moto" else "seaweed_bucket")
+
+
+# SeaweedFS as a parameter that runs only under -m slow.
+SEAWEED_SLOW = pytest.param("seaweedfs", marks=pytest.mark.slow)
+
+
+@pytest.fixture(params=["moto", SEAWEED_SLOW])
+def s3_each_bucket(request) -> Bucket:
+    """A fresh bucket on moto by default, and on SeaweedFS too under ``-m slow``: for
+    tests whose S3 requests the store contract already runs against both servers (the
+    SeaweedFS run repeats the moto one)."""
     return request.getfixturevalue("s3_bucket" if request.param == "moto" else "seaweed_bucket")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git_commit, make_tree, write
+from s3servers import SEAWEED_SLOW
 from test_remotes import REMOTE, LocalSide, S3Side, blob_key, cache_path, clone, manifest_key, snapshot
 
 from dataver.errors import IntegrityError, ObjectsMissing
@@ -80,7 +81,7 @@ def no_bad_object_kept(workdir: Path, files: dict[str, bytes], bad: set[str]) ->
 
 
 # -- (1) a corrupt remote object: pull restores every other file -------------------------
-@pytest.mark.parametrize("kind", ["local", "moto", "seaweedfs"])
+@pytest.mark.parametrize("kind", ["local", "moto", SEAWEED_SLOW])
 def test_pull_restores_everything_but_a_file_corrupt_on_the_remote(kind, request, repo_dir, tmp_path, cli):
     if kind == "local":
         side = local_remote(repo_dir, tmp_path, cli)

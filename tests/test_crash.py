@@ -1,19 +1,33 @@
 """SIGKILL crash safety of ``add`` and ``checkout``.
 
 Real ``python -m dataver`` processes in a real git repository are killed with
-SIGKILL at seeded random moments of their work, over a data set big enough that the
-kills land inside the work (160 small files, some in subfolders, two multi-chunk
-files, and a multi-chunk file tracked on its own; ``-m slow``: 1200 small files and
-bigger files). A kill is timed in CPU seconds of the child counted from its
-first change to the files, drawn from the span an uninterrupted run was measured to
-spend changing files (a tenth of the kills go to start-up and planning instead);
-CPU time keeps the kills inside the work even when a loaded machine stretches the
-wall-clock time. Where strace can run, half of the kills are instead made exactly as
-the command enters its n-th call of one kind of file-system call (rename, link,
-unlink, mkdir, chmod, write; each kind in turn): that is where a narrow unsafe
-window would be, such as between deleting a file and linking its replacement.
-Several kills follow each other on the same state, as when a user re-runs after a
-crash, before the command is let finish. After every kill:
+SIGKILL in the middle of their work, over a data set big enough that the kills land
+inside the work (160 small files, some in subfolders, two multi-chunk files, and a
+multi-chunk file tracked on its own; ``-m slow``: 1200 small files and bigger files).
+A kill is made in one of two ways:
+
+- *at a file-system call*, where strace can run: strace kills the command exactly as
+  it enters its n-th call of one kind (rename, link, unlink, mkdir, chmod, write; for
+  a sample also the kernel copies copy_file_range and sendfile). That is where a
+  narrow unsafe window would be, such as between deleting a file and linking its
+  replacement;
+- *timed*, in CPU seconds of the child counted from its first change to the files,
+  drawn from the span an uninterrupted run was measured to spend changing files (a
+  tenth of these go to start-up and planning instead); CPU time keeps the kills
+  inside the work even when a loaded machine stretches the wall-clock time.
+
+Each test kills its command as a :class:`Plan` says. By default (``[sample]``): first
+a *sample* of file-system calls, the same calls on every run, each killed from the
+command's starting state: the first and the last rename and write it makes, and the
+middle call of every other kind it makes; then one round of two seeded kills (timed,
+or at a call of each kind in turn) on the state the sample's last kill left, and the
+re-run. ``-m slow`` adds ``[rounds]``: several rounds of seeded kills, half of them
+at calls, that follow each other on the same state, as when a user re-runs after a
+crash, before the command is let finish (what the default run did before the
+samples); ``[sweep]``: a denser sample (of every kind of call, the first, the last
+and three between); and ``test_many_sigkills``: bigger data, more link modes.
+
+After every kill:
 
 1. no user file is lost or torn: every file under the tracked paths holds exactly
    its old bytes or the bytes being checked out (``add`` must leave every file with
@@ -56,7 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -206,12 +220,13 @@ def strace() -> tuple[str, ...] | None:
 
 
 def count_syscalls(root: Path, args: tuple[str, ...]) -> dict[str, int]:
-    """Run ``dataver ARGS`` under strace: how often it makes each TRAP_SYSCALLS call
-    (the most any one thread makes: strace counts injections per thread)."""
+    """Run ``dataver ARGS`` under strace: how often it makes each TRAP_SYSCALLS and
+    COPY_SYSCALLS call (the most any one thread makes: strace counts injections per thread)."""
     tracer = strace()
     assert tracer is not None
     with tempfile.NamedTemporaryFile(suffix=".strace") as log, tempfile.TemporaryFile() as err:
-        proc = start(root, args, err, (*tracer, "-o", log.name, "-e", f"trace={TRAP_SYSCALLS}"))
+        traced = f"trace={TRAP_SYSCALLS},{','.join(COPY_SYSCALLS)}"
+        proc = start(root, args, err, (*tracer, "-o", log.name, "-e", traced))
         code = proc.wait(timeout=300)
         err.seek(0)
         assert code == 0, f"dataver {' '.join(args)} failed under strace:\n{err.read().decode()}"
@@ -257,7 +272,8 @@ class Timing:
 
     first: float  # the first visible change (before it: start-up and planning)
     last: float  # the last visible change (after it: exiting)
-    calls: dict[str, int]  # file-system calls per kind (with strace; else empty)
+    calls: dict[str, int]  # TRAP_SYSCALLS calls per kind (with strace; else empty)
+    copies: dict[str, int] = field(default_factory=dict)  # COPY_SYSCALLS calls per kind, likewise
 
 
 def measure(
@@ -305,7 +321,9 @@ def measure(
         calls = count_syscalls(root, args)
         if only_calls:
             calls = {k: n for k, n in calls.items() if k in only_calls}
-    return Timing(min(firsts), max(min(lasts), min(firsts) + 0.02), calls)
+    copies = {k: n for k, n in calls.items() if k in COPY_SYSCALLS}
+    calls = {k: n for k, n in calls.items() if k not in COPY_SYSCALLS}
+    return Timing(min(firsts), max(min(lasts), min(firsts) + 0.02), calls, copies)
 
 
 def folder_stamps(root: Path) -> tuple:
@@ -531,6 +549,11 @@ TRAP_SYSCALLS = (
     "rename,renameat,renameat2,link,linkat,symlink,symlinkat,unlink,unlinkat,mkdir,mkdirat,rmdir,"
     "chmod,fchmod,fchmodat,write"
 )
+# Kernel copies that fill a file (a cache temporary; a workspace file if someone wrote it
+# in place): samples kill at them too, the seeded kills only at TRAP_SYSCALLS.
+COPY_SYSCALLS = ("copy_file_range", "sendfile")
+# The calls that publish and fill files: a sample kills at the first and the last of each.
+PUBLISH_SYSCALLS = frozenset({"rename", "renameat", "renameat2", "write"})
 
 
 @dataclass
@@ -542,6 +565,44 @@ class Tally:
     at_syscalls: int = 0  # kills made by strace as the command entered a file-system call
     objects: int = 0  # objects re-hashed by the checks
     rounds: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a crash test kills its command.
+
+    With ``inner`` set, first a *sample*: one kill at each file-system call
+    :func:`sample_points` picks (``inner`` evenly spaced calls of each kind besides its
+    first and last), each from the command's starting state, so the same calls are hit
+    on every run. Then ``rounds`` rounds of ``kills`` seeded kills (at a call, or timed
+    in CPU seconds), each on the state the last left, each round ending in the re-run
+    that must complete; the first round goes on from the state the sample's last kill
+    left.
+    """
+
+    rounds: int
+    kills: int
+    inner: int | None = None  # None: no sample
+
+
+def sample_points(calls: dict[str, int], inner: int) -> list[tuple[str, int]]:
+    """The calls a sample kills at, in a fixed order (by kind, then ordinal), from how
+    many of each kind an uninterrupted run makes (``calls``).
+
+    Of each PUBLISH_SYSCALLS kind (each kind, for a command that makes none of them):
+    the first call, the last, and ``inner`` evenly spaced between them. Of every other
+    kind: the middle call, or with ``inner`` > 0 the same as a publishing kind.
+    """
+    full = {kind for kind in calls if kind in PUBLISH_SYSCALLS or inner > 0} or set(calls)
+    points = []
+    for kind in sorted(calls):
+        count = min(calls[kind], 65535)  # strace's limit
+        if kind in full:
+            picks = {1, count} | {1 + round(i * (count - 1) / (inner + 1)) for i in range(1, inner + 1)}
+        else:
+            picks = {(count + 1) // 2}
+        points += [(kind, n) for n in sorted(picks)]
+    return points
 
 
 @dataclass
@@ -583,6 +644,40 @@ class Crasher:
         job.finish()
         self.tally.checks += job.checks_per_round
         self.tally.rounds += 1
+
+    def sample(self, job: Job, plan: Plan) -> int:
+        """A kill at each of the plan's :func:`sample_points`, each from the starting
+        state (``job.restart()``); returns how many. A multi-threaded command spreads
+        its calls over its threads differently from run to run (strace counts each
+        thread's calls), so a run that finishes before the n-th call is run again from
+        the start, to be killed at an earlier one."""
+        calls = {**self.timing.calls, **self.timing.copies}
+        if plan.inner is None or not calls:
+            return 0
+        points = sample_points(calls, plan.inner)
+        for syscall, n in points:
+            for _ in range(8):
+                job.restart()
+                args = job.next_args() if job.next_args is not None else job.args
+                before = job.changed()
+                if run_and_kill_at(job.cwd, args, syscall, n):
+                    break
+                self.tally.finished_first += 1
+                n = max(1, n - max(1, n // 4))
+            else:
+                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its {syscall} call {n}")
+            self.tally.kills += 1
+            self.tally.at_syscalls += 1
+            finished = job.check_kill()
+            self.tally.checks += job.checks_per_kill
+            changed = job.changed() != before
+            self.tally.mid_work += changed and not finished
+            if self.debug:
+                print(
+                    f"kill {args[0]} at {syscall} call {n} of {calls[syscall]} (sample): "
+                    f"changed={changed} finished={finished}"
+                )
+        return len(points)
 
     def kill_and_check(self, job: Job, progress: float) -> tuple[float, bool]:
         t = self.timing
@@ -770,14 +865,14 @@ def report(
     assert tally.mid_work >= max(1, tally.kills // 4), f"only {tally.mid_work} of {tally.kills} kills interrupted work"
 
 
-def report_rounds(totals: CrashTotals, name: str, command: str, tally: Tally, started: float, rounds: int, kills: int):
-    """:func:`report` for ``rounds`` rounds of ``kills`` kills with the workspace invariants."""
-    checks = rounds * (kills * CHECKS_PER_KILL + CHECKS_PER_ROUND)
-    report(totals, name, command, tally, started, rounds, rounds * kills, checks)
+def report_rounds(totals: CrashTotals, name: str, command: str, tally: Tally, started: float, plan: Plan, sampled: int):
+    """:func:`report` for ``sampled`` kills of a sample and the ``plan``'s rounds, with the workspace invariants."""
+    checks = sampled * CHECKS_PER_KILL + plan.rounds * (plan.kills * CHECKS_PER_KILL + CHECKS_PER_ROUND)
+    report(totals, name, command, tally, started, plan.rounds, sampled + plan.rounds * plan.kills, checks)
 
 
 # -- scenarios ---------------------------------------------------------------------------
-def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals) -> None:
+def crash_add(root: Path, name: str, scale: Scale, link: str, plan: Plan, totals: CrashTotals) -> None:
     """``add`` from an empty cache, killed repeatedly; the workspace must never change."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -797,15 +892,15 @@ def crash_add(root: Path, name: str, scale: Scale, link: str, rounds: int, kills
     with Hasher() as hasher:
         crasher = Crasher(rng, tally, timing)
         job = workspace_job(root, args, files, files, during, expected, fresh, hasher, tally, set(), link == "symlink")
-        for _ in range(rounds):
-            fresh()
-            crasher.run(job, kills)
-    report_rounds(totals, name, "add", tally, started, rounds, kills)
+        sampled = crasher.sample(job, plan)
+        for r in range(plan.rounds):
+            if r or not sampled:
+                fresh()
+            crasher.run(job, plan.kills)
+    report_rounds(totals, name, "add", tally, started, plan, sampled)
 
 
-def crash_checkout_restore(
-    root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals
-) -> None:
+def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, plan: Plan, totals: CrashTotals) -> None:
     """``checkout`` into a workspace whose tracked data was deleted."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -827,15 +922,15 @@ def crash_checkout_restore(
         crasher = Crasher(rng, tally, timing)
         during = {p: {b} for p, b in pointers.items()}
         job = workspace_job(root, args, {}, files, during, pointers, deleted, hasher, tally, set(), symlinks)
-        for _ in range(rounds):
-            deleted()
-            crasher.run(job, kills)
-    report_rounds(totals, name, "checkout", tally, started, rounds, kills)
+        sampled = crasher.sample(job, plan)
+        for r in range(plan.rounds):
+            if r or not sampled:
+                deleted()
+            crasher.run(job, plan.kills)
+    report_rounds(totals, name, "checkout", tally, started, plan, sampled)
 
 
-def crash_checkout_switch(
-    root: Path, name: str, scale: Scale, link: str, rounds: int, kills: int, totals: CrashTotals
-) -> None:
+def crash_checkout_switch(root: Path, name: str, scale: Scale, link: str, plan: Plan, totals: CrashTotals) -> None:
     """``checkout`` that replaces, deletes and creates files, all saved in the cache (A <-> B)."""
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-{name}")
@@ -863,37 +958,64 @@ def crash_checkout_switch(
     verified: set = set()
     with Hasher() as hasher:
         crasher = Crasher(rng, tally, timing)
-        for _ in range(rounds):
-            was = current[0]
-            switch()
-            now = current[0]
 
-            def back(was: str = was, now: str = now) -> None:  # the workspace to ``was``, pointers at ``now``
+        def job_for(was: str, now: str) -> Job:
+            def back() -> None:  # the workspace to ``was``, pointers at ``now``
                 write_pointers(root, pointers[was])
                 dv_ok(root, *args)
                 write_pointers(root, pointers[now])
 
             ptrs = pointers[now]
             during = {p: {v} for p, v in ptrs.items()}
-            job = workspace_job(
+            return workspace_job(
                 root, args, versions[was], versions[now], during, ptrs, back, hasher, tally, verified, symlinks
             )
-            crasher.run(job, kills)
-    report_rounds(totals, name, "checkout", tally, started, rounds, kills)
+
+        # The sample kills the checkout measure() counted: into the current version from the other.
+        job = job_for("a" if current[0] == "b" else "b", current[0])
+        sampled = crasher.sample(job, plan)
+        for r in range(plan.rounds):
+            if r or not sampled:
+                was = current[0]
+                switch()
+                job = job_for(was, current[0])
+            crasher.run(job, plan.kills)
+    report_rounds(totals, name, "checkout", tally, started, plan, sampled)
 
 
 # -- tests -------------------------------------------------------------------------------
-@pytest.mark.parametrize("link,rounds,kills", [("default", 3, 6), ("hardlink", 3, 6)])
-def test_add_survives_sigkill(repo_dir, crash_totals, link, rounds, kills):
-    crash_add(repo_dir, f"add/{link}", CI, link, rounds, kills, crash_totals)
+# By default each command is killed at a sample of its file-system calls (each kind's
+# first and last), then in one round of seeded kills ending in the re-run. ``-m slow``
+# adds, per command, the seeded rounds (many kills each) and a denser sample (each
+# kind's first, last and three calls between), and the bigger data of test_many_sigkills.
+SAMPLE = Plan(rounds=1, kills=2, inner=0)
+SWEEP = Plan(rounds=1, kills=2, inner=3)
 
 
-def test_checkout_into_empty_workspace_survives_sigkill(repo_dir, crash_totals):
-    crash_checkout_restore(repo_dir, "checkout-restore", CI, "default", 2, 7, crash_totals)
+def plans(rounds: int, kills: int) -> list:
+    """The parameters of a crash test: the default sample, and under ``-m slow`` the
+    seeded ``rounds`` of ``kills`` kills and the denser sample."""
+    return [
+        pytest.param(SAMPLE, id="sample"),
+        pytest.param(Plan(rounds, kills), id="rounds", marks=pytest.mark.slow),
+        pytest.param(SWEEP, id="sweep", marks=pytest.mark.slow),
+    ]
 
 
-def test_checkout_replacing_cached_files_survives_sigkill(repo_dir, crash_totals):
-    crash_checkout_switch(repo_dir, "checkout-switch", CI, "default", 4, 6, crash_totals)
+@pytest.mark.parametrize("link", ["default", "hardlink"])
+@pytest.mark.parametrize("plan", plans(3, 6))
+def test_add_survives_sigkill(repo_dir, crash_totals, link, plan):
+    crash_add(repo_dir, f"add/{link}", CI, link, plan, crash_totals)
+
+
+@pytest.mark.parametrize("plan", plans(2, 7))
+def test_checkout_into_empty_workspace_survives_sigkill(repo_dir, crash_totals, plan):
+    crash_checkout_restore(repo_dir, "checkout-restore", CI, "default", plan, crash_totals)
+
+
+@pytest.mark.parametrize("plan", plans(4, 6))
+def test_checkout_replacing_cached_files_survives_sigkill(repo_dir, crash_totals, plan):
+    crash_checkout_switch(repo_dir, "checkout-switch", CI, "default", plan, crash_totals)
 
 
 SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "checkout-switch": crash_checkout_switch}
@@ -913,4 +1035,5 @@ SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "chec
     ],
 )
 def test_many_sigkills(repo_dir, crash_totals, scenario, link, rounds, kills):
-    SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, rounds, kills, crash_totals)
+    plan = Plan(rounds, kills)
+    SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, plan, crash_totals)

@@ -59,6 +59,7 @@ from test_crash import (
     CrashTotals,
     Job,
     MiB,
+    Plan,
     Scale,
     Tally,
     Version,
@@ -68,6 +69,7 @@ from test_crash import (
     dv_ok,
     is_temp,
     measure,
+    plans,
     read_pointers,
     remove,
     report,
@@ -86,8 +88,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="t
 # 160 small files, a 9 MiB file in data/ and a 10 MiB model.bin (both more than one 8 MiB chunk).
 SYNC = Scale(small=160, big=(9 * MiB + 4321,), model=10 * MiB)
 ALGO = "xxh3-128"
-ROUNDS, KILLS = 3, 10  # 30 kills per command
-IMPORT_ROUNDS = {"data": (2, 9), "model.bin": (2, 9)}  # import: (rounds, kills) per imported target
+ROUNDS, KILLS = 3, 10  # -m slow: 30 seeded kills per command
+IMPORT_ROUNDS, IMPORT_KILLS = 2, 9  # import, -m slow: per imported target (data, then model.bin)
 GET_ROUNDS, GET_KILLS = 2, 8
 GC_JUNK = 1000  # unreferenced small objects for gc to delete, besides the old version's
 
@@ -237,16 +239,20 @@ def sync_job(
 
 
 def crash_rounds(
-    job: Job, rng: random.Random, tally: Tally, rounds: int, kills: int, only_calls: tuple[str, ...] = ()
-) -> int:
-    """Measure ``job``'s command once, then ``rounds`` rounds of ``kills`` kills and a re-run.
-    Returns the invariant checks that makes."""
+    job: Job, rng: random.Random, tally: Tally, plan: Plan, only_calls: tuple[str, ...] = ()
+) -> tuple[int, int]:
+    """Measure ``job``'s command once, then kill it as ``plan`` says: a sample of its
+    file-system calls, then rounds of seeded kills, each ending in a re-run.
+    Returns the kills and the invariant checks that makes."""
     timing = measure(job.cwd, job.args, job.restart, stamps=job.stamps, changed=job.changed, only_calls=only_calls)
     crasher = Crasher(rng, tally, timing)
-    for _ in range(rounds):
-        job.restart()
-        crasher.run(job, kills)
-    return rounds * (kills * job.checks_per_kill + job.checks_per_round)
+    sampled = crasher.sample(job, plan)
+    for r in range(plan.rounds):
+        if r or not sampled:
+            job.restart()
+        crasher.run(job, plan.kills)
+    kills = sampled + plan.rounds * plan.kills
+    return kills, kills * job.checks_per_kill + plan.rounds * job.checks_per_round
 
 
 # -- scenarios -----------------------------------------------------------------------------------
@@ -271,7 +277,8 @@ def clone_and_pull(root: Path, clone: Path, files: Version, hasher: Hasher, tall
     assert status.stdout.strip() == "", f"status of the fresh clone is not clean:\n{status.stdout}"
 
 
-def test_push_survives_sigkill(repo_dir, crash_totals):
+@pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
+def test_push_survives_sigkill(repo_dir, crash_totals, plan):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-push")
     remote = repo_dir.parent / "remote"
@@ -302,11 +309,12 @@ def test_push_survives_sigkill(repo_dir, crash_totals):
 
     job = sync_job(repo_dir, ("push",), restart, lambda: watch(remote), check_kill, 4, finish, 6)
     with Hasher() as hasher:
-        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS)
-    report(crash_totals, "push", "push", tally, started, ROUNDS, ROUNDS * KILLS, checks)
+        kills, checks = crash_rounds(job, rng, tally, plan)
+    report(crash_totals, "push", "push", tally, started, plan.rounds, kills, checks)
 
 
-def test_pull_survives_sigkill(repo_dir, crash_totals):
+@pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
+def test_pull_survives_sigkill(repo_dir, crash_totals, plan):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-pull")
     remote = repo_dir.parent / "remote"
@@ -341,8 +349,8 @@ def test_pull_survives_sigkill(repo_dir, crash_totals):
 
     job = sync_job(clone, ("pull",), restart, changed, check_kill, 3, finish, 6)
     with Hasher() as hasher:
-        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS)
-    report(crash_totals, "pull", "pull", tally, started, ROUNDS, ROUNDS * KILLS, checks)
+        kills, checks = crash_rounds(job, rng, tally, plan)
+    report(crash_totals, "pull", "pull", tally, started, plan.rounds, kills, checks)
 
 
 def watch_file(path: Path) -> frozenset:
@@ -358,7 +366,8 @@ def watch_file(path: Path) -> frozenset:
 GC_ARGS = ("gc", "-y", "--not-pushed-too")
 
 
-def test_gc_survives_sigkill(repo_dir, crash_totals):
+@pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
+def test_gc_survives_sigkill(repo_dir, crash_totals, plan):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-gc")
     a = tracked_repo(repo_dir, rng)
@@ -412,11 +421,12 @@ def test_gc_survives_sigkill(repo_dir, crash_totals):
     changed = functools.partial(stat_stamps, folders)
     job = sync_job(repo_dir, GC_ARGS, restart, changed, check_kill, 3, finish, 5, syscall_share=0.75)
     with Hasher() as hasher:
-        checks = crash_rounds(job, rng, tally, ROUNDS, KILLS, only_calls=("unlink", "unlinkat"))
-    report(crash_totals, "gc", "gc", tally, started, ROUNDS, ROUNDS * KILLS, checks)
+        kills, checks = crash_rounds(job, rng, tally, plan, only_calls=("unlink", "unlinkat"))
+    report(crash_totals, "gc", "gc", tally, started, plan.rounds, kills, checks)
 
 
-def test_import_survives_sigkill(repo_dir, crash_totals):
+@pytest.mark.parametrize("plan", plans(IMPORT_ROUNDS, IMPORT_KILLS))
+def test_import_survives_sigkill(repo_dir, crash_totals, plan):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-import")
     files = tracked_repo(repo_dir, rng)
@@ -424,7 +434,7 @@ def test_import_survives_sigkill(repo_dir, crash_totals):
     cache = dest / ".dataver" / "cache"
     verified: set = set()
     jobs = []
-    for target, (rounds, kills) in IMPORT_ROUNDS.items():
+    for target in TARGETS:
         want = subset(files, target)
         ptr_path = dest / (target + ".dv")
         args = ("import", str(repo_dir), target)
@@ -483,14 +493,15 @@ def test_import_survives_sigkill(repo_dir, crash_totals):
         expected.append(ptr_path.read_bytes())
         restart()
         job = sync_job(dest, args, restart, changed, check_kill, 4, finish, 6, next_args=next_args)
-        jobs.append((job, rounds, kills))
+        jobs.append(job)
     with Hasher() as hasher:
-        checks = sum(crash_rounds(job, rng, tally, rounds, kills) for job, rounds, kills in jobs)
-    rounds, kills = sum(r for _, r, _ in jobs), sum(r * k for _, r, k in jobs)
-    report(crash_totals, "import", "import", tally, started, rounds, kills, checks)
+        done = [crash_rounds(job, rng, tally, plan) for job in jobs]
+    kills, checks = sum(k for k, _ in done), sum(c for _, c in done)
+    report(crash_totals, "import", "import", tally, started, len(jobs) * plan.rounds, kills, checks)
 
 
-def test_get_survives_sigkill(repo_dir, crash_totals):
+@pytest.mark.parametrize("plan", plans(GET_ROUNDS, GET_KILLS))
+def test_get_survives_sigkill(repo_dir, crash_totals, plan):
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-get")
     files = tracked_repo(repo_dir, rng)
@@ -533,5 +544,5 @@ def test_get_survives_sigkill(repo_dir, crash_totals):
 
     job = sync_job(here, args, restart, changed, check_kill, 2, finish, 3, next_args=next_args)
     with Hasher() as hasher:
-        checks = crash_rounds(job, rng, tally, GET_ROUNDS, GET_KILLS)
-    report(crash_totals, "get", "get", tally, started, GET_ROUNDS, GET_ROUNDS * GET_KILLS, checks)
+        kills, checks = crash_rounds(job, rng, tally, plan)
+    report(crash_totals, "get", "get", tally, started, plan.rounds, kills, checks)

@@ -79,17 +79,17 @@ def test_wrong_credentials_are_denied(auth_s3_server, aws_env, repo_dir, cli):
         assert "remote modify auth access_key_id" in r.err  # the hint says what to do
 
 
-def test_unknown_bucket(s3_any_bucket, repo_dir, cli):
-    missing = f"{s3_any_bucket.name}-absent"
+def test_unknown_bucket(s3_each_bucket, repo_dir, cli):
+    missing = f"{s3_each_bucket.name}-absent"
     assert cli("remote", "add", "s3", f"s3://{missing}/data", "--default", cwd=repo_dir).code == 0
-    assert cli("remote", "modify", "s3", "endpoint_url", s3_any_bucket.endpoint).code == 0
+    assert cli("remote", "modify", "s3", "endpoint_url", s3_each_bucket.endpoint).code == 0
     track_a_file(repo_dir, cli)
     for args in (("push",), ("status", "--remote", "s3")):
         r = cli(*args)
         line = check_error(r.code, r.out, r.err)
         assert missing in line and "does not exist" in line, line
     # nothing was created on the way
-    assert missing not in [b["Name"] for b in s3_any_bucket.client.list_buckets()["Buckets"]]
+    assert missing not in [b["Name"] for b in s3_each_bucket.client.list_buckets()["Buckets"]]
 
 
 def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):

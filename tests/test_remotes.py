@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import git_commit, make_tree, write
 from remote_view import FolderView, ObjectView
-from s3servers import Bucket
+from s3servers import SEAWEED_SLOW, Bucket
 
 from dataver import remotes
 from dataver.hashing import digest_bytes, digest_manifest
@@ -60,10 +60,11 @@ def add_s3_remote(cli, repo_dir: Path, bucket: Bucket) -> S3Side:
     return side
 
 
-@pytest.fixture(params=["local", "moto", "seaweedfs"])
+@pytest.fixture(params=["local", "moto", SEAWEED_SLOW])
 def remote(request, repo_dir, tmp_path, cli):
     """The repo's default remote ``store``: a folder, or a prefix in a fresh S3 bucket on
-    moto or on SeaweedFS."""
+    moto, or (under ``-m slow``: the store contract runs on both servers by default) on
+    SeaweedFS."""
     if request.param == "local":
         side = LocalSide(tmp_path / "remote-folder")
         assert cli("remote", "add", REMOTE, side.url, "--default", cwd=repo_dir).code == 0

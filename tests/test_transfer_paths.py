@@ -38,14 +38,14 @@ def _count_calls(monkeypatch, store, name: str) -> list:
     return calls
 
 
-def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_any_bucket, monkeypatch):
+def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_each_bucket, monkeypatch):
     present, absent = _refs(300, 1), _refs(120, 2)
     for ref in present:
-        s3_any_bucket.client.put_object(Bucket=s3_any_bucket.name, Key=f"team/{ref.relpath()}", Body=b"x")
-    s3_any_bucket.client.put_object(Bucket=s3_any_bucket.name, Key="team/tmp/stray.tmp", Body=b"x")
+        s3_each_bucket.client.put_object(Bucket=s3_each_bucket.name, Key=f"team/{ref.relpath()}", Body=b"x")
+    s3_each_bucket.client.put_object(Bucket=s3_each_bucket.name, Key="team/tmp/stray.tmp", Body=b"x")
     wanted = present[::2] + absent + [ObjRef(present[1].digest, manifest=True)]
 
-    store = _s3_store(s3_any_bucket)
+    store = _s3_store(s3_each_bucket)
     listings = _count_calls(monkeypatch, store, "_list_names")
     by_whole = store.missing(wanted)
     assert len(listings) == 1  # the sample fan only; then one paginated listing of everything
@@ -55,15 +55,15 @@ def test_s3_existence_by_whole_listing_and_by_fan_listings_agree(s3_any_bucket, 
     assert ObjRef(present[1].digest, manifest=True) in by_whole
 
     monkeypatch.setattr(remotes, "LIST_PAGE_KEYS", 1)  # a "huge" remote: list fan by fan
-    store2 = _s3_store(s3_any_bucket)
+    store2 = _s3_store(s3_each_bucket)
     listings2 = _count_calls(monkeypatch, store2, "_list_names")
     assert store2.missing(wanted) == by_whole
     assert len(listings2) > 100
 
 
-def test_s3_existence_on_an_empty_prefix(s3_any_bucket):
+def test_s3_existence_on_an_empty_prefix(s3_each_bucket):
     refs = _refs(100, 3)
-    assert _s3_store(s3_any_bucket).missing(refs) == refs
+    assert _s3_store(s3_each_bucket).missing(refs) == refs
 
 
 def _pushed_repo(repo_dir, cli, remote_url: str) -> dict[str, bytes]:
@@ -135,8 +135,8 @@ def test_local_upload_bytes_never_leaves_a_partial_object(tmp_path, monkeypatch)
     assert store.read(ref, 0, 4) == b"hell"
 
 
-def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_any_bucket):
-    store = _s3_store(s3_any_bucket)
+def test_s3_small_reads_are_bounded_and_empty_objects_work(s3_each_bucket):
+    store = _s3_store(s3_each_bucket)
     empty, small = ObjRef(digest_bytes(b"")), ObjRef(digest_bytes(b"0123456789"))
     store.upload_bytes(b"", empty)
     store.upload_bytes(b"0123456789", small)
