@@ -11,8 +11,9 @@ Layout below a remote's root (formats: docs/formats.md, "Packed remotes")::
 Write ordering (normative): a pack is complete under its final name before any index
 names it; an index file is complete before the command that wrote it reports success;
 nothing else refers to remote objects (pointers live in git). So an index never names
-an incomplete pack, and a killed push leaves at most packs no index names, which gc
-removes once they are an hour old.
+an incomplete pack, and a killed push leaves at most packs no index names; its re-run
+makes the same packs (they are planned before a byte is read) and names them, and gc,
+under the exclusive lock, removes any that remain.
 
 Concurrency: a push holds a *shared* lock from the moment it decides what the remote
 lacks until its index is written; ``delete`` (gc) holds an *exclusive* lock, so it never
@@ -53,7 +54,6 @@ RANGE_MAX = 8 * 1024 * 1024  # ...into reads of at most this
 LOCK_STALE = 30 * 60
 LOCK_REFRESH = 5 * 60
 LOCK_WAIT = float(os.environ.get("DATAVER_LOCK_WAIT", "60"))
-ORPHAN_GRACE = 60 * 60  # packs no index names are removed once this old
 REPACK_GARBAGE = 0.2  # gc rewrites a pack once this share of its bytes is garbage
 
 
@@ -352,7 +352,20 @@ class RemoteLock:
         return self
 
     def _conflict(self) -> str | None:
-        """Who holds a lock that conflicts with ours, or None."""
+        """Who holds a lock that conflicts with ours, or None. Stale locks (their holder
+        is gone: see ``_stale``) are removed on the way, so a killed command's lock does
+        not stay behind after the next one."""
+        stale: list[str] = []
+        try:
+            return self._first_conflict(stale)
+        finally:
+            if stale:
+                try:
+                    self.files.delete_files(stale)
+                except DataverError:
+                    pass  # ignored while stale anyway
+
+    def _first_conflict(self, stale: list[str]) -> str | None:
         for name, _, _ in self.files.list_files("locks"):
             rel = f"locks/{name}"
             if rel == self.rel or not name.endswith(".json"):
@@ -361,12 +374,28 @@ class RemoteLock:
                 doc = json.loads(self.files.read_file(rel))
             except (ObjectsMissing, ValueError, UnicodeDecodeError):
                 continue  # released meanwhile, or not a lock
-            if not isinstance(doc, dict) or _stale(doc):
+            if not isinstance(doc, dict):
+                continue
+            if _stale(doc):
+                stale.append(rel)
                 continue
             if self.exclusive or doc.get("exclusive"):
                 what = "gc" if doc.get("exclusive") else str(doc.get("command", "a push"))[:40]
                 return f"{what} (process {doc.get('pid')} on {str(doc.get('host'))[:64]}, {rel})"
         return None
+
+    def check_held(self) -> None:
+        """Raise unless our lock file is still there. A gc removes a lock it finds stale
+        (a process suspended for more than 30 minutes, or one it saw die); the holder
+        then MUST NOT publish what it wrote, whose packs that gc may have removed."""
+        try:
+            self.files.read_file(self.rel)
+        except ObjectsMissing:
+            raise RemoteError(
+                f"the lock on {self.files.where} expired while this command was suspended "
+                "(another command removed it as stale); nothing was published",
+                "re-run the command",
+            ) from None
 
     def _refresh(self) -> None:
         while not self._stop.wait(LOCK_REFRESH):
@@ -677,7 +706,9 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         now = time.time()
         p = plan(index, files, doomed, sizes, now)
         named = set(index.packs())
-        p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > ORPHAN_GRACE]
+        # packs no index names: under the exclusive lock no push is writing one, so they
+        # are a killed (or expired: see RemoteLock.check_held) command's
+        p.orphans = [pk for pk in sizes if pk not in named]
         if not doomed & index.keys() and not p.packs_rewritten and not p.orphans:
             return p
         rewrite = set(p.packs_rewritten)

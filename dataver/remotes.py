@@ -258,7 +258,7 @@ class RemoteStore:
         now = time.time()
         p = packstore.plan(index, self, doomed, sizes, now)
         named = set(index.packs())
-        p.orphans = [pk for pk in sizes if pk not in named and now - mtimes[pk] > packstore.ORPHAN_GRACE]
+        p.orphans = [pk for pk in sizes if pk not in named]
         return p
 
     def check_packs(self, deep: bool = False, jobs: int = 8) -> list[tuple[str, str]]:
@@ -875,6 +875,8 @@ class _PackedBatch(Batch):
             self.put_bytes(ref, f.read())
 
     def commit(self) -> None:
+        self.packs.flush()
+        self.lock.check_held()  # a push suspended past its lock's expiry publishes nothing
         self.packs.commit()
 
     def close(self) -> None:

@@ -132,3 +132,41 @@ def objects_in(root: Path) -> set[tuple[str, bool]]:
         if m and m.group(1) == "xxh3-128":
             out.add((m.group(2) + m.group(3), bool(m.group(4))))
     return out
+
+
+def packed_objects(root: Path) -> dict[str, bytes]:
+    """Every object a packed folder remote's index files name, ``key -> bytes``, after
+    checking the write-ordering invariants a reader relies on: each index file is whole
+    and named by its hash; each pack an index names exists, is whole (its bytes hash to
+    its name) and lists the object in its trailer as the index does."""
+    from dataver import packfmt
+
+    out: dict[str, bytes] = {}
+    packs: dict[str, tuple[bytes, dict]] = {}
+    index_dir = root / "index"
+    for path in sorted(index_dir.iterdir()) if index_dir.is_dir() else []:
+        data = path.read_bytes()
+        assert path.name == f"{packfmt.object_id(data)}.idx", f"{path} is not whole (its bytes do not hash to its name)"
+        for r in packfmt.parse_index(data, str(path)):
+            if r.pack not in packs:
+                pack_path = root / "packs" / f"{r.pack}.pack"
+                assert pack_path.exists(), f"{path} names {pack_path}, which is not there"
+                raw = pack_path.read_bytes()
+                assert packfmt.object_id(raw) == r.pack, f"{pack_path} is not whole, yet an index names it"
+                packs[r.pack] = (raw, {e.key(): e for e in packfmt.parse_trailer(raw, str(pack_path), len(raw))})
+            raw, entries = packs[r.pack]
+            assert entries.get(r.entry.key()) == r.entry, f"{path}: {r.pack} does not hold {r.entry.digest} as named"
+            e = r.entry
+            stored = raw[e.offset : e.offset + e.stored]
+            out[key_for(r)] = decompress(stored, e.size, key_for(r)) if e.codec == packfmt.CODEC_ZSTD else stored
+    return out
+
+
+def orphan_packs(root: Path) -> list[str]:
+    """Packs in ``packs/`` that no index file names."""
+    from dataver import packfmt
+
+    named = set()
+    for path in (root / "index").glob("*.idx"):
+        named |= {r.pack for r in packfmt.parse_index(path.read_bytes(), str(path))}
+    return sorted(p.name for p in (root / "packs").glob("*.pack") if p.name[:-5] not in named)

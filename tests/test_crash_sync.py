@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from remote_view import orphan_packs, packed_objects
 from test_crash import (
     HEX,
     POINTERS,
@@ -81,7 +82,9 @@ from test_crash import (
 )
 
 from dataver import manifest, pointer
+from dataver.digest import Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
+from dataver.store import ObjRef, check_bytes
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="times kills with /proc CPU times")
 
@@ -172,6 +175,38 @@ def check_store(base: Path, hasher: Hasher, verified: set | None, allowed: set[s
             verified.add(key)
         n += 1
     return n
+
+
+def check_remote(base: Path, hasher: Hasher, verified: set | None, allowed: set[str]) -> tuple[set[str], int]:
+    """A folder remote, loose or packed: ``check_store`` for its loose objects; for its
+    packed ones, every index file whole and naming only whole packs that list each object
+    as it says (remote_view.packed_objects), each object one of ``allowed`` and hashing to
+    its name, and no manifest visible before its blobs. Returns (objects, hashed)."""
+    n = check_store(base, hasher, verified, allowed)
+    loose = store_objects(base)
+    packed = packed_objects(base) if base.exists() else {}
+    for rel, data in packed.items():
+        assert rel in allowed, f"{rel} (packed) is no object the pointers need"
+        _, fan, name = rel.split("/")
+        ref = ObjRef(Digest(ALGO, fan + name.removesuffix(".manifest")), name.endswith(".manifest"))
+        check_bytes(ref, data, f"the remote {base}")  # IntegrityError: a bad object under a valid name
+        n += 1
+    have = loose | set(packed)
+    for rel, data in packed.items():
+        if rel.endswith(".manifest"):
+            lacking = [e.path for e in manifest.loads(data, rel) if e.digest.relpath() not in have]
+            assert not lacking, f"manifest {rel} is on the remote before its blobs ({len(lacking)} absent)"
+    stray = {p.name for p in base.iterdir()} - {ALGO, "tmp", "dataver.json", "packs", "index", "locks"}
+    assert not stray, f"unexpected entries on the remote: {stray}"
+    return have, n
+
+
+def check_remote_settled(base: Path) -> None:
+    """After a command's re-run: no lock (a killed one's is stale, and removed by the
+    next command that takes one), no pack that no index names (the re-run makes the
+    same packs). Temporaries in the remote's tmp/ are gc's, after an hour."""
+    assert not list((base / "locks").glob("*")), "a lock file is left on the remote"
+    assert not orphan_packs(base), f"packs that no index names are left: {orphan_packs(base)}"
 
 
 def tree_state(base: Path) -> frozenset:
@@ -294,16 +329,19 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan):
         verified.clear()
 
     def check_kill() -> bool:
-        tally.objects += check_store(remote, hasher, verified, wanted)
-        stray = {p.name for p in remote.iterdir()} - {ALGO, "tmp"} if remote.exists() else set()
-        assert not stray, f"unexpected entries on the remote: {stray}"
+        if not remote.exists():
+            return False
+        have, n = check_remote(remote, hasher, verified, wanted)
+        tally.objects += n
         assert tree_state(cache) == cache_before, "push changed the local cache"
-        return store_objects(remote) == wanted
+        return have == wanted
 
     def finish() -> None:
         dv_ok(repo_dir, "push")
-        assert store_objects(remote) == wanted, "the re-run of push left objects missing on the remote"
-        tally.objects += check_store(remote, hasher, None, wanted)
+        have, n = check_remote(remote, hasher, None, wanted)
+        assert have == wanted, "the re-run of push left objects missing on the remote"
+        tally.objects += n
+        check_remote_settled(remote)
         assert tree_state(cache) == cache_before, "push changed the local cache"
         clone_and_pull(repo_dir, repo_dir.parent / "clone", files, hasher, tally)
 
@@ -423,6 +461,61 @@ def test_gc_survives_sigkill(repo_dir, crash_totals, plan):
     with Hasher() as hasher:
         kills, checks = crash_rounds(job, rng, tally, plan, only_calls=("unlink", "unlinkat"))
     report(crash_totals, "gc", "gc", tally, started, plan.rounds, kills, checks)
+
+
+GC_REMOTE_ARGS = ("gc", "-y", "--remote", "origin")
+
+
+@pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
+def test_gc_of_a_packed_remote_survives_sigkill(repo_dir, crash_totals, plan):
+    """gc of a packed remote rewrites version A's packs (half their objects are garbage
+    once version B is all that is kept): new packs, one new index, then the old index
+    files and packs go. Killed anywhere: every index names only whole packs, nothing
+    version B needs is lost, and a fresh clone pulls B; the re-run leaves exactly B's
+    objects, no lock and no pack that no index names."""
+    started, tally = time.monotonic(), Tally()
+    rng = random.Random(f"{SEED}-gc-remote")
+    remote = repo_dir.parent / "remote"
+    a = tracked_repo(repo_dir, rng, remote)
+    dv_ok(repo_dir, "push")
+    b = version_b(rng, a)
+    write_version(repo_dir, b)
+    dv_ok(repo_dir, "add", *TARGETS)
+    dv_ok(repo_dir, "push")
+    commit_all(repo_dir, "b")
+    cache = repo_dir / ".dataver" / "cache"
+    keep = needed(cache, [p for p in read_pointers(repo_dir).values() if p is not None])
+    everything = store_objects(cache)
+    assert set(packed_objects(remote)) | store_objects(remote) == everything
+    plan_out = dv_ok(repo_dir, "gc", "--remote", "origin", "--dry-run").stderr
+    assert "would rewrite" in plan_out and "would rewrite 0" not in plan_out, plan_out
+    backup = repo_dir.parent / "remote-backup"
+    shutil.copytree(remote, backup, copy_function=os.link)
+    verified: set = set()
+
+    def restart() -> None:
+        relink(backup, remote)
+        verified.clear()
+
+    def check_kill() -> bool:
+        have, n = check_remote(remote, hasher, verified, everything)
+        tally.objects += n
+        lost = keep - have
+        assert not lost, f"gc lost {len(lost)} objects version B needs, e.g. {sorted(lost)[0]}"
+        return have == keep
+
+    def finish() -> None:
+        dv_ok(repo_dir, *GC_REMOTE_ARGS)
+        have, n = check_remote(remote, hasher, None, everything)
+        tally.objects += n
+        assert have == keep, f"the re-run of gc kept {len(have - keep)} extra and lost {len(keep - have)} objects"
+        check_remote_settled(remote)
+        clone_and_pull(repo_dir, repo_dir.parent / "clone", b, hasher, tally)
+
+    job = sync_job(repo_dir, GC_REMOTE_ARGS, restart, lambda: watch(remote), check_kill, 3, finish, 4)
+    with Hasher() as hasher:
+        kills, checks = crash_rounds(job, rng, tally, plan)
+    report(crash_totals, "gc-remote", "gc --remote", tally, started, plan.rounds, kills, checks)
 
 
 @pytest.mark.parametrize("plan", plans(IMPORT_ROUNDS, IMPORT_KILLS))

@@ -136,7 +136,7 @@ def test_marker_constants_match_the_page():
     assert "default 16777216 (16 MiB)" in SECTION
     assert packstore.LOCK_STALE == 30 * 60 and "more than 30 minutes" in SECTION
     assert packstore.LOCK_REFRESH == 5 * 60 and "every\n   5 minutes" in SECTION
-    assert packstore.ORPHAN_GRACE == 60 * 60 and "more than an hour" in SECTION
+    assert "A gc removes every pack that no index names" in SECTION
     assert packstore.REPACK_GARBAGE == 0.2 and "more than 20% of the\n   objects' stored bytes" in SECTION
 
 

@@ -214,7 +214,7 @@ def test_two_clones_pushing_into_one_remote_at_once_lose_nothing(repo_dir, tmp_p
         assert snapshot(fresh) == files
 
 
-def test_a_pack_no_index_names_is_removed_by_gc_only_once_old(repo_dir, tmp_path):
+def test_gc_removes_packs_no_index_names_and_a_suspended_push_publishes_nothing(repo_dir, tmp_path):
     store = tmp_path / "store"
     tree(repo_dir, 20)
     ok("add", "data", cwd=repo_dir)
@@ -223,15 +223,29 @@ def test_a_pack_no_index_names_is_removed_by_gc_only_once_old(repo_dir, tmp_path
     git_commit(repo_dir, "data")
     orphan = store / "packs" / ("ab" * 16 + ".pack")  # as a push killed before its index
     orphan.write_bytes(b"DVPACK\x00\x01 left by a killed push")
-    ok("gc", "--remote", "origin", "--yes", cwd=repo_dir)
-    assert orphan.exists()  # young: a push may still be writing its index
-    old = time.time() - packstore.ORPHAN_GRACE - 60
-    os.utime(orphan, (old, old))
+    dry = dv("gc", "--remote", "origin", "--dry-run", cwd=repo_dir)
+    assert "would delete 1 pack(s) (1 left by killed pushes)" in dry.stderr and orphan.exists()
     r = dv("gc", "--remote", "origin", "--yes", cwd=repo_dir)
     assert r.returncode == 0 and "1 left by killed pushes" in r.stderr, r.stderr
     assert not orphan.exists()
     other = clone(repo_dir, tmp_path / "other")
     ok("pull", cwd=other)
+    # a push whose lock was removed as stale (suspended > 30 min) must not write its index
+    from dataver.hashing import digest_bytes
+    from dataver.remotes import LocalRemoteStore
+    from dataver.store import ObjRef
+
+    remote = LocalRemoteStore("origin", str(store), {})
+    remote.prepare_write()
+    batch = remote.writer()
+    batch.put_bytes(ObjRef(digest_bytes(b"late")), b"late")
+    (store / batch.lock.rel).unlink()  # what another command's stale-lock sweep does
+    indexes = sorted(os.listdir(store / "index"))
+    with pytest.raises(Exception, match="lock .* expired"):
+        with batch:
+            pass
+    assert sorted(os.listdir(store / "index")) == indexes
+
 
 
 class CountingFiles:
