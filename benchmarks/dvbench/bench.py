@@ -204,13 +204,17 @@ class Bench:
             self.r.run(self.git("commit", "-q", "-m", f"remote {remote_name}"), repo)
             env = self.s3.env if endpoint else None
             self.timed(key, t, run, [(t.push(remote_name), repo)], env=env)
-            # Untimed, after the step: the objects on the remote, what the request counts
-            # are measured against (listing S3 makes requests, outside any step).
+            # Untimed, after the step: the objects the push had to send (those in the
+            # tool's cache: what the request counts are measured against), and the files
+            # they became on the remote (one each for DVC; packs and an index for a
+            # packed dataver remote). Listing S3 makes requests, outside any step.
+            objects = cache_usage(repo / t.cache_dir)["objects"]
             if endpoint:
-                objects = self.s3.object_count(url.removeprefix(f"s3://{BUCKET}/") + "/")
+                files = self.s3.object_count(url.removeprefix(f"s3://{BUCKET}/") + "/")
             else:
-                objects = count_files(Path(url))
+                files = count_files(Path(url))
             self.checks.setdefault(f"{key}_objects", {})[t.name] = objects
+            self.checks.setdefault(f"{key}_remote_files", {})[t.name] = files
 
         def push_again(t: Tool, key="push_again_local", remote_name="store", s3=False):
             self.timed(key, t, run, [(t.push(remote_name), repos[t.name])], env=self.s3.env if s3 else None)
