@@ -19,6 +19,7 @@ from pathlib import Path
 import pygit2
 import pytest
 from conftest import cli_proc, git_commit, make_tree, write
+from remote_view import FolderView
 
 from dataver.digest import DEFAULT_ALGORITHM, Digest
 from dataver.errors import LockTimeout
@@ -375,22 +376,22 @@ def _clone(p: _Project, dest: Path, cli, cache_dir: Path | None = None) -> Path:
 
 
 def _store(root: Path) -> set[str]:
-    """Every object in a cache or local-folder remote, as store-relative paths."""
-    base = root / DEFAULT_ALGORITHM
-    return {str(p.relative_to(root)) for p in base.glob("*/*")} if base.is_dir() else set()
+    """Every object in a cache or local-folder remote (loose or packed), as store-relative paths."""
+    return {k for k in FolderView(root).keys() if k.startswith(f"{DEFAULT_ALGORITHM}/")}
 
 
 def _check_store(root: Path) -> None:
-    """Every object's bytes hash to its name; no temporary file is left behind."""
+    """Every object's bytes hash to its name; no temporary file or lock is left behind."""
+    view = FolderView(root)
     for rel in _store(root):
-        data = (root / rel).read_bytes()
+        data = view.read(rel)
         name = rel.split("/", 1)[1].replace("/", "")
         if name.endswith(".manifest"):
             assert digest_manifest(data).hex == name[: -len(".manifest")], f"corrupt manifest {rel}"
         else:
             assert digest_bytes(data).hex == name, f"corrupt object {rel}"
-    tmp = root / "tmp"
-    assert not tmp.is_dir() or not os.listdir(tmp), f"temporaries left in {tmp}: {os.listdir(tmp)}"
+    for leftovers in (root / "tmp", root / "locks"):
+        assert not leftovers.is_dir() or not os.listdir(leftovers), f"left in {leftovers}: {os.listdir(leftovers)}"
 
 
 def _check_workspace(root: Path, files: dict[str, bytes]) -> None:
