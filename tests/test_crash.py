@@ -70,6 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -199,8 +200,11 @@ def strace() -> tuple[str, ...] | None:
 
     (Not ``--seccomp-bpf``: with it, strace 6.1 does not inject into threads.)
     """
+    if os.environ.get("DATAVER_CRASH_STRACE") == "0":
+        return None
     exe = shutil.which("strace")
-    if exe is None or os.environ.get("DATAVER_CRASH_STRACE") == "0":
+    if exe is None:
+        warnings.warn("crash tests: no strace here; every kill is CPU-timed", stacklevel=1)
         return None
     argv = (exe, "-f", "-qq")
     inject = ("-o", os.devnull, "-e", "trace=rename", "-e", "inject=rename:signal=KILL:when=1")
@@ -215,7 +219,7 @@ def strace() -> tuple[str, ...] | None:
             continue
         if probe.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
             return argv
-    print("\ncrash test: strace cannot kill at syscalls here; all kills are CPU-timed")
+    warnings.warn("crash tests: strace cannot kill at file-system calls here; every kill is CPU-timed", stacklevel=1)
     return None
 
 
@@ -554,6 +558,7 @@ TRAP_SYSCALLS = (
 COPY_SYSCALLS = ("copy_file_range", "sendfile")
 # The calls that publish and fill files: a sample kills at the first and the last of each.
 PUBLISH_SYSCALLS = frozenset({"rename", "renameat", "renameat2", "write"})
+SAMPLE_MOMENTS = 8  # without strace, a sample's kills at evenly spaced moments (times inner + 1)
 
 
 @dataclass
@@ -651,32 +656,40 @@ class Crasher:
         its calls over its threads differently from run to run (strace counts each
         thread's calls), so a run that finishes before the n-th call is run again from
         the start, to be killed at an earlier one."""
-        calls = {**self.timing.calls, **self.timing.copies}
-        if plan.inner is None or not calls:
+        if plan.inner is None:
             return 0
-        points = sample_points(calls, plan.inner)
-        for syscall, n in points:
+        t = self.timing
+        calls = {**t.calls, **t.copies}
+        points: list[tuple[str | None, float]] = list(sample_points(calls, plan.inner))
+        if not calls:  # no strace: as many kills instead, at evenly spaced moments of the work
+            moments = SAMPLE_MOMENTS * (plan.inner + 1)
+            points = [(None, (i + 0.5) / moments) for i in range(moments)]
+        window = t.last - t.first
+        for syscall, where in points:
             for _ in range(8):
                 job.restart()
                 args = job.next_args() if job.next_args is not None else job.args
                 before = job.changed()
-                if run_and_kill_at(job.cwd, args, syscall, n):
+                if syscall is not None:
+                    how = f"at {syscall} call {int(where)} of {calls[syscall]}"
+                    killed = run_and_kill_at(job.cwd, args, syscall, int(where))
+                else:
+                    how = f"{where * window:.3f} CPU s after its first change"
+                    killed = run_and_kill(job.cwd, args, where * window, job.stamps, WATCH_FROM * t.first)
+                if killed:
                     break
                 self.tally.finished_first += 1
-                n = max(1, n - max(1, n // 4))
+                where = max(1, where - max(1, where // 4)) if syscall is not None else where / 2
             else:
-                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its {syscall} call {n}")
+                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its kill {how}")
             self.tally.kills += 1
-            self.tally.at_syscalls += 1
+            self.tally.at_syscalls += syscall is not None
             finished = job.check_kill()
             self.tally.checks += job.checks_per_kill
             changed = job.changed() != before
             self.tally.mid_work += changed and not finished
             if self.debug:
-                print(
-                    f"kill {args[0]} at {syscall} call {n} of {calls[syscall]} (sample): "
-                    f"changed={changed} finished={finished}"
-                )
+                print(f"kill {args[0]} {how} (sample): changed={changed} finished={finished}")
         return len(points)
 
     def kill_and_check(self, job: Job, progress: float) -> tuple[float, bool]:
