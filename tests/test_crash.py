@@ -650,6 +650,17 @@ class Crasher:
         self.tally.checks += job.checks_per_round
         self.tally.rounds += 1
 
+    def follow(self, job: Job, plan: Plan, prepare: Callable[[], None]) -> int:
+        """Kill ``job``'s command as ``plan`` says: its sample, then its rounds, each
+        round from the state ``prepare()`` sets up (the first round after a sample goes
+        on from the state the sample's last kill left). Returns the sample's kills."""
+        sampled = self.sample(job, plan)
+        for r in range(plan.rounds):
+            if r or not sampled:
+                prepare()
+            self.run(job, plan.kills)
+        return sampled
+
     def sample(self, job: Job, plan: Plan) -> int:
         """A kill at each of the plan's :func:`sample_points`, each from the starting
         state (``job.restart()``); returns how many. A multi-threaded command spreads
@@ -682,14 +693,8 @@ class Crasher:
                 where = max(1, where - max(1, where // 4)) if syscall is not None else where / 2
             else:
                 pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its kill {how}")
-            self.tally.kills += 1
             self.tally.at_syscalls += syscall is not None
-            finished = job.check_kill()
-            self.tally.checks += job.checks_per_kill
-            changed = job.changed() != before
-            self.tally.mid_work += changed and not finished
-            if self.debug:
-                print(f"kill {args[0]} {how} (sample): changed={changed} finished={finished}")
+            self.check(job, args, before, f"{how} (sample)")
         return len(points)
 
     def kill_and_check(self, job: Job, progress: float) -> tuple[float, bool]:
@@ -728,6 +733,11 @@ class Crasher:
             job.restart()
         else:
             pytest.fail(f"dataver {' '.join(job.args)} kept finishing before it could be killed")
+        return progress, self.check(job, args, before, how)
+
+    def check(self, job: Job, args: tuple[str, ...], before: object, how: str) -> bool:
+        """After a kill: the invariants and the counts; True if the work looks complete.
+        ``before`` is ``job.changed()`` from before the killed run."""
         self.tally.kills += 1
         finished = job.check_kill()
         self.tally.checks += job.checks_per_kill
@@ -735,7 +745,7 @@ class Crasher:
         self.tally.mid_work += changed and not finished
         if self.debug:
             print(f"kill {args[0]} {how}: changed={changed} finished={finished}")
-        return progress, finished
+        return finished
 
 
 def workspace_job(
@@ -905,11 +915,7 @@ def crash_add(root: Path, name: str, scale: Scale, link: str, plan: Plan, totals
     with Hasher() as hasher:
         crasher = Crasher(rng, tally, timing)
         job = workspace_job(root, args, files, files, during, expected, fresh, hasher, tally, set(), link == "symlink")
-        sampled = crasher.sample(job, plan)
-        for r in range(plan.rounds):
-            if r or not sampled:
-                fresh()
-            crasher.run(job, plan.kills)
+        sampled = crasher.follow(job, plan, fresh)
     report_rounds(totals, name, "add", tally, started, plan, sampled)
 
 
@@ -935,11 +941,7 @@ def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, plan:
         crasher = Crasher(rng, tally, timing)
         during = {p: {b} for p, b in pointers.items()}
         job = workspace_job(root, args, {}, files, during, pointers, deleted, hasher, tally, set(), symlinks)
-        sampled = crasher.sample(job, plan)
-        for r in range(plan.rounds):
-            if r or not sampled:
-                deleted()
-            crasher.run(job, plan.kills)
+        sampled = crasher.follow(job, plan, deleted)
     report_rounds(totals, name, "checkout", tally, started, plan, sampled)
 
 
