@@ -70,6 +70,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -199,8 +200,11 @@ def strace() -> tuple[str, ...] | None:
 
     (Not ``--seccomp-bpf``: with it, strace 6.1 does not inject into threads.)
     """
+    if os.environ.get("DATAVER_CRASH_STRACE") == "0":
+        return None
     exe = shutil.which("strace")
-    if exe is None or os.environ.get("DATAVER_CRASH_STRACE") == "0":
+    if exe is None:
+        warnings.warn("crash tests: no strace here; every kill is CPU-timed", stacklevel=1)
         return None
     argv = (exe, "-f", "-qq")
     inject = ("-o", os.devnull, "-e", "trace=rename", "-e", "inject=rename:signal=KILL:when=1")
@@ -215,7 +219,7 @@ def strace() -> tuple[str, ...] | None:
             continue
         if probe.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
             return argv
-    print("\ncrash test: strace cannot kill at syscalls here; all kills are CPU-timed")
+    warnings.warn("crash tests: strace cannot kill at file-system calls here; every kill is CPU-timed", stacklevel=1)
     return None
 
 
@@ -554,6 +558,7 @@ TRAP_SYSCALLS = (
 COPY_SYSCALLS = ("copy_file_range", "sendfile")
 # The calls that publish and fill files: a sample kills at the first and the last of each.
 PUBLISH_SYSCALLS = frozenset({"rename", "renameat", "renameat2", "write"})
+SAMPLE_MOMENTS = 8  # without strace, a sample's kills at evenly spaced moments (times inner + 1)
 
 
 @dataclass
@@ -645,38 +650,51 @@ class Crasher:
         self.tally.checks += job.checks_per_round
         self.tally.rounds += 1
 
+    def follow(self, job: Job, plan: Plan, prepare: Callable[[], None]) -> int:
+        """Kill ``job``'s command as ``plan`` says: its sample, then its rounds, each
+        round from the state ``prepare()`` sets up (the first round after a sample goes
+        on from the state the sample's last kill left). Returns the sample's kills."""
+        sampled = self.sample(job, plan)
+        for r in range(plan.rounds):
+            if r or not sampled:
+                prepare()
+            self.run(job, plan.kills)
+        return sampled
+
     def sample(self, job: Job, plan: Plan) -> int:
         """A kill at each of the plan's :func:`sample_points`, each from the starting
         state (``job.restart()``); returns how many. A multi-threaded command spreads
         its calls over its threads differently from run to run (strace counts each
         thread's calls), so a run that finishes before the n-th call is run again from
         the start, to be killed at an earlier one."""
-        calls = {**self.timing.calls, **self.timing.copies}
-        if plan.inner is None or not calls:
+        if plan.inner is None:
             return 0
-        points = sample_points(calls, plan.inner)
-        for syscall, n in points:
+        t = self.timing
+        calls = {**t.calls, **t.copies}
+        points: list[tuple[str | None, float]] = list(sample_points(calls, plan.inner))
+        if not calls:  # no strace: as many kills instead, at evenly spaced moments of the work
+            moments = SAMPLE_MOMENTS * (plan.inner + 1)
+            points = [(None, (i + 0.5) / moments) for i in range(moments)]
+        window = t.last - t.first
+        for syscall, where in points:
             for _ in range(8):
                 job.restart()
                 args = job.next_args() if job.next_args is not None else job.args
                 before = job.changed()
-                if run_and_kill_at(job.cwd, args, syscall, n):
+                if syscall is not None:
+                    how = f"at {syscall} call {int(where)} of {calls[syscall]}"
+                    killed = run_and_kill_at(job.cwd, args, syscall, int(where))
+                else:
+                    how = f"{where * window:.3f} CPU s after its first change"
+                    killed = run_and_kill(job.cwd, args, where * window, job.stamps, WATCH_FROM * t.first)
+                if killed:
                     break
                 self.tally.finished_first += 1
-                n = max(1, n - max(1, n // 4))
+                where = max(1, where - max(1, where // 4)) if syscall is not None else where / 2
             else:
-                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its {syscall} call {n}")
-            self.tally.kills += 1
-            self.tally.at_syscalls += 1
-            finished = job.check_kill()
-            self.tally.checks += job.checks_per_kill
-            changed = job.changed() != before
-            self.tally.mid_work += changed and not finished
-            if self.debug:
-                print(
-                    f"kill {args[0]} at {syscall} call {n} of {calls[syscall]} (sample): "
-                    f"changed={changed} finished={finished}"
-                )
+                pytest.fail(f"dataver {' '.join(job.args)} kept finishing before its kill {how}")
+            self.tally.at_syscalls += syscall is not None
+            self.check(job, args, before, f"{how} (sample)")
         return len(points)
 
     def kill_and_check(self, job: Job, progress: float) -> tuple[float, bool]:
@@ -715,6 +733,11 @@ class Crasher:
             job.restart()
         else:
             pytest.fail(f"dataver {' '.join(job.args)} kept finishing before it could be killed")
+        return progress, self.check(job, args, before, how)
+
+    def check(self, job: Job, args: tuple[str, ...], before: object, how: str) -> bool:
+        """After a kill: the invariants and the counts; True if the work looks complete.
+        ``before`` is ``job.changed()`` from before the killed run."""
         self.tally.kills += 1
         finished = job.check_kill()
         self.tally.checks += job.checks_per_kill
@@ -722,7 +745,7 @@ class Crasher:
         self.tally.mid_work += changed and not finished
         if self.debug:
             print(f"kill {args[0]} {how}: changed={changed} finished={finished}")
-        return progress, finished
+        return finished
 
 
 def workspace_job(
@@ -892,11 +915,7 @@ def crash_add(root: Path, name: str, scale: Scale, link: str, plan: Plan, totals
     with Hasher() as hasher:
         crasher = Crasher(rng, tally, timing)
         job = workspace_job(root, args, files, files, during, expected, fresh, hasher, tally, set(), link == "symlink")
-        sampled = crasher.sample(job, plan)
-        for r in range(plan.rounds):
-            if r or not sampled:
-                fresh()
-            crasher.run(job, plan.kills)
+        sampled = crasher.follow(job, plan, fresh)
     report_rounds(totals, name, "add", tally, started, plan, sampled)
 
 
@@ -922,11 +941,7 @@ def crash_checkout_restore(root: Path, name: str, scale: Scale, link: str, plan:
         crasher = Crasher(rng, tally, timing)
         during = {p: {b} for p, b in pointers.items()}
         job = workspace_job(root, args, {}, files, during, pointers, deleted, hasher, tally, set(), symlinks)
-        sampled = crasher.sample(job, plan)
-        for r in range(plan.rounds):
-            if r or not sampled:
-                deleted()
-            crasher.run(job, plan.kills)
+        sampled = crasher.follow(job, plan, deleted)
     report_rounds(totals, name, "checkout", tally, started, plan, sampled)
 
 

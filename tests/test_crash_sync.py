@@ -280,12 +280,7 @@ def crash_rounds(
     file-system calls, then rounds of seeded kills, each ending in a re-run.
     Returns the kills and the invariant checks that makes."""
     timing = measure(job.cwd, job.args, job.restart, stamps=job.stamps, changed=job.changed, only_calls=only_calls)
-    crasher = Crasher(rng, tally, timing)
-    sampled = crasher.sample(job, plan)
-    for r in range(plan.rounds):
-        if r or not sampled:
-            job.restart()
-        crasher.run(job, plan.kills)
+    sampled = Crasher(rng, tally, timing).follow(job, plan, job.restart)
     kills = sampled + plan.rounds * plan.kills
     return kills, kills * job.checks_per_kill + plan.rounds * job.checks_per_round
 

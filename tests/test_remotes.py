@@ -1,6 +1,7 @@
 """Remotes end to end: push, git clone, pull, against a local folder and two S3
 endpoints on 127.0.0.1 (moto's server, and SeaweedFS, which checks signatures like a
-real S3). One matrix: every test taking ``remote`` runs once per kind of remote."""
+real S3). One matrix: every test taking ``remote`` runs once per kind of remote, on
+SeaweedFS only under ``-m slow`` (the store contract runs on it by default)."""
 
 from __future__ import annotations
 
