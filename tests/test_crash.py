@@ -48,14 +48,14 @@ changed but the command had not finished).
 
 Each test prints its counts (with ``-s``); the run's terminal summary adds them up
 over all crash tests (this file and ``test_crash_sync.py``): kills per command,
-invariant checks and object re-hashes. The default run makes 200 kills, 30 to 38 for
-each of add, checkout, push, pull, gc and import; a command is measured once per
-test, and its rounds of kills (each round ends in the re-run) share one set-up.
+invariant checks and object re-hashes. The default run makes 98 kills (add 21,
+checkout 21, push 8, pull 11, gc 5, import 21, get 11), ``-m slow`` 656 more; a command
+is measured once per test, and its sample and rounds share one set-up.
 
 ``DATAVER_CRASH_SEED`` replays a seed (CPU-timed kill moments still vary from run to
 run); ``DATAVER_CRASH_DEBUG=1`` prints every kill (with ``-s``);
-``DATAVER_CRASH_STRACE=0`` leaves strace out. ``pytest -m slow`` runs the many-kill
-variant (bigger data, more link modes).
+``DATAVER_CRASH_STRACE=0`` leaves strace out (a sample then kills at evenly spaced
+moments of the work instead).
 """
 
 from __future__ import annotations
@@ -594,16 +594,19 @@ def sample_points(calls: dict[str, int], inner: int) -> list[tuple[str, int]]:
     """The calls a sample kills at, in a fixed order (by kind, then ordinal), from how
     many of each kind an uninterrupted run makes (``calls``).
 
-    Of each PUBLISH_SYSCALLS kind (each kind, for a command that makes none of them):
-    the first call, the last, and ``inner`` evenly spaced between them. Of every other
-    kind: the middle call, or with ``inner`` > 0 the same as a publishing kind.
+    Of each PUBLISH_SYSCALLS kind: the first call, the last, and ``inner`` evenly spaced
+    between them. Of every other kind: the middle call, or with ``inner`` > 0 the same
+    as a publishing kind. A command that makes no publishing call (``gc``, which only
+    unlinks) gets of each kind the first, the last and at least one between.
     """
-    full = {kind for kind in calls if kind in PUBLISH_SYSCALLS or inner > 0} or set(calls)
+    publishing = {kind for kind in calls if kind in PUBLISH_SYSCALLS}
+    full = publishing if publishing and inner == 0 else set(calls)
+    between = inner if publishing else max(inner, 1)
     points = []
     for kind in sorted(calls):
         count = min(calls[kind], 65535)  # strace's limit
         if kind in full:
-            picks = {1, count} | {1 + round(i * (count - 1) / (inner + 1)) for i in range(1, inner + 1)}
+            picks = {1, count} | {1 + round(i * (count - 1) / (between + 1)) for i in range(1, between + 1)}
         else:
             picks = {(count + 1) // 2}
         points += [(kind, n) for n in sorted(picks)]

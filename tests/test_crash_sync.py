@@ -1,13 +1,14 @@
-"""SIGKILL crash safety of ``push``, ``pull``, ``gc`` and ``import``.
+"""SIGKILL crash safety of ``push``, ``pull``, ``gc``, ``import`` and ``get``.
 
-The same method and kill loop as ``test_crash.py``: real ``python -m dataver``
-processes are SIGKILLed at seeded moments, half of them (where strace can) exactly as
-the command enters its n-th file-system call of one kind, the others at a random
-share of the CPU time an uninterrupted run was measured to spend changing files
-(counted from the run's first change), a tenth of those in start-up. Several kills
-follow each other on the same state before the command is let finish; each command
-is measured once, then killed in several such rounds (30 kills per command, 36 for
-``import``).
+The same method, plans and kill loop as ``test_crash.py``: each command is measured
+once, then real ``python -m dataver`` processes are SIGKILLed by default at a fixed
+sample of its file-system calls (the first and last rename and write, the middle call
+of each other kind; ``gc``, which only unlinks: the first, middle and last unlink), each
+from the starting state, then in one round of two seeded kills
+(exactly at a call, or at a random share of the CPU time an uninterrupted run was
+measured to spend changing files), and let finish. ``-m slow`` adds the seeded rounds
+(30 kills per command, 36 for ``import``, 16 for ``get``: several kills in a row on
+the same state before the command is let finish) and a denser sample.
 
 After every kill:
 
