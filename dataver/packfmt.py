@@ -259,7 +259,13 @@ def record_key(raw: bytes | memoryview) -> bytes:
 def pack_record(r: Record) -> bytes:
     e = r.entry
     return _RECORD.pack(
-        _digest_field(e.digest), e.kind, e.codec, ALGORITHM_IDS[e.digest.algorithm], e.offset, e.stored, e.size,
+        _digest_field(e.digest),
+        e.kind,
+        e.codec,
+        ALGORITHM_IDS[e.digest.algorithm],
+        e.offset,
+        e.stored,
+        e.size,
         bytes.fromhex(r.pack),
     )
 

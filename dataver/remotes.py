@@ -821,7 +821,6 @@ class LocalRemoteStore(RemoteStore):
         self._call(rm, "delete from")
 
 
-
 _UNREAD = object()
 
 

@@ -247,7 +247,6 @@ def test_gc_removes_packs_no_index_names_and_a_suspended_push_publishes_nothing(
     assert sorted(os.listdir(store / "index")) == indexes
 
 
-
 class CountingFiles:
     """A remote's files in a dict, counting reads and the bytes they return."""
 
@@ -299,7 +298,7 @@ def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
     assert files.lists == 1 and files.reads == 4
     assert files.read_bytes < len(data) / 4  # windows of 1.3 MB, not the file
     assert not index.loaded
-    for r in refs[:packstore.PackIndex.FEW]:  # many lookups: the whole index, once
+    for r in refs[: packstore.PackIndex.FEW]:  # many lookups: the whole index, once
         index.find(r)
     assert index.loaded and len(index) == 20_000
 
