@@ -207,18 +207,10 @@ def index_count(size: int) -> int | None:
 
 
 def parse_index(data: bytes, where: str) -> list[Record]:
-    """Every record of a whole index file, checked (magic, length, checksum, order)."""
-    n = index_count(len(data))
-    if n is None or data[:INDEX_HEADER] != INDEX_MAGIC:
-        raise IntegrityError(f"{where} is not a dataver index file")
-    count, _, check = _INDEX_TAIL.unpack(data[-_INDEX_TAIL.size :])
-    if count != n or xxhash.xxh3_64_intdigest(data[:-8]) != check:
-        raise IntegrityError(f"{where} is damaged (its count or checksum does not match)")
-    records = parse_records(data[INDEX_HEADER : INDEX_HEADER + n * RECORD_SIZE], where)
-    keys = [r.entry.key() for r in records]
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
-        raise IntegrityError(f"{where} is not sorted")
-    return records
+    """Every record of a whole index file, checked (magic, length, checksum, order, and
+    each record's fields)."""
+    body, _ = check_index(data, where)
+    return parse_records(body, where)
 
 
 def parse_records(raw: bytes | memoryview, where: str) -> list[Record]:

@@ -811,14 +811,7 @@ class LocalRemoteStore(RemoteStore):
         return [p for p in found if _OUR_TEMP.fullmatch(os.path.basename(p))]
 
     def remove_temporaries(self, paths: list[str]) -> None:
-        def rm() -> None:
-            for p in paths:
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-
-        self._call(rm, "delete from")
+        self._rm_paths(paths)
 
 
 _UNREAD = object()
