@@ -57,6 +57,31 @@ class Result:
     err: str
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_click_command():
+    """Build dataver's click command once for all in-process runs.
+
+    ``main()`` calls the typer app, and typer builds the whole click command tree on
+    every call (it reads every command's signature and type hints again: 20-odd ms). A
+    process of the dataver CLI runs ``main()`` once, but the tests run it in-process
+    thousands of times. Reusing one command tree for many invocations is how click is
+    meant to be used (its own test runner invokes one command object again and again).
+    """
+    import typer.main
+
+    from dataver.cli.main import app
+
+    build = typer.main.get_command
+    built = build(app)
+
+    def get_command(typer_instance: typer.Typer):
+        return built if typer_instance is app else build(typer_instance)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(typer.main, "get_command", get_command)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _git_identity(monkeypatch, tmp_path_factory):
     """Tests that call the git CLI must not depend on the machine's git config."""
