@@ -16,6 +16,7 @@ from .digest import Digest
 from .errors import IntegrityError, ObjectsMissing, PathError
 from .history import tracked_for
 from .repo import Repo
+from .store import ObjRef, Store
 from .workspace import Tracked
 
 
@@ -34,6 +35,16 @@ class RevisionView:
         self._tracked: dict[str, Tracked] = {t.rel: t for t in tracked_for(repo, rev, None)}
         self._folders: dict[str, dict[str, FileInfo]] = {}
         self._verified: set[Digest] = set()
+        self._remote: Store | None | bool = False  # False: not opened yet
+
+    def remote(self) -> Store | None:
+        """The default remote, opened once for every object this view fetches (its
+        marker and index are read once), or None where no remote is configured."""
+        if self._remote is False:
+            from .ops.core import default_remote
+
+            self._remote = default_remote(self.repo)
+        return self._remote  # type: ignore[return-value]
 
     # -- lookups -------------------------------------------------------------------
     def _folder(self, t: Tracked) -> dict[str, FileInfo]:
@@ -42,7 +53,7 @@ class RevisionView:
 
             self._folders[t.rel] = {
                 f"{t.rel}/{e.path}": FileInfo(f"{t.rel}/{e.path}", e.digest, e.size, e.executable)
-                for e in folder_entries(self.repo, t)
+                for e in folder_entries(self.repo, t, self.remote)
             }
         return self._folders[t.rel]
 
@@ -122,12 +133,11 @@ class RevisionView:
         return path
 
     def _fetch(self, info: FileInfo) -> None:
-        from .remotes import ObjRef, open_remote, remote_names
         from .transfer import download_object
 
-        if not remote_names(self.repo.config):
+        remote = self.remote()
+        if remote is None:
             raise ObjectsMissing(f"{info.path} ({info.digest}) is not in the cache and no remote is configured")
-        remote = open_remote(self.repo.config, None, self.repo.root)
         with self.repo.cache_lock(), self.repo.hasher() as hasher:
             download_object(self.repo.cache, remote, ObjRef(info.digest), hasher)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import checkout as checkout_mod
@@ -13,6 +14,7 @@ from ..history import tracked_for
 from ..manifest import Entry
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
+from ..store import Store
 from ..workspace import (
     UNCHANGED,
     Record,
@@ -119,17 +121,24 @@ def ls(repo: Repo, path: str | None = None, rev: str | None = None) -> list[List
     ]
 
 
-def folder_entries(repo: Repo, t: Tracked) -> list[Entry]:
-    """A tracked folder's manifest entries, from the cache or else the default remote."""
+def folder_entries(repo: Repo, t: Tracked, remote: Callable[[], Store | None] | None = None) -> list[Entry]:
+    """A tracked folder's manifest entries, from the cache or else a remote: ``remote()``
+    (a caller reading many objects opens one remote for all) or the default one."""
     if not repo.cache.has_manifest(t.pointer.digest):
-        from ..remotes import open_remote, remote_names
         from ..transfer import fetch_manifest
 
-        if remote_names(repo.config):
+        store = remote() if remote is not None else default_remote(repo)
+        if store is not None:
             with repo.hasher() as hasher:
-                remote = open_remote(repo.config, None, repo.root)
-                fetch_manifest(repo.cache, remote, t.pointer.digest, hasher, t.rel)
+                fetch_manifest(repo.cache, store, t.pointer.digest, hasher, t.rel)
     return read_manifest(repo, t)
+
+
+def default_remote(repo: Repo) -> Store | None:
+    """The default remote, opened; None where no remote is configured."""
+    from ..remotes import open_remote, remote_names
+
+    return open_remote(repo.config, None, repo.root) if remote_names(repo.config) else None
 
 
 @dataclass
