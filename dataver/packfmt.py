@@ -126,28 +126,35 @@ def _unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
 
 
 class PackBuilder:
-    """Build one pack in memory: ``add`` objects, then ``finish`` for (id, bytes, entries)."""
+    """Build one pack in memory: ``add`` objects, then ``finish`` for (id, bytes, entries).
+
+    The objects' bytes are kept as they were added and joined once by ``finish`` (no
+    growing buffer copied as it grows), which hands the pack over and empties the builder."""
 
     def __init__(self) -> None:
-        self.buf = bytearray(PACK_MAGIC)
+        self.parts: list[bytes | memoryview] = [PACK_MAGIC]
+        self.size = len(PACK_MAGIC)
         self.entries: list[Entry] = []
 
     def __len__(self) -> int:
-        return len(self.buf)
+        return self.size
 
     def add(self, digest: Digest, kind: int, stored: bytes | memoryview, size: int, codec: int = CODEC_RAW) -> Entry:
-        entry = Entry(digest, kind, codec, len(self.buf), len(stored), size)
-        self.buf += stored
+        entry = Entry(digest, kind, codec, self.size, len(stored), size)
+        self.parts.append(stored)
+        self.size += len(stored)
         self.entries.append(entry)
         return entry
 
     def finish(self) -> tuple[str, bytes, list[Entry]]:
+        """The pack's id, bytes and entries; the builder is empty afterwards."""
         trailer = b"".join(_pack_entry(e) for e in self.entries) + struct.pack("<I", len(self.entries))
-        self.buf += trailer
-        self.buf += struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
-        if len(self.buf) > MAX_PACK_BYTES:
+        tail = trailer + struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
+        if self.size + len(tail) > MAX_PACK_BYTES:
             raise ValueError("a pack must stay under 4 GiB")
-        data = bytes(self.buf)
+        parts, self.parts, self.size = self.parts, [], 0
+        data = b"".join([*parts, tail])
+        del parts
         return object_id(data), data, self.entries
 
 

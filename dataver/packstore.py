@@ -33,11 +33,11 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
-from . import packfmt
+from . import malloc, packfmt
 from .errors import DataverError, IntegrityError, LockTimeout, ObjectsMissing, RemoteError
 from .packfmt import CODEC_RAW, CODEC_ZSTD, KIND_BLOB, KIND_MANIFEST, Entry, PackBuilder, Record
 from .store import ObjRef, check_bytes
@@ -48,7 +48,8 @@ VERSION = 2
 LAYOUT_PACKED = "packed"
 PACK_SIZE = 16 * 1024 * 1024  # target; see docs/benchmarks.md for the measurement behind it
 PACKED_MAX = 8 * 1024 * 1024  # larger objects stay loose (one file or multipart upload each)
-UPLOADS_IN_FLIGHT = 3  # packs held in memory while uploading: bounds a push's memory
+UPLOADS_IN_FLIGHT = 3  # packs built and not yet written (uploading or waiting to): bounds a push's memory
+GROUP_PACKS = 2  # a push reads the objects of this many planned packs at a time (PackWriter.plan)
 COALESCE_GAP = 256 * 1024  # ranged reads closer than this are merged
 RANGE_MAX = 8 * 1024 * 1024  # ...into reads of at most this
 LOCK_STALE = 30 * 60
@@ -177,6 +178,13 @@ class PackIndex:
         listed = [(i, size) for name, size, _ in self.files.list_files("index") if (i := _id_of(name, ".idx"))]
         return sorted(listed)
 
+    def listing(self) -> list[tuple[str, int]]:
+        """(id, size) of the index files, listed once (``load(force=True)`` lists again)."""
+        with self._lock:
+            if self._listing is None:
+                self._listing = self._list()
+            return self._listing
+
     def load(self, force: bool = False) -> None:
         """Read the index files (``force``: list them again, and read only the new ones
         unless one was removed, when everything is read again)."""
@@ -268,10 +276,7 @@ class PackIndex:
 
     def _look_up(self, key: bytes) -> Record | None:
         """One object, by a ranged read of each index file."""
-        with self._lock:
-            if self._listing is None:
-                self._listing = self._list()
-            listing = self._listing
+        listing = self.listing()
         if sum(size for _, size in listing) <= self.WHOLE_MAX:
             self.load()
             return self._record(key)
@@ -455,16 +460,23 @@ def decompress(stored: bytes, size: int, where: str) -> bytes:
 
 
 class PackWriter:
-    """A push's batch of objects: packed, each pack uploaded once complete, one index
-    file for all of them at ``commit``. Thread-safe ``add``.
+    """A push's batch of objects: packed, each pack uploaded once complete (by a few
+    upload threads of its own, so readers go on reading), one index file for all of
+    them at ``commit``. Thread-safe ``add``; ``close`` when done, however it ends.
 
     With a ``plan`` (the objects in order, with their sizes) the packs are decided
     before any byte is read: each object has its pack and place, so the same push
     makes the same packs with the same names, whichever thread reads what first. A push
     killed after some packs were uploaded and re-run finds them there (one listing) and
-    does not upload them again, and leaves no pack behind that no index names."""
+    does not upload them again, and leaves no pack behind that no index names.
+
+    Memory: at most ``UPLOADS_IN_FLIGHT`` packs are built and not yet written; a thread
+    that completes one more waits for a write to end. A caller that reads the planned
+    objects group by group (``plan``'s answer) has at most ``GROUP_PACKS`` packs
+    partly filled, so a push holds a few packs whatever the number of objects."""
 
     def __init__(self, files: Files, index: PackIndex, pack_size: int, existing: set[str] | None = None):
+        malloc.steady()
         self.files = files
         self.index = index
         self.pack_size = pack_size
@@ -475,15 +487,22 @@ class PackWriter:
         self._builder = PackBuilder()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+        self._writers = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="dataver-pack")
+        self._writes: list[Future] = []
+        self._failure: BaseException | None = None
         self._seen: set[bytes] = set()
         self._slot: dict[bytes, int] = {}  # planned: key -> pack number
         self._order: list[list[bytes]] = []  # planned: pack number -> keys in order
         self._parts: dict[int, dict[bytes, tuple[ObjRef, bytes, int, int]]] = defaultdict(dict)
 
-    def plan(self, items: Iterable[tuple[ObjRef, int]]) -> None:
+    def plan(self, items: Iterable[tuple[ObjRef, int]]) -> list[list[ObjRef]]:
         """Assign objects to packs in this order, a pack closed once it reaches the
-        target size (sizes are the objects' own; compression only makes packs smaller)."""
+        target size (sizes are the objects' own; compression only makes packs smaller).
+        Returns the newly planned objects in order, in groups of ``GROUP_PACKS`` packs:
+        read one group after the other to bound memory."""
         size = self.pack_size
+        groups: list[list[ObjRef]] = []
+        started = 0  # packs this call opened
         for ref, n in items:
             key = key_of(ref)
             if key in self._slot:
@@ -491,9 +510,16 @@ class PackWriter:
             if not self._order or size + n > self.pack_size and self._order[-1]:
                 self._order.append([])
                 size = 0
+                if started % GROUP_PACKS == 0:
+                    groups.append([])
+                started += 1
+            elif not groups:
+                groups.append([])
             self._slot[key] = len(self._order) - 1
             self._order[-1].append(key)
+            groups[-1].append(ref)
             size += n
+        return groups
 
     def add(self, ref: ObjRef, data: bytes) -> None:
         """Pack ``data`` (already verified as ``ref``) for upload."""
@@ -515,32 +541,54 @@ class PackWriter:
                 if len(self._builder) >= self.pack_size:
                     full, self._builder = self._builder, PackBuilder()
         if full is not None:
-            self._upload(full)
+            self._submit(full)
 
     def _build(self, slot: int) -> PackBuilder:
-        """The planned pack ``slot`` from the objects it received, in the planned order."""
+        """The planned pack ``slot`` from the objects it received, in the planned order
+        (the builder refers to their bytes; ``finish`` joins them)."""
         parts = self._parts.pop(slot)
         builder = PackBuilder()
         for key in self._order[slot]:
             if key in parts:
-                ref, stored, size, codec = parts[key]
+                ref, stored, size, codec = parts.pop(key)
                 builder.add(ref.digest, kind_of(ref), stored, size, codec)
         return builder
 
-    def _upload(self, builder: PackBuilder) -> None:
-        with self._slots:
-            pack_id, data, entries = builder.finish()
-            del builder
+    def _submit(self, builder: PackBuilder) -> None:
+        """Hand a complete pack to the upload threads (waiting while
+        ``UPLOADS_IN_FLIGHT`` others are not written yet)."""
+        self._slots.acquire()
+        try:
+            if self._failure is not None:
+                raise self._failure
+            pack_id, data, entries = builder.finish()  # joined once; the builder lets go of the parts
+            write = self._writers.submit(self._write, pack_id, data, entries)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._writes.append(write)
+
+    def _write(self, pack_id: str, data: bytes, entries: list[Entry]) -> None:
+        try:
             if self._existing is not None and pack_id in self._existing:
-                self.packs_found += 1  # the same bytes under the same name: already complete
+                found = True  # the same bytes under the same name: already complete
             else:
                 self.files.write_file(pack_rel(pack_id), data)
-        with self._lock:
-            self.records += [Record(e, pack_id) for e in entries]
-            self.packs_written += 1
+                found = False
+            with self._lock:
+                self.records += [Record(e, pack_id) for e in entries]
+                self.packs_written += 1
+                self.packs_found += found
+        except BaseException as e:
+            self._failure = self._failure or e  # stops the readers at their next pack
+            raise
+        finally:
+            self._slots.release()
 
     def flush(self) -> None:
-        """Upload every pack not uploaded yet (planned ones missing an object too)."""
+        """Upload every pack not uploaded yet (planned ones missing an object too), and
+        wait until all are written; raises the first upload's error."""
         with self._lock:
             pending = [self._build(slot) for slot in sorted(self._parts)]
             if self._builder.entries:
@@ -548,7 +596,11 @@ class PackWriter:
                 self._builder = PackBuilder()
         for builder in pending:
             if builder.entries:
-                self._upload(builder)
+                self._submit(builder)
+        with self._lock:
+            writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
 
     def commit(self) -> None:
         """Upload the last packs, then the index file naming every pack of this batch."""
@@ -561,6 +613,10 @@ class PackWriter:
             self.index.add(self.records)
             self.index.index_ids.append(index_id)
         self.records = []
+
+    def close(self) -> None:
+        """Wait for the upload threads (an abandoned batch's packs are named by no index)."""
+        self._writers.shutdown(wait=True)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -617,6 +673,7 @@ def read_many(files: Files, wanted: Sequence[tuple[ObjRef, Record]], sink: Sink,
     """Read packed objects with coalesced ranged reads; ``sink(ref, bytes)`` for each
     (from worker threads), ``sink(ref, IntegrityError)`` for one that does not unpack.
     Returns the refs whose pack was gone (a gc repacked it: reload and ask again)."""
+    malloc.steady()
     gone: list[ObjRef] = []
     gone_lock = threading.Lock()
 
@@ -716,28 +773,10 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         # planned in a fixed order, as a push's: a gc killed after writing some new packs
         # and run again makes the same ones, finds them, and leaves none behind
         writer = PackWriter(files, PackIndex(files), pack_size, existing=set(sizes))
-        by_pack = index.packs()
-        moving = sorted(
-            (
-                (ref_of(r.entry), r)
-                for pk in p.packs_rewritten
-                for r in by_pack[pk]
-                if r.entry.key() not in doomed and ref_of(r.entry) is not None
-            ),
-            key=lambda x: (x[1].pack, x[1].entry.offset),
-        )
-        writer.plan((ref, r.entry.size) for ref, r in moving)
-
-        def sink(ref: ObjRef, data: bytes | DataverError) -> None:
-            if isinstance(data, DataverError):
-                raise data  # a damaged pack: stop before anything is deleted
-            check_bytes(ref, data, files.where)
-            writer.add(ref, data)
-
-        gone = read_many(files, moving, sink, jobs)  # type: ignore[arg-type]
-        if gone:
-            raise RemoteError(f"{files.where} changed during gc (a pack vanished)", "re-run gc")
-        kept += _flush(writer)
+        try:
+            kept += _rewrite(files, writer, index, p, doomed, jobs)
+        finally:
+            writer.close()
         old_indexes = list(index.index_ids)
         index_id, data = packfmt.encode_index(kept)
         files.write_file(index_rel(index_id), data)
@@ -749,9 +788,33 @@ def collect(files: Files, index: PackIndex, refs: Iterable[ObjRef], pack_size: i
         return p
 
 
-def _flush(writer: PackWriter) -> list[Record]:
-    """Upload a writer's last pack and hand back its records without writing an index."""
-    writer.flush()
+def _rewrite(
+    files: Files, writer: PackWriter, index: PackIndex, p: PackPlan, doomed: set[bytes], jobs: int
+) -> list[Record]:
+    """Copy the live objects of the packs ``p`` rewrites into new packs (uploaded, named by
+    no index yet); their records."""
+    by_pack = index.packs()
+    moving = sorted(
+        (
+            (ref_of(r.entry), r)
+            for pk in p.packs_rewritten
+            for r in by_pack[pk]
+            if r.entry.key() not in doomed and ref_of(r.entry) is not None
+        ),
+        key=lambda x: (x[1].pack, x[1].entry.offset),
+    )
+    writer.plan((ref, r.entry.size) for ref, r in moving)
+
+    def sink(ref: ObjRef, data: bytes | DataverError) -> None:
+        if isinstance(data, DataverError):
+            raise data  # a damaged pack: stop before anything is deleted
+        check_bytes(ref, data, files.where)
+        writer.add(ref, data)
+
+    gone = read_many(files, moving, sink, jobs)  # type: ignore[arg-type]
+    if gone:
+        raise RemoteError(f"{files.where} changed during gc (a pack vanished)", "re-run gc")
+    writer.flush()  # the packs, not an index: the caller writes one for everything kept
     out, writer.records = writer.records, []
     return out
 

@@ -201,9 +201,13 @@ class Batch:
     def put_file(self, ref: ObjRef, path: str, hasher: Hasher) -> None:
         raise NotImplementedError
 
-    def plan(self, items: list[tuple[ObjRef, int]]) -> None:
+    def plan(self, items: list[tuple[ObjRef, int]]) -> list[list[ObjRef]] | None:
         """What will be put, in order, with sizes: a store that packs decides its packs
-        from it, so a re-run after a kill makes the same ones. Optional."""
+        from it, so a re-run after a kill makes the same ones. Optional. A store may
+        answer with groups of the refs it planned: put them group after group (not
+        all at once), which bounds what it holds in memory; refs in no group are put
+        before them, in any order."""
+        return None
 
     def commit(self) -> None:
         """Make every put object visible (called when the block ends cleanly)."""

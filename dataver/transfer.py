@@ -164,8 +164,13 @@ def _send(
             ) from None
         progress.advance(size, 1)
 
-    batch.plan([(r, wanted.refs[r][0]) for r in to_send if not r.manifest] + [(r, 0) for r in to_send if r.manifest])
-    _run_in_order(to_send, send, jobs, wanted, progress, "uploading")
+    groups = batch.plan(
+        [(r, wanted.refs[r][0]) for r in to_send if not r.manifest] + [(r, 0) for r in to_send if r.manifest]
+    )
+    if groups is not None:  # the store's order (packs): first what it did not plan (large objects)
+        planned = {r for g in groups for r in g}
+        groups = [[r for r in to_send if r not in planned], *groups]
+    _run_in_order(to_send, send, jobs, wanted, progress, "uploading", groups)
     result.transferred = len(to_send)
     result.nbytes = sum(wanted.refs[r][0] for r in to_send)
 
@@ -323,14 +328,25 @@ def _remote_copy_damaged(e: IntegrityError, remote: Store, ref: ObjRef) -> Integ
     )
 
 
-def _run_in_order(refs: list[ObjRef], fn, jobs: int, wanted: Wanted, progress: Progress, desc: str) -> None:
-    """Blobs first (in parallel), then manifests; stop at the first error ``fn`` raises
-    (per-object failures that should not stop the rest, ``fn`` records instead)."""
+def _run_in_order(
+    refs: list[ObjRef],
+    fn,
+    jobs: int,
+    wanted: Wanted,
+    progress: Progress,
+    desc: str,
+    groups: list[list[ObjRef]] | None = None,
+) -> None:
+    """``fn`` on each ref, in parallel within a group, one group after the other
+    (default: blobs, then manifests); stop at the first error ``fn`` raises (per-object
+    failures that should not stop the rest, ``fn`` records instead)."""
     if not refs:
         return
+    if groups is None:
+        groups = [[r for r in refs if not r.manifest], [r for r in refs if r.manifest]]
     progress.start(desc, total_bytes=sum(wanted.refs[r][0] for r in refs), total_files=len(refs))
     try:
-        run_parallel(fn, [r for r in refs if not r.manifest], jobs)
-        run_parallel(fn, [r for r in refs if r.manifest], jobs)
+        for group in groups:
+            run_parallel(fn, group, jobs)
     finally:
         progress.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..errors import MISSING, RemoteError, Unrestored
@@ -17,12 +16,10 @@ from ..transfer import push as push_objects
 from ..workspace import Tracked, find_tracked
 from .core import CheckoutResult, checkout
 
-DEFAULT_TRANSFER_JOBS = 8
-
 
 def transfer_jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
-    """Parallel requests to ``remote``: ``jobs`` if given, else its ``jobs`` key, else a default."""
-    return jobs or remote.jobs or max(DEFAULT_TRANSFER_JOBS, 4 * (os.cpu_count() or 1))
+    """Parallel requests to ``remote``: ``jobs`` if given, else its ``jobs`` key, else its default."""
+    return jobs or remote.jobs or remote.default_jobs()
 
 
 def push(
