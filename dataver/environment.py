@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 LOCK_TIMEOUT_S = 120
 
@@ -28,18 +29,30 @@ class Captured:
     lock_kind: str | None
     lock_text: str | None
     vars: dict[str, str | None] = field(default_factory=dict)
+    pending: Any = field(default=None, repr=False, compare=False)  # a package lock still being listed
+
+    def finish(self) -> Captured:
+        """Wait for the package lock ``capture(wait=False)`` started listing."""
+        if self.pending is not None:
+            self.lock_kind, self.lock_text = self.pending()
+            self.pending = None
+        return self
 
 
-def capture(var_names: list[str]) -> Captured:
-    kind, text = package_lock()
-    return Captured(
+def capture(var_names: list[str], wait: bool = True) -> Captured:
+    """The environment now. ``wait=False`` lists the packages in a child process while
+    the caller goes on (a run's command): ``finish()`` collects them."""
+    pending = package_lock_started()
+    found = Captured(
         platform.python_version(),
         platform.platform(),
         cpu_model(),
-        kind,
-        text,
+        None,
+        None,
         {name: os.environ.get(name) for name in var_names},
+        pending,
     )
+    return found.finish() if wait else found
 
 
 def cpu_model() -> str:
@@ -66,23 +79,52 @@ def cpu_model() -> str:
 
 def package_lock() -> tuple[str | None, str | None]:
     """``(kind, text)``: the exact packages of this interpreter's environment."""
+    return package_lock_started()()
+
+
+def package_lock_started() -> Callable[[], tuple[str | None, str | None]]:
+    """Start listing the packages (conda under an active conda environment, else pip
+    freeze, else the importable distributions); the returned call waits for the list."""
     conda = shutil.which("conda")
+    tries = []
     if os.environ.get("CONDA_PREFIX") and conda:
-        text = _output([conda, "list", "--explicit", "--prefix", os.environ["CONDA_PREFIX"]])
-        if text is not None:
-            return "conda-explicit", text
-    text = _output([sys.executable, "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
-    if text is not None:
-        return "pip-freeze", text
-    return "python-dists", _distributions()
+        tries.append(("conda-explicit", [conda, "list", "--explicit", "--prefix", os.environ["CONDA_PREFIX"]]))
+    tries.append(("pip-freeze", [sys.executable, "-m", "pip", "freeze", "--all", "--disable-pip-version-check"]))
+    procs = [(kind, _start(argv)) for kind, argv in tries[:1]]
+
+    def result() -> tuple[str | None, str | None]:
+        for kind, proc in procs:
+            text = _collect(proc)
+            if text is not None:
+                return kind, text
+        for kind, argv in tries[1:]:
+            text = _collect(_start(argv))
+            if text is not None:
+                return kind, text
+        return "python-dists", _distributions()
+
+    return result
 
 
-def _output(argv: list[str]) -> str | None:
+def _start(argv: list[str]) -> subprocess.Popen | None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=LOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True
+        )
+    except OSError:
         return None
-    return out.stdout if out.returncode == 0 else None
+
+
+def _collect(proc: subprocess.Popen | None) -> str | None:
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=LOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    return out if proc.returncode == 0 else None
 
 
 def _distributions() -> str:

@@ -71,6 +71,8 @@ def run(
             note(f"recorded: {o.path} {o.digest.short()} <- {ins or 'no inputs'}")
         if lin.code.dirty:
             note("note: the work tree had uncommitted changes; their diff is recorded")
+        if result.mlflow_run:
+            note(f"logged the inputs and output digests to MLflow run {result.mlflow_run}")
         files = [f"{o.path}.dv" for o in lin.outputs] + [f"{a.path}.dv" for a in result.added_inputs]
         note("next: git add " + " ".join(files) + " && git commit")
 

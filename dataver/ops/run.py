@@ -50,6 +50,7 @@ class Context:
     env: environment.Captured
     wdir: str
     added: list[Added]  # inputs dataver added (new, or changed since their pointer)
+    check_inputs: bool = True  # check again after the command that the inputs did not change
 
 
 @dataclass
@@ -58,6 +59,7 @@ class RunResult:
     outputs: list[Added]
     added_inputs: list[Added]
     seconds: float
+    mlflow_run: str | None = None  # the MLflow run the inputs were logged to
 
 
 def run(
@@ -77,11 +79,11 @@ def run(
     check_paths(repo, inputs, outputs, params or [])
     with repo.lock(on_wait):
         ctx = prepare(repo, inputs, params or [], env_vars or [], cwd)
-    provisional = _lineage(repo, ctx, argv, [_placeholder(repo, o) for o in outputs], _now(), _now())
+    provisional = _lineage(repo, ctx, argv, [_placeholder(repo, o) for o in outputs], now(), now())
     check_writable(provisional)  # a record too large to write fails before the command runs
-    start, t0 = _now(), time.monotonic()
+    start, t0 = now(), time.monotonic()
     code = _execute(argv, cwd)
-    end, seconds = _now(), time.monotonic() - t0
+    end, seconds = now(), time.monotonic() - t0
     if code != 0:
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise CommandFailed(
@@ -91,7 +93,9 @@ def run(
         )
     with repo.lock(on_wait):
         lin, added = record_outputs(repo, ctx, argv, outputs, start, end)
-    return RunResult(lin, added, ctx.added, seconds)
+    from .. import mlflowlog
+
+    return RunResult(lin, added, ctx.added, seconds, mlflowlog.log(lin, repo.root))
 
 
 def check_paths(repo: Repo, inputs: list[str], outputs: list[str], params: list[str]) -> None:
@@ -125,7 +129,7 @@ def prepare(repo: Repo, inputs: list[str], params: list[str], env_vars: list[str
         [read_param(repo, s) for s in params],
         code,
         diff_text or None,
-        environment.capture(env_vars),
+        environment.capture(env_vars, wait=False),
         wdir,
         added,
     )
@@ -181,7 +185,9 @@ def record_outputs(
 ) -> tuple[Lineage, list[Added]]:
     """Check the inputs did not change, store the diff and package lock, add the
     outputs, then write each output's pointer with the block (caller holds the lock)."""
-    _check_inputs_unchanged(repo, ctx)
+    ctx.env.finish()
+    if ctx.check_inputs:
+        _check_inputs_unchanged(repo, ctx)
     for p in outputs:
         if not os.path.exists(repo.resolve(p)):
             raise PathError(f"the command did not write the output {p}; nothing recorded")
@@ -295,5 +301,6 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _now() -> str:
+def now() -> str:
+    """The time now, UTC, as the lineage block records it."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
