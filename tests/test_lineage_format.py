@@ -187,3 +187,11 @@ def test_killed_run_leaves_no_half_written_pointer(repo_dir: Path, cli):
     r = cli("run", "-i", "data", "-o", "out.bin", "--", sys.executable, "make.py", "z")
     assert r.code == 0, r.err
     assert pointer.loads((repo_dir / "out.bin.dv").read_bytes()).lineage is not None
+
+
+def test_formats_md_example_parses():
+    """The example in docs/formats.md's lineage section is a valid pointer whose block applies."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "formats.md").read_text()
+    example = text[text.index("Example (`model.bin.dv`)") :].split("```")[1].lstrip("\n")
+    ptr = pointer.loads(example.encode(), "formats.md example")
+    assert ptr.lineage is not None and ptr.lineage.output_for("model.bin", ptr.digest) is not None
