@@ -1,4 +1,4 @@
-"""Python API: read tracked data at any revision without a checkout.
+"""Python API: read tracked data at any revision without a checkout; lineage records.
 
     import dataver.api
     with dataver.api.open("data/train.csv", rev="v1.0") as f:
@@ -15,10 +15,12 @@ from __future__ import annotations
 import builtins
 from typing import IO, Any
 
+from .lineagefmt import Lineage
+from .recording import note_read, record
 from .repo import Repo
 from .view import RevisionView
 
-__all__ = ["open", "read", "get_path", "view"]
+__all__ = ["open", "read", "get_path", "view", "lineage", "record"]
 
 
 def view(repo: str | None = None, rev: str | None = None) -> RevisionView:
@@ -29,7 +31,9 @@ def view(repo: str | None = None, rev: str | None = None) -> RevisionView:
 def get_path(path: str, rev: str | None = None, repo: str | None = None) -> str:
     """A local, read-only file holding ``path``'s bytes at ``rev`` (a cache object)."""
     v = view(repo, rev)
-    return v.local_path(v.file(path))
+    info = v.file(path)
+    note_read(v.repo, info.path, info.digest)  # an input of an active dataver.api.record block
+    return v.local_path(info)
 
 
 def open(
@@ -50,3 +54,13 @@ def read(
     """The whole content of ``path`` at ``rev``."""
     with open(path, rev, repo, mode, encoding) as f:
         return f.read()
+
+
+def lineage(path: str, rev: str | None = None, repo: str | None = None) -> Lineage:
+    """The lineage record of ``path`` (an output of ``dataver run`` or ``record``) at ``rev``."""
+    from .ops.lineage import record_of
+
+    return record_of(Repo.find(repo), path, rev)[2]
+
+
+_ = record  # exported: ``with dataver.api.record(outputs=[...]) as r:`` (see dataver.recording)

@@ -104,6 +104,15 @@ class StorageError(DataverError):
     exit_code = 11
 
 
+class CommandFailed(DataverError):
+    """The command ``dataver run`` (or ``reproduce``) ran exited non-zero: nothing was
+    recorded, and dataver exits with the command's own code (128 + N for signal N)."""
+
+    def __init__(self, message: str, exit_code: int, hint: str | None = None):
+        super().__init__(message, hint)
+        self.exit_code = exit_code if 0 < exit_code < 256 else 1
+
+
 # Why a file could not be restored (brought into the cache, or written into the workspace).
 MISSING = "missing"  # in neither the cache nor the remote
 CORRUPT_REMOTE = "corrupt-remote"  # the remote's copy does not hash to its name

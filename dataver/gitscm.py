@@ -172,3 +172,58 @@ class Git:
                     if seen is not None:
                         seen.add(entry.id)
                     yield path, self._repo.get(entry.id).data
+
+    # -- for lineage: the code a run saw, and a worktree to re-run it in -------------------
+    def head_commit(self) -> str | None:
+        """HEAD's commit id, or None before the first commit."""
+        return None if self._repo.head_is_unborn else str(self._repo.head.target)
+
+    def diff_text(self, commit: str = "HEAD") -> bytes:
+        """``git diff COMMIT`` (binary-safe; no external diff or textconv) of the files git
+        tracks, less pointer files and ``.gitignore`` files, which dataver itself writes
+        (a run records data by digest)."""
+        excludes = [":(exclude)*.dv", ":(exclude).gitignore", ":(exclude)*/.gitignore"]
+        return self._git(
+            ["diff", commit, "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--", ".", *excludes]
+        )
+
+    def add_worktree(self, path: str, commit: str) -> None:
+        """A detached git worktree of ``commit`` at ``path`` (HEAD and the work tree here stay)."""
+        self._git(["worktree", "add", "--detach", "--quiet", path, commit])
+
+    def remove_worktree(self, path: str) -> None:
+        self._git(["worktree", "remove", "--force", path], check=False)
+        self._git(["worktree", "prune"], check=False)
+
+    def apply_patch(self, worktree: str, patch: bytes) -> None:
+        """Apply a ``git diff`` to the work tree at ``worktree``."""
+        self._git(["-C", worktree, "apply", "--binary", "--whitespace=nowarn", "-"], stdin=patch)
+
+    def _git(self, args: list[str], stdin: bytes | None = None, check: bool = True) -> bytes:
+        import subprocess
+
+        root = self.workdir or self.git_dir
+        try:
+            out = subprocess.run(["git", *args], cwd=root, input=stdin, capture_output=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise RepoError(f"cannot run git {args[0]}: {e}", "install git and make sure it is on PATH") from None
+        if check and out.returncode != 0:
+            why = out.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise RepoError(f"git {' '.join(args[:2])} failed: {why[-1] if why else out.returncode}")
+        return out.stdout
+
+    def path_history(self, rev: str, relpath: str, limit: int = 10_000) -> Iterator[tuple[str, bytes | None]]:
+        """``(commit id, bytes of relpath or None)`` for ``rev`` and its ancestors, newest
+        first (time order, at most ``limit`` commits): how a pointer file changed."""
+        import pygit2
+
+        walker = self._repo.walk(self.resolve(rev), pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        for n, commit in enumerate(walker):
+            if n >= limit:
+                return
+            try:
+                entry = commit.tree[relpath]
+            except KeyError:
+                yield str(commit.id), None
+                continue
+            yield str(commit.id), self._repo.get(entry.id).data if entry.type_str == "blob" else None

@@ -16,7 +16,9 @@ registry, ``digest.ALGORITHMS``; its hex length is checked by it); ``digest`` is
 file's digest or the folder manifest's; ``size`` is in bytes (a folder's: the total of its files); ``files``
 (folders only) counts its files. Keys this version does not know (a user's
 ``desc:``, say, or an import's ``source.*`` block) are kept, in order, and written
-back on re-add; comment lines are not. Pure: bytes in, values out; pointers arrive through git from
+back on re-add; comment lines are not. A ``lineage.*`` block (what produced the
+data, ``dataver.lineagefmt``) is validated here like every other field, and dropped
+when a re-add records different content. Pure: bytes in, values out; pointers arrive through git from
 other people, so everything is validated and errors are ``PointerError``.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 
 from .digest import ALGORITHMS, Digest
 from .errors import PointerError
+from .lineagefmt import Lineage, NewerLineage, from_items, has_block, to_items, without_block
 
 SUFFIX = ".dv"
 FORMAT_VERSION = 1
@@ -62,8 +65,23 @@ class Pointer:
         return Pointer(self.kind, self.digest, self.size, self.files, kept + block)
 
     def with_content(self, digest: Digest, size: int, files: int | None) -> Pointer:
-        """The same pointer (extra keys kept) recording new content."""
-        return Pointer(self.kind, digest, size, files, self.extra)
+        """The same pointer recording new content: extra keys kept, except a lineage
+        block when the content differs (it describes the bytes it was recorded with)."""
+        extra = self.extra if digest == self.digest else without_block(self.extra)
+        return Pointer(self.kind, digest, size, files, extra)
+
+    @property
+    def lineage(self) -> Lineage | None:
+        """The validated ``lineage.*`` block (None if absent, or of a newer version)."""
+        try:
+            return from_items(self.extra)
+        except NewerLineage:
+            return None
+
+    def with_lineage(self, lineage: Lineage | None) -> Pointer:
+        """The same pointer with its lineage block replaced (other extra keys kept, first)."""
+        block = tuple(to_items(lineage)) if lineage is not None else ()
+        return Pointer(self.kind, self.digest, self.size, self.files, without_block(self.extra) + block)
 
 
 def dumps(ptr: Pointer) -> bytes:
@@ -138,6 +156,11 @@ def loads(data: bytes, source: str = "pointer") -> Pointer:
         files = _count(values["files"], "files", fail)
     elif "files" in values:
         raise fail("'files:' is only valid for kind: dir")
+    if has_block(extra):
+        try:
+            from_items(extra, source)  # a stranger's block is checked like every other field
+        except NewerLineage:
+            pass  # kept as unknown keys, as an older reader keeps any
     return Pointer(kind, digest, size, files, tuple(extra))
 
 

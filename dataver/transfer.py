@@ -44,10 +44,14 @@ def needed(
 ) -> Iterator[tuple[ObjRef, int, str]]:
     """``(ref, size, display path)`` of every object the pointers need: the one answer
     push, fetch, gc, verify and imports share. A folder needs its manifest and every
-    blob the manifest lists; a manifest the cache lacks is fetched from ``source`` when
+    blob the manifest lists; an output of ``dataver run`` also needs the objects its
+    lineage block names (the ``git diff`` and package lock); a manifest the cache lacks is fetched from ``source`` when
     one is given (with a ``hasher``), else the folder goes into ``walk.unknown``. Yielded
     as found, so a caller that keeps only digests never holds a path per file."""
     for t in tracked:
+        lineage = t.pointer.lineage  # its stored diff and package lock travel with the output
+        for s in lineage.stored() if lineage is not None and lineage.output_for(t.rel, t.pointer.digest) else ():
+            yield ObjRef(s.digest), s.size, f"{t.rel} (lineage)"
         if not t.pointer.is_dir:
             yield ObjRef(t.pointer.digest), t.pointer.size, t.rel
             continue

@@ -10,7 +10,7 @@ def test_package_exports():
 
 
 def test_api_exports():
-    assert sorted(dataver.api.__all__) == ["get_path", "open", "read", "view"]
+    assert sorted(dataver.api.__all__) == ["get_path", "lineage", "open", "read", "record", "view"]
     for name in dataver.api.__all__:
         assert callable(getattr(dataver.api, name)), name
 

@@ -27,7 +27,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config; 4 bad path; "
     "5 bad pointer/manifest; 6 refused: would lose data (use --force/--yes); 7 objects missing; "
     "8 integrity (corrupt object, file changed while hashed); 9 remote; 10 lock timeout; "
-    "11 cannot write (disk full, permissions); 130 interrupted."
+    "11 cannot write (disk full, permissions); 130 interrupted; run/reproduce: a failing command's own code."
 )
 
 app = typer.Typer(
@@ -55,9 +55,9 @@ def _root(
     """Version large data and models beside git."""
 
 
-from . import cache_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
+from . import cache_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
 
-_ = (cache_cmds, remote_cmds, repo_cmds, workspace_cmds)
+_ = (cache_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,8 @@ def status(
 
     States: modified, added, deleted (files in tracked folders), missing (a tracked
     path absent from the workspace: run dataver checkout), and 'not in cache' when
-    the content a pointer records is absent from the cache. With --remote NAME:
+    the content a pointer records is absent from the cache; 'stale' marks an output
+    of dataver run whose recorded inputs, params or code changed since (re-run it). With --remote NAME:
     which objects are only local (push them), only on the remote (pull them), or
     missing everywhere.
     """
@@ -72,15 +73,18 @@ def status(
     if remote_name is not None:
         return _remote_status(repo, paths, remote_name, show_all, json_out, quiet)
     records = do_status(repo, paths, progress_for(quiet))
+    stale = _stale(repo, paths, records)
     repo.close()
     if json_out:
-        emit_json(records)
+        emit_json(records + [{"path": s.path, "state": "stale", "in_cache": None, "reasons": s.reasons} for s in stale])
         return
     shown = [r for r in records if show_all or r.state != "unchanged" or r.in_cache is False]
     for r in shown:
         flag = "  (not in cache)" if r.in_cache is False else ""
         print(f"{r.state + ':':<11} {r.path}{flag}")
-    if not shown and not quiet:
+    for s in stale:
+        print(f"{'stale:':<11} {s.path}  ({'; '.join(s.reasons)})")
+    if not shown and not stale and not quiet:
         note("everything matches the pointers" if records else "nothing is tracked yet: dataver add PATH")
 
 
@@ -158,6 +162,18 @@ def unprotect(paths: List[str] = typer.Argument(..., help="Tracked files or fold
     with repo.lock(note):
         changed = do_unprotect(repo, paths)
     note(f"unprotected {len(changed)} file(s)")
+
+
+def _stale(repo, paths, records) -> list:
+    """Outputs of dataver run (among ``paths``, or all) whose recorded inputs changed."""
+    from ..ops.lineage import stale
+
+    changed = {r.path for r in records if r.state != "unchanged"}
+    found = stale(repo, changed)
+    if paths:
+        wanted = {repo.rel(repo.resolve(p)).removesuffix(".dv") for p in paths}
+        found = [s for s in found if s.path in wanted]
+    return found
 
 
 def _remote_status(repo, paths, remote_name, show_all, json_out, quiet) -> None:

@@ -109,7 +109,8 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Add
     else:
         new, hashed = _add_file(repo, target, rel, hasher, progress)
     if old is not None:
-        new = Pointer(new.kind, new.digest, new.size, new.files, old.extra)
+        kept = old.with_content(new.digest, new.size, new.files).extra  # less a lineage block gone stale
+        new = Pointer(new.kind, new.digest, new.size, new.files, kept)
     ensure_gitignored(target)
     changed = atomic_write(pointer_for(target), pointer.dumps(new))
     files = (new.files or 0) if new.is_dir else 1  # an empty folder has 0 files, not 1
