@@ -110,11 +110,13 @@ class Store(Protocol):
         """
         ...
 
-    def get_file(self, ref: ObjRef, dest: str) -> None:
+    def get_file(self, ref: ObjRef, dest: str, have: Any = None) -> None:
         """Copy the whole object into the local file ``dest`` (created or truncated).
 
         MUST raise ``ObjectsMissing`` when the object is absent. Does not verify (see
-        ``read``); ``dest`` is the caller's temporary, never a final name.
+        ``read``); ``dest`` is the caller's temporary, never a final name. ``have``
+        (``chunked.LocalChunks``) says where chunks of files already cached are: a
+        store that keeps files chunked MAY copy those instead of downloading them.
         """
         ...
 
