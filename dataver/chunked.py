@@ -45,9 +45,18 @@ def chunkable(ref: ObjRef, size: int) -> bool:
 
 
 # -- push --------------------------------------------------------------------------------------
-def split(ref: ObjRef, read: Callable[[int], bytes], size: int, seq: PartRun, where: str) -> bytes:
+def split(
+    ref: ObjRef,
+    read: Callable[[int], bytes],
+    size: int,
+    seq: PartRun,
+    where: str,
+    encode: Callable[[list[bytes]], list[tuple[bytes, int]]] | None = None,
+) -> bytes:
     """Cut the ``size`` bytes that ``read(n)`` returns into chunks, add the new ones to
-    ``seq``, check the whole against ``ref``; returns the map (the caller adds it)."""
+    ``seq``, check the whole against ``ref``; returns the map (the caller adds it).
+    ``encode``: compresses a block's new chunks (on several threads; zstd releases the
+    GIL), in order."""
     algo = get_algorithm(ref.digest.algorithm)
     whole = algo.new_file_hash(size, CHUNK_SIZE, 1) if size > CHUNK_SIZE else None
     items = bytearray()
@@ -70,14 +79,18 @@ def split(ref: ObjRef, read: Callable[[int], bytes], size: int, seq: PartRun, wh
         if not eof and cuts:  # the last cut may only be where this block ends: cut again with more
             carry = buf[cuts.pop()[0] :]
         view = memoryview(buf)
+        new: dict[Part, bytes] = {}
         for off, length in cuts:
             piece = view[off : off + length]
             part = Part(Digest(algo.name, algo.hash_small(piece)), KIND_CHUNK)
-            if seq.wants(part):
-                seq.add(part, bytes(piece))
+            if part not in new and seq.wants(part):
+                new[part] = bytes(piece)
             items += packfmt.map_item(part.digest, length)
             n += 1
             total += length
+        stored = encode(list(new.values())) if encode is not None and new else [None] * len(new)
+        for (part, piece), enc in zip(new.items(), stored, strict=True):
+            seq.add(part, piece, enc)
         if eof:
             break
     actual = whole.hexdigest() if whole is not None else algo.hash_small(first)

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
 from . import chunked, packfmt, packstore
@@ -934,6 +935,8 @@ class _PackedBatch(Batch):
             raise
         existing = set(packstore.pack_sizes(remote)[0])
         self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing)
+        self._encoders: ThreadPoolExecutor | None = None
+        self._encoders_lock = threading.Lock()
 
     def plan(self, items: list[tuple[ObjRef, int]]) -> list[list[ObjRef]]:
         return self.packs.plan(
@@ -971,10 +974,22 @@ class _PackedBatch(Batch):
         with open(path, "rb") as f:
             self.put_bytes(ref, f.read())
 
+    def _encode_all(self, pieces: list[bytes]) -> list[tuple[bytes, int]]:
+        """Chunks' stored bytes and codecs (packstore.encode_chunk), on a few threads."""
+        threads = max(1, min(4, os.cpu_count() or 1))
+        with self._encoders_lock:
+            if self._encoders is None:
+                self._encoders = ThreadPoolExecutor(threads, "dataver-zstd")
+        step = -(-len(pieces) // threads)  # one task per thread, not one per chunk
+        runs = self._encoders.map(
+            lambda i: [packstore.encode_chunk(p) for p in pieces[i : i + step]], range(0, len(pieces), step)
+        )
+        return [enc for run in runs for enc in run]
+
     def _put_chunked(self, ref: ObjRef, read: Callable[[int], bytes], size: int) -> None:
         """The object's new chunks, then its map, in packs of their own (chunked.split)."""
         seq = self.packs.sequence()
-        chunk_map = chunked.split(ref, read, size, seq, self.remote.where)
+        chunk_map = chunked.split(ref, read, size, seq, self.remote.where, self._encode_all)
         seq.add(packstore.Part(ref.digest, packfmt.KIND_MAP), chunk_map)
         seq.close()
 
@@ -985,6 +1000,8 @@ class _PackedBatch(Batch):
 
     def close(self) -> None:
         try:
+            if self._encoders is not None:
+                self._encoders.shutdown()
             self.packs.close()
         finally:
             self.lock.release()
