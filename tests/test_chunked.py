@@ -3,7 +3,6 @@ changed, on push and on pull; reads of a range, gc, verify and a hostile map."""
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -220,8 +219,12 @@ def test_verify_deep_reports_a_map_whose_chunk_is_missing(repo_dir, tmp_path, ve
     assert not (other / "table.csv").exists()
 
 
-def test_the_map_format_has_its_vector():
+def test_the_chunk_map_vector_in_formats_md():
+    """docs/formats.md's map bytes are what dataver writes, and parse back."""
+    doc = (Path(__file__).parent.parent / "docs" / "formats.md").read_text()
+    block = doc.split("```map-vector\n", 1)[1].split("```", 1)[0]
+    expected = bytes.fromhex("".join(block.split()))
     d1 = Digest("xxh3-128", "00112233445566778899aabbccddeeff")
-    data = packfmt.encode_map(70000, "xxh3-128", [(d1, 65536), (d1, 4464)])
-    assert data[:8] == b"DVCHUNKS" and len(data) == 24 + 2 * 36
-    assert json.dumps(packfmt.parse_map(data, "v")[0]) == "70000"
+    d2 = Digest("xxh3-128", "ffeeddccbbaa99887766554433221100")
+    assert packfmt.encode_map(70000, "xxh3-128", [(d1, 65536), (d2, 4464)]) == expected
+    assert packfmt.parse_map(expected, "the vector") == (70000, [(d1, 65536), (d2, 4464)])
