@@ -232,7 +232,7 @@ class RemoteStore:
             with lock:
                 spans.append((offset, data))
 
-        _, size = chunked.rebuild(self, self._index, record, keep, None, self.default_jobs(), (lo, end or 1 << 62))
+        _, size = chunked.rebuild(self, self._index, record, keep, None, self._rebuild_jobs(), (lo, end or 1 << 62))
         hi = size if end is None else min(end, size)
         if hi <= lo:
             return b""
@@ -272,10 +272,15 @@ class RemoteStore:
         with open(dest, "wb") as f:
             f.write(data)
 
+    def _rebuild_jobs(self) -> int:
+        """Ranged reads in flight while one chunked file is rebuilt: each holds up to
+        8 MiB (packstore.RANGE_MAX), so at most 8 of them, whatever the CPU count."""
+        return min(8, self.default_jobs())
+
     def _rebuild_file(self, ref: ObjRef, record: Any, dest: str, have: Any) -> None:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
-            data, size = chunked.rebuild(self, self._index, record, chunked.write_at(fd), have, self.default_jobs())
+            data, size = chunked.rebuild(self, self._index, record, chunked.write_at(fd), have, self._rebuild_jobs())
             os.ftruncate(fd, size)
         finally:
             os.close(fd)
