@@ -29,6 +29,7 @@ MAX = 1024 * 1024
 NORMALIZATION = 1
 SEED = 0  # the reference gear table
 
+
 def cuts(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int]]:
     """``(offset, length)`` of each chunk of ``data``, in order; one chunk (or none,
     for empty data) below ``MIN`` bytes."""
