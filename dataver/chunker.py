@@ -3,22 +3,29 @@
 The boundaries are a function of the bytes alone (FastCDC 2020, the gear hash of its
 reference C code, normalized chunking level 1, through ``pyfastcdc``), so an insert or a
 delete moves only the boundaries next to it: a new version of a big file shares all
-its other chunks with the old one. Parameters (normative, docs/formats.md "Chunked
-files"): a chunk is at least ``MIN`` bytes and at most ``MAX``, except the last; a cut
-is sought from ``MIN`` on with the mask of ``AVG_PARAM``, so chunks average about
-``MIN + AVG_PARAM``. A file smaller than ``MIN`` is one chunk.
+its other chunks with the old one. Parameters (normative, docs/formats.md "Content-defined
+chunking"): a chunk is at least ``MIN`` (64 KiB) and at most ``MAX`` (1 MiB) bytes, except
+the last, which may be shorter; a cut is sought from ``MIN`` on, with a stricter mask up to
+``AVG_PARAM`` (192 KiB) bytes into the chunk and a looser one after, so chunks average about
+``MIN + AVG_PARAM`` (256 KiB; 282 KiB measured on random data). Data of at most ``MIN``
+bytes is one chunk.
 
-Pure: bytes in, boundaries out. ``pyfastcdc`` holds the GIL while it cuts (~1.1 GB/s
-here with the XXH3-128 of each chunk); dataver cuts at push time, not in ``add``.
+Why 64K/256K/1M (benchmarks/chunking.py, docs/benchmarks.md "Chunking parameters"): the
+smallest index (64-byte records: ~220 MB per TB of unique data, against ~900 MB at
+16K/64K/256K) that meets issue 13's dedup targets on the 64 MiB CSV for every seed tried;
+512K/1M/8M's misses them on some.
+
+Pure: bytes in, boundaries out. ``pyfastcdc`` holds the GIL while it cuts (~1.8 GB/s here
+with the XXH3-128 of each chunk); dataver cuts at push time, not in ``add``.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-MIN = 16 * 1024
-AVG_PARAM = 48 * 1024  # pyfastcdc's avg_size: the mask's target beyond MIN (chunks average ~64 KiB)
-MAX = 256 * 1024
+MIN = 64 * 1024
+AVG_PARAM = 192 * 1024  # pyfastcdc's avg_size: where the looser mask starts (chunks average ~256 KiB)
+MAX = 1024 * 1024
 NORMALIZATION = 1
 SEED = 0  # the reference gear table
 
