@@ -942,6 +942,7 @@ class _PackedBatch(Batch):
         self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing)
         self._encoders: ThreadPoolExecutor | None = None
         self._encoders_lock = threading.Lock()
+        self._maps: list[tuple[Digest, bytes]] = []
 
     def plan(self, items: list[tuple[ObjRef, int]]) -> list[list[ObjRef]]:
         return self.packs.plan(
@@ -997,6 +998,11 @@ class _PackedBatch(Batch):
         chunk_map = chunked.split(ref, read, size, seq, self.remote.where, self._encode_all)
         seq.add(packstore.Part(ref.digest, packfmt.KIND_MAP), chunk_map)
         seq.close()
+        with self._encoders_lock:
+            self._maps.append((ref.digest, chunk_map))
+
+    def chunk_maps(self) -> list[tuple[Digest, bytes]]:
+        return list(self._maps)
 
     def commit(self) -> None:
         self.packs.flush()

@@ -197,6 +197,12 @@ class Batch:
     #: (a packed remote re-reads its index under the batch's lock): ask ``missing`` again.
     recheck = False
 
+    def chunk_maps(self) -> list[tuple[Digest, bytes]]:
+        """(blob digest, chunk map) of each object this batch stored chunked
+        (chunked.py): a caller with a cache keeps them, so that a later fetch of
+        another version of the file finds the chunks it shares locally."""
+        return []
+
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
         raise NotImplementedError
 

@@ -136,6 +136,8 @@ def push(
             if batch.recheck:  # only what was there may have gone (a gc before our lock)
                 absent |= set(remote.missing([r for r in everything if r not in absent], jobs))
             _send(cache, batch, [r for r in local if r in absent], wanted, jobs, progress, hasher, result)
+        for digest, chunk_map in batch.chunk_maps():  # hints for fetching other versions later
+            cache.put_map(digest, chunk_map)
     result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent] + [
         Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent
     ]

@@ -14,6 +14,7 @@ from remote_view import FolderView
 
 from dataver import chunked, packfmt, packstore
 from dataver.digest import Digest
+from dataver.hashing import digest_bytes
 
 
 def dv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -76,6 +77,8 @@ def test_a_new_version_costs_its_changes_on_push_and_on_pull(repo_dir, tmp_path,
         stored.append(pack_bytes(store))
     # compressed chunks: all three versions in less than one version's bytes
     assert stored[2] < len(v1), stored
+    maps = sorted(p.name for p in (repo_dir / ".dataver/cache/maps/xxh3-128").iterdir())
+    assert maps == sorted(digest_bytes(v).hex for v in (v1, v2, v3))  # the pusher keeps them as hints
     raw = FolderView(store).raw_keys()
     assert not [k for k in raw if k.startswith("xxh3-128/")]  # nothing loose: chunks and maps in packs
     # uncompressed-equivalent: the chunks of all versions
@@ -132,7 +135,6 @@ def _count_pack_reads(monkeypatch):
 
 
 def test_split_and_rebuild_round_trip_and_ranges(tmp_path):
-    from dataver.hashing import digest_bytes
     from dataver.remotes import LocalRemoteStore
     from dataver.store import ObjRef
 
