@@ -114,7 +114,7 @@ class ObjectStore:
         except OSError as e:
             raise UnreadableFile(f"cannot read cache object {self.path(ref)}: {e.strerror}") from None
 
-    def get_file(self, ref: ObjRef, dest: str) -> None:
+    def get_file(self, ref: ObjRef, dest: str, have: Any = None) -> None:
         try:
             shutil.copyfile(self.path(ref), dest)
         except FileNotFoundError:
@@ -132,6 +132,8 @@ class ObjectStore:
     def delete(self, refs: Iterable[ObjRef]) -> None:
         for ref in refs:
             _unlink_quietly(self.path(ref))
+            if not ref.manifest:
+                _unlink_quietly(self.map_path(ref.digest))
 
     def writer(self, jobs: int = 8) -> DirectBatch:
         return DirectBatch(self)
@@ -141,6 +143,34 @@ class ObjectStore:
 
     def plan_delete(self, refs: Iterable[ObjRef]) -> None:
         return None  # the cache keeps one file per object: nothing to repack
+
+    # -- chunk maps of whole files (dataver.chunked) ------------------------------
+    def map_path(self, digest: Digest) -> str:
+        """Where the chunk map of the blob ``digest`` is kept: a hint for fetching other
+        versions of the file chunk by chunk (maps/<algorithm>/<hex>)."""
+        return os.path.join(self.root, "maps", digest.algorithm, digest.hex)
+
+    @_writes_cache
+    def put_map(self, digest: Digest, data: bytes) -> None:
+        path = self.map_path(digest)
+        if not os.path.exists(path):
+            self._store_bytes(data, path)
+
+    def chunk_maps(self) -> Iterator[tuple[Digest, str]]:
+        """(blob digest, map path) of each kept map whose blob is in the cache."""
+        for algorithm in ALGORITHMS:
+            base = os.path.join(self.root, "maps", algorithm)
+            try:
+                names = sorted(os.listdir(base))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                try:
+                    digest = Digest(algorithm, name)
+                except Exception:
+                    continue
+                if self.has_blob(digest):
+                    yield digest, os.path.join(base, name)
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:

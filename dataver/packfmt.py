@@ -17,8 +17,12 @@ and ``n``; index: of the header and records). Integers are little-endian. A pack
 index is named by the XXH3-128 (seed 0) of its whole bytes: ``packs/<hex>.pack``,
 ``index/<hex>.idx``; both are written once and never modified.
 
-Entries are made for chunks too (kind 2, format issue 13): an entry is a kind, a
-codec, a hash algorithm and a digest, so a pack can hold any mix.
+Entries are made for chunks too: an entry is a kind, a codec, a hash algorithm and a
+digest, so a pack can hold any mix. A big file can be stored as **chunks** (kind 2, each
+named by the digest of its bytes) and a **map** (kind 3, named by the *file's* digest):
+the file's size and its chunks in order::
+
+    "DVCHUNKS"  ‖  u64 file size  ‖  u32 n  ‖  u8 algorithm  ‖  3 × u8 0  ‖  (digest(32) ‖ u32 length) × n
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ PACK_MAGIC = b"DVPACK\x00\x01"
 PACK_END = b"DVPKEND\x01"
 INDEX_MAGIC = b"DVINDEX\x01"
 
-KIND_BLOB, KIND_MANIFEST, KIND_CHUNK = 0, 1, 2
+KIND_BLOB, KIND_MANIFEST, KIND_CHUNK, KIND_MAP = 0, 1, 2, 3
+KINDS = (KIND_BLOB, KIND_MANIFEST, KIND_CHUNK, KIND_MAP)
 CODEC_RAW, CODEC_ZSTD = 0, 1
 # Hash algorithms by number (the registry's names; a digest is stored in 32 bytes,
 # zero-padded on the right when shorter).
@@ -118,7 +123,7 @@ def _pack_entry(e: Entry) -> bytes:
 
 def _unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
     field, kind, codec, algo, offset, stored, size = _ENTRY.unpack(raw)
-    if kind not in (KIND_BLOB, KIND_MANIFEST, KIND_CHUNK) or codec not in (CODEC_RAW, CODEC_ZSTD):
+    if kind not in KINDS or codec not in (CODEC_RAW, CODEC_ZSTD):
         raise IntegrityError(f"{where} has an entry of unknown kind {kind} or codec {codec}")
     if codec == CODEC_RAW and stored != size:
         raise IntegrityError(f"{where} has a raw entry whose stored length is not its size")
@@ -189,6 +194,51 @@ def parse_trailer(data: bytes, where: str, pack_size: int | None = None) -> list
         if e.offset < len(PACK_MAGIC) or (limit is not None and e.offset + e.stored > limit):
             raise IntegrityError(f"{where} lists an object outside its body")
     return entries
+
+
+# -- chunk maps ---------------------------------------------------------------------------
+MAP_MAGIC = b"DVCHUNKS"
+_MAP_HEAD = struct.Struct("<8sQIB3x")
+_MAP_ITEM = struct.Struct("<32sI")
+MAP_ITEM_SIZE = _MAP_ITEM.size  # 36
+MAP_CHUNK_MAX = 8 * 1024 * 1024  # a map naming a longer chunk is refused (dataver cuts at most 256 KiB)
+
+
+def encode_map(size: int, algorithm: str, chunks: Sequence[tuple[Digest, int]]) -> bytes:
+    """A chunked file's map: its size, then its chunks (digest, length) in file order."""
+    return map_head(size, algorithm, len(chunks)) + b"".join(map_item(d, n) for d, n in chunks)
+
+
+def map_head(size: int, algorithm: str, n: int) -> bytes:
+    return _MAP_HEAD.pack(MAP_MAGIC, size, n, ALGORITHM_IDS[algorithm])
+
+
+def map_item(digest: Digest, length: int) -> bytes:
+    return _MAP_ITEM.pack(_digest_field(digest), length)
+
+
+def parse_map(data: bytes | memoryview, where: str) -> tuple[int, list[tuple[Digest, int]]]:
+    """(file size, [(chunk digest, length), ...]) of a map, every field checked: the
+    lengths add up to the size, each is 1 to MAP_CHUNK_MAX bytes, the digests are the
+    map's algorithm's."""
+    if len(data) < _MAP_HEAD.size:
+        raise IntegrityError(f"{where} is too short to be a chunk map")
+    magic, size, n, algo = _MAP_HEAD.unpack(data[: _MAP_HEAD.size])
+    if magic != MAP_MAGIC:
+        raise IntegrityError(f"{where} is not a chunk map")
+    if len(data) != _MAP_HEAD.size + n * MAP_ITEM_SIZE:
+        raise IntegrityError(f"{where} is not as long as its {n} chunk(s) need")
+    chunks, total = [], 0
+    for i in range(n):
+        at = _MAP_HEAD.size + i * MAP_ITEM_SIZE
+        field, length = _MAP_ITEM.unpack(data[at : at + MAP_ITEM_SIZE])
+        if not 0 < length <= MAP_CHUNK_MAX:
+            raise IntegrityError(f"{where} has a chunk of {length} bytes")
+        chunks.append((_digest_from(field, algo, where), length))
+        total += length
+    if total != size:
+        raise IntegrityError(f"{where}: its chunks add up to {total} bytes, not {size}")
+    return size, chunks
 
 
 # -- index files ------------------------------------------------------------------------

@@ -17,14 +17,16 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
-from . import packstore
+from . import chunked, packfmt, packstore
 from .concurrency import run_parallel
 from .config import Config
 from .digest import ALGORITHMS, Digest
-from .errors import ConfigError, ObjectsMissing, PointerError, RemoteError
+from .errors import ConfigError, IntegrityError, ObjectsMissing, PointerError, RemoteError
 from .fsutil import files_older_than, read_range
 from .store import MANIFEST_SUFFIX, Batch, DirectBatch, ObjRef, check_bytes, check_file
 
@@ -214,8 +216,32 @@ class RemoteStore:
     def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
         record = self._packed_record(ref)
         if record is not None:
-            return self._read_packed(ref, lambda rec: packstore.read_entry(self, rec, start, end))
+            return self._read_packed(ref, lambda rec: self._read_entry(rec, start, end))
         return self._read_loose(ref, start, end)
+
+    def _read_entry(self, record: Any, start: int = 0, end: int | None = None) -> bytes:
+        """The bytes ``[start, end)`` of a packed object, whole or chunked (then only
+        the chunks that overlap the range are read)."""
+        if record.entry.kind != packfmt.KIND_MAP:
+            return packstore.read_entry(self, record, start, end)
+        lo = max(start, 0)
+        spans: list[tuple[int, bytes]] = []
+        lock = threading.Lock()
+
+        def keep(offset: int, data: bytes) -> None:
+            with lock:
+                spans.append((offset, data))
+
+        _, size = chunked.rebuild(self, self._index, record, keep, None, self._rebuild_jobs(), (lo, end or 1 << 62))
+        hi = size if end is None else min(end, size)
+        if hi <= lo:
+            return b""
+        out = bytearray(hi - lo)
+        for offset, data in spans:
+            a, b = max(offset, lo), min(offset + len(data), hi)
+            if a < b:
+                out[a - lo : b - lo] = data[a - offset : b - offset]
+        return bytes(out)
 
     def _read_loose(self, ref: ObjRef, start: int, end: int | None) -> bytes:
         def read() -> bytes:
@@ -232,13 +258,34 @@ class RemoteStore:
 
         return self._call(read, "download from", ref)
 
-    def get_file(self, ref: ObjRef, dest: str) -> None:
-        if self._packed_record(ref) is None:
+    def get_file(self, ref: ObjRef, dest: str, have: Any = None) -> None:
+        """``have`` (chunked.LocalChunks): where chunks of other cached files are, for a
+        chunked object (then only the chunks the cache lacks are downloaded)."""
+        record = self._packed_record(ref)
+        if record is None:
             self.download(ref, dest)
+            return
+        if record.entry.kind == packfmt.KIND_MAP:
+            self._read_packed(ref, lambda rec: self._rebuild_file(ref, rec, dest, have))
             return
         data = self._read_packed(ref, lambda rec: packstore.read_entry(self, rec))
         with open(dest, "wb") as f:
             f.write(data)
+
+    def _rebuild_jobs(self) -> int:
+        """Ranged reads in flight while one chunked file is rebuilt: each holds up to
+        8 MiB (packstore.RANGE_MAX), so at most 8 of them, whatever the CPU count."""
+        return min(8, self.default_jobs())
+
+    def _rebuild_file(self, ref: ObjRef, record: Any, dest: str, have: Any) -> None:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            data, size = chunked.rebuild(self, self._index, record, chunked.write_at(fd), have, self._rebuild_jobs())
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        if have is not None:  # a hint for the next version of this file (checked when used)
+            have.cache.put_map(ref.digest, data)
 
     def delete(self, refs: Iterable[ObjRef]) -> None:
         self.delete_planned(refs)
@@ -253,7 +300,8 @@ class RemoteStore:
             self.remove(loose)
         if index is None:
             return None
-        return packstore.collect(self, index, packed, self.marker.pack_size, jobs)
+        expand = chunked.garbage_chunks(self, jobs)
+        return packstore.collect(self, index, packed, self.marker.pack_size, jobs, expand)
 
     def plan_delete(self, refs: Iterable[ObjRef]) -> packstore.PackPlan | None:
         """What ``delete`` would do to the packs, without doing it (gc --dry-run)."""
@@ -261,7 +309,8 @@ class RemoteStore:
         if index is None:
             return None
         sizes, mtimes = packstore.pack_sizes(self)
-        doomed = {packstore.key_of(r) for r in refs}
+        index.load()
+        doomed = chunked.garbage_chunks(self, 8)(index, packstore.doomed_keys(refs))
         now = time.time()
         p = packstore.plan(index, self, doomed, sizes, now)
         named = set(index.packs())
@@ -286,9 +335,16 @@ class RemoteStore:
         absent or does not unpack (see store.Store.read_many): packed objects with
         coalesced ranged reads, loose ones one read each."""
         index = self._packed_index()
-        packed = [(r, rec) for r in refs if index is not None and (rec := index.find(r)) is not None]
-        in_pack = {r for r, _ in packed}
+        found = [(r, rec) for r in refs if index is not None and (rec := index.find_stored(r)) is not None]
+        in_pack = {r for r, _ in found}
         loose = [r for r in refs if r not in in_pack]
+        packed = [(r, rec) for r, rec in found if rec.entry.kind != packfmt.KIND_MAP]
+        for r, rec in found:
+            if rec.entry.kind == packfmt.KIND_MAP:  # a chunked object among small ones (1 to 8 MiB)
+                try:
+                    sink(r, self._read_packed(r, self._read_entry))
+                except (ObjectsMissing, IntegrityError) as e:
+                    sink(r, e)
         if packed:
             gone = packstore.read_many(self, packed, sink, jobs)
             if gone:  # a gc repacked them since the index was read
@@ -357,16 +413,17 @@ class RemoteStore:
         return ObjectsMissing(f"object {ref.digest} is not on {self.where}")
 
     def _packed_record(self, ref: ObjRef) -> Any:
+        """The record that stores ``ref`` in a pack: its own, or its chunk map's."""
         index = self._packed_index()
-        return None if index is None else index.find(ref)
+        return None if index is None else index.find_stored(ref)
 
     def _read_packed(self, ref: ObjRef, read: Callable[[Any], T]) -> T:
         """``read(record)``, once more after reloading the index if the pack is gone."""
         try:
-            return read(self._index.find(ref))
+            return read(self._index.find_stored(ref))
         except ObjectsMissing:
             self._index.load(force=True)
-            record = self._index.find(ref)
+            record = self._index.find_stored(ref)
             if record is None:
                 raise self._absent(ref) from None
             return read(record)
@@ -883,11 +940,28 @@ class _PackedBatch(Batch):
             raise
         existing = set(packstore.pack_sizes(remote)[0])
         self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing)
+        self._encoders: ThreadPoolExecutor | None = None
+        self._encoders_lock = threading.Lock()
+        self._maps: list[tuple[Digest, bytes]] = []
 
     def plan(self, items: list[tuple[ObjRef, int]]) -> list[list[ObjRef]]:
-        return self.packs.plan((ref, size) for ref, size in items if size <= packstore.PACKED_MAX)
+        return self.packs.plan(
+            (ref, size) for ref, size in items if size <= packstore.PACKED_MAX and not chunked.chunkable(ref, size)
+        )
 
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
+        if chunked.chunkable(ref, len(data)):
+            view = memoryview(data)
+            at = 0
+
+            def read(n: int) -> bytes:
+                nonlocal at
+                piece = view[at : at + n]
+                at += len(piece)
+                return piece  # type: ignore[return-value]
+
+            self._put_chunked(ref, read, len(data))
+            return
         if len(data) > packstore.PACKED_MAX:
             self.remote.put_bytes(ref, data)
             return
@@ -895,11 +969,40 @@ class _PackedBatch(Batch):
         self.packs.add(ref, data)
 
     def put_file(self, ref: ObjRef, path: str, hasher: Any) -> None:
-        if os.path.getsize(path) > packstore.PACKED_MAX:
+        size = os.path.getsize(path)
+        if chunked.chunkable(ref, size):
+            with open(path, "rb") as f:
+                self._put_chunked(ref, f.read, size)
+            return
+        if size > packstore.PACKED_MAX:
             self.remote.put_file(ref, path, hasher)
             return
         with open(path, "rb") as f:
             self.put_bytes(ref, f.read())
+
+    def _encode_all(self, pieces: list[bytes]) -> list[tuple[bytes, int]]:
+        """Chunks' stored bytes and codecs (packstore.encode_chunk), on a few threads."""
+        threads = max(1, min(4, os.cpu_count() or 1))
+        with self._encoders_lock:
+            if self._encoders is None:
+                self._encoders = ThreadPoolExecutor(threads, "dataver-zstd")
+        step = -(-len(pieces) // threads)  # one task per thread, not one per chunk
+        runs = self._encoders.map(
+            lambda i: [packstore.encode_chunk(p) for p in pieces[i : i + step]], range(0, len(pieces), step)
+        )
+        return [enc for run in runs for enc in run]
+
+    def _put_chunked(self, ref: ObjRef, read: Callable[[int], bytes], size: int) -> None:
+        """The object's new chunks, then its map, in packs of their own (chunked.split)."""
+        seq = self.packs.sequence()
+        chunk_map = chunked.split(ref, read, size, seq, self.remote.where, self._encode_all)
+        seq.add(packstore.Part(ref.digest, packfmt.KIND_MAP), chunk_map)
+        seq.close()
+        with self._encoders_lock:
+            self._maps.append((ref.digest, chunk_map))
+
+    def chunk_maps(self) -> list[tuple[Digest, bytes]]:
+        return list(self._maps)
 
     def commit(self) -> None:
         self.packs.flush()
@@ -908,6 +1011,8 @@ class _PackedBatch(Batch):
 
     def close(self) -> None:
         try:
+            if self._encoders is not None:
+                self._encoders.shutdown()
             self.packs.close()
         finally:
             self.lock.release()

@@ -110,11 +110,13 @@ class Store(Protocol):
         """
         ...
 
-    def get_file(self, ref: ObjRef, dest: str) -> None:
+    def get_file(self, ref: ObjRef, dest: str, have: Any = None) -> None:
         """Copy the whole object into the local file ``dest`` (created or truncated).
 
         MUST raise ``ObjectsMissing`` when the object is absent. Does not verify (see
-        ``read``); ``dest`` is the caller's temporary, never a final name.
+        ``read``); ``dest`` is the caller's temporary, never a final name. ``have``
+        (``chunked.LocalChunks``) says where chunks of files already cached are: a
+        store that keeps files chunked MAY copy those instead of downloading them.
         """
         ...
 
@@ -194,6 +196,12 @@ class Batch:
     #: True when what the store holds may have changed since the caller last asked
     #: (a packed remote re-reads its index under the batch's lock): ask ``missing`` again.
     recheck = False
+
+    def chunk_maps(self) -> list[tuple[Digest, bytes]]:
+        """(blob digest, chunk map) of each object this batch stored chunked
+        (chunked.py): a caller with a cache keeps them, so that a later fetch of
+        another version of the file finds the chunks it shares locally."""
+        return []
 
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
         raise NotImplementedError

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from . import manifest as manifest_mod
+from .chunked import CHUNKED_MIN, LocalChunks
 from .concurrency import run_parallel
 from .errors import CORRUPT_REMOTE, DataverError, IntegrityError, ObjectsMissing, StorageError, Unrestored
 from .hashing import Hasher
@@ -135,6 +136,8 @@ def push(
             if batch.recheck:  # only what was there may have gone (a gc before our lock)
                 absent |= set(remote.missing([r for r in everything if r not in absent], jobs))
             _send(cache, batch, [r for r in local if r in absent], wanted, jobs, progress, hasher, result)
+        for digest, chunk_map in batch.chunk_maps():  # hints for fetching other versions later
+            cache.put_map(digest, chunk_map)
     result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent] + [
         Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent
     ]
@@ -217,10 +220,12 @@ def fetch(
                 return
             stored(ref)
 
+    have = LocalChunks(cache)  # chunks of cached files, for objects stored chunked
+
     def large(ref: ObjRef) -> None:
         display = wanted.refs[ref][1]
         try:
-            download_object(cache, remote, ref, hasher)
+            download_object(cache, remote, ref, hasher, have=have)
         except ObjectsMissing:
             failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
             return
@@ -230,7 +235,9 @@ def fetch(
         stored(ref)
 
     def small(ref: ObjRef) -> bool:
-        return wanted.refs[ref][0] <= hasher.chunk_size if not ref.manifest else True
+        """Read into memory (many per request); the rest, and files a packed remote may
+        hold chunked, go through a temporary file."""
+        return ref.manifest or wanted.refs[ref][0] < min(hasher.chunk_size + 1, CHUNKED_MIN)
 
     if to_get:
         progress.start("downloading", total_bytes=sum(wanted.refs[r][0] for r in to_get), total_files=len(to_get))
@@ -278,7 +285,14 @@ def fetch_manifest(cache: ObjectStore, remote: Store, digest, hasher: Hasher, di
     download_object(cache, remote, ObjRef(digest, manifest=True), hasher, display)
 
 
-def download_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hasher, display: str | None = None) -> None:
+def download_object(
+    cache: ObjectStore,
+    remote: Store,
+    ref: ObjRef,
+    hasher: Hasher,
+    display: str | None = None,
+    have: LocalChunks | None = None,
+) -> None:
     """Download one object into the cache, verified (a manifest also parsed: see adopt);
     ``display`` names the folder a manifest belongs to in messages."""
     try:
@@ -291,7 +305,7 @@ def download_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hash
         ) from None
     os.close(fd)
     try:
-        remote.get_file(ref, tmp)
+        remote.get_file(ref, tmp, have=have if have is not None else LocalChunks(cache))
         check = _manifest_check(remote, ref, display) if ref.manifest else None
         adopt(cache, tmp, ref.digest, ref.manifest, hasher, check)
     except IntegrityError as e:

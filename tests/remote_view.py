@@ -17,15 +17,33 @@ import stat
 from pathlib import Path
 
 from dataver import packfmt
+from dataver.digest import get_algorithm
 from dataver.packstore import decompress
 
 OBJECT_KEY = re.compile(r"(xxh3-128|blake3)/([0-9a-f]{2})/([0-9a-f]+?)(\.manifest)?")
 FORMAT_FILE = re.compile(r"dataver\.json|packs/[0-9a-f]{32}\.pack|index/[0-9a-f]{32}\.idx")
 
 
-def key_for(record: packfmt.Record) -> str:
+def key_for(record: packfmt.Record) -> str | None:
+    """The object key a record stores: its own, or (a chunk map) its file's; None for a
+    chunk, which is part of a file, not an object."""
     e = record.entry
+    if e.kind == packfmt.KIND_CHUNK:
+        return None
     return e.digest.relpath() + (".manifest" if e.kind == packfmt.KIND_MANIFEST else "")
+
+
+def unpack(raw: bytes, e: packfmt.Entry, where: str) -> bytes:
+    stored = raw[e.offset : e.offset + e.stored]
+    return decompress(stored, e.size, where) if e.codec == packfmt.CODEC_ZSTD else stored
+
+
+def rebuild(chunk_map: bytes, chunks: dict[str, bytes], where: str) -> bytes:
+    """A chunked file from its map and ``chunks`` (hex -> bytes): every chunk named must be there."""
+    _, items = packfmt.parse_map(chunk_map, where)
+    lacking = [d for d, _ in items if d.hex not in chunks]
+    assert not lacking, f"{where}: its map is on the remote before {len(lacking)} of its chunks"
+    return b"".join(chunks[d.hex] for d, _ in items)
 
 
 class ObjectView:
@@ -49,7 +67,17 @@ class ObjectView:
         out: dict[str, packfmt.Record] = {}
         for k in sorted(self.index_files()):
             for r in packfmt.parse_index(self.raw_read(k), k):
-                out.setdefault(key_for(r), r)
+                key = key_for(r)
+                if key is not None:
+                    out.setdefault(key, r)
+        return out
+
+    def chunk_records(self) -> dict[str, packfmt.Record]:
+        out: dict[str, packfmt.Record] = {}
+        for k in sorted(self.index_files()):
+            for r in packfmt.parse_index(self.raw_read(k), k):
+                if r.entry.kind == packfmt.KIND_CHUNK:
+                    out.setdefault(r.entry.digest.hex, r)
         return out
 
     def _rewrite_index(self, records: list[packfmt.Record]) -> None:
@@ -72,9 +100,11 @@ class ObjectView:
         if key in self.raw_keys():
             return self.raw_read(key)
         r = self.packed()[key]
-        e = r.entry
-        stored = self.raw_read(f"packs/{r.pack}.pack")[e.offset : e.offset + e.stored]
-        return decompress(stored, e.size, key) if e.codec == packfmt.CODEC_ZSTD else stored
+        data = unpack(self.raw_read(f"packs/{r.pack}.pack"), r.entry, key)
+        if r.entry.kind != packfmt.KIND_MAP:
+            return data
+        chunks = {h: unpack(self.raw_read(f"packs/{c.pack}.pack"), c.entry, h) for h, c in self.chunk_records().items()}
+        return rebuild(data, chunks, key)
 
     def write(self, key: str, data: bytes) -> None:
         """Put ``data`` (any bytes) under the object's name: a loose object is
@@ -84,11 +114,13 @@ class ObjectView:
             return
         records = self.packed()
         old = records.pop(key)
-        builder = packfmt.PackBuilder()
-        builder.add(old.entry.digest, old.entry.kind, data, len(data))
+        builder = packfmt.PackBuilder()  # a chunked object becomes a whole one: these bytes
+        kind = packfmt.KIND_BLOB if old.entry.kind == packfmt.KIND_MAP else old.entry.kind
+        builder.add(old.entry.digest, kind, data, len(data))
         pack_id, pack, entries = builder.finish()
         self.raw_write(f"packs/{pack_id}.pack", pack)
-        self._rewrite_index([*records.values(), packfmt.Record(entries[0], pack_id)])
+        chunks = list(self.chunk_records().values())  # the parts of chunked objects stay
+        self._rewrite_index([*records.values(), *chunks, packfmt.Record(entries[0], pack_id)])
 
     def delete(self, key: str) -> None:
         if key in self.raw_keys():
@@ -96,7 +128,7 @@ class ObjectView:
             return
         records = self.packed()
         records.pop(key)
-        self._rewrite_index(list(records.values()))
+        self._rewrite_index([*records.values(), *self.chunk_records().values()])
 
 
 class FolderView(ObjectView):
@@ -142,6 +174,8 @@ def packed_objects(root: Path) -> dict[str, bytes]:
     from dataver import packfmt
 
     out: dict[str, bytes] = {}
+    chunks: dict[str, bytes] = {}
+    maps: dict[str, bytes] = {}
     packs: dict[str, tuple[bytes, dict]] = {}
     index_dir = root / "index"
     for path in sorted(index_dir.iterdir()) if index_dir.is_dir() else []:
@@ -157,8 +191,16 @@ def packed_objects(root: Path) -> dict[str, bytes]:
             raw, entries = packs[r.pack]
             assert entries.get(r.entry.key()) == r.entry, f"{path}: {r.pack} does not hold {r.entry.digest} as named"
             e = r.entry
-            stored = raw[e.offset : e.offset + e.stored]
-            out[key_for(r)] = decompress(stored, e.size, key_for(r)) if e.codec == packfmt.CODEC_ZSTD else stored
+            body = unpack(raw, e, f"{e.digest} in {r.pack}")
+            if e.kind == packfmt.KIND_CHUNK:
+                assert get_algorithm(e.digest.algorithm).hash_small(body) == e.digest.hex, f"chunk {e.digest} is bad"
+                chunks[e.digest.hex] = body
+            elif e.kind == packfmt.KIND_MAP:
+                maps[key_for(r)] = body
+            else:
+                out[key_for(r)] = body
+    for key, chunk_map in maps.items():
+        out.setdefault(key, rebuild(chunk_map, chunks, key))
     return out
 
 

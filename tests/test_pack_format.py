@@ -339,7 +339,7 @@ PACK_DAMAGE = {
     "flipped byte in the count": _set(DOC_PACK, len(DOC_PACK) - 20, b"\x03"),
     "bad checksum": _set(DOC_PACK, len(DOC_PACK) - 16, b"\0" * 8),
     "huge count": _reseal_pack(_set(DOC_PACK, len(DOC_PACK) - 20, b"\xff\xff\xff\xff")[: len(DOC_PACK)]),
-    "unknown kind": _reseal_pack(_set(DOC_PACK, E0 + 32, b"\x03")),
+    "unknown kind": _reseal_pack(_set(DOC_PACK, E0 + 32, b"\x04")),
     "unknown codec": _reseal_pack(_set(DOC_PACK, E0 + 33, b"\x02")),
     "unknown algorithm 0": _reseal_pack(_set(DOC_PACK, E1 + 34, b"\x00")),
     "unknown algorithm 255": _reseal_pack(_set(DOC_PACK, E1 + 34, b"\xff")),

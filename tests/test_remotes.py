@@ -358,10 +358,12 @@ def test_gc_remote_removes_what_no_pointer_needs(remote, repo_dir, cli):
 
 def test_large_file_goes_up_in_parts_and_comes_back(s3_any_bucket, repo_dir, tmp_path, cli, monkeypatch):
     """A file of two parts and a bit goes up as a multipart upload (the ETag of a
-    multipart object ends in -PARTS) and is pulled back whole."""
+    multipart object ends in -PARTS) and is pulled back whole. (A loose remote: a packed
+    one stores such a file as chunks, tests/test_chunked.py.)"""
     part = 5 * 1024 * 1024  # S3's smallest part; s3fs goes multipart at two parts
     monkeypatch.setattr(remotes, "UPLOAD_PART_SIZE", part)
     side = add_s3_remote(cli, repo_dir, s3_any_bucket)
+    assert cli("remote", "modify", REMOTE, "layout", "loose", cwd=repo_dir).code == 0
     data = os.urandom(2 * part + 12345)
     write(repo_dir / "big.bin", data)
     assert cli("add", "big.bin", cwd=repo_dir).code == 0

@@ -1,0 +1,264 @@
+"""Big files on a packed remote as content-defined chunks (docs/formats.md, "Chunked
+files"): a new version of a big file costs only the chunks it does not share.
+
+A blob of ``CHUNKED_MIN`` bytes or more is stored as its chunks (``chunker`` cuts them;
+each is named by the digest of its bytes) and a map naming them in order, itself named
+by the *file's* digest. Pointers, manifests and the cache are unchanged: they name
+whole files, and the local cache keeps whole files (checkout links them).
+
+- **push** (``split``): the file is read once, in ``CHUNK_SIZE`` blocks; each block feeds
+  the whole-file hash (the put is verified like any other) and the chunker; chunks the
+  remote's index and this push lack go into packs of their own (``PackWriter.sequence``),
+  then the map.
+- **fetch** (``rebuild``): the map is read, then each chunk is taken from a file already
+  in the cache that holds it (their maps are kept in the cache's ``maps/``) or read from
+  the packs with coalesced ranged reads. Every chunk is hashed before it is written, and
+  the caller hashes the whole file before it gets its name.
+- **gc** (``live_chunks``): the maps that stay are read, and a chunk none of them names
+  is garbage like an unused object.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from typing import Callable, Iterable
+
+from . import chunker, packfmt
+from .digest import Digest, get_algorithm
+from .errors import IntegrityError, ObjectsMissing
+from .hashing import CHUNK_SIZE
+from .packfmt import KIND_CHUNK, KIND_MAP, Record
+from .packstore import Files, PackIndex, Part, PartRun, read_entry, read_many
+from .store import ObjRef
+
+CHUNKED_MIN = 1 << 20  # blobs this large or larger are stored chunked on a packed remote
+MAP_MAX = 64 << 20  # a map larger than this is refused; files that could need one stay whole
+# Files above this could need a larger map (every chunk at chunker.MIN): they stay whole.
+CHUNKED_MAX = MAP_MAX // packfmt.MAP_ITEM_SIZE * chunker.MIN
+
+
+def chunkable(ref: ObjRef, size: int) -> bool:
+    """Whether a packed remote stores ``ref`` (of ``size`` bytes) chunked."""
+    return not ref.manifest and CHUNKED_MIN <= size <= CHUNKED_MAX
+
+
+# -- push --------------------------------------------------------------------------------------
+def split(
+    ref: ObjRef,
+    read: Callable[[int], bytes],
+    size: int,
+    seq: PartRun,
+    where: str,
+    encode: Callable[[list[bytes]], list[tuple[bytes, int]]] | None = None,
+) -> bytes:
+    """Cut the ``size`` bytes that ``read(n)`` returns into chunks, add the new ones to
+    ``seq``, check the whole against ``ref``; returns the map (the caller adds it).
+    ``encode``: compresses a block's new chunks (on several threads; zstd releases the
+    GIL), in order."""
+    algo = get_algorithm(ref.digest.algorithm)
+    whole = algo.new_file_hash(size, CHUNK_SIZE, 1) if size > CHUNK_SIZE else None
+    items = bytearray()
+    n = total = 0
+    first = b""
+    carry = b""
+    block_no = 0
+    while True:
+        block = read(CHUNK_SIZE)
+        eof = len(block) < CHUNK_SIZE
+        if block:
+            if whole is not None:
+                whole.feed(block_no, memoryview(block))
+            elif block_no == 0:
+                first = block
+            block_no += 1
+        buf = carry + block if carry else block
+        cuts = list(chunker.cuts(buf))
+        carry = b""
+        if not eof and cuts:  # the last cut may only be where this block ends: cut again with more
+            carry = buf[cuts.pop()[0] :]
+        view = memoryview(buf)
+        new: dict[Part, bytes] = {}
+        for off, length in cuts:
+            piece = view[off : off + length]
+            part = Part(Digest(algo.name, algo.hash_small(piece)), KIND_CHUNK)
+            if part not in new and seq.wants(part):
+                new[part] = bytes(piece)
+            items += packfmt.map_item(part.digest, length)
+            n += 1
+            total += length
+        stored = encode(list(new.values())) if encode is not None and new else [None] * len(new)
+        for (part, piece), enc in zip(new.items(), stored, strict=True):
+            seq.add(part, piece, enc)
+        if eof:
+            break
+    actual = whole.hexdigest() if whole is not None else algo.hash_small(first)
+    if actual != ref.digest.hex or total != size:
+        raise IntegrityError(f"{ref} does not match its bytes (they hash to {actual[:12]}...); not stored in {where}")
+    return packfmt.map_head(size, algo.name, n) + bytes(items)
+
+
+# -- fetch -------------------------------------------------------------------------------------
+class LocalChunks:
+    """Chunks that whole files in the cache already hold, found through the maps the
+    cache keeps of them (``maps/<algorithm>/<hex>``, written when a file is pushed or
+    rebuilt). A hint only: a chunk taken from here is hashed before it is used."""
+
+    def __init__(self, cache: object):
+        self.cache = cache
+        self._where: dict[Digest, tuple[str, int, int]] | None = None
+        self._lock = threading.Lock()
+
+    def find(self, digest: Digest) -> tuple[str, int, int] | None:
+        with self._lock:
+            if self._where is None:
+                self._where = self._scan()
+        return self._where.get(digest)
+
+    def _scan(self) -> dict[Digest, tuple[str, int, int]]:
+        out: dict[Digest, tuple[str, int, int]] = {}
+        for digest, path in self.cache.chunk_maps():  # type: ignore[attr-defined]
+            blob = self.cache.blob_path(digest)  # type: ignore[attr-defined]
+            try:
+                with open(path, "rb") as f:
+                    _, chunks = packfmt.parse_map(f.read(MAP_MAX + 1), path)
+            except (OSError, IntegrityError):
+                continue  # a damaged hint is no hint
+            at = 0
+            for d, length in chunks:
+                out.setdefault(d, (blob, at, length))
+                at += length
+        return out
+
+
+def read_map(files: Files, record: Record, where: str) -> tuple[bytes, int, list[tuple[Digest, int]]]:
+    """(map bytes, file size, chunks) of a map record, checked."""
+    if record.entry.size > MAP_MAX:
+        raise IntegrityError(f"the chunk map of {record.entry.digest} on {where} claims {record.entry.size} bytes")
+    data = read_entry(files, record)
+    size, chunks = packfmt.parse_map(data, f"the chunk map of {record.entry.digest} on {where}")
+    if chunks and chunks[0][0].algorithm != record.entry.digest.algorithm:
+        raise IntegrityError(f"the chunk map of {record.entry.digest} on {where} names chunks of another algorithm")
+    return data, size, chunks
+
+
+def rebuild(
+    files: Files,
+    index: PackIndex,
+    record: Record,
+    write: Callable[[int, bytes], None],
+    local: LocalChunks | None,
+    jobs: int,
+    span: tuple[int, int] | None = None,
+) -> tuple[bytes, int]:
+    """Write the chunked file of map ``record`` with ``write(offset, bytes)``: chunks from
+    ``local`` where it holds them, the rest from the packs. ``span`` = (start, end):
+    only the chunks that overlap it. Returns (the map's bytes, the file's size)."""
+    where = files.where
+    data, size, chunks = read_map(files, record, where)
+    algo = get_algorithm(record.entry.digest.algorithm)
+    lo, hi = span if span is not None else (0, size)
+    at: dict[Digest, list[int]] = defaultdict(list)
+    offset = 0
+    for d, length in chunks:
+        if offset < hi and offset + length > lo:
+            at[d].append(offset)
+        offset += length
+    lengths = dict(chunks)
+
+    def put(digest: Digest, piece: bytes) -> bool:
+        if len(piece) != lengths[digest] or algo.hash_small(piece) != digest.hex:
+            return False
+        for o in at[digest]:
+            write(o, piece)
+        return True
+
+    remote: list[tuple[Part, Record]] = []
+    for d in at:
+        found = local.find(d) if local is not None else None
+        if found is not None and _from_local(found, d, put):
+            continue
+        rec = index.find(Part(d, KIND_CHUNK))
+        if rec is None:
+            raise ObjectsMissing(f"chunk {d.short()} of {record.entry.digest} is not on {where}")
+        remote.append((Part(d, KIND_CHUNK), rec))
+
+    def sink(part: Part, piece: object) -> None:
+        if isinstance(piece, Exception):
+            raise piece
+        if not put(part.digest, piece):  # type: ignore[arg-type]
+            raise IntegrityError(f"{part} of {record.entry.digest} on {where} does not match its bytes")
+
+    gone = read_many(files, remote, sink, jobs)  # type: ignore[arg-type]
+    if gone:  # a gc repacked them meanwhile: once more from where they are now
+        index.load(force=True)
+        again = []
+        for part in gone:
+            rec = index.find(part)
+            if rec is None:
+                raise ObjectsMissing(f"{part} of {record.entry.digest} is not on {where}")
+            again.append((part, rec))
+        if read_many(files, again, sink, jobs):  # type: ignore[arg-type]
+            raise ObjectsMissing(f"chunks of {record.entry.digest} vanished from {where} twice; re-run")
+    return data, size
+
+
+def _from_local(found: tuple[str, int, int], digest: Digest, put: Callable[[Digest, bytes], bool]) -> bool:
+    path, offset, length = found
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return put(digest, f.read(length))
+    except OSError:
+        return False
+
+
+# -- gc ----------------------------------------------------------------------------------------
+def live_chunks(files: Files, maps: Iterable[Record], jobs: int) -> set[bytes]:
+    """Keys of every chunk the maps ``maps`` name (the maps are read and checked)."""
+    keys: set[bytes] = set()
+    lock = threading.Lock()
+    wanted = [(Part(r.entry.digest, KIND_MAP), r) for r in maps]
+
+    def sink(part: Part, data: object) -> None:
+        if isinstance(data, Exception):
+            raise data
+        _, chunks = packfmt.parse_map(data, f"the chunk map of {part.digest} on {files.where}")  # type: ignore[arg-type]
+        found = {packfmt.entry_key(d, KIND_CHUNK) for d, _ in chunks}
+        with lock:
+            keys.update(found)
+
+    if read_many(files, wanted, sink, jobs, limit=MAP_MAX):  # type: ignore[arg-type]
+        raise ObjectsMissing(f"a chunk map vanished from {files.where} during gc; re-run gc")
+    return keys
+
+
+def garbage_chunks(files: Files, jobs: int) -> Callable[[PackIndex, set[bytes]], set[bytes]]:
+    """gc's ``expand``: the doomed keys, plus every chunk that no map staying names."""
+
+    def expand(index: PackIndex, doomed: set[bytes]) -> set[bytes]:
+        chunks: set[bytes] = set()
+        maps: list[Record] = []
+        for r in index.all_records():
+            if r.entry.kind == KIND_CHUNK:
+                chunks.add(r.entry.key())
+            elif r.entry.kind == KIND_MAP and r.entry.key() not in doomed:
+                maps.append(r)
+        if not chunks:
+            return doomed
+        return doomed | (chunks - live_chunks(files, maps, jobs))
+
+    return expand
+
+
+def write_at(fd: int) -> Callable[[int, bytes], None]:
+    """``write(offset, bytes)`` into an open file (any thread)."""
+
+    def write(offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    return write
