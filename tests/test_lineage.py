@@ -296,3 +296,26 @@ def test_mlflow_datasets_and_tags(project: Path, cli, tmp_path: Path, monkeypatc
     assert "data/a.csv" in inputs
     assert got.data.tags["dataver.output.summary.txt"].startswith("xxh3-128:")
     assert got.data.tags["dataver.output.copy"] == str(pointer.loads((project / "copy.dv").read_bytes()).digest)
+
+
+def test_gc_keeps_the_lineage_objects_of_committed_outputs_no_remote_holds(project: Path, cli):
+    """The stored package lock (and diff) of an output committed in an older commit is
+    kept by the cache gc like the output itself while no remote holds it."""
+    write(project / "train.py", TRAIN + "# tried by hand, not committed yet\n")
+    run_pipeline(cli)  # recorded dirty: the diff is stored as an object
+    git_commit(project, "v1")
+    old = pointer.loads((project / "model.bin.dv").read_bytes()).lineage
+    write(project / "params.yaml", "seed: 8\nlr: 0.05\n")
+    run_pipeline(cli)
+    git_commit(project, "v2")
+    new = pointer.loads((project / "model.bin.dv").read_bytes()).lineage
+    gone = [s for s in old.stored() if s.digest not in {n.digest for n in new.stored()}]
+    assert gone, "v1 needs an object v2 does not (its diff)"
+    cache = project / ".dataver" / "cache"
+    r = cli("gc", "--yes")
+    assert r.code == 0, r.err
+    for s in old.stored():  # v1's diff, which only the v1 commit needs, is still there
+        assert (cache / s.digest.relpath()).exists(), s
+    assert cli("gc", "--yes", "--not-pushed-too").code == 0
+    for s in gone:
+        assert not (cache / s.digest.relpath()).exists(), s

@@ -237,6 +237,10 @@ def committed_among(repo: Repo, git: Git, refs: Collection[ObjRef]) -> Committed
             need_folder(ptr.digest, commit)
         else:
             need(ObjRef(ptr.digest), commit)
+        lineage = ptr.lineage  # an output's stored diff and package lock go with it
+        if lineage is not None and any(o.digest == ptr.digest for o in lineage.outputs):
+            for stored in lineage.stored():
+                need(ObjRef(stored.digest), commit)
     return found
 
 
