@@ -333,7 +333,13 @@ class RemoteStore:
     def read_many(self, refs: list[ObjRef], sink: Callable[[ObjRef, Any], None], jobs: int = 8) -> None:
         """``sink(ref, bytes)`` for each object, or ``sink(ref, error)`` for one that is
         absent or does not unpack (see store.Store.read_many): packed objects with
-        coalesced ranged reads, loose ones one read each."""
+        coalesced ranged reads, loose ones one read each. Many refs are read a batch at
+        a time (``READ_BATCH``): the index records looked up for them are held for one
+        batch, not for the whole pull."""
+        for at in range(0, len(refs), READ_BATCH):
+            self._read_batch(refs[at : at + READ_BATCH], sink, jobs)
+
+    def _read_batch(self, refs: list[ObjRef], sink: Callable[[ObjRef, Any], None], jobs: int) -> None:
         index = self._packed_index()
         found = [(r, rec) for r in refs if index is not None and (rec := index.find_stored(r)) is not None]
         in_pack = {r for r, _ in found}
@@ -911,6 +917,9 @@ class LocalRemoteStore(RemoteStore):
 
 
 _UNREAD = object()
+# objects a read_many looks up and reads at once (their records: ~400 bytes each); refs
+# arrive in manifest order, as push packed them, so a batch is a few packs' ranges
+READ_BATCH = 8192
 
 
 def _mtime(info: dict) -> float:

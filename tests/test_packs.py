@@ -453,3 +453,26 @@ def test_a_push_killed_before_its_index_is_resumed_with_the_same_packs(repo_dir,
     other = clone(repo_dir, tmp_path / "other")
     ok("pull", cwd=other)
     assert snapshot(other) == files
+
+
+def test_a_pull_reads_many_objects_a_batch_at_a_time(repo_dir, tmp_path, cli, monkeypatch):
+    """read_many looks up and reads READ_BATCH objects at once (bounded memory); batches
+    that split packs and folders still bring back every file."""
+    from dataver import remotes
+
+    files = tree(repo_dir, 50)
+    ok("add", "data", cwd=repo_dir)
+    ok("remote", "add", "origin", str(tmp_path / "store"), "--default", cwd=repo_dir)
+    ok("push", cwd=repo_dir)
+    git_commit(repo_dir, "data")
+    other = clone(repo_dir, tmp_path / "other")
+    monkeypatch.setattr(remotes, "READ_BATCH", 7)
+    calls = []
+    real = remotes.RemoteStore._read_batch
+    monkeypatch.setattr(
+        remotes.RemoteStore, "_read_batch", lambda self, refs, *a: calls.append(len(refs)) or real(self, refs, *a)
+    )
+    r = cli("pull", cwd=other)
+    assert r.code == 0, r.err
+    assert snapshot(other) == files
+    assert max(calls) == 7 and sum(calls) >= 50
