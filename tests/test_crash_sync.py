@@ -82,7 +82,7 @@ from test_crash import (
     write_version,
 )
 
-from dataver import manifest, pointer
+from dataver import manifest, packfmt, pointer
 from dataver.digest import Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
 from dataver.store import ObjRef, check_bytes
@@ -220,6 +220,21 @@ def tree_state(base: Path) -> frozenset:
     return frozenset(out)
 
 
+def objects_state(cache: Path) -> frozenset:
+    """``tree_state`` of a cache's objects: what a push may add beside them is the chunk
+    maps of what it stored chunked (``maps/``, written whole by rename, through ``tmp/``)."""
+    return frozenset(e for e in tree_state(cache) if Path(e[0]).relative_to(cache).parts[0] not in ("maps", "tmp"))
+
+
+def check_maps(cache: Path) -> None:
+    """Every chunk map a push kept is whole: it parses, and names a file the cache holds
+    whose size it gives."""
+    for path in (cache / "maps" / ALGO).glob("*") if (cache / "maps" / ALGO).is_dir() else []:
+        size, _ = packfmt.parse_map(path.read_bytes(), str(path))
+        blob = cache / Digest(ALGO, path.name).relpath()
+        assert blob.stat().st_size == size, f"{path} does not describe {blob}"
+
+
 def watch(*bases: Path) -> frozenset:
     """Cheap "did anything change" snapshot (names, inodes, sizes) of several trees."""
     out = set()
@@ -317,7 +332,7 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan):
     cache = repo_dir / ".dataver" / "cache"
     wanted = store_objects(cache)
     assert wanted == needed(cache, [p for p in read_pointers(repo_dir).values() if p is not None])
-    cache_before = tree_state(cache)
+    cache_before = objects_state(cache)
     verified: set = set()
 
     def restart() -> None:
@@ -329,7 +344,8 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan):
             return False
         have, n = check_remote(remote, hasher, verified, wanted)
         tally.objects += n
-        assert tree_state(cache) == cache_before, "push changed the local cache"
+        assert objects_state(cache) == cache_before, "push changed the local cache's objects"
+        check_maps(cache)
         return have == wanted
 
     def finish() -> None:
@@ -338,7 +354,8 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan):
         assert have == wanted, "the re-run of push left objects missing on the remote"
         tally.objects += n
         check_remote_settled(remote)
-        assert tree_state(cache) == cache_before, "push changed the local cache"
+        assert objects_state(cache) == cache_before, "push changed the local cache's objects"
+        check_maps(cache)
         clone_and_pull(repo_dir, repo_dir.parent / "clone", files, hasher, tally)
 
     job = sync_job(repo_dir, ("push",), restart, lambda: watch(remote), check_kill, 4, finish, 6)
