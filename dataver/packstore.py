@@ -963,16 +963,30 @@ def check_part(item: ObjRef | Part, data: bytes, where: str) -> None:
         packfmt.parse_map(data, f"{item} on {where}")
 
 
-def iter_packed(index: PackIndex) -> Iterator[tuple[ObjRef, int]]:
-    """Every object the index names, whole or chunked (a chunked one's size here is its
-    map's: the file's is in the map)."""
+def iter_packed(files: Files, index: PackIndex, jobs: int = 8) -> list[tuple[ObjRef, int]]:
+    """Every object the index names with its size, whole or chunked (a chunked file's
+    size is in its map: the maps are read, with coalesced ranged reads)."""
     index.load()
+    out: list[tuple[ObjRef, int]] = []
+    maps: list[tuple[Part, Record]] = []
     for r in index.all_records():
         ref = ref_of(r.entry)
         if ref is not None:
-            yield ref, r.entry.size
+            out.append((ref, r.entry.size))
         elif r.entry.kind == KIND_MAP:
-            yield ObjRef(r.entry.digest), r.entry.size
+            maps.append((Part(r.entry.digest, KIND_MAP), r))
+    lock = threading.Lock()
+
+    def sink(part: Part, data: bytes | DataverError) -> None:
+        if isinstance(data, DataverError):
+            raise data
+        size, _ = packfmt.parse_map(data, f"{part} on {files.where}")
+        with lock:
+            out.append((ObjRef(part.digest), size))
+
+    if maps and read_many(files, maps, sink, jobs, limit=MAP_LIMIT):  # type: ignore[arg-type]
+        raise RemoteError(f"{files.where} changed while it was listed (a pack vanished)", "run the command again")
+    return out
 
 
 # -- checking -----------------------------------------------------------------------------------

@@ -637,7 +637,7 @@ class RemoteStore:
         if index is None:
             return loose
         seen = {ref for ref, _ in loose}
-        return loose + [(ref, size) for ref, size in packstore.iter_packed(index) if ref not in seen]
+        return loose + [(ref, size) for ref, size in packstore.iter_packed(self, index) if ref not in seen]
 
     def remove(self, refs: list[ObjRef]) -> None:
         self._rm_paths([self.path(r) for r in refs])

@@ -9,6 +9,7 @@ local folder, the in-memory store, and S3 (moto's server and SeaweedFS, on loopb
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,33 @@ class StoreContract:
         assert (tmp_path / "back").read_bytes() == src.read_bytes()
         sizes = dict(store.iter_objects())
         assert sizes == {**{r: len(d) for r, d in zip(refs, datas, strict=True)}, mref: len(mdata), fref: 50_000}
+
+    def test_a_big_file_in_a_batch_reads_back_every_way(self, store, tmp_path, hasher):
+        """A file of 1 MiB or more (a packed remote stores it as chunks and a map,
+        dataver/chunked.py): the same bytes, ranges, size and deletion on every store."""
+        store = self.new(store)
+        rng = random.Random(3)
+        block = rng.randbytes(300_000)
+        data = block + rng.randbytes(1_500_000) + block
+        src = tmp_path / "big.bin"
+        src.write_bytes(data)
+        ref, small = blob(data), b"a small one beside it"
+        with store.writer(4) as batch:
+            batch.put_file(ref, str(src), hasher)
+            batch.put_bytes(blob(small), small)
+        assert store.missing([ref, blob(small)]) == []
+        assert store.read(ref) == data
+        assert store.read(ref, 299_990, 300_010) == data[299_990:300_010]
+        assert store.read(ref, len(data) - 7) == data[-7:]
+        store.get_file(ref, str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == data
+        got: dict[ObjRef, object] = {}
+        store.read_many([ref, blob(small)], lambda r, d: got.__setitem__(r, d), 4)
+        assert got == {ref: data, blob(small): small}
+        assert dict(store.iter_objects()) == {ref: len(data), blob(small): len(small)}
+        store.delete([ref])
+        assert store.missing([ref, blob(small)]) == [ref]
+        assert store.read(blob(small)) == small
 
     def test_read_many_reports_an_absent_object_and_goes_on(self, store):
         store = self.new(store)
