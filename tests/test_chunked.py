@@ -201,13 +201,18 @@ def test_a_hostile_map_is_refused_and_nothing_is_written(tmp_path):
     assert chunked.CHUNKED_MAX >= 8 << 30  # 8 GiB files are chunked
 
 
-def test_verify_deep_reports_a_map_whose_chunk_is_missing(repo_dir, tmp_path, versions):
-    v1 = versions[0]
+def pushed_v1(repo_dir: Path, tmp_path: Path, v1: bytes) -> Path:
+    """``table.csv`` at v1 added and pushed to a new folder remote (returned)."""
     store = tmp_path / "store"
     ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
     write(repo_dir / "table.csv", v1)
     ok("add", "table.csv", cwd=repo_dir)
     ok("push", cwd=repo_dir)
+    return store
+
+
+def test_verify_deep_reports_a_map_whose_chunk_is_missing(repo_dir, tmp_path, versions):
+    store = pushed_v1(repo_dir, tmp_path, versions[0])
     git_commit(repo_dir, "v1")
     index_file = next((store / "index").iterdir())
     records = packfmt.parse_index(index_file.read_bytes(), "i")
@@ -239,11 +244,7 @@ def test_the_chunk_map_vector_in_formats_md():
 
 def test_fetch_repair_rebuilds_a_corrupt_cached_file_from_its_chunks(repo_dir, tmp_path, versions):
     v1 = versions[0]
-    store = tmp_path / "store"
-    ok("remote", "add", "origin", str(store), "--default", cwd=repo_dir)
-    write(repo_dir / "table.csv", v1)
-    ok("add", "table.csv", cwd=repo_dir)
-    ok("push", cwd=repo_dir)
+    pushed_v1(repo_dir, tmp_path, v1)
     obj = repo_dir / ".dataver" / "cache" / digest_bytes(v1).relpath()
     obj.chmod(0o644)
     with open(obj, "r+b") as f:  # one byte flipped: its own kept map would still place every chunk
