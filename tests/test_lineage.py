@@ -16,6 +16,7 @@ from conftest import git_commit, write
 
 from dataver import pointer
 from dataver.environment import Captured, diff, parse_lock
+from dataver.errors import PathError
 
 PREP = """\
 import os, sys
@@ -319,3 +320,28 @@ def test_gc_keeps_the_lineage_objects_of_committed_outputs_no_remote_holds(proje
     assert cli("gc", "--yes", "--not-pushed-too").code == 0
     for s in gone:
         assert not (cache / s.digest.relpath()).exists(), s
+
+
+def test_reproduce_never_writes_through_a_link_in_the_recorded_commit(repo_dir: Path, cli, tmp_path: Path):
+    """A record's input path is checked when it is read, but the recorded commit itself can
+    hold a symbolic link where the path has a folder: reproduce refuses (a path error, exit
+    4) and writes nothing where the link points."""
+    import dataclasses
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), repo_dir / "link")
+    write(repo_dir / "copy.py", "import shutil; shutil.copy('in.txt', 'out.txt')\n")
+    git_commit(repo_dir, "a link and a script")
+    write(repo_dir / "in.txt", "input\n")
+    r = cli("run", "-i", "in.txt", "-i", "copy.py", "-o", "out.txt", "--", sys.executable, "copy.py")
+    assert r.code == 0, r.err
+    ptr_path = repo_dir / "out.txt.dv"
+    ptr = pointer.loads(ptr_path.read_bytes())
+    lin = ptr.lineage
+    moved = tuple(dataclasses.replace(i, path="link/in.txt") if i.path == "in.txt" else i for i in lin.inputs)
+    ptr_path.write_bytes(pointer.dumps(ptr.with_lineage(dataclasses.replace(lin, inputs=moved))))
+    r = cli("reproduce", "out.txt")
+    assert r.code == PathError.exit_code == 4, r.err
+    assert "symbolic link" in r.err and "Traceback" not in r.err
+    assert list(outside.iterdir()) == []

@@ -19,7 +19,7 @@ from typing import Callable
 
 from .. import environment
 from ..digest import Digest
-from ..errors import CommandFailed, ObjectsMissing, RepoError
+from ..errors import CommandFailed, ObjectsMissing, PathError, RepoError
 from ..history import require_git
 from ..lineagefmt import Item, Lineage, Stored
 from ..manifest import Entry
@@ -79,6 +79,7 @@ def reproduce(
         if lin.code.diff is not None:
             git.apply_patch(worktree, repo.cache.read(ObjRef(lin.code.diff.digest)))
         warnings = _place_inputs(repo, lin, worktree)
+        _refuse_links(worktree, lin.wdir, "runs in", whole=True)
         cwd = os.path.join(worktree, lin.wdir)
         if announce is not None:
             announce(lin, worktree)
@@ -142,6 +143,7 @@ def _place_inputs(repo: Repo, lin: Lineage, worktree: str) -> list[str]:
         dest = os.path.join(worktree, item.path)
         if item.kind == "git" or not item.kind:
             continue
+        _refuse_links(worktree, item.path, "writes")
         _remove(dest)
         if item.kind == "file":
             _copy_blob(repo, item.digest, dest, item.path, False)
@@ -156,6 +158,22 @@ def _place_inputs(repo: Repo, lin: Lineage, worktree: str) -> list[str]:
         elif digest_of(repo, dest, item.digest.algorithm) != item.digest:
             warnings.append(f"{item.path}: differs from the recorded version (a file git does not track changed?)")
     return warnings
+
+
+def _refuse_links(worktree: str, rel: str, what: str, whole: bool = False) -> None:
+    """A record's paths pass the path check when it is read, but the recorded commit's
+    own files can make a folder on the way a symbolic link (to anywhere): never write,
+    delete or run through one. ``whole``: ``rel`` itself must not be a link either."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    probe = worktree
+    for part in parts if whole else parts[:-1]:
+        probe = os.path.join(probe, part)
+        if os.path.islink(probe):
+            raise PathError(
+                f"refusing to reproduce: the record {what} {rel}, but "
+                f"{os.path.relpath(probe, worktree)} is a symbolic link at the recorded commit",
+                "nothing was written outside the temporary worktree; such a record is not reproducible here",
+            )
 
 
 def _entries(repo: Repo, item: Item) -> list[Entry]:
