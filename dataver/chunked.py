@@ -47,56 +47,91 @@ def chunkable(ref: ObjRef, size: int) -> bool:
 # -- push --------------------------------------------------------------------------------------
 def split(
     ref: ObjRef,
-    read: Callable[[int], bytes],
+    readinto: Callable[[memoryview], int],
     size: int,
     seq: PartRun,
     where: str,
-    encode: Callable[[list[bytes]], list[tuple[bytes, int]]] | None = None,
+    encode: Callable[[list[memoryview]], list[tuple[bytes | memoryview, int]]] | None = None,
 ) -> bytes:
-    """Cut the ``size`` bytes that ``read(n)`` returns into chunks, add the new ones to
-    ``seq``, check the whole against ``ref``; returns the map (the caller adds it).
-    ``encode``: compresses a block's new chunks (on several threads; zstd releases the
-    GIL), in order."""
+    """Cut the ``size`` bytes that ``readinto(buffer)`` fills in (like a file's) into
+    chunks, add the new ones to ``seq``, check the whole against ``ref``; returns the map
+    (the caller adds it). ``encode``: compresses a block's new chunks (on several
+    threads; zstd releases the GIL), in order. One buffer of ``CHUNK_SIZE`` plus the
+    largest chunk serves the whole file; the pack being built copies what it keeps."""
     algo = get_algorithm(ref.digest.algorithm)
     whole = algo.new_file_hash(size, CHUNK_SIZE, 1) if size > CHUNK_SIZE else None
+    small_hex = ""
     items = bytearray()
-    n = total = 0
-    first = b""
-    carry = b""
+    n_chunks = total = 0
+    buf = bytearray(chunker.MAX + CHUNK_SIZE)
+    view = memoryview(buf)
+    carry = 0  # bytes at the start of buf that the last block left uncut
     block_no = 0
-    while True:
-        block = read(CHUNK_SIZE)
-        eof = len(block) < CHUNK_SIZE
-        if block:
-            if whole is not None:
-                whole.feed(block_no, memoryview(block))
-            elif block_no == 0:
-                first = block
-            block_no += 1
-        buf = carry + block if carry else block
-        cuts = list(chunker.cuts(buf))
-        carry = b""
-        if not eof and cuts:  # the last cut may only be where this block ends: cut again with more
-            carry = buf[cuts.pop()[0] :]
-        view = memoryview(buf)
-        new: dict[Part, bytes] = {}
-        for off, length in cuts:
-            piece = view[off : off + length]
-            part = Part(Digest(algo.name, algo.hash_small(piece)), KIND_CHUNK)
-            if part not in new and seq.wants(part):
-                new[part] = bytes(piece)
-            items += packfmt.map_item(part.digest, length)
-            n += 1
-            total += length
-        stored = encode(list(new.values())) if encode is not None and new else [None] * len(new)
-        for (part, piece), enc in zip(new.items(), stored, strict=True):
-            seq.add(part, piece, enc)
-        if eof:
-            break
-    actual = whole.hexdigest() if whole is not None else algo.hash_small(first)
+    try:
+        while True:
+            n = _fill(readinto, view[carry : carry + CHUNK_SIZE])
+            eof = n < CHUNK_SIZE
+            if n:
+                block = view[carry : carry + n]
+                if whole is not None:
+                    whole.feed(block_no, block)
+                elif block_no == 0:
+                    small_hex = algo.hash_small(block)
+                block_no += 1
+            data = view[: carry + n]
+            cuts = list(chunker.cuts(data))
+            keep = len(data)
+            if not eof and cuts:  # the last cut may only be where this block ends: cut again with more
+                keep = cuts.pop()[0]
+            new: dict[Part, memoryview] = {}
+            for off, length in cuts:
+                piece = data[off : off + length]
+                part = Part(Digest(algo.name, algo.hash_small(piece)), KIND_CHUNK)
+                if part not in new and seq.wants(part):
+                    new[part] = piece
+                items += packfmt.map_item(part.digest, length)
+                n_chunks += 1
+                total += length
+            stored = encode(list(new.values())) if encode is not None and new else [None] * len(new)
+            for (part, piece), enc in zip(new.items(), stored, strict=True):
+                seq.add(part, piece, enc)  # type: ignore[arg-type]
+            del new, stored
+            if eof:
+                break
+            carry = len(data) - keep  # at most one chunk: it cannot overlap where it moves from
+            view[:carry] = view[keep : keep + carry]
+    finally:
+        view.release()
+    actual = whole.hexdigest() if whole is not None else small_hex
     if actual != ref.digest.hex or total != size:
         raise IntegrityError(f"{ref} does not match its bytes (they hash to {actual[:12]}...); not stored in {where}")
-    return packfmt.map_head(size, algo.name, n) + bytes(items)
+    return packfmt.map_head(size, algo.name, n_chunks) + bytes(items)
+
+
+def _fill(readinto: Callable[[memoryview], int], into: memoryview) -> int:
+    """Fill ``into`` from ``readinto`` up to its end or the end of the data."""
+    got = 0
+    while got < len(into):
+        n = readinto(into[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def reader_of(data: bytes | memoryview) -> Callable[[memoryview], int]:
+    """A ``readinto`` over bytes in memory."""
+    src = memoryview(data)
+    at = 0
+
+    def readinto(into: memoryview) -> int:
+        nonlocal at
+        n = min(len(into), len(src) - at)
+        into[:n] = src[at : at + n]
+        at += n
+        return n
+
+    return readinto
 
 
 # -- fetch -------------------------------------------------------------------------------------
@@ -143,6 +178,9 @@ def read_map(files: Files, record: Record, where: str) -> tuple[bytes, int, list
     return data, size, chunks
 
 
+REBUILD_WINDOW = 2048  # chunks (~512 MiB of file) a rebuild looks up and reads at a time
+
+
 def rebuild(
     files: Files,
     index: PackIndex,
@@ -154,18 +192,43 @@ def rebuild(
 ) -> tuple[bytes, int]:
     """Write the chunked file of map ``record`` with ``write(offset, bytes)``: chunks from
     ``local`` where it holds them, the rest from the packs. ``span`` = (start, end):
-    only the chunks that overlap it. Returns (the map's bytes, the file's size)."""
+    only the chunks that overlap it. Returns (the map's bytes, the file's size).
+    ``REBUILD_WINDOW`` chunks at a time, so memory does not grow with the file."""
     where = files.where
     data, size, chunks = read_map(files, record, where)
-    algo = get_algorithm(record.entry.digest.algorithm)
     lo, hi = span if span is not None else (0, size)
-    at: dict[Digest, list[int]] = defaultdict(list)
     offset = 0
+    for first in range(0, len(chunks), REBUILD_WINDOW):
+        window = chunks[first : first + REBUILD_WINDOW]
+        start = offset
+        offset += sum(length for _, length in window)
+        if offset > lo and start < hi:
+            _rebuild_window(files, index, record, window, start, (lo, hi), write, local, jobs)
+    return data, size
+
+
+def _rebuild_window(
+    files: Files,
+    index: PackIndex,
+    record: Record,
+    chunks: list[tuple[Digest, int]],
+    offset: int,
+    span: tuple[int, int],
+    write: Callable[[int, bytes], None],
+    local: LocalChunks | None,
+    jobs: int,
+) -> None:
+    """``rebuild`` of ``chunks``, the first at ``offset`` of the file."""
+    where = files.where
+    algo = get_algorithm(record.entry.digest.algorithm)
+    lo, hi = span
+    at: dict[Digest, list[int]] = defaultdict(list)
+    lengths: dict[Digest, int] = {}
     for d, length in chunks:
         if offset < hi and offset + length > lo:
             at[d].append(offset)
+            lengths[d] = length
         offset += length
-    lengths = dict(chunks)
 
     def put(digest: Digest, piece: bytes) -> bool:
         if len(piece) != lengths[digest] or algo.hash_small(piece) != digest.hex:
@@ -201,7 +264,6 @@ def rebuild(
             again.append((part, rec))
         if read_many(files, again, sink, jobs):  # type: ignore[arg-type]
             raise ObjectsMissing(f"chunks of {record.entry.digest} vanished from {where} twice; re-run")
-    return data, size
 
 
 def _from_local(found: tuple[str, int, int], digest: Digest, put: Callable[[Digest, bytes], bool]) -> bool:

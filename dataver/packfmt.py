@@ -133,33 +133,35 @@ def _unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
 class PackBuilder:
     """Build one pack in memory: ``add`` objects, then ``finish`` for (id, bytes, entries).
 
-    The objects' bytes are kept as they were added and joined once by ``finish`` (no
-    growing buffer copied as it grows), which hands the pack over and empties the builder."""
+    The objects' bytes are appended to one buffer as they are added (a large buffer is
+    its own mapping, so growing it moves pages rather than copying them), and
+    ``finish`` hands that buffer over as the pack: the pack is never in memory twice."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes | memoryview] = [PACK_MAGIC]
-        self.size = len(PACK_MAGIC)
+        self.buf = bytearray(PACK_MAGIC)
         self.entries: list[Entry] = []
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.buf)
+
+    @property
+    def size(self) -> int:
+        return len(self.buf)
 
     def add(self, digest: Digest, kind: int, stored: bytes | memoryview, size: int, codec: int = CODEC_RAW) -> Entry:
-        entry = Entry(digest, kind, codec, self.size, len(stored), size)
-        self.parts.append(stored)
-        self.size += len(stored)
+        entry = Entry(digest, kind, codec, len(self.buf), len(stored), size)
+        self.buf += stored
         self.entries.append(entry)
         return entry
 
-    def finish(self) -> tuple[str, bytes, list[Entry]]:
+    def finish(self) -> tuple[str, bytearray, list[Entry]]:
         """The pack's id, bytes and entries; the builder is empty afterwards."""
         trailer = b"".join(_pack_entry(e) for e in self.entries) + struct.pack("<I", len(self.entries))
         tail = trailer + struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
-        if self.size + len(tail) > MAX_PACK_BYTES:
+        if len(self.buf) + len(tail) > MAX_PACK_BYTES:
             raise ValueError("a pack must stay under 4 GiB")
-        parts, self.parts, self.size = self.parts, [], 0
-        data = b"".join([*parts, tail])
-        del parts
+        data, self.buf = self.buf, bytearray()
+        data += tail
         return object_id(data), data, self.entries
 
 

@@ -635,7 +635,7 @@ class PackWriter:
         try:
             if self._failure is not None:
                 raise self._failure
-            pack_id, data, entries = builder.finish()  # joined once; the builder lets go of the parts
+            pack_id, data, entries = builder.finish()  # the builder hands over its buffer
             write = self._writers.submit(self._write, pack_id, data, entries)
         except BaseException:
             self._slots.release()

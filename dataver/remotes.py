@@ -13,6 +13,7 @@ memory) a single PUT or a completed multipart upload is already atomic.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
@@ -145,6 +146,51 @@ def open_remote(config: Config, name: str | None, repo_root: str | None = None) 
     store = cls(name, url, options)
     store.relative = relative and repo_root is None
     return store
+
+
+class BytesReader(io.RawIOBase):
+    """A seekable read-only file over ``data`` that never copies it whole (an upload body
+    for clients that would: see ``RemoteStore.write_file``). ``len()`` is the size."""
+
+    def __init__(self, data: bytes | bytearray | memoryview):
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._at = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        piece = self._view[self._at : self._at + len(b)]
+        n = len(piece)
+        memoryview(b).cast("B")[:n] = piece
+        self._at += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._at + size)
+        piece = self._view[self._at : end].tobytes() if end > self._at else b""
+        self._at = max(self._at, end)
+        return piece
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
 
 
 class RemoteStore:
@@ -483,6 +529,11 @@ class RemoteStore:
             raise RemoteError(f"remote {self.name!r} ({self.display}) is read-only ({self.protocol}://)")
         if self.protocol in RENAME_PROTOCOLS:
             self._write_renamed_to(lambda tmp: self.fs.pipe_file(tmp, data), self._abs(rel))
+        elif self.protocol in ("s3", "s3a"):
+            # botocore turns bytes into a BytesIO, and aiohttp's payload for a BytesIO
+            # copies it whole (getbuffer unshares it): a second 16 MiB per pack in flight.
+            # A reader over the same bytes is streamed in pieces instead.
+            self._call(lambda: self.fs.pipe_file(self._abs(rel), BytesReader(data)), "upload to")
         else:
             self._call(lambda: self.fs.pipe_file(self._abs(rel), data), "upload to")
 
@@ -960,16 +1011,7 @@ class _PackedBatch(Batch):
 
     def put_bytes(self, ref: ObjRef, data: bytes) -> None:
         if chunked.chunkable(ref, len(data)):
-            view = memoryview(data)
-            at = 0
-
-            def read(n: int) -> bytes:
-                nonlocal at
-                piece = view[at : at + n]
-                at += len(piece)
-                return piece  # type: ignore[return-value]
-
-            self._put_chunked(ref, read, len(data))
+            self._put_chunked(ref, chunked.reader_of(data), len(data))
             return
         if len(data) > packstore.PACKED_MAX:
             self.remote.put_bytes(ref, data)
@@ -981,7 +1023,7 @@ class _PackedBatch(Batch):
         size = os.path.getsize(path)
         if chunked.chunkable(ref, size):
             with open(path, "rb") as f:
-                self._put_chunked(ref, f.read, size)
+                self._put_chunked(ref, f.readinto, size)
             return
         if size > packstore.PACKED_MAX:
             self.remote.put_file(ref, path, hasher)
@@ -989,7 +1031,7 @@ class _PackedBatch(Batch):
         with open(path, "rb") as f:
             self.put_bytes(ref, f.read())
 
-    def _encode_all(self, pieces: list[bytes]) -> list[tuple[bytes, int]]:
+    def _encode_all(self, pieces: list[memoryview]) -> list[tuple[bytes | memoryview, int]]:
         """Chunks' stored bytes and codecs (packstore.encode_chunk), on a few threads."""
         threads = max(1, min(4, os.cpu_count() or 1))
         with self._encoders_lock:
@@ -1001,10 +1043,10 @@ class _PackedBatch(Batch):
         )
         return [enc for run in runs for enc in run]
 
-    def _put_chunked(self, ref: ObjRef, read: Callable[[int], bytes], size: int) -> None:
+    def _put_chunked(self, ref: ObjRef, readinto: Callable[[memoryview], int], size: int) -> None:
         """The object's new chunks, then its map, in packs of their own (chunked.split)."""
         seq = self.packs.sequence()
-        chunk_map = chunked.split(ref, read, size, seq, self.remote.where, self._encode_all)
+        chunk_map = chunked.split(ref, readinto, size, seq, self.remote.where, self._encode_all)
         seq.add(packstore.Part(ref.digest, packfmt.KIND_MAP), chunk_map)
         seq.close()
         with self._encoders_lock:
