@@ -52,17 +52,25 @@ def dumps(entries: Iterable[Entry], algorithm: str = DEFAULT_ALGORITHM) -> bytes
     # the canonical order without a bytes key per entry; a path that is not valid
     # UTF-8 fails the encode below rather than sorting wrongly.
     ordered = sorted(entries, key=_path_of)
-    _check_tree(ordered, "manifest")
+    check_entries(ordered, algorithm)
     parts = [(header(algorithm) + "\n").encode()]
     for start in range(0, len(ordered), _DUMP_SLICE):  # bounded text at a time, not all lines
-        lines = []
-        for e in ordered[start : start + _DUMP_SLICE]:
-            check_relpath(e.path)
-            if e.digest.algorithm != algorithm:
-                raise ValueError(f"{e.path}: a {e.digest.algorithm} digest in a {algorithm} manifest")
-            lines.append(f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}\n")
+        lines = [
+            f"{e.digest.hex} {e.size} {'x' if e.executable else '-'} {e.path}\n"
+            for e in ordered[start : start + _DUMP_SLICE]
+        ]
         parts.append("".join(lines).encode())
     return b"".join(parts)
+
+
+def check_entries(ordered: list[Entry], algorithm: str) -> None:
+    """What a writer checks of sorted entries before listing them: every path, no
+    duplicate, no file that is also a folder, every digest of ``algorithm``."""
+    check_tree(ordered, "manifest")
+    for e in ordered:
+        check_relpath(e.path)
+        if e.digest.algorithm != algorithm:
+            raise ValueError(f"{e.path}: a {e.digest.algorithm} digest in a {algorithm} manifest")
 
 
 def _path_of(e: Entry) -> str:
@@ -98,7 +106,7 @@ def loads(data: bytes, source: str = "manifest", algorithm: str | None = None) -
     entries = []
     for n, line in enumerate(lines, 2):
         parts = line.split(" ", 3)
-        if len(parts) != 4 or parts[2] not in ("x", "-") or not _is_canonical_count(parts[1]):
+        if len(parts) != 4 or parts[2] not in ("x", "-") or not is_canonical_count(parts[1]):
             raise PointerError(f"{source}: line {n} is malformed: {line[:80]!r}")
         hex_, size, mode, path = parts
         check_relpath(path, source)
@@ -110,7 +118,7 @@ def loads(data: bytes, source: str = "manifest", algorithm: str | None = None) -
     for a, b in zip(entries, entries[1:], strict=False):
         if a.path >= b.path:  # code-point order is UTF-8 byte order
             raise PointerError(f"{source}: entries not in canonical order or duplicated at {b.path[:100]!r}")
-    _check_tree(entries, source)
+    check_tree(entries, source)
     return entries
 
 
@@ -157,7 +165,7 @@ def _lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
-def _check_tree(ordered: list[Entry], source: str) -> None:
+def check_tree(ordered: list[Entry], source: str) -> None:
     """No entry may be the parent folder of another (a file cannot be a folder)."""
     paths = {e.path for e in ordered}
     if len(paths) != len(ordered):
@@ -171,6 +179,6 @@ def _check_tree(ordered: list[Entry], source: str) -> None:
                 raise PointerError(f"{source}: {parent!r} is both a file and a folder")
 
 
-def _is_canonical_count(text: str) -> bool:
+def is_canonical_count(text: str) -> bool:
     """ASCII digits, no leading zero (``str.isdigit`` also accepts '²' and '١٢٣')."""
     return text.isascii() and text.isdigit() and len(text) <= 20 and (text == "0" or text[0] != "0")

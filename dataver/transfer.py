@@ -16,16 +16,17 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from . import manifest as manifest_mod
+from . import tree
 from .chunked import CHUNKED_MIN, LocalChunks
 from .concurrency import run_parallel
+from .digest import Digest
 from .errors import CORRUPT_REMOTE, DataverError, IntegrityError, ObjectsMissing, StorageError, Unrestored
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
 from .remotes import redact
 from .store import Batch, ObjRef, Store, check_bytes
-from .workspace import Tracked, manifest_entries
+from .workspace import Tracked
 
 
 @dataclass
@@ -71,8 +72,80 @@ def needed(
                 walk.unknown.append(_corrupt_on(source, t.rel, mref))
                 continue
             walk.manifests_fetched += 1
-        for e in manifest_entries(cache, t.pointer.digest, t.rel):
+        yield from _folder_objects(cache, t, walk, source, hasher)
+
+
+class _NodeUnknown(Exception):
+    """A tree node the cache lacks and no source gives (``needed`` records it)."""
+
+    def __init__(self, unrestored: Unrestored):
+        self.unrestored = unrestored
+
+
+def _folder_objects(
+    cache: ObjectStore, t: Tracked, walk: Walk, source: Store | None, hasher: Hasher | None
+) -> Iterator[tuple[ObjRef, int, str]]:
+    """``needed`` for a folder whose root manifest the cache holds: a tree's other nodes
+    (fetched from ``source`` when the cache lacks them, a node's children in one batch)
+    and every file's blob."""
+    root = t.pointer.digest
+    nodes: list[ObjRef] = []
+
+    def read(digest: Digest) -> bytes:
+        ref = ObjRef(digest, manifest=True)
+        if digest != root:
+            nodes.append(ref)
+            if not cache.has(ref):
+                if source is None or hasher is None:
+                    raise _NodeUnknown(Unrestored(t.rel, digest, manifest=True))
+                _fetch_nodes(cache, source, [ref], hasher, t.rel, walk)
+        data = cache.read_manifest_bytes(digest)
+        if source is not None and hasher is not None and tree.is_tree(data):
+            subs, _ = tree.children(data, digest.algorithm, f"manifest of {t.rel}")
+            missing = cache.missing([ObjRef(d, manifest=True) for d in subs])
+            if missing:
+                _fetch_nodes(cache, source, missing, hasher, t.rel, walk)
+        return data
+
+    try:
+        for e in tree.walk(read, root, f"manifest of {t.rel}"):
+            while nodes:
+                yield nodes.pop(), 0, t.rel
             yield ObjRef(e.digest), e.size, f"{t.rel}/{e.path}"
+    except _NodeUnknown as u:
+        walk.unknown.append(u.unrestored)
+    while nodes:
+        yield nodes.pop(), 0, t.rel
+
+
+def _fetch_nodes(
+    cache: ObjectStore, source: Store, refs: list[ObjRef], hasher: Hasher, display: str, walk: Walk | None
+) -> None:
+    """Bring tree nodes into the cache in one batch of reads, each verified and parsed
+    before it is stored. A node the source lacks or holds damaged stops the walk."""
+    problem: list[Unrestored] = []
+
+    def sink(ref: ObjRef, data: bytes | DataverError) -> None:
+        if isinstance(data, ObjectsMissing):
+            problem.append(Unrestored(display, ref.digest, manifest=True))
+        elif isinstance(data, DataverError):
+            if not isinstance(data, IntegrityError):
+                raise data
+            problem.append(_corrupt_on(source, display, ref))
+        else:
+            try:
+                check_bytes(ref, data, source.where)
+                _manifest_check(source, ref, display)(data)
+                cache.put_bytes(ref, data)
+            except IntegrityError:
+                problem.append(_corrupt_on(source, display, ref))
+                return
+            if walk is not None:
+                walk.manifests_fetched += 1
+
+    source.read_many(refs, sink, max(1, hasher.jobs))
+    if problem:
+        raise _NodeUnknown(problem[0])
 
 
 @dataclass
@@ -281,8 +354,30 @@ def remove_corrupt(
 
 
 def fetch_manifest(cache: ObjectStore, remote: Store, digest, hasher: Hasher, display: str | None = None) -> None:
-    """Bring one folder manifest into the cache (verified); ObjectsMissing if absent."""
-    download_object(cache, remote, ObjRef(digest, manifest=True), hasher, display)
+    """Bring one folder manifest into the cache, a tree's every node (each verified and
+    parsed, a level's missing nodes in one batch); ObjectsMissing if one is absent,
+    IntegrityError if one is damaged on the remote."""
+    root = ObjRef(digest, manifest=True)
+    if not cache.has(root):
+        download_object(cache, remote, root, hasher, display)
+    name = display or digest.short()
+    level, seen = [digest], {digest}
+    while level:
+        below: list[Digest] = []
+        for d in level:
+            subs, _ = tree.children(cache.read_manifest_bytes(d), d.algorithm, f"manifest of {name}")
+            below += [s for s in subs if s not in seen]
+            seen.update(subs)
+        missing = cache.missing([ObjRef(d, manifest=True) for d in below])
+        if missing:
+            try:
+                _fetch_nodes(cache, remote, missing, hasher, name, None)
+            except _NodeUnknown as e:
+                u = e.unrestored
+                if u.reason == CORRUPT_REMOTE:
+                    raise IntegrityError(f"manifest {u.digest} of {name} is damaged on {remote.where}") from None
+                raise ObjectsMissing(f"manifest {u.digest} of {name} is not on {remote.where}") from None
+        level = below
 
 
 def download_object(
@@ -318,7 +413,7 @@ def download_object(
 def _manifest_check(remote: Store, ref: ObjRef, display: str | None):
     """Parse a downloaded manifest before it is stored: its paths pass the path check."""
     what = f"manifest of {display}" if display else f"manifest {ref.digest.short()}"
-    return lambda data: manifest_mod.loads(data, f"{what} (from {remote.where})", ref.digest.algorithm)
+    return lambda data: tree.check_object(data, f"{what} (from {remote.where})", ref.digest.algorithm)
 
 
 def download_small_object(cache: ObjectStore, remote: Store, ref: ObjRef, hasher: Hasher) -> None:

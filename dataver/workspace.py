@@ -17,7 +17,7 @@ from typing import Iterator, KeysView, Mapping
 
 import xxhash
 
-from . import manifest, pointer
+from . import manifest, pointer, tree
 from .digest import Digest
 from .errors import PathError, PointerError, SymlinkLoop, UnreadableFile
 from .hashing import HashedFile
@@ -358,9 +358,31 @@ def file_digest(repo: Repo, path: str, st: Stat, algorithm: str, progress: Progr
 
 
 def manifest_entries(cache: ObjectStore, digest: Digest, display: str) -> list[Entry]:
-    """The one reader of a folder manifest in the cache: bytes checked against the
-    digest (and a size bound), then parsed, every path through the path check."""
-    return manifest.loads(cache.read_manifest_bytes(digest), f"manifest of {display}", digest.algorithm)
+    """The one reader of a folder manifest in the cache (flat, or a tree of nodes): bytes
+    checked against the digest (and a size bound), then parsed, every path through the
+    path check."""
+    return tree.entries(cache.read_manifest_bytes, digest, f"manifest of {display}")
+
+
+def folder_files(cache: ObjectStore, digest: Digest, display: str) -> Iterator[Entry]:
+    """``manifest_entries``, streamed (a tree's nodes are read as the walk reaches them)."""
+    return tree.walk(cache.read_manifest_bytes, digest, f"manifest of {display}")
+
+
+def folder_listing(cache: ObjectStore, digest: Digest, display: str) -> Iterator[tuple[str, str]]:
+    """``(path, hex digest)`` of every file of a folder manifest ``add`` or a checked
+    read accepted before (the caller knows it by digest): a flat manifest's lines are
+    split, not validated again; a tree is walked."""
+    data = cache.read_manifest_bytes(digest)
+    if not tree.is_tree(data):
+        return manifest.known_good_entries(data)
+    del data
+    return ((e.path, e.digest.hex) for e in folder_files(cache, digest, display))
+
+
+def folder_hexes(cache: ObjectStore, digest: Digest, display: str) -> list[str]:
+    """The hex digest of every file of a folder manifest, in order (see ``folder_listing``)."""
+    return [h for _, h in folder_listing(cache, digest, display)]
 
 
 def read_manifest(repo: Repo, tracked: Tracked) -> list[Entry]:
@@ -496,10 +518,9 @@ def _hash_into(
 
 def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]:
     """Status records of a folder whose fingerprint vouches for every file."""
-    data = repo.cache.read_manifest_bytes(t.pointer.digest)
     absent: set[str] = set()
     if check_cache:
-        hexes = manifest.known_good_hexes(data)
+        hexes = folder_hexes(repo.cache, t.pointer.digest, t.rel)
         if not hexes:
             return [Record(t.rel, UNCHANGED, True, t.rel)]  # an empty tracked folder
         present = repo.cache.hexes_present(hexes, t.pointer.digest.algorithm)
@@ -507,7 +528,7 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]
         del hexes, present
     records = [
         Record(f"{t.rel}/{path}", UNCHANGED, (h not in absent) if check_cache else None, t.rel)
-        for path, h in manifest.known_good_entries(data)
+        for path, h in folder_listing(repo.cache, t.pointer.digest, t.rel)
     ]
     return records or [Record(t.rel, UNCHANGED, None, t.rel)]
 
@@ -525,10 +546,11 @@ def build_entries(
 
 
 def manifest_digest_of(entries: list[Entry], algorithm: str) -> Digest:
-    """The digest of the ``algorithm`` manifest listing ``entries``."""
+    """The digest of the ``algorithm`` manifest (flat, or the root of a tree) listing
+    ``entries``; nothing is stored."""
     from .hashing import digest_manifest
 
-    return digest_manifest(manifest.dumps(entries, algorithm), algorithm)
+    return tree.build(entries, algorithm, lambda data: digest_manifest(data, algorithm))
 
 
 def _all_in_cache(repo: Repo, entries: list[Entry]) -> bool:

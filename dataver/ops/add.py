@@ -12,7 +12,7 @@ import os
 import stat as stat_mod
 from dataclasses import dataclass
 
-from .. import linking, manifest, pointer
+from .. import linking, pointer, tree
 from ..digest import Digest
 from ..errors import DataverError, PathError
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries, sibling_temporaries
@@ -22,7 +22,7 @@ from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
 from ..state import FileStat, StatRecorder
-from ..workspace import load_tracked, pointer_for, scan_folder, tracked_ancestor
+from ..workspace import folder_hexes, load_tracked, pointer_for, scan_folder, tracked_ancestor
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
     stored = len(to_store)
     del scan, to_store  # ~55 MB at 200,000 files, not needed while the manifest is built
     ordered = list(entries.values())
-    digest = repo.cache.add_manifest(manifest.dumps(ordered, hasher.algorithm), hasher.algorithm)
+    digest = tree.build(ordered, hasher.algorithm, lambda data: repo.cache.add_manifest(data, hasher.algorithm))
     if _links_back(repo):
         relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
@@ -203,7 +203,7 @@ def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algor
     if digest is None:
         return None
     try:
-        hexes = manifest.known_good_hexes(repo.cache.read_manifest_bytes(digest))
+        hexes = folder_hexes(repo.cache, digest, rel)
     except DataverError:  # gone or damaged: build it again
         return None
     if len(hexes) != len(scan.files) or len(repo.cache.hexes_present(hexes, algorithm)) != len(set(hexes)):

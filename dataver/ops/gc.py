@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection
 
 from .. import pointer as pointer_mod
+from .. import tree
 from ..digest import Digest
 from ..errors import MISSING, IntegrityError, ObjectsMissing, PointerError, RemoteError
 from ..gitscm import Git
@@ -209,17 +210,31 @@ def committed_among(repo: Repo, git: Git, refs: Collection[ObjRef]) -> Committed
             found.owners.setdefault(ref, commit)
 
     def need_folder(digest: Digest, commit: str, salvaged: bool = False) -> None:
-        need(ObjRef(digest, manifest=True), commit)
-        if digest in expanded:
-            return
-        expanded.add(digest)
-        try:
-            data = repo.cache.read_manifest_bytes(digest)
-        except (ObjectsMissing, IntegrityError, PointerError):
-            found.unlisted += not salvaged  # a salvaged digest may well name a file
-            return
-        for hex_ in listed_hexes(data):
-            need(blobs.get(hex_), commit)
+        """The folder's manifest, and what it lists: blobs, and a tree's other nodes."""
+        todo = [(digest, salvaged)]
+        while todo:
+            digest, salvaged = todo.pop()
+            need(ObjRef(digest, manifest=True), commit)
+            if digest in expanded:
+                continue
+            expanded.add(digest)
+            try:
+                data = repo.cache.read_manifest_bytes(digest)
+            except (ObjectsMissing, IntegrityError, PointerError):
+                found.unlisted += not salvaged  # a salvaged digest may well name a file
+                continue
+            if not tree.is_tree(data):
+                for hex_ in listed_hexes(data):
+                    need(blobs.get(hex_), commit)
+                continue
+            for hex_, is_node in tree.listed(data):
+                if not is_node:
+                    need(blobs.get(hex_), commit)
+                    continue
+                try:
+                    todo.append((Digest(digest.algorithm, hex_), False))
+                except PointerError:
+                    found.unlisted += 1  # a damaged node: what it meant to name is unknown
 
     starts = git.branches() + git.tags()
     for commit, path, data in git.pointer_blobs(dict.fromkeys(starts + git.all_commits())):
