@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ CONFIG_KEY = "core.fsmonitor"
 SETTINGS = ("auto", "true", "false")
 ENV = "DATAVER_FSMONITOR"  # 0/false/off turns the monitor off
 SYNC_MS = 2000  # how long watchman may take to catch up with the file system before a clock or query
+_RECRAWLED = re.compile(r"Recrawled this watch (\d+) time")
 _NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs", "fuse")
 
 
@@ -77,8 +79,11 @@ class Monitor:
     def clock(self) -> str | None:
         """The current clock, after watchman caught up with every change made before
         this call; None if it cannot say."""
+        # A query, not the clock command: only a query's answer carries the recrawl
+        # warning. The path generator looks at one (absent) name, whatever the tree's size.
+        probe = {"path": [{"path": ".dataver-fsmonitor-probe", "depth": 0}], "fields": ["name"]}
         try:
-            return _clock_of(self._call(["clock", self.watch_root, {"sync_timeout": SYNC_MS}]))
+            return _clock_of(self._call(["query", self.watch_root, {**probe, "sync_timeout": SYNC_MS}]))
         except WatchmanError:
             return None
 
@@ -88,8 +93,9 @@ class Monitor:
         changed since ``clock``, relative to it; [] if none; None if watchman cannot
         tell (a fresh instance, a recrawl, an error). ``now`` is the clock this answer
         holds as of (taken before the caller's scan, if any)."""
+        since, _, recrawls = clock.rpartition("#")
         query = {
-            "since": clock,
+            "since": since,
             "relative_root": self.prefix + rel,
             "fields": ["name"],
             "empty_on_fresh_instance": True,
@@ -100,8 +106,8 @@ class Monitor:
         except WatchmanError:
             return None, None
         now = _clock_of(answer)
-        if answer.get("is_fresh_instance", True) or "warning" in answer:  # a recrawl warns
-            return None, now
+        if answer.get("is_fresh_instance", True) or now is None or now.rpartition("#")[2] != recrawls:
+            return None, now  # a fresh instance, or a recrawl since the clock: changes may have gone unseen
         names = answer.get("files")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return None, now
@@ -142,8 +148,17 @@ class Monitor:
 
 
 def _clock_of(answer: dict) -> str | None:
+    """The answer's clock, with ``#N`` appended: how many times watchman had recrawled
+    the watch (after an overflow of kernel events), which it says in a warning on
+    every answer from then on. A clock is trusted only while that count stays."""
     clock = answer.get("clock")
-    return clock if isinstance(clock, str) and clock else None
+    if not isinstance(clock, str) or not clock or "#" in clock:
+        return None
+    warning = answer.get("warning")
+    if warning is None:
+        return f"{clock}#0"
+    found = _RECRAWLED.search(str(warning))
+    return f"{clock}#{found.group(1)}" if found else None  # a warning of another kind: do not trust
 
 
 def _call(argv: list[str], command: list, timeout: float) -> dict:

@@ -35,13 +35,13 @@ class Server:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
-        while subprocess.run(self._cli("get-pid"), capture_output=True).returncode != 0:
+        while subprocess.run(self.cli("get-pid"), capture_output=True).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"watchman did not start: see {files['--logfile']}")
             time.sleep(0.05)
 
-    def _cli(self, *args: str) -> list[str]:
+    def cli(self, *args: str) -> list[str]:
         return [WATCHMAN, f"--sockname={self.sock}", "--no-spawn", "--no-local", *args]
 
     def stop(self) -> None:
@@ -176,6 +176,20 @@ def test_restarted_watchman_falls_back_to_a_scan(server, monkeypatch, repo_dir, 
         assert UNCHANGED in cli("status", "-v").err
     finally:
         own.stop()
+
+
+def test_recrawl_falls_back_to_a_scan(monitored, cli, repo_dir, server):
+    """After a recrawl (kernel events overflowed) a clock from before it is not trusted;
+    one taken after it is, though watchman warns of the recrawl from then on."""
+    rel = sorted(monitored)[0]
+    (repo_dir / "data" / rel).unlink()
+    subprocess.run(server.cli("debug-recrawl", str(repo_dir)), check=True, capture_output=True)
+    r = cli("status", "-v")
+    assert r.code == 0 and f"deleted:    data/{rel}" in r.out
+    assert "watchman cannot tell what changed in data" in r.err
+    age(write(repo_dir / "data" / rel, monitored[rel]))
+    assert set(_status(cli).values()) == {"unchanged"}
+    assert UNCHANGED in cli("status", "-v").err
 
 
 def test_watchman_server_gone(monitored, cli, repo_dir, monkeypatch, tmp_path):
