@@ -17,6 +17,7 @@ KNOWN_KEYS = {
     "core.jobs": "worker threads for hashing and copying (default: CPU count)",
     "core.lock_timeout": "seconds to wait for another dataver process (default 60)",
     "core.remote": "the default remote's name (set with dataver remote default NAME)",
+    "core.fsmonitor": "ask watchman what changed instead of scanning tracked folders: auto (default), true, false",
     "core.hash": "hash algorithm for new content: xxh3-128 (default) or blake3 (collision resistant)",
 }
 
@@ -127,6 +128,8 @@ def validate(key: str, value: str) -> None:
         from .linking import parse_link_types
 
         parse_link_types(value)
+    if key == "core.fsmonitor" and value.strip().lower() not in ("auto", "true", "false"):
+        raise ConfigError(f"core.fsmonitor must be auto, true or false, not {value!r}")
     if key == "core.hash":
         from .digest import ALGORITHMS, known_names
 

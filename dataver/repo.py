@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from functools import cached_property
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import Config
 from .errors import ConfigError, PathError, RepoError
@@ -19,6 +19,9 @@ from .lock import FileLock, Locks
 from .odb import ObjectStore
 from .safepath import reserved_in, reserved_name
 from .state import NullState, State
+
+if TYPE_CHECKING:
+    from .fsmonitor import Session as FsMonitorSession
 
 DATAVER_DIR = ".dataver"
 DATAVER_GITIGNORE = "/cache/\n/state.db*\n/lock\n/config.local\n/*.tmp\n"
@@ -75,6 +78,13 @@ class Repo:
             # .dataver/ or state.db not writable (read-only checkout, another user's
             # repository): work without the stat cache rather than fail; files are hashed.
             return NullState()
+
+    @cached_property
+    def fsmonitor(self) -> FsMonitorSession:
+        """What watchman says changed in tracked folders (opened at first use)."""
+        from .fsmonitor import Session
+
+        return Session(self)
 
     @cached_property
     def link_types(self) -> tuple[str, ...]:

@@ -37,6 +37,15 @@ CREATE TABLE IF NOT EXISTS folders (
     PRIMARY KEY (algorithm, path)
 ) WITHOUT ROWID;
 """
+# Added within version 2 (made where missing, so no stat cache is dropped for it): per
+# tracked folder, the watchman clock taken before the scan that found it to match
+# ``manifest`` ("algorithm:hex"), with the watch's root and the folder's dev:inode.
+_FSMONITOR_TABLE = """
+CREATE TABLE IF NOT EXISTS fsmonitor (
+    path TEXT PRIMARY KEY, watch_root TEXT NOT NULL, clock TEXT NOT NULL, folder TEXT NOT NULL,
+    manifest TEXT NOT NULL
+) WITHOUT ROWID
+"""
 
 Key = tuple[int, int, int]  # inode, size, mtime_ns
 PUT_BATCH = 5000  # rows per transaction when files are recorded as they go (StatRecorder)
@@ -80,6 +89,18 @@ class NullState:
     def put_folder(self, path: str, fingerprint: str, manifest: Digest) -> None:
         pass
 
+    def fsmonitor_clock(self, path: str) -> tuple[str, str, str, Digest] | None:
+        return None
+
+    def put_fsmonitor(self, path: str, watch_root: str, clock: str, folder: str, manifest: Digest) -> None:
+        pass
+
+    def drop_fsmonitor(self, path: str) -> None:
+        pass
+
+    def forget(self, folder: str, names: list[str]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -100,6 +121,8 @@ class State(NullState):
                 if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     _migrate(db)
                 db.execute("SELECT count(*) FROM files LIMIT 1").fetchone()
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fsmonitor'").fetchone():
+                    db.execute(_FSMONITOR_TABLE)  # IF NOT EXISTS would take the write lock every time
                 return db
             except sqlite3.DatabaseError as e:
                 if attempt == 2 or "readonly" in str(e):
@@ -226,6 +249,46 @@ class State(NullState):
         except sqlite3.DatabaseError:
             self._rebuild()
 
+    def fsmonitor_clock(self, path: str) -> tuple[str, str, str, Digest] | None:
+        """(watch root, clock, folder dev:inode, manifest) recorded for folder ``path``
+        by ``put_fsmonitor``, or None."""
+        rows = self._query("SELECT watch_root, clock, folder, manifest FROM fsmonitor WHERE path = ?", (path,))
+        if not rows:
+            return None
+        algorithm, _, hex_ = str(rows[0][3]).partition(":")
+        if algorithm not in ALGORITHMS or not _is_hex(hex_, ALGORITHMS[algorithm].hex_length):
+            return None
+        return rows[0][0], rows[0][1], rows[0][2], Digest(algorithm, hex_)
+
+    def put_fsmonitor(self, path: str, watch_root: str, clock: str, folder: str, manifest: Digest) -> None:
+        """Record that a scan which began at watchman ``clock`` found folder ``path``
+        to match ``manifest``."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO fsmonitor VALUES (?, ?, ?, ?, ?)",
+                (path, watch_root, clock, folder, f"{manifest.algorithm}:{manifest.hex}"),
+            )
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def drop_fsmonitor(self, path: str) -> None:
+        try:
+            self._db.execute("DELETE FROM fsmonitor WHERE path = ?", (path,))
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def forget(self, folder: str, names: list[str]) -> None:
+        """Drop the rows of files ``names`` (relative to ``folder``), of every
+        algorithm, and the folder's fingerprint: they are hashed again."""
+        keys = [(a, f"{folder}/{n}") for n in names for a in ALGORITHMS]
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM files WHERE algorithm = ? AND path = ?", keys)
+                self._db.execute("DELETE FROM folders WHERE path = ?", (folder,))
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
     def close(self) -> None:
         self._db.close()
 
@@ -252,6 +315,7 @@ def _migrate(db: sqlite3.Connection) -> None:
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             db.execute("DROP TABLE IF EXISTS files")
             db.execute("DROP TABLE IF EXISTS folders")
+            db.execute("DROP TABLE IF EXISTS fsmonitor")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)

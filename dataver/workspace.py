@@ -427,10 +427,14 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, algorithm, progress), algorithm)
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
     if os.path.isdir(t.path):
+        watch = repo.fsmonitor.watch(t.rel, t.path, t.pointer.digest)  # unchanged since a scan, says watchman?
+        if watch.unchanged:
+            return _unchanged_folder(repo, t, check_cache)
         scan = scan_folder(t.path, t.rel, repo)
         fingerprint = scan.fingerprint()
         vouched = repo.state.folder_manifest(t.rel, fingerprint, t.pointer.digest.algorithm) if fingerprint else None
         if vouched == t.pointer.digest:
+            watch.vouched(t.pointer.digest)
             del scan  # its records' memory goes to the status records instead
             return _unchanged_folder(repo, t, check_cache)
     entries = read_manifest(repo, t)
@@ -439,8 +443,10 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
     if not entries and not scan.files:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     records = _compare_folder(repo, t, scan, entries, progress, check_cache)
-    if fingerprint is not None and all(r.state == UNCHANGED for r in records):
-        repo.state.put_folder(t.rel, fingerprint, t.pointer.digest)
+    if all(r.state == UNCHANGED for r in records):
+        if fingerprint is not None:
+            repo.state.put_folder(t.rel, fingerprint, t.pointer.digest)
+        watch.vouched(t.pointer.digest)  # the clock needs no racy rule: later writes are events
     return records
 
 

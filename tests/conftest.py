@@ -93,6 +93,13 @@ def _git_identity(monkeypatch, tmp_path_factory):
         monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
 
 
+@pytest.fixture(autouse=True)
+def _no_fsmonitor(monkeypatch):
+    """No test starts or asks the machine's watchman (tests/test_fsmonitor.py turns it
+    back on with a private server): status and add scan, as without watchman."""
+    monkeypatch.setenv("DATAVER_FSMONITOR", "0")
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     def run(*args: str, cwd: str | os.PathLike | None = None) -> Result:

@@ -57,6 +57,9 @@ def status(
     remote_name: Optional[str] = typer.Option(
         None, "--remote", "-r", help="Compare the cache with this remote instead of the workspace."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say on stderr, per tracked folder, whether watchman or a scan answered."
+    ),
 ) -> None:
     """Show how the workspace differs from the pointers, file by file.
 
@@ -75,6 +78,8 @@ def status(
     records = do_status(repo, paths, progress_for(quiet))
     stale = _stale(repo, paths, records)
     repo.close()
+    for line in repo.fsmonitor.report(verbose):
+        note(line)
     if json_out:
         emit_json(records + [{"path": s.path, "state": "stale", "in_cache": None, "reasons": s.reasons} for s in stale])
         return

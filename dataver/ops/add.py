@@ -105,7 +105,7 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Add
         )
     remove_temporaries(sibling_temporaries([target]))  # what a killed add or checkout left beside it
     if os.path.isdir(target):
-        new, hashed = _add_folder(repo, target, rel, hasher, progress)
+        new, hashed = _add_folder(repo, target, rel, hasher, progress, old)
     else:
         new, hashed = _add_file(repo, target, rel, hasher, progress)
     if old is not None:
@@ -140,7 +140,12 @@ def _add_file(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progr
     return Pointer("file", digest, st.st_size), hashed
 
 
-def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress) -> tuple[Pointer, int]:
+def _add_folder(
+    repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress, old: Pointer | None
+) -> tuple[Pointer, int]:
+    watch = repo.fsmonitor.watch(rel, target, old.digest if old and old.is_dir and not _links_back(repo) else None)
+    if watch.unchanged and old is not None and _cache_holds(repo, old.digest, hasher.algorithm) == old.files:
+        return Pointer("dir", old.digest, old.size, old.files), 0  # watchman: nothing changed since a scan
     scan = scan_folder(target, rel, repo)
     remove_temporaries(os.path.join(target, name) for name in scan.temporaries)  # never data: not tracked
     nested = [n for n in scan.files if n.endswith(pointer.SUFFIX) and _is_pointer_file(os.path.join(target, n))]
@@ -152,6 +157,7 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
     fingerprint = None if _links_back(repo) else scan.fingerprint()
     unchanged = _unchanged_folder(repo, rel, scan, fingerprint, hasher.algorithm)
     if unchanged is not None:
+        watch.vouched(unchanged.digest)
         return unchanged, 0
     known = repo.state.known_under(rel, scan.files, hasher.algorithm)
     in_cache = repo.cache.blobs_present(list(known.values()))
@@ -189,6 +195,7 @@ def _add_folder(repo: Repo, target: str, rel: str, hasher: Hasher, progress: Pro
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
     elif fingerprint is not None and as_scanned:
         repo.state.put_folder(rel, fingerprint, digest)  # what was hashed is what was scanned
+        watch.vouched(digest)
     total = sum(e.size for e in ordered)
     return Pointer("dir", digest, total, len(ordered)), stored
 
@@ -200,15 +207,21 @@ def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algor
     if fingerprint is None:
         return None
     digest = repo.state.folder_manifest(rel, fingerprint, algorithm)
-    if digest is None:
+    if digest is None or _cache_holds(repo, digest, algorithm) != len(scan.files):
+        return None
+    return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(scan.files))
+
+
+def _cache_holds(repo: Repo, digest: Digest, algorithm: str) -> int | None:
+    """How many files the ``algorithm`` manifest ``digest`` lists, if the cache holds
+    it and every blob it lists; else None."""
+    if digest.algorithm != algorithm:
         return None
     try:
         hexes = folder_hexes(repo.cache, digest, rel)
     except DataverError:  # gone or damaged: build it again
         return None
-    if len(hexes) != len(scan.files) or len(repo.cache.hexes_present(hexes, algorithm)) != len(set(hexes)):
-        return None
-    return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(hexes))
+    return len(hexes) if len(repo.cache.hexes_present(hexes, algorithm)) == len(set(hexes)) else None
 
 
 def _same_stat(h: HashedFile, st: FileStat) -> bool:
