@@ -144,7 +144,7 @@ def _add_folder(
     repo: Repo, target: str, rel: str, hasher: Hasher, progress: Progress, old: Pointer | None
 ) -> tuple[Pointer, int]:
     watch = repo.fsmonitor.watch(rel, target, old.digest if old and old.is_dir and not _links_back(repo) else None)
-    if watch.unchanged and old is not None and _cache_holds(repo, old.digest, hasher.algorithm) == old.files:
+    if watch.unchanged and old is not None and _cache_holds(repo, old.digest, hasher.algorithm, rel) == old.files:
         return Pointer("dir", old.digest, old.size, old.files), 0  # watchman: nothing changed since a scan
     scan = scan_folder(target, rel, repo)
     remove_temporaries(os.path.join(target, name) for name in scan.temporaries)  # never data: not tracked
@@ -207,12 +207,12 @@ def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algor
     if fingerprint is None:
         return None
     digest = repo.state.folder_manifest(rel, fingerprint, algorithm)
-    if digest is None or _cache_holds(repo, digest, algorithm) != len(scan.files):
+    if digest is None or _cache_holds(repo, digest, algorithm, rel) != len(scan.files):
         return None
     return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(scan.files))
 
 
-def _cache_holds(repo: Repo, digest: Digest, algorithm: str) -> int | None:
+def _cache_holds(repo: Repo, digest: Digest, algorithm: str, rel: str) -> int | None:
     """How many files the ``algorithm`` manifest ``digest`` lists, if the cache holds
     it and every blob it lists; else None."""
     if digest.algorithm != algorithm:
