@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -65,7 +66,19 @@ class Monitor:
         sock = os.environ.get("WATCHMAN_SOCK")
         if sock:  # the 4.9 CLI ignores this variable; pywatchman and newer CLIs honour it
             argv += [f"--sockname={sock}", "--no-spawn", "--no-local"]
+        elif setting == "auto":
+            argv += ["--no-spawn"]  # auto never starts a server
         root = os.path.realpath(repo_root)
+        if setting == "auto":  # auto uses a watch someone made; it never makes one (a crawl of the repository)
+            try:
+                roots = _call(argv + ["-j"], ["watch-list"], timeout=10).get("roots") or []
+            except WatchmanError:
+                roots = []
+            if not any(isinstance(r, str) and (root + os.sep).startswith(os.path.realpath(r) + os.sep) for r in roots):
+                return None, (
+                    "watchman does not watch this repository; to use it: dataver config core.fsmonitor true, "
+                    f"or watchman watch-project {shlex.quote(root)}"
+                )
         try:
             answer = _call(argv + ["-j"], ["watch-project", root], timeout=60)
         except WatchmanError as e:

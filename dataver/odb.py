@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest
@@ -29,6 +30,7 @@ from .fsutil import files_older_than, read_at_most, read_range
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
 from .progress import NO_PROGRESS, Progress
+from .state import is_racy
 from .store import MANIFEST_SUFFIX, DirectBatch, ObjRef, check_bytes, read_each
 
 _TMP_COUNTER = itertools.count()
@@ -130,10 +132,38 @@ class ObjectStore:
                 continue  # removed meanwhile (gc of another process holds the lock; a race at most)
 
     def delete(self, refs: Iterable[ObjRef]) -> None:
+        refs = list(refs)
+        if refs:
+            self.new_generation()
         for ref in refs:
             _unlink_quietly(self.path(ref))
             if not ref.manifest:
                 _unlink_quietly(self.map_path(ref.digest))
+
+    def generation(self) -> str:
+        """Changes whenever an object is removed (``new_generation``): a subfolder's
+        manifest recorded by its fingerprint is reused only under the same one."""
+        try:
+            with open(os.path.join(self.root, "generation"), "rb") as f:
+                text = f.read(64).decode("ascii", "replace")
+        except OSError:
+            return "0"
+        return text if re.fullmatch(r"[0-9a-f]{1,64}", text) else "?"
+
+    def new_generation(self) -> None:
+        """Called before objects are removed: a fresh random generation (written whole,
+        by rename; a failure to write it stops the removal)."""
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        fd, tmp = self._mkstemp()
+        try:
+            _pwrite_all(fd, memoryview(secrets.token_hex(16).encode()), 0)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(tmp, os.path.join(self.root, "generation"))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
 
     def writer(self, jobs: int = 8) -> DirectBatch:
         return DirectBatch(self)
@@ -208,6 +238,23 @@ class ObjectStore:
                 continue
             present.update(h for h in wanted if h[2:] in names)
         return present
+
+    def stamp(self, algorithm: str) -> str | None:
+        """A value that changes whenever an ``algorithm`` object is added to or removed
+        from the store: the count and newest mtime of its fan-out folders (a name added
+        or removed changes its folder's mtime). None while that mtime is too recent to
+        tell a later change in the same clock tick (the stat cache's racy rule)."""
+        base = os.path.join(self.root, algorithm)
+        try:
+            newest, count = os.stat(base).st_mtime_ns, 0
+            with os.scandir(base) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
+                        count += 1
+        except OSError:
+            return None
+        return None if is_racy(newest, time.time_ns()) else f"{count}:{newest}"
 
     def has_manifest(self, digest: Digest) -> bool:
         return os.path.exists(self.manifest_path(digest))
@@ -416,6 +463,7 @@ class ObjectStore:
                     yield digest, is_manifest, os.path.join(fan_dir, name)
 
     def remove(self, path: str) -> None:
+        self.new_generation()
         _unlink_quietly(path)
 
     def stale_temporaries(self, older_than: float = float("inf")) -> list[str]:

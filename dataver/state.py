@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS fsmonitor (
     manifest TEXT NOT NULL
 ) WITHOUT ROWID
 """
+# Also added within version 2: a folder manifest whose every blob the cache held when the
+# cache's fan-out folders had this ``stamp`` (ObjectStore.stamp): while they keep it, no
+# object was added or removed, so status need not look for each file's object again.
+_PRESENCE_TABLE = """
+CREATE TABLE IF NOT EXISTS presence (manifest TEXT PRIMARY KEY, stamp TEXT NOT NULL) WITHOUT ROWID
+"""
 
 Key = tuple[int, int, int]  # inode, size, mtime_ns
 PUT_BATCH = 5000  # rows per transaction when files are recorded as they go (StatRecorder)
@@ -80,6 +86,9 @@ class NullState:
     def get(self, path: str, st: Stat, algorithm: str) -> Digest | None:
         return None
 
+    def known_paths(self, prefix: str, files: Mapping[str, Stat], algorithm: str) -> dict[str, Digest]:
+        return {}
+
     def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
         pass
 
@@ -91,6 +100,12 @@ class NullState:
 
     def fsmonitor_clock(self, path: str) -> tuple[str, str, str, Digest] | None:
         return None
+
+    def presence_stamp(self, manifest: Digest) -> str | None:
+        return None
+
+    def put_presence(self, manifest: Digest, stamp: str) -> None:
+        pass
 
     def put_fsmonitor(self, path: str, watch_root: str, clock: str, folder: str, manifest: Digest) -> None:
         pass
@@ -121,8 +136,11 @@ class State(NullState):
                 if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     _migrate(db)
                 db.execute("SELECT count(*) FROM files LIMIT 1").fetchone()
-                if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fsmonitor'").fetchone():
+                have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "fsmonitor" not in have:
                     db.execute(_FSMONITOR_TABLE)  # IF NOT EXISTS would take the write lock every time
+                if "presence" not in have:
+                    db.execute(_PRESENCE_TABLE)
                 return db
             except sqlite3.DatabaseError as e:
                 if attempt == 2 or "readonly" in str(e):
@@ -198,6 +216,26 @@ class State(NullState):
             return {}
         return known
 
+    def known_paths(self, prefix: str, files: Mapping[str, Stat], algorithm: str) -> dict[str, Digest]:
+        """``known_under`` for a few files among many: looked up by path, 500 at a time,
+        rather than by reading every row under the folder."""
+        length = ALGORITHMS[algorithm].hex_length
+        names = list(files)
+        known: dict[str, Digest] = {}
+        for i in range(0, len(names), 500):
+            batch = {f"{prefix}/{n}": n for n in names[i : i + 500]}
+            marks = ", ".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT path, inode, size, mtime_ns, digest FROM files WHERE algorithm = ? AND path IN ({marks})",
+                (algorithm, *batch),
+            )
+            for path, ino, size, mtime, hex_ in rows:
+                name = batch[path]
+                st = files[name]
+                if (ino, size, mtime) == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(hex_, length):
+                    known[name] = Digest(algorithm, hex_)
+        return known
+
     def get(self, path: str, st: Stat, algorithm: str) -> Digest | None:
         """The file's recorded ``algorithm`` digest, if its stat still matches."""
         rows = self._query(
@@ -246,6 +284,17 @@ class State(NullState):
                 "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?)",
                 (manifest.algorithm, path, fingerprint, manifest.hex),
             )
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def presence_stamp(self, manifest: Digest) -> str | None:
+        """The cache stamp under which every blob of ``manifest`` was found present."""
+        rows = self._query("SELECT stamp FROM presence WHERE manifest = ?", (str(manifest),))
+        return str(rows[0][0]) if rows else None
+
+    def put_presence(self, manifest: Digest, stamp: str) -> None:
+        try:
+            self._db.execute("INSERT OR REPLACE INTO presence VALUES (?, ?)", (str(manifest), stamp))
         except sqlite3.DatabaseError:
             self._rebuild()
 

@@ -90,53 +90,100 @@ def _cut(line_text: str, count: int) -> bool:
 
 
 # -- writing -------------------------------------------------------------------------------
-def build(entries: list[Entry], algorithm: str, store: Callable[[bytes], Digest]) -> Digest:
+@dataclass(frozen=True, slots=True)
+class Subtree:
+    """A subfolder whose manifest is already made (``build``'s ``subtrees``)."""
+
+    path: str  # relative to the folder being built, no trailing "/"
+    digest: Digest
+    size: int
+    files: int
+
+
+def build(
+    entries: list[Entry],
+    algorithm: str,
+    store: Callable[[bytes], Digest],
+    subtrees: Iterable[Subtree] = (),
+    on_folder: Callable[[str, Digest], None] | None = None,
+) -> Digest:
     """The digest of the folder listing ``entries`` (any order; paths relative to it):
     a flat manifest when there are at most ``FLAT_MAX``, else a tree, each node passed
-    to ``store`` (which stores it and returns its digest) before the node naming it."""
-    ordered = sorted(entries, key=_path_of)
-    if len(ordered) <= FLAT_MAX:
-        return store(manifest.dumps(ordered, algorithm))
-    manifest.check_entries(ordered, algorithm)  # once, for the whole tree
-    return _folder(ordered, 0, len(ordered), 0, algorithm, store, 0)[0]
+    to ``store`` (which stores it and returns its digest) before the node naming it.
+
+    ``subtrees``: subfolders whose manifests are known (a re-add's unchanged ones), in
+    place of their files; each must be one a tree node names (its parent holds more
+    than ``FLAT_MAX`` files). ``on_folder(path + "/", digest)`` is told every folder
+    made a manifest of its own ("" for the whole)."""
+    subs = list(subtrees)
+    items: list[Entry | Subtree] = sorted([*entries, *subs], key=_key_of)
+    if not subs and len(items) <= FLAT_MAX:
+        digest = store(manifest.dumps(items, algorithm))  # type: ignore[arg-type]
+        if on_folder is not None:
+            on_folder("", digest)
+        return digest
+    manifest.check_entries([e for e in items if isinstance(e, Entry)], algorithm)  # once, for the whole tree
+    weights = [0]
+    for item in items:
+        weights.append(weights[-1] + (item.files if isinstance(item, Subtree) else 1))
+    b = _Builder(items, weights, algorithm, store, on_folder)
+    return b.folder(0, len(items), 0, 0)[0]
 
 
-def _path_of(e: Entry) -> str:
-    return e.path
+def _key_of(item: Entry | Subtree) -> str:
+    return item.path + "/" if isinstance(item, Subtree) else item.path
 
 
-def _folder(
-    ordered: list[Entry], lo: int, hi: int, cut: int, algorithm: str, store: Callable[[bytes], Digest], depth: int
-) -> tuple[Digest, int]:
-    """(digest, bytes) of the folder of ``ordered[lo:hi]``, whose paths share their first
-    ``cut`` characters (the folder's path and ``/``)."""
-    total = sum(e.size for e in ordered[lo:hi])
-    if hi - lo <= FLAT_MAX:
-        return store(_flat_bytes(ordered, lo, hi, cut, algorithm)), total
-    if depth >= MAX_FOLDER_DEPTH:
-        raise PathError(
-            f"{ordered[lo].path[:cut]}: more than {MAX_FOLDER_DEPTH} nested folders with over {FLAT_MAX} files each",
-            "dataver's folder trees stop there; track a deeper part as a folder of its own",
-        )
-    lines: list[Line] = []
-    i = lo
-    while i < hi:
-        e = ordered[i]
-        rest = e.path[cut:]
-        slash = rest.find("/")
-        if slash < 0:
-            lines.append(Line(rest, e.digest.hex, e.size, "x" if e.executable else "-"))
-            i += 1
-            continue
-        prefix = e.path[: cut + slash + 1]  # "folder/name/"
-        j = i + 1
-        while j < hi and ordered[j].path.startswith(prefix):
-            j += 1
-        child, size = _folder(ordered, i, j, cut + slash + 1, algorithm, store, depth + 1)
-        lines.append(Line(rest[:slash], child.hex, size, DIR))
-        i = j
-    lines.sort(key=lambda line: line.key)
-    return _node(lines, algorithm, store), total
+class _Builder:
+    """``build``'s state: the sorted items and their running file counts."""
+
+    def __init__(self, items, weights, algorithm, store, on_folder):
+        self.items, self.weights, self.algorithm = items, weights, algorithm
+        self.store, self.on_folder = store, on_folder
+
+    def folder(self, lo: int, hi: int, cut: int, depth: int) -> tuple[Digest, int]:
+        """(digest, bytes) of the folder of ``items[lo:hi]``, whose paths share their
+        first ``cut`` characters (the folder's path and ``/``)."""
+        items = self.items
+        total = sum(x.size for x in items[lo:hi])
+        prefix = items[lo].path[:cut] if hi > lo else ""
+        if self.weights[hi] - self.weights[lo] <= FLAT_MAX:
+            if any(isinstance(x, Subtree) for x in items[lo:hi]):
+                raise ValueError(f"{prefix!r}: a known subtree inside a folder that is a flat manifest")
+            digest = self.store(_flat_bytes(items, lo, hi, cut, self.algorithm))  # type: ignore[arg-type]
+            if self.on_folder is not None:
+                self.on_folder(prefix, digest)
+            return digest, total
+        if depth >= MAX_FOLDER_DEPTH:
+            raise PathError(
+                f"{prefix}: more than {MAX_FOLDER_DEPTH} nested folders with over {FLAT_MAX} files each",
+                "dataver's folder trees stop there; track a deeper part as a folder of its own",
+            )
+        lines: list[Line] = []
+        i = lo
+        while i < hi:
+            e = items[i]
+            rest = e.path[cut:]
+            slash = rest.find("/")
+            if slash < 0:
+                if isinstance(e, Subtree):
+                    lines.append(Line(rest, e.digest.hex, e.size, DIR))
+                else:
+                    lines.append(Line(rest, e.digest.hex, e.size, "x" if e.executable else "-"))
+                i += 1
+                continue
+            sub = e.path[: cut + slash + 1]  # "folder/name/"
+            j = i + 1
+            while j < hi and items[j].path.startswith(sub):
+                j += 1
+            child, size = self.folder(i, j, cut + slash + 1, depth + 1)
+            lines.append(Line(rest[:slash], child.hex, size, DIR))
+            i = j
+        lines.sort(key=lambda line: line.key)
+        digest = _node(lines, self.algorithm, self.store)
+        if self.on_folder is not None:
+            self.on_folder(prefix, digest)
+        return digest, total
 
 
 def _flat_bytes(ordered: list[Entry], lo: int, hi: int, cut: int, algorithm: str) -> bytes:

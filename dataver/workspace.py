@@ -28,10 +28,10 @@ from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import check_target, reserved_in, reserved_name
-from .state import COARSE_RACY_WINDOW_NS, FileStat, Stat, StatRecorder, is_racy
+from .state import FileStat, Stat, StatRecorder, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
-_FINGERPRINT_SLICE = 10_000  # files fed to the fingerprint hash at a time
+STREAM_FILES = 50_000  # status of a folder this big takes its fingerprint without keeping its files
 
 UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
 
@@ -107,12 +107,26 @@ class ScanFiles(Mapping[str, FileStat]):
 _new_tuple = tuple.__new__  # builds a FileStat without NamedTuple's Python-level __new__
 
 
+@dataclass(slots=True)
+class DirPrint:
+    """One folder of a scan: what its fingerprint is made of, and its totals below."""
+
+    own: bytes  # digest of its own files' names, inodes, sizes, modes and mtimes
+    subdirs: list[str]  # names of its subfolders
+    racy: bool  # a file of its own was modified too recently to trust its mtime
+    files: int = 0  # files below it, all levels (filled in by FolderScan.prints)
+    size: int = 0
+    combined: str | None = None  # the fingerprint of everything below it; None if racy
+
+
 @dataclass
 class FolderScan:
     files: Mapping[str, FileStat] = field(default_factory=ScanFiles)  # rel-to-folder posix -> stat
     started_ns: int = field(default_factory=time.time_ns)  # wall clock before the first stat
     temporaries: list[str] = field(default_factory=list)  # dataver's own leftovers (rel), never tracked
     reserved: list[str] = field(default_factory=list)  # .git/.dataver found inside (rel), never tracked
+    dirs: dict[str, DirPrint] = field(default_factory=dict)  # "" or "a/b/" -> its print
+    _done: bool = False
 
     def fingerprint(self) -> str | None:
         """A digest of every file's name, inode, size, mtime and executable bit.
@@ -121,29 +135,42 @@ class FolderScan:
         recorded (fingerprint -> manifest) pair lets status and re-add skip the
         per-file work. None when a file was modified too recently for its mtime to
         be trusted (the stat cache's racy-timestamp rule, measured from the scan).
+        Made of the fingerprints of its subfolders (``prints``), as a tree's digest
+        is of its subtrees', so an unchanged subfolder vouches for itself too.
         """
-        names = sorted(self.files)
-        files = self.files
-        mtimes = array.array("q", [files[rel].st_mtime_ns for rel in names])
-        newest = max(mtimes, default=0)
-        if self.started_ns - newest < COARSE_RACY_WINDOW_NS and any(is_racy(m, self.started_ns) for m in mtimes):
-            return None
-        # xxh3 over "\n".join(names) + b"\0" + inode/size/mode words + b"\0" + mtimes,
-        # fed in slices so a 200,000-file folder never has the whole input in memory.
-        h = xxhash.xxh3_128(seed=_FINGERPRINT_SEED)
-        for i in range(0, len(names), _FINGERPRINT_SLICE):
-            part = "\n".join(names[i : i + _FINGERPRINT_SLICE])
-            h.update(("\n" + part if i else part).encode("utf-8", "surrogateescape"))
-        h.update(b"\0")
-        for i in range(0, len(names), _FINGERPRINT_SLICE):
-            words = array.array("Q")
-            for rel in names[i : i + _FINGERPRINT_SLICE]:
-                st = files[rel]
-                words.extend((st.st_ino, st.st_size, st.st_mode))
-            h.update(words.tobytes())
-        h.update(b"\0")
-        h.update(mtimes.tobytes())
-        return h.hexdigest()
+        return self.prints()[""].combined
+
+    def prints(self) -> dict[str, DirPrint]:
+        """Every folder's print with its totals and fingerprint, computed bottom-up."""
+        if not self._done:
+            for prefix in sorted(self.dirs, key=lambda p: p.count("/"), reverse=True):
+                d = self.dirs[prefix]
+                h = xxhash.xxh3_128(d.own, seed=_FINGERPRINT_SEED)
+                racy = d.racy
+                for name in sorted(d.subdirs):
+                    sub = self.dirs[f"{prefix}{name}/"]
+                    d.files += sub.files
+                    d.size += sub.size
+                    racy = racy or sub.combined is None
+                    h.update(f"\n{name}\0{sub.combined}".encode("utf-8", "surrogateescape"))
+                d.combined = None if racy else h.hexdigest()
+            self._done = True
+        return self.dirs
+
+
+def _own_print(names: list[str], stats: list[tuple[int, int, int, int]], started_ns: int) -> DirPrint:
+    """The print of one folder's own files (``stats``: inode, size, mode, mtime)."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    h = xxhash.xxh3_128(seed=_FINGERPRINT_SEED)
+    h.update("\n".join([names[i] for i in order]).encode("utf-8", "surrogateescape"))
+    h.update(b"\0")
+    h.update(array.array("Q", [v for i in order for v in stats[i][:3]]).tobytes())
+    h.update(array.array("q", [stats[i][3] for i in order]).tobytes())
+    racy = any(is_racy(s[3], started_ns) for s in stats)
+    d = DirPrint(h.digest(), [], racy)
+    d.files = len(names)
+    d.size = sum(s[1] for s in stats)
+    return d
 
 
 def pointer_for(target: str) -> str:
@@ -236,7 +263,7 @@ def _meant_as_pointer(path: str, siblings: set[str], name: str) -> bool:
     return name[: -len(pointer.SUFFIX)] in siblings or pointer.looks_like_pointer(path)
 
 
-def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderScan:
+def scan_folder(folder: str, display: str, repo: Repo | None = None, keep: bool = True) -> FolderScan:
     """Every regular file under ``folder``, following symlinks, refusing loops.
 
     Symlink policy: a link inside a tracked folder is followed and its target's
@@ -246,6 +273,10 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderSc
     the repository's history, so it is refused. Names that spell ``.git`` or
     ``.dataver`` are never data (a nested repository's): they are skipped, as
     dataver's own temporaries are, and listed in the scan.
+
+    Every folder's print (``FolderScan.dirs``) is taken as it is listed. ``keep=False``:
+    the files are not kept (``scan.files`` stays empty), only the prints: what a
+    fingerprint needs, in memory that grows with the folders, not the files.
     """
     scan = FolderScan()
     confine = None
@@ -259,12 +290,16 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderSc
     stack: list[tuple[str, str, frozenset]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
     files = scan.files
     S_ISREG, S_ISDIR = stat_mod.S_ISREG, stat_mod.S_ISDIR
+    started = scan.started_ns
     while stack:
         here, prefix, ancestors = stack.pop()
         try:
             entries = list(os.scandir(here))
         except OSError as e:
             raise UnreadableFile(f"cannot list {display}/{prefix}: {e.strerror}") from None
+        names: list[str] = []
+        stats: list[tuple[int, int, int, int]] = []
+        subdirs: list[str] = []
         for e in entries:
             name = e.name
             rel = prefix + name
@@ -290,7 +325,10 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderSc
             if S_ISREG(mode):
                 if not name.isprintable():  # rare: only then can it hold a line break or a non-UTF-8 byte
                     _check_name(rel, display)
-                files.add(rel, st)
+                names.append(name)
+                stats.append((st.st_ino, st.st_size, mode, st.st_mtime_ns))
+                if keep:
+                    files.add(rel, st)
             elif S_ISDIR(mode):
                 if not name.isprintable():  # its files' paths will contain this name
                     _check_name(rel, display)
@@ -298,8 +336,12 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None) -> FolderSc
                 if key in ancestors:
                     raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
                 stack.append((e.path, rel + "/", ancestors | {key}))
+                subdirs.append(name)
             else:
                 raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")
+        here_print = _own_print(names, stats, started)
+        here_print.subdirs = subdirs
+        scan.dirs[prefix] = here_print
     return scan
 
 
@@ -391,12 +433,20 @@ def read_manifest(repo: Repo, tracked: Tracked) -> list[Entry]:
 
 # -- status -------------------------------------------------------------------------
 def status(
-    repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS, check_cache: bool = True
+    repo: Repo,
+    tracked: list[Tracked],
+    progress: Progress = NO_PROGRESS,
+    check_cache: bool = True,
+    per_file: bool = True,
 ) -> list[Record]:
+    """One record per tracked file, and per file of a tracked folder. ``per_file=False``:
+    a folder in which nothing changed (and whose objects are all in the cache) is one
+    record, its own path, instead of one per file (a million-file folder's status then
+    holds no per-file record)."""
     records: list[Record] = []
     for t in tracked:
         if t.pointer.is_dir:
-            records += _folder_status(repo, t, progress, check_cache)
+            records += _folder_status(repo, t, progress, check_cache, per_file)
         else:
             records.append(_file_status(repo, t, progress, check_cache))
     return records
@@ -416,7 +466,7 @@ def _file_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool) 
     return Record(t.rel, UNCHANGED if same else MODIFIED, in_cache, t.rel)
 
 
-def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool) -> list[Record]:
+def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool, per_file: bool) -> list[Record]:
     if not repo.cache.has_manifest(t.pointer.digest):
         # Without the manifest we cannot compare file by file, but the folder's
         # current manifest digest still tells whether it matches the pointer.
@@ -429,14 +479,18 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
     if os.path.isdir(t.path):
         watch = repo.fsmonitor.watch(t.rel, t.path, t.pointer.digest)  # unchanged since a scan, says watchman?
         if watch.unchanged:
-            return _unchanged_folder(repo, t, check_cache)
-        scan = scan_folder(t.path, t.rel, repo)
+            return _unchanged_folder(repo, t, check_cache, per_file)
+        keep = (t.pointer.files or 0) <= STREAM_FILES  # a big folder: its fingerprint first, files not kept
+        scan = scan_folder(t.path, t.rel, repo, keep=keep)
         fingerprint = scan.fingerprint()
         vouched = repo.state.folder_manifest(t.rel, fingerprint, t.pointer.digest.algorithm) if fingerprint else None
         if vouched == t.pointer.digest:
             watch.vouched(t.pointer.digest)
             del scan  # its records' memory goes to the status records instead
-            return _unchanged_folder(repo, t, check_cache)
+            return _unchanged_folder(repo, t, check_cache, per_file)
+        if not keep:  # something changed: file by file, from a scan that keeps them
+            scan = scan_folder(t.path, t.rel, repo)
+            fingerprint = scan.fingerprint()
     entries = read_manifest(repo, t)
     if not os.path.isdir(t.path):
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
@@ -522,8 +576,10 @@ def _hash_into(
     progress.close()
 
 
-def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]:
+def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool, per_file: bool = True) -> list[Record]:
     """Status records of a folder whose fingerprint vouches for every file."""
+    if not per_file and (not check_cache or _folder_in_cache(repo, t)):
+        return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]
     absent: set[str] = set()
     if check_cache:
         hexes = folder_hexes(repo.cache, t.pointer.digest, t.rel)
@@ -537,6 +593,19 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool) -> list[Record]
         for path, h in folder_listing(repo.cache, t.pointer.digest, t.rel)
     ]
     return records or [Record(t.rel, UNCHANGED, None, t.rel)]
+
+
+def _folder_in_cache(repo: Repo, t: Tracked) -> bool:
+    """Whether the cache holds every blob of the folder: looked up file by file, unless
+    the cache's stamp is the one under which that was last found true."""
+    stamp = repo.cache.stamp(t.pointer.digest.algorithm)  # before the look-up: a change during it shows
+    if stamp is not None and repo.state.presence_stamp(t.pointer.digest) == stamp:
+        return True
+    hexes = folder_hexes(repo.cache, t.pointer.digest, t.rel)
+    held = len(repo.cache.hexes_present(hexes, t.pointer.digest.algorithm)) == len(set(hexes))
+    if held and stamp is not None:
+        repo.state.put_presence(t.pointer.digest, stamp)
+    return held
 
 
 def build_entries(

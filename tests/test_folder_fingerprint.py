@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 from conftest import age, make_tree, write
 
@@ -166,33 +167,44 @@ def test_fingerprint_covers_name_size_mtime_inode_and_mode(tmp_path):
     assert scan_folder(str(folder), "f").fingerprint() is None
 
 
-def test_fingerprint_is_the_documented_digest_for_large_folders():
-    """docs/formats.md defines the fingerprint over the whole folder at once; it is
-    computed in slices of files, so a folder spanning several slices must give the
-    same value as the definition (and moving one file's mtime must change it)."""
+def test_fingerprint_is_the_documented_digest(tmp_path):
+    """docs/formats.md defines the fingerprint folder by folder: a folder's own print,
+    then each subfolder's name and fingerprint. Computed here from the definition over
+    a real scan (and moving one file's mtime changes it)."""
     import array
 
     import xxhash
 
-    from dataver.state import FileStat
-    from dataver.workspace import FolderScan
+    from dataver.workspace import scan_folder
 
-    n = 25_001  # three slices, the last with one file
-    files = {f"d{i % 7}/f{i:05d}": FileStat(1000 + i, i * 3, 1_600_000_000_000_000_000 + i, 0o100644) for i in range(n)}
-    scan = FolderScan(files=files, started_ns=time.time_ns())
-    names = sorted(files)
-    words = [v for rel in names for v in (files[rel].st_ino, files[rel].st_size, files[rel].st_mode)]
-    data = b"\0".join(
-        (
-            "\n".join(names).encode(),
-            array.array("Q", words).tobytes(),
-            array.array("q", [files[rel].st_mtime_ns for rel in names]).tobytes(),
-        )
-    )
-    assert scan.fingerprint() == xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(b"dvfinger", "little"))
-    last = names[-1]
-    files[last] = files[last]._replace(st_mtime_ns=files[last].st_mtime_ns + 1)
-    assert scan.fingerprint() != xxhash.xxh3_128_hexdigest(data, seed=int.from_bytes(b"dvfinger", "little"))
+    seed = int.from_bytes(b"dvfinger", "little")
+    for i in range(60):
+        write(tmp_path / "f" / (f"d{i % 3}/" if i % 2 else "") / f"n{i:03d}", b"x" * i)
+    write(tmp_path / "f" / "d1" / "deep" / "z", b"z")
+    age(tmp_path / "f")
+
+    def own(folder: Path) -> bytes:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        sts = [os.stat(folder / n) for n in names]
+        data = "\n".join(names).encode() + b"\0"
+        data += array.array("Q", [v for s in sts for v in (s.st_ino, s.st_size, s.st_mode)]).tobytes()
+        data += array.array("q", [s.st_mtime_ns for s in sts]).tobytes()
+        return xxhash.xxh3_128_digest(data, seed=seed)
+
+    def fingerprint(folder: Path) -> str:
+        h = xxhash.xxh3_128(own(folder), seed=seed)
+        for sub in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+            h.update(f"\n{sub}\0{fingerprint(folder / sub)}".encode())
+        return h.hexdigest()
+
+    assert scan_folder(str(tmp_path / "f"), "f").fingerprint() == fingerprint(tmp_path / "f")
+    assert scan_folder(str(tmp_path / "f"), "f", keep=False).fingerprint() == fingerprint(tmp_path / "f")
+    before = fingerprint(tmp_path / "f")
+    st = os.stat(tmp_path / "f" / "d1" / "deep" / "z")
+    os.utime(tmp_path / "f" / "d1" / "deep" / "z", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    after = scan_folder(str(tmp_path / "f"), "f")
+    assert after.fingerprint() == fingerprint(tmp_path / "f") != before
+    assert after.prints()["d0/"].combined == scan_folder(str(tmp_path / "f" / "d0"), "d0").fingerprint()
 
 
 def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli):

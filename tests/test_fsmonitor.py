@@ -68,6 +68,7 @@ def monitored(server, monkeypatch, repo_dir, cli):
     """A repository with a tracked folder ``data`` whose watchman clock is recorded."""
     monkeypatch.setenv("WATCHMAN_SOCK", server.sock)
     monkeypatch.delenv("DATAVER_FSMONITOR")
+    assert cli("config", "core.fsmonitor", "true").code == 0  # auto only uses a watch that exists
     files = make_tree(repo_dir / "data", 12, max_size=256)
     age(repo_dir / "data")
     assert cli("add", "data").code == 0  # the add's scan vouches for the folder: a clock is recorded
@@ -157,6 +158,7 @@ def test_restarted_watchman_falls_back_to_a_scan(server, monkeypatch, repo_dir, 
     try:
         monkeypatch.setenv("WATCHMAN_SOCK", own.sock)
         monkeypatch.delenv("DATAVER_FSMONITOR")
+        assert cli("config", "core.fsmonitor", "true").code == 0
         files = make_tree(repo_dir / "data", 8, max_size=128)
         age(repo_dir / "data")
         assert cli("add", "data").code == 0
@@ -227,6 +229,7 @@ def test_watchman_absent_scans_and_says_why(monitored, cli, repo_dir, monkeypatc
 def test_symlink_inside_is_never_vouched(server, monkeypatch, repo_dir, cli):
     monkeypatch.setenv("WATCHMAN_SOCK", server.sock)
     monkeypatch.delenv("DATAVER_FSMONITOR")
+    assert cli("config", "core.fsmonitor", "true").code == 0
     age(write(repo_dir / "outside.txt", "one"))
     make_tree(repo_dir / "data", 4, max_size=64)
     os.symlink("../outside.txt", repo_dir / "data" / "link.txt")
@@ -236,3 +239,21 @@ def test_symlink_inside_is_never_vouched(server, monkeypatch, repo_dir, cli):
     assert "it holds symbolic links" in r.err and UNCHANGED not in r.err
     write(repo_dir / "outside.txt", "two")  # changes what the link leads to; no event inside data
     assert _changed(cli) == {"data/link.txt": "modified"}
+
+
+def test_auto_uses_only_a_watch_that_exists(server, monkeypatch, repo_dir, cli):
+    """core.fsmonitor auto (the default) never starts watchman or makes a watch (a crawl
+    of the whole repository): it says how to opt in, and uses a watch once one exists."""
+    monkeypatch.setenv("WATCHMAN_SOCK", server.sock)
+    monkeypatch.delenv("DATAVER_FSMONITOR")
+    make_tree(repo_dir / "data", 6, max_size=64)
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    r = cli("status", "-v")
+    assert "fsmonitor: not used (watchman does not watch this repository" in r.err
+    assert "dataver config core.fsmonitor true" in r.err
+    listed = subprocess.run(server.cli("watch-list"), capture_output=True, text=True)
+    assert str(os.path.realpath(repo_dir)) not in listed.stdout  # no watch was made
+    assert subprocess.run(server.cli("watch-project", str(repo_dir)), capture_output=True).returncode == 0
+    cli("status")  # this scan vouches and records a clock
+    assert UNCHANGED in cli("status", "-v").err

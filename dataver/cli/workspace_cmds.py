@@ -75,7 +75,8 @@ def status(
     repo = _repo()
     if remote_name is not None:
         return _remote_status(repo, paths, remote_name, show_all, json_out, quiet)
-    records = do_status(repo, paths, progress_for(quiet))
+    # Unchanged folders as one line unless every file is to be listed (--all, --json).
+    records = do_status(repo, paths, progress_for(quiet), per_file=show_all or json_out)
     stale = _stale(repo, paths, records)
     repo.close()
     for line in repo.fsmonitor.report(verbose):

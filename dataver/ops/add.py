@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from dataclasses import dataclass
+from typing import Mapping
 
 from .. import linking, pointer, tree
 from ..digest import Digest
@@ -159,11 +160,17 @@ def _add_folder(
     if unchanged is not None:
         watch.vouched(unchanged.digest)
         return unchanged, 0
-    known = repo.state.known_under(rel, scan.files, hasher.algorithm)
+    generation = repo.cache.generation()
+    subtrees = [] if fingerprint is None else _unchanged_subtrees(repo, rel, scan, hasher.algorithm, generation)
+    files = _outside(scan.files, subtrees)
+    if len(files) * 2 < len(scan.files):  # a few files outside known subtrees: looked up by path
+        known = repo.state.known_paths(rel, files, hasher.algorithm)
+    else:
+        known = repo.state.known_under(rel, files, hasher.algorithm)
     in_cache = repo.cache.blobs_present(list(known.values()))
     entries: dict[str, Entry] = {}
     to_store: list[tuple[str, int]] = []
-    for name, st in scan.files.items():
+    for name, st in files.items():
         d = known.get(name)
         if d is not None and d in in_cache:
             entries[name] = Entry(name, d, st.st_size, bool(st.st_mode & 0o100))
@@ -187,17 +194,71 @@ def _add_folder(
         recorder.flush()
         progress.close()
     stored = len(to_store)
-    del scan, to_store  # ~55 MB at 200,000 files, not needed while the manifest is built
+    prints = scan.prints()
+    del scan, to_store, files  # ~55 MB at 200,000 files, not needed while the manifest is built
     ordered = list(entries.values())
-    digest = tree.build(ordered, hasher.algorithm, lambda data: repo.cache.add_manifest(data, hasher.algorithm))
+    made: list[tuple[str, Digest]] = []  # the subfolders given manifests of their own
+    digest = tree.build(
+        ordered,
+        hasher.algorithm,
+        lambda data: repo.cache.add_manifest(data, hasher.algorithm),
+        subtrees,
+        lambda prefix, d: made.append((prefix, d)) if prefix else None,
+    )
     if _links_back(repo):
         relinked = [_link_back(repo, os.path.join(target, e.path), e.digest, e.executable) for e in ordered]
         repo.state.put_many(repo.root, [h for h in relinked if h is not None])
     elif fingerprint is not None and as_scanned:
         repo.state.put_folder(rel, fingerprint, digest)  # what was hashed is what was scanned
+        for prefix, d in made:  # and each subfolder of a tree, for the next re-add
+            sub = prints[prefix].combined
+            if sub is not None:
+                repo.state.put_folder(f"{rel}/{prefix[:-1]}", f"{sub}@{generation}", d)
         watch.vouched(digest)
-    total = sum(e.size for e in ordered)
-    return Pointer("dir", digest, total, len(ordered)), stored
+    total = sum(e.size for e in ordered) + sum(s.size for s in subtrees)
+    return Pointer("dir", digest, total, len(ordered) + sum(s.files for s in subtrees)), stored
+
+
+def _unchanged_subtrees(repo: Repo, rel: str, scan, algorithm: str, generation: str) -> list[tree.Subtree]:
+    """Subfolders whose fingerprint vouches for the manifest a past add made of them
+    (recorded with the cache's generation: nothing was removed from the cache since),
+    among those a tree node names (their parent holds more than ``tree.FLAT_MAX``
+    files). Walked from the top: an unchanged subfolder's own subfolders are not asked."""
+    prints = scan.prints()
+    found: list[tree.Subtree] = []
+    todo = [""]
+    while todo:
+        prefix = todo.pop()
+        here = prints[prefix]
+        if here.files <= tree.FLAT_MAX:
+            continue
+        for name in here.subdirs:
+            sub_prefix = f"{prefix}{name}/"
+            sub = prints[sub_prefix]
+            digest = None
+            if sub.combined is not None:
+                key = f"{sub.combined}@{generation}"
+                digest = repo.state.folder_manifest(f"{rel}/{sub_prefix[:-1]}", key, algorithm)
+            if digest is not None and repo.cache.has_manifest(digest):
+                found.append(tree.Subtree(sub_prefix[:-1], digest, sub.size, sub.files))
+            else:
+                todo.append(sub_prefix)
+    return found
+
+
+def _outside(files: Mapping[str, FileStat], subtrees: list[tree.Subtree]) -> Mapping[str, FileStat]:
+    """``files`` less those under ``subtrees`` (all of them when there is none)."""
+    if not subtrees:
+        return files
+    under = {s.path + "/" for s in subtrees}
+    out = {}
+    for name in files:
+        cut = name.find("/")
+        while cut >= 0 and name[: cut + 1] not in under:
+            cut = name.find("/", cut + 1)
+        if cut < 0:
+            out[name] = files[name]
+    return out
 
 
 def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algorithm: str) -> Pointer | None:

@@ -27,8 +27,11 @@ from ..workspace import (
 from ..workspace import status as workspace_status
 
 
-def status(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS) -> list[Record]:
-    return workspace_status(repo, find_tracked(repo, paths), progress)
+def status(
+    repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS, per_file: bool = True
+) -> list[Record]:
+    """How the workspace differs from the pointers (``workspace.status``)."""
+    return workspace_status(repo, find_tracked(repo, paths), progress, per_file=per_file)
 
 
 @dataclass

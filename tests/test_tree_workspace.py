@@ -1,0 +1,202 @@
+"""Folder trees end to end: add, re-add, status, push, pull, gc and checkout of a folder
+big enough to be a tree (more than 4,096 files), and old flat pointers beside them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import age, git_commit, write
+
+from dataver import manifest, tree
+from dataver.digest import DEFAULT_ALGORITHM
+from dataver.hashing import digest_bytes, digest_manifest
+from dataver.pointer import loads as load_pointer
+
+N_SUB = 3
+PER_SUB = 1500  # 4,500 files in 3 subfolders, plus a few at the top: a tree of flat subfolders
+
+
+def make_big(root: Path) -> dict[str, bytes]:
+    files = {f"s{d}/f{i:04d}.txt": f"{d}:{i}\n".encode() for d in range(N_SUB) for i in range(PER_SUB)}
+    files.update({"top.txt": b"top\n", "a-b.txt": b"ab\n"})
+    for rel, data in files.items():
+        write(root / rel, data)
+    age(root)
+    return files
+
+
+def pointer_digest(repo: Path, name: str = "data"):
+    return load_pointer((repo / f"{name}.dv").read_bytes()).digest
+
+
+def hashed(cli, path: Path) -> str:
+    r = cli("hash", str(path))
+    assert r.code == 0, r.err
+    return r.out.split()[0]
+
+
+def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli):
+    """Each re-add after a change (edit, new file, deletion, a new subfolder, chmod)
+    gives the digest a fresh hash of the folder gives: unchanged subfolders reused from
+    the stat cache make the same tree as hashing everything."""
+    make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    root = (repo_dir / ".dataver/cache" / pointer_digest(repo_dir).relpath()).with_suffix(".manifest")
+    assert root.read_bytes().startswith(b"dataver-tree 1 ")
+    assert pointer_digest(repo_dir).hex == hashed(cli, repo_dir / "data")
+    steps = [
+        lambda d: write(d / "s1/f0007.txt", b"edited, longer\n"),
+        lambda d: write(d / "s2/new.txt", b"new\n"),
+        lambda d: os.unlink(d / "s0/f0000.txt"),
+        lambda d: write(d / "s9/x/y.txt", b"deep\n"),
+        lambda d: os.chmod(d / "s2/f0003.txt", 0o755),
+    ]
+    for step in steps:
+        step(repo_dir / "data")
+        age(repo_dir / "data")
+        r = cli("add", "data")
+        assert r.code == 0, r.err
+        assert pointer_digest(repo_dir).hex == hashed(cli, repo_dir / "data")
+        assert cli("status").out == ""
+
+
+def test_status_of_an_unchanged_big_folder_is_one_line_unless_asked(repo_dir, cli):
+    files = make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    cli("status")  # vouches (records the fingerprint)
+    r = cli("status", "--all")
+    assert r.code == 0 and r.out.count("unchanged:") == len(files)
+    r = cli("status", "--json")
+    assert len(json.loads(r.out)) == len(files)
+    from dataver.ops.core import status
+    from dataver.repo import Repo
+
+    repo = Repo.find(str(repo_dir))
+    try:
+        records = status(repo, per_file=False)
+    finally:
+        repo.close()
+    assert [(r.path, r.state, r.in_cache) for r in records] == [("data", "unchanged", True)]
+    # an object gone from the cache: named file by file again
+    blob = repo_dir / ".dataver/cache" / digest_bytes(files["s1/f0002.txt"]).relpath()
+    os.chmod(blob, 0o644)
+    blob.unlink()
+    r = cli("status")
+    assert r.out.split() == ["unchanged:", "data/s1/f0002.txt", "(not", "in", "cache)"]
+
+
+def test_push_clone_pull_and_a_one_file_change(repo_dir, cli, tmp_path):
+    files = make_big(repo_dir / "data")
+    remote = tmp_path / "remote"
+    assert cli("add", "data").code == 0
+    assert cli("remote", "add", "-d", "store", str(remote)).code == 0
+    git_commit(repo_dir, "v1")
+    r = cli("push", "--json")
+    assert r.code == 0, r.err
+    write(repo_dir / "data/s1/f0100.txt", b"changed\n")
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v2")
+    r = cli("push", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["transferred"] == 3  # the blob, the manifest of s1 and the root node
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo_dir), str(clone)], check=True)
+    r = cli("pull", cwd=clone)
+    assert r.code == 0, r.err
+    files["s1/f0100.txt"] = b"changed\n"
+    got = {p.relative_to(clone / "data").as_posix(): p.read_bytes() for p in (clone / "data").rglob("*") if p.is_file()}
+    assert got == files
+    assert cli("status", cwd=clone).out == ""
+    assert cli("ls", "data", cwd=clone).out.count("\n") == len(files)
+
+
+def test_gc_keeps_every_node_of_committed_trees_and_checkout_restores(repo_dir, cli):
+    make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v1")
+    v1 = pointer_digest(repo_dir)
+    write(repo_dir / "data/s2/f0001.txt", b"v2\n")
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v2")
+    r = cli("gc", "--all-commits", "--yes")
+    assert r.code == 0, r.err
+    assert not (repo_dir / ".dataver/cache/generation").exists()  # nothing removed: the same generation
+    shutil.rmtree(repo_dir / "data")
+    assert cli("checkout", "--rev", "HEAD~1").code == 0
+    assert (repo_dir / "data/s2/f0001.txt").read_bytes() == b"2:1\n"
+    assert v1 != pointer_digest(repo_dir)  # the workspace pointer is still v2's: one file differs from it
+    assert cli("status").out.split() == ["modified:", "data/s2/f0001.txt"]
+    # v1's blob and nodes are garbage once only the workspace is kept (and nothing was pushed)
+    assert cli("checkout").code == 0
+    r = cli("gc", "--not-pushed-too", "--yes", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["removed"] >= 3
+    assert len((repo_dir / ".dataver/cache/generation").read_text()) == 32  # a removal made a new generation
+    r = cli("checkout", "--rev", "HEAD~1")
+    assert r.code != 0  # v1 is gone from the cache
+    assert cli("checkout", "--force").code == 0
+    assert cli("status").out == ""
+
+
+def test_an_old_flat_pointer_of_many_files_still_checks_out(repo_dir, cli):
+    """A folder of more than 4,096 files added before trees is one flat manifest: it
+    still reads, checks out and has a clean status (and its digest is not the tree's)."""
+    files = {f"f{i:05d}": f"{i}\n".encode() for i in range(tree.FLAT_MAX + 50)}
+    entries = [manifest.Entry(p, digest_bytes(b), len(b), False) for p, b in files.items()]
+    data = manifest.dumps(entries, DEFAULT_ALGORITHM)
+    digest = digest_manifest(data, DEFAULT_ALGORITHM)
+    cache = repo_dir / ".dataver/cache"
+    (cache / digest.relpath()).parent.mkdir(parents=True, exist_ok=True)
+    (cache / (digest.relpath() + ".manifest")).write_bytes(data)
+    for b in files.values():
+        blob = cache / digest_bytes(b).relpath()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(b)
+    size = sum(len(b) for b in files.values())
+    write(
+        repo_dir / "data.dv",
+        f"version: 1\nkind: dir\nhash: {DEFAULT_ALGORITHM}\ndigest: {digest.hex}\nsize: {size}\nfiles: {len(files)}\n",
+    )
+    r = cli("checkout")
+    assert r.code == 0, r.err
+    assert (repo_dir / "data/f04100").read_bytes() == b"4100\n"
+    assert cli("status").out == ""
+    assert hashed(cli, repo_dir / "data") != digest.hex  # a fresh add would make a tree
+
+
+@pytest.mark.parametrize("bad", ["duplicate", "both"])
+def test_a_hostile_tree_in_the_cache_is_refused_and_nothing_written(repo_dir, cli, bad):
+    """A tree whose root lists a child twice, or a name as both file and folder, is
+    refused by checkout with exit 5, and no file is written."""
+    objs = {}
+
+    def put(data: bytes):
+        d = digest_manifest(data, DEFAULT_ALGORITHM)
+        objs[d] = data
+        return d
+
+    half = [manifest.Entry(f"f{i:04d}", digest_bytes(b"x"), 1, False) for i in range(3000)]
+    a = put(manifest.dumps(half, DEFAULT_ALGORITHM))
+    line = f"{a.hex} 3000 d a"
+    extra = line if bad == "duplicate" else f"{digest_bytes(b'x').hex} 1 - a"
+    lines = [line, extra] if bad == "duplicate" else [extra, line]
+    root = put(("dataver-tree 1 xxh3-128\n" + "".join(x + "\n" for x in lines)).encode())
+    cache = repo_dir / ".dataver/cache"
+    for d, data in objs.items():
+        (cache / d.relpath()).parent.mkdir(parents=True, exist_ok=True)
+        (cache / (d.relpath() + ".manifest")).write_bytes(data)
+    blob = cache / digest_bytes(b"x").relpath()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(b"x")
+    write(repo_dir / "data.dv", f"version: 1\nkind: dir\nhash: xxh3-128\ndigest: {root.hex}\nsize: 6000\nfiles: 6000\n")
+    r = cli("checkout")
+    assert r.code == 5, (r.code, r.err)
+    assert "Traceback" not in r.err
+    assert not (repo_dir / "data").exists()
