@@ -84,6 +84,20 @@ def test_quick_benchmark_produces_every_dataver_step(tmp_path):
     assert "not run" in text  # the DVC column, with --no-dvc
 
 
+MACHINE = {  # a made-up machine for the reports rendered from made-up results
+    "nproc": 2,
+    "cpu": "x",
+    "memory": "1 GiB",
+    "os": "Linux",
+    "filesystem": "ext4",
+    "python": "3",
+    "git": "git",
+    "versions": {},
+    "date_utc": "now",
+    "loadavg_start": [0, 0, 0],
+}
+
+
 def _sample(seconds: float) -> dict:
     return {"n": 1, "median_s": seconds, "min_s": seconds, "max_s": seconds, "peak_rss_mib": 50.0}
 
@@ -132,18 +146,7 @@ def test_the_s3_table_gives_requests_as_a_percentage_of_the_objects_and_the_byte
             "s3_server": "seaweedfs",
             "s3_server_label": "SeaweedFS 4.48",
         },
-        machine={
-            "nproc": 2,
-            "cpu": "x",
-            "memory": "1 GiB",
-            "os": "Linux",
-            "filesystem": "ext4",
-            "python": "3",
-            "git": "git",
-            "versions": {},
-            "date_utc": "now",
-            "loadavg_start": [0, 0, 0],
-        },
+        machine=MACHINE,
         summary={"push_s3": {"dataver": _sample(2.0), "dvc": _sample(3.0)}, "pull_one_s3": {"dvc": _sample(1.0)}},
     )
     text = markdown(result)
@@ -216,18 +219,7 @@ def test_the_targets_table_is_filled_at_one_million_files():
             "dvc_cmd": ["dvc"],
             "dvc_max_files": 200_000,
         },
-        machine={
-            "nproc": 2,
-            "cpu": "x",
-            "memory": "1 GiB",
-            "os": "Linux",
-            "filesystem": "ext4",
-            "python": "3",
-            "git": "git",
-            "versions": {},
-            "date_utc": "now",
-            "loadavg_start": [0, 0, 0],
-        },
+        machine=MACHINE,
     )
     text = scaling_markdown(result)
     assert "| peak RSS, every step | < 200 MB | 262 MB (250 MiB), in checkout_one | **not met** |" in text
