@@ -1,7 +1,8 @@
 """Smoke test of the benchmark harness: `benchmarks/run.py --quick --files 100 --no-dvc`
 runs every dataver step on tiny data and writes results JSON. It asserts nothing about
 time. (100 small files rather than --quick's 500: the same steps in half the time.) The
-report's S3 table is checked on made-up results, without running anything."""
+report's S3 table is checked on made-up results, without running anything; so is --scaling's
+targets table, after a --scaling run on 40 files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ RUN = ROOT / "benchmarks" / "run.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dvbench.report import markdown, s3_summary  # noqa: E402
+from dvbench.scaling_report import scaling_growth, scaling_markdown, scaling_targets  # noqa: E402
 
 DATAVER_STEPS = {
     "add_big",
@@ -82,6 +84,20 @@ def test_quick_benchmark_produces_every_dataver_step(tmp_path):
     assert "not run" in text  # the DVC column, with --no-dvc
 
 
+MACHINE = {  # a made-up machine for the reports rendered from made-up results
+    "nproc": 2,
+    "cpu": "x",
+    "memory": "1 GiB",
+    "os": "Linux",
+    "filesystem": "ext4",
+    "python": "3",
+    "git": "git",
+    "versions": {},
+    "date_utc": "now",
+    "loadavg_start": [0, 0, 0],
+}
+
+
 def _sample(seconds: float) -> dict:
     return {"n": 1, "median_s": seconds, "min_s": seconds, "max_s": seconds, "peak_rss_mib": 50.0}
 
@@ -130,21 +146,84 @@ def test_the_s3_table_gives_requests_as_a_percentage_of_the_objects_and_the_byte
             "s3_server": "seaweedfs",
             "s3_server_label": "SeaweedFS 4.48",
         },
-        machine={
-            "nproc": 2,
-            "cpu": "x",
-            "memory": "1 GiB",
-            "os": "Linux",
-            "filesystem": "ext4",
-            "python": "3",
-            "git": "git",
-            "versions": {},
-            "date_utc": "now",
-            "loadavg_start": [0, 0, 0],
-        },
+        machine=MACHINE,
         summary={"push_s3": {"dataver": _sample(2.0), "dvc": _sample(3.0)}, "pull_one_s3": {"dvc": _sample(1.0)}},
     )
     text = markdown(result)
     assert "| push again (S3) | 3 | 0.6 % | 0 B / 0 B | 501 | 100 % | 0 B / 3 kB |" in text
     assert "| pull 1 file (S3) | refused (exit 4) | **1.000** |" in text
     assert "dataver refused it (exit 4: error: not tracked)" in text
+
+
+def test_a_scaling_run_fills_every_dataver_step_the_cache_and_the_targets(tmp_path):
+    """`--scaling 40 --scaling-shape small --no-scaling-dvc`: issue 16's steps (add, status,
+    re-add, checkout of the change), the git reference, the cache's sizes, the targets table."""
+    out, doc = tmp_path / "out", tmp_path / "scaling.md"
+    argv = ["--scaling", "40", "--scaling-shape", "small", "--no-scaling-dvc", "--out", str(out)]
+    argv += ["--scratch", str(tmp_path / "scratch"), "--doc", str(doc)]
+    proc = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    assert result["config"]["shape"] == "small" and result["errors"] == []
+    (count,) = result["counts"]
+    assert count["nfiles"] == 40 and count["folders"] == 1 and 40 * 50 <= count["many_bytes"] <= 40 * 600
+    for key in ("add_many", "status_clean", "readd_one", "checkout_one"):
+        row = count["summary"][key]["dataver"]
+        assert row["median_s"] > 0 and row["peak_rss_mib"] > 0, (key, row)
+    for key in ("ref_git_add", "ref_git_status"):
+        assert count["summary"][key]["git"]["median_s"] > 0
+    cache = count["cache"]["dataver"]
+    assert 0 < cache["apparent_bytes"] and 0 < cache["allocated_bytes"] <= cache["tool_dir_allocated_bytes"]
+    # The watchman step either ran or says why not.
+    assert bool(count["watchman_skipped"]) != ("dataver" in count["summary"]["status_watchman"])
+
+    text = doc.read_text()
+    assert "## Targets (issue 16), dataver at 40 files" in text
+    assert "| checkout of 1 changed file | < 5 s |" in text
+    assert "| cache on disk after the add | ≤ 1.3× the data |" in text
+
+
+def test_the_targets_table_is_filled_at_one_million_files():
+    def count(n, add_s, rss, cache_bytes):
+        summary = {
+            "add_many": {"dataver": _sample(add_s), "dvc": _sample(add_s * 3)},
+            "status_clean": {"dataver": _sample(2.5)},
+            "readd_one": {"dataver": _sample(6.0)},
+            "checkout_one": {"dataver": {**_sample(1.0), "peak_rss_mib": rss}},
+            "ref_git_status": {"git": _sample(0.4)},
+        }
+        cache = {"dataver": {"allocated_bytes": cache_bytes, "apparent_bytes": 1, "tool_dir_allocated_bytes": 2}}
+        return {"nfiles": n, "folders": n // 1000, "many_bytes": n * 325, "summary": summary, "cache": cache}
+
+    counts = [count(20_000, 5.0, 60.0, 20_000 * 400), count(1_000_000, 290.0, 250.0, 1_000_000 * 325)]
+    counts[1]["skipped"] = {"dvc": "not run above 200,000 files (--scaling-dvc-max)"}
+    counts[1]["watchman_skipped"] = "watchman is not on PATH"
+    result = {"counts": counts, "config": {"step_timeout_s": 1800}}
+    t = scaling_targets(result)
+    assert t["nfiles"] == 1_000_000 and t["at_target_count"]
+    # add, status, re-add, checkout, peak RSS, cache, status with watchman (no goal)
+    assert [r["met"] for r in t["rows"]] == [True, True, False, True, False, True, None]
+    result.update(
+        growth=scaling_growth(counts),
+        doc="/tmp/x.md",
+        config={
+            "command": "python benchmarks/run.py --scaling 20k,1000k --scaling-shape small",
+            "seed": 1,
+            "min_size": 50,
+            "max_size": 600,
+            "files_per_dir": 1000,
+            "shape": "small",
+            "runs": 1,
+            "step_timeout_s": 1800,
+            "dvc_cmd": ["dvc"],
+            "dvc_max_files": 200_000,
+        },
+        machine=MACHINE,
+    )
+    text = scaling_markdown(result)
+    assert "| peak RSS, every step | < 200 MB | 262 MB (250 MiB), in checkout_one | **not met** |" in text
+    assert "| add (add + `git add -A` + `git commit`, fresh repository) | < 5 min | 290.0 s | met |" in text
+    assert "| 1,000,000 (50×) | 1,000 | DVC | not run above 200,000 files (--scaling-dvc-max) |" in text
+    assert "Not run: watchman is not on PATH." in text
+    assert "| 1,000,000 | dataver | 325.0 MB | 0.0 MB | 0.0 MB | 325.0 MB | – | **1.00×** | 0.00× |" in text

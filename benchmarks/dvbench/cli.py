@@ -36,12 +36,23 @@ from pathlib import Path
 
 from .bench import Bench
 from .chart import draw_chart, plot
-from .config import FILES_PER_DIR, FULL, GIT_ENV, QUICK, REPO_ROOT, SCALING_STEP_TIMEOUT, files_cfg
+from .config import (
+    FILES_PER_DIR,
+    FULL,
+    GIT_ENV,
+    QUICK,
+    REPO_ROOT,
+    SCALING_DVC_MAX,
+    SCALING_SHAPES,
+    SCALING_STEP_TIMEOUT,
+    files_cfg,
+)
 from .data import generate_data, scratch_dir, warm
 from .report import machine_info, markdown, s3_summary, summarize, write_doc
 from .runner import Runner
 from .s3 import S3_SERVERS, BenchS3, check_s3_clients
-from .scaling import run_scaling, scaling_markdown
+from .scaling import run_scaling
+from .scaling_report import scaling_markdown
 from .tools import Dataver, Dvc, Tool, find_dataver, find_or_install_dvc
 
 
@@ -98,11 +109,26 @@ def parse_args(argv=None):
     g = p.add_argument_group(
         "scaling mode",
         "--scaling N1,N2,...: for each file count, a data set of that many small files (cached in "
-        "--scratch), and only add, status (nothing changed) and re-add (one file changed), each tool "
-        "in turn; writes --doc (default OUT/scaling.md) and the JSON beside it (OUT/scaling.json), "
+        "--scratch), and only add, status (nothing changed), re-add (one file changed) and checkout "
+        "(of that change), each tool in turn, the cache's size, and git add/status on the same files; "
+        "writes --doc (default OUT/scaling.md) and the JSON beside it (OUT/scaling.json), "
         "never docs/benchmarks.md.",
     )
     g.add_argument("--scaling", metavar="COUNTS", help="comma-separated file counts, e.g. 20000,200000 (or 20k,200k)")
+    g.add_argument(
+        "--scaling-shape",
+        choices=sorted(SCALING_SHAPES),
+        default="default",
+        help="the files: 'default' 1-64 KiB, 200 a folder (the full run's); 'small' 50-600 bytes, "
+        "1,000 a folder (issue 16's million files)",
+    )
+    g.add_argument(
+        "--scaling-dvc-max",
+        type=int,
+        default=SCALING_DVC_MAX,
+        metavar="N",
+        help=f"don't run DVC above N files (default {SCALING_DVC_MAX:,}; 0 for no limit)",
+    )
     g.add_argument(
         "--scaling-dvc",
         action=argparse.BooleanOptionalAction,

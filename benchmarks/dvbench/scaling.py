@@ -1,53 +1,78 @@
-"""--scaling: add/status growth with the file count, and its report."""
+"""--scaling: add, status, re-add and checkout growth with the file count (issue 16's
+million files with --scaling-shape small), the git reference, the cache on disk."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from .bench import Bench
-from .config import FILES_PER_DIR, FULL, GIT_ENV, REPO_ROOT, SCALING_STEP_TIMEOUT, files_cfg, human_size
+from .config import FULL, GIT_ENV, REPO_ROOT, SCALING_SHAPES, SCALING_STEP_TIMEOUT, files_cfg
 from .data import _stream, generate_many, scratch_dir, warm
-from .report import fmt_load, fmt_s, machine_info, summarize
+from .report import machine_info, summarize
 from .runner import Runner, StepFailed, StepTimeout
+from .scaling_report import SCALING_KEYS, SCALING_LABELS, scaling_growth, scaling_markdown, step_tools
 from .steps import Step
 from .tools import Dataver, Dvc, Tool, find_dataver, find_or_install_dvc
 
-SCALING_KEYS = ("add_many", "status_clean", "readd_one", "ref_cp_r_many")
-SCALING_LABELS = {
-    "add_many": "add+commit the files (fresh repository)",
-    "status_clean": "status, nothing changed",
-    "readd_one": "re-add+commit after changing 1 file",
-    "ref_cp_r_many": "`cp -r` the files into the repository (the setup copy; machine reference)",
-}
+FSMONITOR_ENV = {"DATAVER_FSMONITOR": "1"}
+
+
+def du_bytes(path: Path, apparent: bool = False) -> int:
+    """`du -sb` (apparent size) or `du -sk` × 1024 (allocated blocks) of a path; 0 if absent."""
+    if not path.exists():
+        return 0
+    out = subprocess.run(["du", "-sb" if apparent else "-sk", str(path)], capture_output=True, text=True, check=True)
+    n = int(out.stdout.split()[0])
+    return n if apparent else n * 1024
+
+
+def fsmonitor_unsupported(tool: Tool) -> str | None:
+    """Why the optional "status with watchman" step can't run (None: it can): watchman must
+    be on PATH, and dataver must know a file-system monitor (its `status --help` or
+    `config --help` mentions "fsmonitor")."""
+    if not shutil.which("watchman"):
+        return "watchman is not on PATH"
+    text = ""
+    for args in (("status", "--help"), ("config", "--help")):
+        try:
+            out = subprocess.run(tool.cmd(*args), capture_output=True, text=True, timeout=120)
+            text += out.stdout + out.stderr
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if "fsmonitor" not in text.lower():
+        return "this dataver has no file-system monitor (`status --help` and `config --help` don't mention fsmonitor)"
+    return None
 
 
 class ScalingBench(Bench):
-    """--scaling, one file count: the small-file steps only (add, status, re-add), one tool
-    at a time, each tool's repository deleted before the next tool starts (so one copy of
-    the data plus one cache is on disk at a time). Tools in `skip` (they ran past the time
-    limit at a smaller count) are not run."""
+    """--scaling, one file count: the small-file steps only (add, status, re-add, checkout),
+    one tool at a time, each tool's repository deleted before the next tool starts (so one
+    copy of the data plus one cache is on disk at a time); then the git reference on the
+    data set itself. Tools in `skip` (tool -> why: it ran past the time limit at a smaller
+    count, or the count is above --scaling-dvc-max) are not run. `watchman_skipped`: why the
+    optional status-with-watchman step is not run (None: it runs, for dataver)."""
 
-    def __init__(self, args, cfg, tools, data, work, runner, skip: set[str]):
+    def __init__(self, args, cfg, tools, data, work, runner, skip: dict[str, str], watchman_skipped: str | None):
         super().__init__(args, cfg, tools, data, work, runner, None)
         self.steps = [
             Step(
-                k,
-                SCALING_LABELS[k],
-                ("ref",) if k.startswith("ref_") else ("dataver", "dvc"),
-                "many" if k in ("add_many", "ref_cp_r_many") else "",
+                k, SCALING_LABELS[k], step_tools(k), "many" if k in ("add_many", "ref_cp_r_many", "ref_git_add") else ""
             )
             for k in SCALING_KEYS
         ]
         self.samples = {s.key: {} for s in self.steps}
-        self.skip = set(skip)
+        self.skip = dict(skip)
+        self.watchman_skipped = watchman_skipped
         self.timed_out: set[str] = set()
         self.timeouts: list[str] = []  # not errors: the expected end of a slow tool's series
+        self.cache: dict[str, dict[str, int]] = {}  # tool -> its cache's sizes after the add
 
     def warm_up(self) -> list[str]:
         """Untimed init, add and status of three small files through each tool, so that the
@@ -89,8 +114,12 @@ class ScalingBench(Bench):
                 self.new_repo(t, repo)
                 self.timed("ref_cp_r_many", "ref", run, [(["cp", "-r", str(many), str(repo / "data")], repo)])
                 self.step_add_many(t, run, repo)
+                self.measure_cache(t, repo)
                 self.step_status_clean(t, run, repo)
+                if t.name == "dataver" and self.watchman_skipped is None:
+                    self.step_status_watchman(t, run, repo)
                 self.step_readd_one(t, run, repo)
+                self.step_checkout_one(t, run, repo)
             except StepTimeout as e:
                 self.timed_out.add(t.name)
                 msg = f"run {run}, {t.name}: {str(e).splitlines()[0]}"
@@ -101,7 +130,67 @@ class ScalingBench(Bench):
                 os.sync()
 
         self.each_tool(run, set(self.skip) | self.timed_out, one)
+        self.git_reference(run, base)
         shutil.rmtree(base, ignore_errors=True)
+
+    def measure_cache(self, t: Tool, repo: Path) -> None:
+        """Untimed, right after the add: the cache's allocated and apparent bytes, and the
+        whole tool folder's (.dataver, .dvc) allocated bytes."""
+        cache = repo / t.cache_dir
+        self.cache[t.name] = {
+            "allocated_bytes": du_bytes(cache),
+            "apparent_bytes": du_bytes(cache, apparent=True),
+            "tool_dir_allocated_bytes": du_bytes(repo / Path(t.cache_dir).parts[0]),
+        }
+
+    def step_status_watchman(self, t: Tool, run: int, repo: Path) -> None:
+        """The optional step: `watchman watch-project` the repository, `dataver status` twice
+        with DATAVER_FSMONITOR=1, the second timed. A failure is an error, not the end of the
+        tool's steps."""
+        try:
+            self.r.run(["watchman", "watch-project", str(repo)], repo)
+            self.r.run(t.status(), repo, {**t.env, **FSMONITOR_ENV})
+            out = self.timed("status_watchman", t, run, [(t.status(), repo)], env=FSMONITOR_ENV)
+            if "modified" in out:
+                raise StepFailed(f"status with watchman after add reports changes:\n{out[-1000:]}")
+        except StepTimeout:
+            raise
+        except StepFailed as e:
+            msg = f"run {run}, {t.name}, status_watchman: {e}"
+            self.errors.append(msg)
+            print("ERROR " + msg, file=sys.stderr)
+        finally:
+            subprocess.run(["watchman", "watch-del", str(repo)], capture_output=True, timeout=120, check=False)
+
+    def step_checkout_one(self, t: Tool, run: int, repo: Path) -> None:
+        """After step_readd_one's commit: the previous pointer back from git (untimed), then
+        the timed `TOOL checkout`, which must restore the one changed file's old bytes."""
+        victim = Path("data") / "d000" / "f00000.bin"
+        self.r.run(self.git("checkout", "HEAD~1", "--", f"data{t.pointer_ext}"), repo)
+        os.sync()
+        self.timed("checkout_one", t, run, [(t.checkout(), repo)])
+        if (repo / victim).read_bytes() != (self.data / "many" / victim.relative_to("data")).read_bytes():
+            raise StepFailed(f"checkout_one: {victim} was not restored to its first version")
+
+    def git_reference(self, run: int, base: Path) -> None:
+        """A plain git repository (its own GIT_DIR under `base`) whose work tree is the data
+        set: timed `git add -A && git commit`, then timed `git status`, nothing changed."""
+        many = self.data / "many"
+        env = {"GIT_DIR": str(base / "git-ref.git"), "GIT_WORK_TREE": str(many)}
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            self.r.run(self.git("init", "-q"), many, env)
+            self.r.run(self.git("config", "core.fsmonitor", "false"), many, env)
+            self.timed("ref_git_add", "git", run, [(self.git("add", "-A"), many), *self.commit_cmds(many, "data")], env)
+            out = self.timed("ref_git_status", "git", run, [(self.git("status"), many)], env)
+            if "nothing to commit" not in out:
+                raise StepFailed(f"git status after the commit reports changes:\n{out[-1000:]}")
+        except StepFailed as e:
+            msg = f"run {run}, git reference: {str(e).splitlines()[0]}"
+            (self.timeouts if isinstance(e, StepTimeout) else self.errors).append(msg)
+            print(("TIMEOUT " if isinstance(e, StepTimeout) else "ERROR ") + msg, file=sys.stderr)
+        finally:
+            shutil.rmtree(base / "git-ref.git", ignore_errors=True)
 
 
 def parse_counts(text: str) -> list[int]:
@@ -119,130 +208,6 @@ def parse_counts(text: str) -> list[int]:
     if not counts:
         raise ValueError("no file counts")
     return sorted(counts)
-
-
-def scaling_growth(counts: list[dict]) -> dict:
-    """Per step and tool, one row per file count: median, growth against the smallest count
-    (time ratio; linear growth equals the files ratio), per-file and marginal µs."""
-    growth: dict = {}
-    n0 = counts[0]["nfiles"]
-    for key in SCALING_KEYS:
-        tools = []
-        for c in counts:
-            for tool in c["summary"].get(key, {}):
-                if tool != "ratio_dvc_over_dataver" and tool not in tools:
-                    tools.append(tool)
-        for tool in tools:
-            base = counts[0]["summary"].get(key, {}).get(tool)
-            rows = []
-            for c in counts:
-                x = c["summary"].get(key, {}).get(tool)
-                if not x:
-                    continue
-                n, med = c["nfiles"], x["median_s"]
-                row = {
-                    "nfiles": n,
-                    "files_ratio": round(n / n0, 3),
-                    "median_s": med,
-                    "min_s": x["min_s"],
-                    "max_s": x["max_s"],
-                    "n": x["n"],
-                    "peak_rss_mib": x["peak_rss_mib"],
-                    "per_file_us": round(med / n * 1e6, 2),
-                    "growth": round(med / base["median_s"], 3) if base and base["median_s"] > 0 else None,
-                    "marginal_us_per_file": (
-                        round((med - base["median_s"]) / (n - n0) * 1e6, 2) if base and n > n0 else None
-                    ),
-                }
-                if row["growth"] is not None and n > n0:
-                    row["growth_over_files_ratio"] = round(row["growth"] / row["files_ratio"], 3)
-                ratio = c["summary"][key].get("ratio_dvc_over_dataver")
-                if tool == "dvc" and ratio:
-                    row["ratio_dvc_over_dataver"] = ratio
-                rows.append(row)
-            growth.setdefault(key, {})[tool] = rows
-    return growth
-
-
-def scaling_markdown(result: dict) -> str:
-    cfg, meta, counts = result["config"], result["machine"], result["counts"]
-    if not counts:
-        return "No file count finished.\n"
-    n0 = counts[0]["nfiles"]
-    folders = {c["nfiles"]: c["folders"] for c in counts}
-    names = {"dataver": "dataver", "dvc": "DVC", "ref": "`cp -r`"}
-    title = " → ".join(f"{c['nfiles']:,}" for c in counts)
-    doc_dir = Path(result["doc"]).parent
-    inside = doc_dir == REPO_ROOT or REPO_ROOT in doc_dir.parents
-    readme = os.path.relpath(REPO_ROOT / "benchmarks" / "README.md", doc_dir) if inside else "benchmarks/README.md"
-    dirs = f"{cfg['dirs']:,} folders" if cfg.get("dirs") else f"⌈N / {FILES_PER_DIR}⌉ folders"
-    lines = [
-        f"# Scaling: add and status, {title} files",
-        "",
-        f"Produced by `{cfg['command']}` (see [benchmarks/README.md]({readme})). "
-        f"Each count N is its own data set of N files in {dirs}, "
-        f"{human_size(cfg['min_size'])}–{human_size(cfg['max_size'])} each, generated from seed {cfg['seed']}; "
-        "each tool runs in its own fresh git repository, one tool at a time (its repository is deleted "
-        "before the next starts); warm page cache, `sync` between timed steps; median of "
-        f"{cfg['runs']} run(s). **growth** is the median at that count over the median at {n0:,} files "
-        "(linear growth equals the files ratio in the first column); **per-file µs** is the median over "
-        f"the file count; **marginal µs/file** is (t(N) − t({n0:,})) / (N − {n0:,}), which leaves out "
-        "fixed costs such as interpreter start-up.",
-        "",
-    ]
-    for key in SCALING_KEYS:
-        per_tool = result["growth"].get(key)
-        if not per_tool:
-            continue
-        lines += [
-            f"## {SCALING_LABELS[key]}",
-            "",
-            f"| files (× {n0:,}) | folders | tool | median s (min–max) | growth vs {n0:,} | per-file µs "
-            "| marginal µs/file | peak RSS | DVC/dataver |",
-            "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for c in counts:
-            n = c["nfiles"]
-            for tool in ("dataver", "dvc", "ref"):
-                row = next((r for r in per_tool.get(tool, []) if r["nfiles"] == n), None)
-                if row is None:
-                    ran = tool == "dataver" or (tool == "dvc" and cfg.get("dvc_cmd"))
-                    if ran and key != "ref_cp_r_many":
-                        why = c.get("skipped", {}).get(tool) or (
-                            f"timed out (> {cfg['step_timeout_s']:g} s)" if tool in c.get("timed_out", []) else "failed"
-                        )
-                        lines.append(f"| {n:,} ({n / n0:.3g}×) | {folders[n]:,} | {names[tool]} | {why} | | | | | |")
-                    continue
-                rng = f" ({fmt_s(row['min_s'])}–{fmt_s(row['max_s'])})" if row["n"] > 1 else ""
-                g = f"{row['growth']:.2f}×" if row["growth"] is not None else "–"
-                mu = f"{row['marginal_us_per_file']:.0f}" if row["marginal_us_per_file"] is not None else "–"
-                ratio = f"{row['ratio_dvc_over_dataver']:.2f}×" if row.get("ratio_dvc_over_dataver") else "–"
-                lines.append(
-                    f"| {n:,} ({n / n0:.3g}×) | {folders[n]:,} | {names[tool]} | **{fmt_s(row['median_s'])}**{rng} "
-                    f"| {g} | {row['per_file_us']:.0f} | {mu} | {row['peak_rss_mib']:.0f} MiB | {ratio} |"
-                )
-        lines.append("")
-    v = ", ".join(meta["versions"].values())
-    data = "; ".join(
-        f"{c['nfiles']:,} files in {c['folders']:,} folders ({c['many_bytes'] / 1e6:,.0f} MB)" for c in counts
-    )
-    lines += [
-        f"Machine: {meta['nproc']} CPUs ({meta['cpu']}), {meta['memory']} RAM, {meta['os']}, "
-        f"{meta['filesystem']} scratch file system; Python {meta['python']}, {meta['git']}; {v}.",
-        f"Date: {meta['date_utc']}. Load average at start {fmt_load(meta['loadavg_start'])}, "
-        f"at end {fmt_load(meta.get('loadavg_end'))}.",
-        f"Data: seed {cfg['seed']}; {data}. Peak RSS by {meta.get('peak_rss_method', '?')}. "
-        + (f"Time limit per command: {cfg['step_timeout_s']:g} s." if cfg.get("step_timeout_s") else "No time limit."),
-    ]
-    if result.get("partial"):
-        lines += ["", "**Partial**: the run was still going (or was stopped) when this was written."]
-    if result.get("timeouts"):
-        lines += ["", "Killed at the time limit:", ""] + [f"- {e}" for e in result["timeouts"]]
-    if result.get("errors"):
-        lines += ["", "Errors:", ""] + [f"- {e.splitlines()[0]}" for e in result["errors"]]
-    if result.get("notes"):
-        lines += ["", "Notes: " + " ".join(result["notes"])]
-    return "\n".join(lines) + "\n"
 
 
 def scaling_outputs(args, out: Path) -> tuple[Path, Path]:
@@ -288,14 +253,23 @@ def run_scaling(args) -> int:
     log.write_text("")
     runner = Runner(log, args.verbose, GIT_ENV, timeout)
     machine = machine_info(tools, scratch)
+    shape = SCALING_SHAPES[args.scaling_shape]
     base_cfg = {k: v for k, v in FULL.items() if k != "runs"}
+    base_cfg.update(min_size=shape["min_size"], max_size=shape["max_size"])
+    watchman_skipped = fsmonitor_unsupported(tools[0])
+    notes.append(
+        f"Status with watchman not run: {watchman_skipped}."
+        if watchman_skipped
+        else "Status with watchman: `watchman watch-project`, then `dataver status` twice with DATAVER_FSMONITOR=1."
+    )
     result = {
         "kind": "scaling",
         "config": {
             "command": " ".join(["python", "benchmarks/run.py", *(sys.argv[1:] if args.argv is None else args.argv)]),
             "counts": counts,
             "dirs": args.dirs,
-            "files_per_dir": FILES_PER_DIR if args.dirs is None else None,
+            "files_per_dir": shape["files_per_dir"] if args.dirs is None else None,
+            "shape": args.scaling_shape,
             "min_size": base_cfg["min_size"],
             "max_size": base_cfg["max_size"],
             "runs": args.runs,
@@ -303,6 +277,7 @@ def run_scaling(args) -> int:
             "step_timeout_s": timeout,
             "dataver_cmd": tools[0].argv0,
             "dvc_cmd": dvc_argv,
+            "dvc_max_files": args.scaling_dvc_max or None,
         },
         "machine": machine,
         "doc": str(doc),
@@ -327,11 +302,12 @@ def run_scaling(args) -> int:
     timed_out: dict[str, int] = {}  # tool -> the count at which it ran past the limit
     try:
         for n in counts:
-            cfg = files_cfg(base_cfg, n, args.dirs)
+            cfg = files_cfg(base_cfg, n, args.dirs, shape["files_per_dir"])
             cfg["big_size"] = 0
             data = generate_many(scratch, cfg, args.seed)
             cfg["many_bytes"] = json.loads((data / "COMPLETE").read_text())["many_bytes"]
-            need = 2.2 * cfg["many_bytes"]  # one repository copy + its cache, with slack
+            # One repository copy + its cache, with slack; a small file takes a 4 KiB block.
+            need = 2.2 * max(cfg["many_bytes"], 4096 * n)
             free = shutil.disk_usage(scratch).free
             if free < need:
                 msg = f"{n:,} files: {free / 1e9:.1f} GB free in {scratch}, the steps need about {need / 1e9:.1f} GB."
@@ -339,7 +315,10 @@ def run_scaling(args) -> int:
                 notes.append(msg)
             print(f"{n:,} files: warming the page cache ...", file=sys.stderr)
             warm(data / "many")
-            bench = ScalingBench(args, cfg, tools, data, work, runner, set(timed_out))
+            skip = {t: f"skipped (timed out at {timed_out[t]:,} files)" for t in timed_out}
+            if dvc_argv and args.scaling_dvc_max and n > args.scaling_dvc_max:
+                skip.setdefault("dvc", f"not run above {args.scaling_dvc_max:,} files (--scaling-dvc-max)")
+            bench = ScalingBench(args, cfg, tools, data, work, runner, skip, watchman_skipped)
             if n == counts[0]:
                 notes += bench.warm_up()
             t0 = time.perf_counter()
@@ -357,10 +336,13 @@ def run_scaling(args) -> int:
                     "nfiles": n,
                     "folders": sum(1 for e in os.scandir(data / "many") if e.is_dir()),
                     "many_bytes": cfg["many_bytes"],
+                    "data_allocated_bytes": du_bytes(data / "many"),
                     "data": str(data),
                     "samples": bench.samples,
                     "summary": summarize(bench, cfg["many_bytes"]),
-                    "skipped": {t: f"skipped (timed out at {timed_out[t]:,} files)" for t in bench.skip},
+                    "skipped": bench.skip,
+                    "watchman_skipped": watchman_skipped,
+                    "cache": bench.cache,
                     "timed_out": sorted(bench.timed_out),
                     "timeouts": bench.timeouts,
                     "errors": bench.errors,

@@ -32,6 +32,9 @@ class Tool:
     def status(self) -> list[str]:
         return self.cmd("status")
 
+    def checkout(self) -> list[str]:
+        return self.cmd("checkout")
+
     def remote_add(self, name: str, url: str) -> list[list[str]]:
         raise NotImplementedError
 
