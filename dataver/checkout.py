@@ -15,8 +15,9 @@ import os
 import shutil
 import stat as stat_mod
 from dataclasses import dataclass, field
+from typing import Mapping
 
-from . import linking
+from . import linking, tree
 from .digest import ALGORITHMS, Digest
 from .errors import CORRUPT_CACHE, IntegrityError, PathError, PointerError, StorageError, Unrestored, WouldLoseData
 from .fsutil import remove_temporaries, sibling_temporaries
@@ -28,7 +29,7 @@ from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import reserved_name
 from .state import FileStat, Stat, StatRecorder
-from .workspace import Tracked, file_digest, hash_files, known_digests, read_manifest, scan_folder
+from .workspace import FolderScan, Tracked, file_digest, hash_files, known_digests, outside, read_manifest, scan_folder
 
 
 @dataclass(slots=True)
@@ -59,10 +60,18 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
     check_targets(repo, tracked)
     p = Plan()
     manifests: dict[str, list[Entry]] = {}  # every entry checked (parsing is the check) before any folder is planned
+    scans: dict[str, tuple[FolderScan, set[str]]] = {}  # scanned folders, and their subfolders known to match
     for t in tracked:
         if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest):
             try:
-                manifests[t.path] = read_manifest(repo, t)
+                if os.path.isdir(t.path):
+                    scan = scan_folder(t.path, t.rel, repo)
+                    same = _matching_subfolders(repo, t, scan)
+                    scans[t.path] = scan, same
+                    skip = (lambda sub, same=same: sub in same) if same else None
+                    manifests[t.path] = list(tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, t.rel, skip))
+                else:
+                    manifests[t.path] = read_manifest(repo, t)
             except IntegrityError:  # a damaged cache copy costs this folder only
                 where = repo.cache.manifest_path(t.pointer.digest)
                 p.failed.append(Unrestored(t.rel, t.pointer.digest, CORRUPT_CACHE, where, manifest=True))
@@ -70,7 +79,7 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
     for t in tracked:
         if t.pointer.is_dir:
             if t.rel not in damaged:
-                _plan_folder(repo, t, manifests.pop(t.path, None), p, progress)
+                _plan_folder(repo, t, manifests.pop(t.path, None), p, progress, scans.pop(t.path, None))
         else:
             _plan_file(repo, t, p, progress)
     p.temporaries += sibling_temporaries(t.path for t in tracked)
@@ -195,17 +204,52 @@ def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
     return all(_saved(repo, d, os.path.join(t.path, r), scan.files[r], progress) for r, d in current.items())
 
 
-def _plan_folder(repo: Repo, t: Tracked, entries: list[Entry] | None, p: Plan, progress: Progress) -> None:
+def _matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> set[str]:
+    """Subfolders ("a/b/") that a tree node of the pointer's manifest names and whose
+    files the workspace holds unchanged: the fingerprint of the workspace's subfolder
+    vouches for that same manifest (recorded by an add, under the cache's generation).
+    A checkout leaves them alone without looking at their files."""
+    algorithm = t.pointer.digest.algorithm
+    prints = scan.prints()
+    generation = repo.cache.generation()
+    same: set[str] = set()
+    todo = [("", t.pointer.digest)]
+    while todo:
+        prefix, digest = todo.pop()
+        for name, child in tree.subfolders(repo.cache.read_manifest_bytes, digest, f"manifest of {t.rel}"):
+            sub = f"{prefix}{name}/"
+            here = prints.get(sub)
+            if here is None or here.combined is None:
+                continue
+            have = repo.state.folder_manifest(f"{t.rel}/{sub[:-1]}", f"{here.combined}@{generation}", algorithm)
+            if have == child:
+                same.add(sub)
+            else:
+                todo.append((sub, child))
+    return same
+
+
+def _plan_folder(
+    repo: Repo,
+    t: Tracked,
+    entries: list[Entry] | None,
+    p: Plan,
+    progress: Progress,
+    scanned: tuple[FolderScan, set[str]] | None = None,
+) -> None:
     if entries is None:
         p.missing.append((t.rel, t.pointer.digest))
         return
     p.folders.append(t.path)
     algorithm = t.pointer.digest.algorithm  # the manifest's entries'
     current: dict[str, Digest] = {}
-    files: dict[str, FileStat] = {}
+    files: Mapping[str, FileStat] = {}
     if os.path.isdir(t.path):
-        scan = scan_folder(t.path, t.rel, repo)
+        scan, same = scanned if scanned is not None else (scan_folder(t.path, t.rel, repo), set())
         p.temporaries += [os.path.join(t.path, rel) for rel in scan.temporaries]
+        if same:  # subfolders that match: neither their files nor their entries are looked at
+            scan.files = outside(scan.files, same)
+            p.unchanged += sum(scan.prints()[sub].files for sub in same)
         files = scan.files
         current, unknown = known_digests(repo, t.rel, scan, algorithm)
         hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], algorithm, progress)

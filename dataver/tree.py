@@ -296,9 +296,11 @@ class _Names:
 class _Walk:
     """State of one ``walk``: where nodes come from, the algorithm, counts."""
 
-    def __init__(self, read: Read, algorithm: str, source: str):
+    def __init__(self, read: Read, algorithm: str, source: str, skip: Callable[[str], bool] | None = None):
         self.read, self.algorithm, self.source = read, algorithm, source
+        self.skip = skip
         self.files = 0
+        self.skipped = 0  # subfolders left out (``walk``'s ``skip``): the counts below them are unknown
 
     def object(self, hex_: str, where: str) -> tuple[bytes, str]:
         digest = Digest(self.algorithm, hex_)
@@ -322,11 +324,12 @@ class _Walk:
         lines = parse_node(data, source, self.algorithm)
         count_before = self.files
         names = _Names()
+        skipped_before = self.skipped
         if lines[0].mode == PIECE:
             yield from self._pieces(lines, prefix, depth, source, names)
         else:
             yield from self._lines(lines, prefix, depth, names, source)
-        if self.files - count_before <= FLAT_MAX:
+        if self.files - count_before <= FLAT_MAX and self.skipped == skipped_before:
             raise PointerError(
                 f"{source}: a tree node for {self.files - count_before} files (a flat manifest holds them)"
             )
@@ -343,6 +346,9 @@ class _Walk:
             if line.mode != DIR:
                 raise PointerError(f"{self.source}: a piece among the files of {prefix or 'the folder'}")
             where = f"{prefix}{line.name}/"
+            if self.skip is not None and self.skip(where):
+                self.skipped += 1
+                continue
             total = 0
             for e, form in self.folder(line.hex, where, depth + 1, f"subfolder {where}"):
                 total += e.size
@@ -376,10 +382,11 @@ class _Walk:
                 inner = self._pieces(sub, prefix, depth + 1, where, names, final)
             else:
                 inner = self._lines(sub, prefix, depth + 1, names, where)
+            skipped_before = self.skipped
             for e, form in inner:
                 total += e.size
                 yield e, form
-            if total != line.size:
+            if total != line.size and self.skipped == skipped_before:
                 raise PointerError(f"{where}: it holds {total} bytes, its line says {line.size}")
         if cut_lines <= NODE_MAX:
             raise PointerError(f"{source}: {cut_lines} lines cut into pieces (a node holds {NODE_MAX})")
@@ -400,11 +407,12 @@ def _check_cuts(lines: list[Line], final: bool, where: str) -> None:
             raise PointerError(f"{where}: a piece ends where the cut rule does not cut")
 
 
-def walk(read: Read, digest: Digest, source: str) -> Iterator[Entry]:
+def walk(read: Read, digest: Digest, source: str, skip: Callable[[str], bool] | None = None) -> Iterator[Entry]:
     """Every file of the folder whose manifest is ``digest``, in path order (as a flat
     manifest lists them), every node read through ``read`` and checked. Streams: a
-    walk holds the nodes on one path, not the list."""
-    w = _Walk(read, digest.algorithm, source)
+    walk holds the nodes on one path, not the list. ``skip(path + "/")``: subfolders
+    (of tree nodes) to leave out, unread (what is below them goes unchecked)."""
+    w = _Walk(read, digest.algorithm, source, skip)
     last = ""
     for i, (e, _) in enumerate(w.folder(digest.hex, "", 0, "")):
         if i and e.path <= last:
@@ -416,6 +424,27 @@ def walk(read: Read, digest: Digest, source: str) -> Iterator[Entry]:
 def entries(read: Read, digest: Digest, source: str) -> list[Entry]:
     """``walk`` as a list."""
     return list(walk(read, digest, source))
+
+
+def subfolders(read: Read, digest: Digest, source: str) -> list[tuple[str, Digest]]:
+    """(name, manifest digest) of each subfolder a tree node names (its pieces read
+    through ``read``); none for a flat manifest, whose subfolders have none of their own."""
+    out: list[tuple[str, Digest]] = []
+    todo = [digest]
+    for _ in range(MAX_DEPTH):
+        if not todo:
+            return out
+        level, todo = todo, []
+        for d in level:
+            data = read(d)
+            if not is_tree(data):
+                continue
+            for line in parse_node(data, source, digest.algorithm):
+                if line.mode == DIR:
+                    out.append((line.name, Digest(digest.algorithm, line.hex)))
+                elif line.mode == PIECE:
+                    todo.append(Digest(digest.algorithm, line.hex))
+    raise PointerError(f"{source}: pieces deeper than {MAX_DEPTH} levels")
 
 
 def children(data: bytes, algorithm: str, source: str) -> tuple[list[Digest], list[Line]]:

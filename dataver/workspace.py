@@ -28,9 +28,10 @@ from .pointer import Pointer
 from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import check_target, reserved_in, reserved_name
-from .state import FileStat, Stat, StatRecorder, is_racy
+from .state import COARSE_RACY_WINDOW_NS, FileStat, Stat, StatRecorder, is_racy
 
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
+_MAY_BE_RESERVED = frozenset(".gGdD")  # first letters of every ASCII spelling of .git or .dataver (safepath)
 STREAM_FILES = 50_000  # status of a folder this big takes its fingerprint without keeping its files
 
 UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
@@ -166,7 +167,8 @@ def _own_print(names: list[str], stats: list[tuple[int, int, int, int]], started
     h.update(b"\0")
     h.update(array.array("Q", [v for i in order for v in stats[i][:3]]).tobytes())
     h.update(array.array("q", [stats[i][3] for i in order]).tobytes())
-    racy = any(is_racy(s[3], started_ns) for s in stats)
+    newest = max((s[3] for s in stats), default=0)
+    racy = started_ns - newest < COARSE_RACY_WINDOW_NS and any(is_racy(s[3], started_ns) for s in stats)
     d = DirPrint(h.digest(), [], racy)
     d.files = len(names)
     d.size = sum(s[1] for s in stats)
@@ -306,7 +308,9 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None, keep: bool 
             if name[0] == "." and is_temp_name(name):
                 scan.temporaries.append(rel)
                 continue
-            if reserved_name(name) is not None:  # a nested repository's .git: never data (as in DVC)
+            # a nested repository's .git: never data (as in DVC); only names that could spell
+            # a reserved one need the full check (an ASCII spelling starts with . g or d)
+            if (name[0] in _MAY_BE_RESERVED or not name.isascii() or "\\" in name) and reserved_name(name) is not None:
                 scan.reserved.append(rel)
                 continue
             if confine is not None and e.is_symlink():
@@ -375,9 +379,28 @@ def _check_name(rel: str, display: str) -> None:
 
 def known_digests(repo: Repo, folder_rel: str, scan: FolderScan, algorithm: str) -> tuple[dict[str, Digest], list[str]]:
     """Split a scanned folder into files the stat cache knows (``algorithm`` digests)
-    and files to hash."""
-    known = repo.state.known_under(folder_rel, scan.files, algorithm)
+    and files to hash. A few files among many (the rest left out: ``outside``) are
+    looked up by path rather than by reading every row under the folder."""
+    if len(scan.files) * 2 < scan.prints()[""].files:
+        known = repo.state.known_paths(folder_rel, scan.files, algorithm)
+    else:
+        known = repo.state.known_under(folder_rel, scan.files, algorithm)
     return known, [rel for rel in scan.files if rel not in known]
+
+
+def outside(files: Mapping[str, FileStat], prefixes: set[str]) -> Mapping[str, FileStat]:
+    """``files`` less those under the folders ``prefixes`` ("a/b/"); all of them when
+    there is none."""
+    if not prefixes:
+        return files
+    out = {}
+    for name in files:
+        cut = name.find("/")
+        while cut >= 0 and name[: cut + 1] not in prefixes:
+            cut = name.find("/", cut + 1)
+        if cut < 0:
+            out[name] = files[name]
+    return out
 
 
 def hash_files(repo: Repo, paths: list[str], algorithm: str, progress: Progress = NO_PROGRESS) -> dict[str, HashedFile]:

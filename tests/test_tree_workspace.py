@@ -200,3 +200,25 @@ def test_a_hostile_tree_in_the_cache_is_refused_and_nothing_written(repo_dir, cl
     assert r.code == 5, (r.code, r.err)
     assert "Traceback" not in r.err
     assert not (repo_dir / "data").exists()
+
+
+def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli):
+    """Back to the previous pointer after a one-file change: that file is restored, the
+    rest is counted unchanged and not rewritten (subfolders whose fingerprint vouches for
+    the target's manifest are not looked at file by file)."""
+    files = make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v1")
+    write(repo_dir / "data/s0/f0009.txt", b"v2!\n")
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v2")
+    before = {p: p.stat().st_ino for p in (repo_dir / "data/s1").iterdir()}
+    subprocess.run(["git", "checkout", "-q", "HEAD~1", "--", "data.dv"], cwd=repo_dir, check=True)
+    r = cli("checkout", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert (out["replaced"], out["created"], out["deleted"], out["unchanged"]) == (1, 0, 0, len(files) - 1)
+    assert (repo_dir / "data/s0/f0009.txt").read_bytes() == files["s0/f0009.txt"]
+    assert {p: p.stat().st_ino for p in (repo_dir / "data/s1").iterdir()} == before
+    assert cli("status").out == ""

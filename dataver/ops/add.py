@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from dataclasses import dataclass
-from typing import Mapping
 
 from .. import linking, pointer, tree
 from ..digest import Digest
@@ -23,7 +22,7 @@ from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
 from ..state import FileStat, StatRecorder
-from ..workspace import folder_hexes, load_tracked, pointer_for, scan_folder, tracked_ancestor
+from ..workspace import folder_hexes, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
 
 
 @dataclass
@@ -162,7 +161,7 @@ def _add_folder(
         return unchanged, 0
     generation = repo.cache.generation()
     subtrees = [] if fingerprint is None else _unchanged_subtrees(repo, rel, scan, hasher.algorithm, generation)
-    files = _outside(scan.files, subtrees)
+    files = outside(scan.files, {s.path + "/" for s in subtrees})
     if len(files) * 2 < len(scan.files):  # a few files outside known subtrees: looked up by path
         known = repo.state.known_paths(rel, files, hasher.algorithm)
     else:
@@ -244,21 +243,6 @@ def _unchanged_subtrees(repo: Repo, rel: str, scan, algorithm: str, generation: 
             else:
                 todo.append(sub_prefix)
     return found
-
-
-def _outside(files: Mapping[str, FileStat], subtrees: list[tree.Subtree]) -> Mapping[str, FileStat]:
-    """``files`` less those under ``subtrees`` (all of them when there is none)."""
-    if not subtrees:
-        return files
-    under = {s.path + "/" for s in subtrees}
-    out = {}
-    for name in files:
-        cut = name.find("/")
-        while cut >= 0 and name[: cut + 1] not in under:
-            cut = name.find("/", cut + 1)
-        if cut < 0:
-            out[name] = files[name]
-    return out
 
 
 def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algorithm: str) -> Pointer | None:
