@@ -127,6 +127,7 @@ class FolderScan:
     temporaries: list[str] = field(default_factory=list)  # dataver's own leftovers (rel), never tracked
     reserved: list[str] = field(default_factory=list)  # .git/.dataver found inside (rel), never tracked
     dirs: dict[str, DirPrint] = field(default_factory=dict)  # "" or "a/b/" -> its print
+    pointer_like: list[str] = field(default_factory=list)  # with keep=False: files named *.dv (rel)
     _done: bool = False
 
     def fingerprint(self) -> str | None:
@@ -149,7 +150,10 @@ class FolderScan:
                 h = xxhash.xxh3_128(d.own, seed=_FINGERPRINT_SEED)
                 racy = d.racy
                 for name in sorted(d.subdirs):
-                    sub = self.dirs[f"{prefix}{name}/"]
+                    sub = self.dirs.get(f"{prefix}{name}/")
+                    if sub is None:  # not scanned (top_only): no fingerprint, no totals
+                        racy = True
+                        continue
                     d.files += sub.files
                     d.size += sub.size
                     racy = racy or sub.combined is None
@@ -265,7 +269,14 @@ def _meant_as_pointer(path: str, siblings: set[str], name: str) -> bool:
     return name[: -len(pointer.SUFFIX)] in siblings or pointer.looks_like_pointer(path)
 
 
-def scan_folder(folder: str, display: str, repo: Repo | None = None, keep: bool = True) -> FolderScan:
+def scan_folder(
+    folder: str,
+    display: str,
+    repo: Repo | None = None,
+    keep: bool = True,
+    top_only: bool = False,
+    inside: str | None = None,
+) -> FolderScan:
     """Every regular file under ``folder``, following symlinks, refusing loops.
 
     Symlink policy: a link inside a tracked folder is followed and its target's
@@ -278,13 +289,16 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None, keep: bool 
 
     Every folder's print (``FolderScan.dirs``) is taken as it is listed. ``keep=False``:
     the files are not kept (``scan.files`` stays empty), only the prints: what a
-    fingerprint needs, in memory that grows with the folders, not the files.
+    fingerprint needs, in memory that grows with the folders, not the files (names that
+    could be pointer files, ``*.dv``, are kept in ``pointer_like``). ``top_only``: the
+    folder's own files, not its subfolders' (their names are in its print). ``inside``:
+    the tracked folder ``folder`` lies in (a part of one is scanned), for the link policy.
     """
     scan = FolderScan()
     confine = None
     if repo is not None:
         cache = os.path.realpath(repo.cache.root) + os.sep
-        confine = (cache, os.path.realpath(folder) + os.sep, os.path.realpath(repo.root) + os.sep)
+        confine = (cache, os.path.realpath(inside or folder) + os.sep, os.path.realpath(repo.root) + os.sep)
     try:
         top = os.stat(folder)
     except OSError as e:
@@ -333,13 +347,16 @@ def scan_folder(folder: str, display: str, repo: Repo | None = None, keep: bool 
                 stats.append((st.st_ino, st.st_size, mode, st.st_mtime_ns))
                 if keep:
                     files.add(rel, st)
+                elif name.endswith(pointer.SUFFIX):
+                    scan.pointer_like.append(rel)
             elif S_ISDIR(mode):
                 if not name.isprintable():  # its files' paths will contain this name
                     _check_name(rel, display)
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
-                stack.append((e.path, rel + "/", ancestors | {key}))
+                if not top_only:
+                    stack.append((e.path, rel + "/", ancestors | {key}))
                 subdirs.append(name)
             else:
                 raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")

@@ -40,7 +40,16 @@ def hashed(cli, path: Path) -> str:
     return r.out.split()[0]
 
 
-def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli):
+@pytest.fixture(params=["whole", "by-parts"])
+def by_parts(request, monkeypatch):
+    """Both ways add builds a folder: whole (small folders), and one part at a time (a
+    folder over ``BY_PARTS_MIN`` files: made small here so 4,502 files take that way)."""
+    if request.param == "by-parts":
+        monkeypatch.setattr("dataver.ops.add.BY_PARTS_MIN", 100)
+    return request.param
+
+
+def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli, by_parts):
     """Each re-add after a change (edit, new file, deletion, a new subfolder, chmod)
     gives the digest a fresh hash of the folder gives: unchanged subfolders reused from
     the stat cache make the same tree as hashing everything."""
@@ -55,6 +64,9 @@ def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli):
         lambda d: os.unlink(d / "s0/f0000.txt"),
         lambda d: write(d / "s9/x/y.txt", b"deep\n"),
         lambda d: os.chmod(d / "s2/f0003.txt", 0o755),
+        lambda d: [write(d / f"many/{i:05d}", b"m") for i in range(tree.FLAT_MAX + 10)],  # a node of pieces
+        lambda d: write(d / "many/00007", b"mm"),
+        lambda d: write(d / "s1/f0001.txt.dv", b"not a pointer, just a name\n"),
     ]
     for step in steps:
         step(repo_dir / "data")

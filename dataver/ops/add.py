@@ -22,7 +22,7 @@ from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
 from ..state import FileStat, StatRecorder
-from ..workspace import folder_hexes, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
+from ..workspace import FolderScan, folder_hexes, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
 
 
 @dataclass
@@ -146,9 +146,15 @@ def _add_folder(
     watch = repo.fsmonitor.watch(rel, target, old.digest if old and old.is_dir and not _links_back(repo) else None)
     if watch.unchanged and old is not None and _cache_holds(repo, old.digest, hasher.algorithm, rel) == old.files:
         return Pointer("dir", old.digest, old.size, old.files), 0  # watchman: nothing changed since a scan
-    scan = scan_folder(target, rel, repo)
+    # A folder that may be big is scanned for its prints only (how big, what changed);
+    # one known to be small, once, keeping its files.
+    maybe_big = (old is None or not old.is_dir or (old.files or 0) > BY_PARTS_MIN // 2) and not _links_back(repo)
+    first = scan_folder(target, rel, repo, keep=not maybe_big)
+    big = maybe_big and first.prints()[""].files > BY_PARTS_MIN
+    scan = first if big or not maybe_big else scan_folder(target, rel, repo)
     remove_temporaries(os.path.join(target, name) for name in scan.temporaries)  # never data: not tracked
-    nested = [n for n in scan.files if n.endswith(pointer.SUFFIX) and _is_pointer_file(os.path.join(target, n))]
+    names = scan.pointer_like if big else (n for n in scan.files if n.endswith(pointer.SUFFIX))
+    nested = [n for n in names if _is_pointer_file(os.path.join(target, n))]
     if nested:
         raise PathError(
             f"{rel} contains dataver pointer files ({rel}/{nested[0]})",
@@ -161,6 +167,8 @@ def _add_folder(
         return unchanged, 0
     generation = repo.cache.generation()
     subtrees = [] if fingerprint is None else _unchanged_subtrees(repo, rel, scan, hasher.algorithm, generation)
+    if big:
+        return _add_by_parts(repo, target, rel, hasher, progress, scan, fingerprint, subtrees, watch)
     files = outside(scan.files, {s.path + "/" for s in subtrees})
     if len(files) * 2 < len(scan.files):  # a few files outside known subtrees: looked up by path
         known = repo.state.known_paths(rel, files, hasher.algorithm)
@@ -218,6 +226,131 @@ def _add_folder(
     return Pointer("dir", digest, total, len(ordered) + sum(s.files for s in subtrees)), stored
 
 
+BY_PARTS_MIN = 50_000  # a folder with more files is added one subfolder at a time (_add_by_parts)
+
+
+def _add_by_parts(
+    repo: Repo,
+    target: str,
+    rel: str,
+    hasher: Hasher,
+    progress: Progress,
+    first: FolderScan,
+    fingerprint: str | None,
+    subtrees: list[tree.Subtree],
+    watch,
+) -> tuple[Pointer, int]:
+    """``_add_folder`` for a big folder, in memory bounded by its largest part rather
+    than its size: each subfolder that becomes a flat manifest of its own (at most
+    ``tree.FLAT_MAX`` files, named by a tree node) is scanned, stored and made a manifest
+    alone, then kept as a ``tree.Subtree``; the files directly in the folders that are
+    tree nodes are scanned folder by folder; the tree is built from those. ``first``:
+    the scan that took only the prints; a part is trusted to be what it was then only
+    if its own scan's fingerprint is the same (else nothing is recorded)."""
+    prints = first.prints()
+    algorithm = hasher.algorithm
+    generation = repo.cache.generation()
+    done = {s.path + "/" for s in subtrees}
+    parts: list[tree.Subtree] = list(subtrees)
+    direct: list[Entry] = []  # the files directly in folders that are tree nodes
+    same = True  # every part's own scan saw what the first scan saw
+    stored = 0
+    todo = [""]
+    while todo:
+        prefix = todo.pop()
+        here = prints[prefix]
+        scan = scan_folder(
+            os.path.join(target, prefix), f"{rel}/{prefix}".rstrip("/"), repo, top_only=True, inside=target
+        )
+        same = same and scan.dirs[""].own == here.own
+        entries, n, same_stats = _store_files(repo, target, rel, prefix, scan, hasher, progress, by_path=True)
+        direct += entries
+        stored += n
+        same = same and same_stats
+        for name in here.subdirs:
+            sub = f"{prefix}{name}/"
+            if sub in done:
+                continue
+            if prints[sub].files > tree.FLAT_MAX:
+                todo.append(sub)
+                continue
+            part = scan_folder(os.path.join(target, sub), f"{rel}/{sub}".rstrip("/"), repo, inside=target)
+            entries, n, same_stats = _store_files(repo, target, rel, sub, part, hasher, progress)
+            stored += n
+            part_print = part.fingerprint()
+            same = same and same_stats and part_print == prints[sub].combined
+            digest = tree.build(
+                [Entry(e.path[len(sub) :], e.digest, e.size, e.executable) for e in entries],
+                algorithm,
+                lambda data: repo.cache.add_manifest(data, algorithm),
+            )
+            if part_print is not None and same_stats:
+                repo.state.put_folder(f"{rel}/{sub[:-1]}", f"{part_print}@{generation}", digest)
+            parts.append(tree.Subtree(sub[:-1], digest, sum(e.size for e in entries), len(entries)))
+    made: list[tuple[str, Digest]] = []
+    digest = tree.build(
+        direct,
+        algorithm,
+        lambda data: repo.cache.add_manifest(data, algorithm),
+        parts,
+        lambda prefix, d: made.append((prefix, d)) if prefix else None,
+    )
+    if fingerprint is not None and same:
+        repo.state.put_folder(rel, fingerprint, digest)
+        for prefix, d in made:
+            sub_print = prints[prefix].combined
+            if sub_print is not None:
+                repo.state.put_folder(f"{rel}/{prefix[:-1]}", f"{sub_print}@{generation}", d)
+        watch.vouched(digest)
+    files = len(direct) + sum(s.files for s in parts)
+    return Pointer("dir", digest, sum(e.size for e in direct) + sum(s.size for s in parts), files), stored
+
+
+def _store_files(
+    repo: Repo,
+    target: str,
+    rel: str,
+    prefix: str,
+    scan: FolderScan,
+    hasher: Hasher,
+    progress: Progress,
+    by_path: bool = False,
+) -> tuple[list[Entry], int, bool]:
+    """(entries, files stored, whether each stored file kept its scanned stat) for the
+    files of ``scan``, a scan of ``target/prefix`` (paths relative to ``target``): the
+    stat cache's digests where it vouches and the cache holds the object, else stored.
+    ``by_path``: the scan is of one folder's own files (look them up by path: the rows
+    under the folder are those of everything below it)."""
+    where = f"{rel}/{prefix}".rstrip("/")
+    look_up = repo.state.known_paths if by_path else repo.state.known_under
+    known = look_up(where, scan.files, hasher.algorithm)
+    in_cache = repo.cache.blobs_present(list(known.values()))
+    entries: list[Entry] = []
+    to_store: list[tuple[str, int]] = []
+    for name, st in scan.files.items():
+        d = known.get(name)
+        if d is not None and d in in_cache:
+            entries.append(Entry(prefix + name, d, st.st_size, bool(st.st_mode & 0o100)))
+        else:
+            to_store.append((name, st.st_size))
+    same = True
+    if to_store:
+        base = os.path.join(target, prefix)
+        progress.start(f"adding {where}", total_bytes=sum(s for _, s in to_store), total_files=len(to_store))
+
+        def store(name: str, prog: Progress) -> tuple[str, HashedFile]:
+            return name, repo.cache.add_file(os.path.join(base, name), hasher, prog)
+
+        recorder = StatRecorder(repo.state, repo.root)
+        for name, h in hasher.map_sized(to_store, store, progress):
+            entries.append(Entry(prefix + name, h.digest, h.size, h.executable))
+            same = same and _same_stat(h, scan.files[name])
+            recorder.add(h)
+        recorder.flush()
+        progress.close()
+    return entries, len(to_store), same
+
+
 def _unchanged_subtrees(repo: Repo, rel: str, scan, algorithm: str, generation: str) -> list[tree.Subtree]:
     """Subfolders whose fingerprint vouches for the manifest a past add made of them
     (recorded with the cache's generation: nothing was removed from the cache since),
@@ -252,9 +385,10 @@ def _unchanged_folder(repo: Repo, rel: str, scan, fingerprint: str | None, algor
     if fingerprint is None:
         return None
     digest = repo.state.folder_manifest(rel, fingerprint, algorithm)
-    if digest is None or _cache_holds(repo, digest, algorithm, rel) != len(scan.files):
+    top = scan.prints()[""]
+    if digest is None or _cache_holds(repo, digest, algorithm, rel) != top.files:
         return None
-    return Pointer("dir", digest, sum(st.st_size for st in scan.files.values()), len(scan.files))
+    return Pointer("dir", digest, top.size, top.files)
 
 
 def _cache_holds(repo: Repo, digest: Digest, algorithm: str, rel: str) -> int | None:
