@@ -29,7 +29,17 @@ from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import reserved_name
 from .state import FileStat, Stat, StatRecorder
-from .workspace import FolderScan, Tracked, file_digest, hash_files, known_digests, outside, read_manifest, scan_folder
+from .workspace import (
+    FolderScan,
+    Tracked,
+    file_digest,
+    hash_files,
+    known_digests,
+    matching_subfolders,
+    outside,
+    read_manifest,
+    scan_folder,
+)
 
 
 @dataclass(slots=True)
@@ -66,7 +76,7 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
             try:
                 if os.path.isdir(t.path):
                     scan = scan_folder(t.path, t.rel, repo)
-                    same = _matching_subfolders(repo, t, scan)
+                    same = set(matching_subfolders(repo, t, scan))
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
                     manifests[t.path] = list(tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, t.rel, skip))
@@ -202,31 +212,6 @@ def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:
     hashed = hash_files(repo, [os.path.join(t.path, r) for r in unknown], algorithm, progress)
     current.update({r: hashed[os.path.join(t.path, r)].digest for r in unknown})
     return all(_saved(repo, d, os.path.join(t.path, r), scan.files[r], progress) for r, d in current.items())
-
-
-def _matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> set[str]:
-    """Subfolders ("a/b/") that a tree node of the pointer's manifest names and whose
-    files the workspace holds unchanged: the fingerprint of the workspace's subfolder
-    vouches for that same manifest (recorded by an add, under the cache's generation).
-    A checkout leaves them alone without looking at their files."""
-    algorithm = t.pointer.digest.algorithm
-    prints = scan.prints()
-    generation = repo.cache.generation()
-    same: set[str] = set()
-    todo = [("", t.pointer.digest)]
-    while todo:
-        prefix, digest = todo.pop()
-        for name, child in tree.subfolders(repo.cache.read_manifest_bytes, digest, f"manifest of {t.rel}"):
-            sub = f"{prefix}{name}/"
-            here = prints.get(sub)
-            if here is None or here.combined is None:
-                continue
-            have = repo.state.folder_manifest(f"{t.rel}/{sub[:-1]}", f"{here.combined}@{generation}", algorithm)
-            if have == child:
-                same.add(sub)
-            else:
-                todo.append((sub, child))
-    return same
 
 
 def _plan_folder(

@@ -531,12 +531,23 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         if not keep:  # something changed: file by file, from a scan that keeps them
             scan = scan_folder(t.path, t.rel, repo)
             fingerprint = scan.fingerprint()
-    entries = read_manifest(repo, t)
     if not os.path.isdir(t.path):
+        entries = read_manifest(repo, t)
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
-    if not entries and not scan.files:
+    # Subfolders whose fingerprint vouches for the manifest the pointer names for them are
+    # not compared file by file: after a change, only the changed parts are.
+    same = matching_subfolders(repo, t, scan)
+    skip = (lambda sub: sub in same) if same else None
+    entries = list(tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}", skip))
+    if same:
+        scan.files = outside(scan.files, set(same))
+    if not entries and not scan.files and not same:
         return [Record(t.rel, UNCHANGED, True if check_cache else None, t.rel)]  # an empty tracked folder
     records = _compare_folder(repo, t, scan, entries, progress, check_cache)
+    if same:
+        records += _matched_records(repo, t, same, check_cache, per_file)
+        if per_file:
+            records.sort(key=lambda r: r.path)
     if all(r.state == UNCHANGED for r in records):
         if fingerprint is not None:
             repo.state.put_folder(t.rel, fingerprint, t.pointer.digest)
@@ -635,17 +646,70 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool, per_file: bool 
     return records or [Record(t.rel, UNCHANGED, None, t.rel)]
 
 
-def _folder_in_cache(repo: Repo, t: Tracked) -> bool:
-    """Whether the cache holds every blob of the folder: looked up file by file, unless
-    the cache's stamp is the one under which that was last found true."""
-    stamp = repo.cache.stamp(t.pointer.digest.algorithm)  # before the look-up: a change during it shows
-    if stamp is not None and repo.state.presence_stamp(t.pointer.digest) == stamp:
+def _folder_in_cache(repo: Repo, t: Tracked, digest: Digest | None = None, display: str | None = None) -> bool:
+    """Whether the cache holds every blob of the folder (or of its subfolder whose
+    manifest is ``digest``): looked up file by file, unless the cache's stamp is the
+    one under which that was last found true."""
+    digest = digest or t.pointer.digest
+    stamp = repo.cache.stamp(digest.algorithm)  # before the look-up: a change during it shows
+    if stamp is not None and repo.state.presence_stamp(digest) == stamp:
         return True
-    hexes = folder_hexes(repo.cache, t.pointer.digest, t.rel)
-    held = len(repo.cache.hexes_present(hexes, t.pointer.digest.algorithm)) == len(set(hexes))
+    hexes = folder_hexes(repo.cache, digest, display or t.rel)
+    held = len(repo.cache.hexes_present(hexes, digest.algorithm)) == len(set(hexes))
     if held and stamp is not None:
-        repo.state.put_presence(t.pointer.digest, stamp)
+        repo.state.put_presence(digest, stamp)
     return held
+
+
+def matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> dict[str, Digest]:
+    """Subfolders ("a/b/" -> manifest digest) that a tree node of the pointer's manifest
+    names and whose files the workspace holds unchanged: the fingerprint of the
+    workspace's subfolder vouches for that same manifest (recorded by an add, under the
+    cache's generation). Status and checkout leave them alone."""
+    algorithm = t.pointer.digest.algorithm
+    prints = scan.prints()
+    generation = repo.cache.generation()
+    same: dict[str, Digest] = {}
+    todo = [("", t.pointer.digest)]
+    while todo:
+        prefix, digest = todo.pop()
+        for name, child in tree.subfolders(repo.cache.read_manifest_bytes, digest, f"manifest of {t.rel}"):
+            sub = f"{prefix}{name}/"
+            here = prints.get(sub)
+            if here is None or here.combined is None:
+                continue
+            have = repo.state.folder_manifest(f"{t.rel}/{sub[:-1]}", f"{here.combined}@{generation}", algorithm)
+            if have == child and repo.cache.has_manifest(child):
+                same[sub] = child
+            else:
+                todo.append((sub, child))
+    return same
+
+
+def _matched_records(
+    repo: Repo, t: Tracked, same: dict[str, Digest], check_cache: bool, per_file: bool
+) -> list[Record]:
+    """Status records of subfolders found unchanged by ``matching_subfolders``: one per
+    file, or one per subfolder when the files are not asked for."""
+    out: list[Record] = []
+    for sub, digest in sorted(same.items()):
+        where = f"{t.rel}/{sub[:-1]}"
+        if not per_file:
+            out.append(
+                Record(where, UNCHANGED, _folder_in_cache(repo, t, digest, where) if check_cache else None, t.rel)
+            )
+            continue
+        listing = list(folder_listing(repo.cache, digest, where))
+        absent: set[str] = set()
+        if check_cache:
+            hexes = [h for _, h in listing]
+            present = repo.cache.hexes_present(hexes, digest.algorithm)
+            absent = {h for h in hexes if h not in present}
+        out += [
+            Record(f"{where}/{path}", UNCHANGED, (h not in absent) if check_cache else None, t.rel)
+            for path, h in listing
+        ]
+    return out
 
 
 def build_entries(

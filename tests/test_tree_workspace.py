@@ -234,3 +234,31 @@ def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli):
     assert (repo_dir / "data/s0/f0009.txt").read_bytes() == files["s0/f0009.txt"]
     assert {p: p.stat().st_ino for p in (repo_dir / "data/s1").iterdir()} == before
     assert cli("status").out == ""
+
+
+def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli, by_parts):
+    """The tracked folder's fingerprint no longer vouches, but its subfolders' do: the
+    change is found, the unchanged subfolders are reported unchanged (one line each
+    in the library's summary, every file with --json), and the cache check still works."""
+    files = make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    write(repo_dir / "data/s2/f0004.txt", b"edited!\n")
+    (repo_dir / "data/s0/f0001.txt").unlink()
+    r = cli("status")
+    assert r.out.split() == ["modified:", "data/s2/f0004.txt", "deleted:", "data/s0/f0001.txt"] or sorted(
+        r.out.split()
+    ) == sorted(["modified:", "data/s2/f0004.txt", "deleted:", "data/s0/f0001.txt"])
+    records = json.loads(cli("status", "--json").out)
+    assert len(records) == len(files)
+    states = {x["path"]: x["state"] for x in records}
+    assert states["data/s2/f0004.txt"] == "modified" and states["data/s0/f0001.txt"] == "deleted"
+    assert states["data/s1/f0004.txt"] == "unchanged" and [x["path"] for x in records] == sorted(states)
+    from dataver.ops.core import status
+    from dataver.repo import Repo
+
+    repo = Repo.find(str(repo_dir))
+    try:
+        summary = {(r.path, r.state) for r in status(repo, per_file=False)}
+    finally:
+        repo.close()
+    assert ("data/s1", "unchanged") in summary and ("data/s2/f0004.txt", "modified") in summary
