@@ -79,7 +79,8 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
                     same = set(matching_subfolders(repo, t, scan))
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
-                    manifests[t.path] = list(tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, t.rel, skip))
+                    read = repo.cache.read_manifest_bytes
+                    manifests[t.path] = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
                 else:
                     manifests[t.path] = read_manifest(repo, t)
             except IntegrityError:  # a damaged cache copy costs this folder only

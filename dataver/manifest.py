@@ -85,13 +85,7 @@ def loads(data: bytes, source: str = "manifest", algorithm: str | None = None) -
 
     ``algorithm``, when given, is that of the digest the manifest was found by: its
     header must name the same one."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PointerError(f"{source}: not UTF-8") from None
-    if not text.endswith("\n"):
-        raise PointerError(f"{source}: truncated (no final newline)")
-    lines = _lines(text)
+    lines = _lines(decode_text(data, source))
     first = next(lines)
     named = first[len(_HEADER_PREFIX) :] if first.startswith(_HEADER_PREFIX) else ""
     if named not in ALGORITHMS:
@@ -120,6 +114,17 @@ def loads(data: bytes, source: str = "manifest", algorithm: str | None = None) -
             raise PointerError(f"{source}: entries not in canonical order or duplicated at {b.path[:100]!r}")
     check_tree(entries, source)
     return entries
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Manifest or tree node bytes as text: UTF-8, ending with a line end."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PointerError(f"{source}: not UTF-8") from None
+    if not text.endswith("\n"):
+        raise PointerError(f"{source}: truncated (no final newline)")
+    return text
 
 
 def known_good_entries(data: bytes) -> Iterator[tuple[str, str]]:

@@ -222,13 +222,7 @@ def parse_node(data: bytes, source: str, algorithm: str) -> list[Line]:
     ``walk``'s."""
     if len(data) > MAX_NODE_BYTES:
         raise PointerError(f"{source}: a tree node of {len(data)} bytes (at most {MAX_NODE_BYTES})")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PointerError(f"{source}: not UTF-8") from None
-    if not text.endswith("\n"):
-        raise PointerError(f"{source}: truncated (no final newline)")
-    rows = text[:-1].split("\n")
+    rows = manifest.decode_text(data, source)[:-1].split("\n")
     if rows[0] != header(algorithm):
         named = rows[0][len(TREE_PREFIX) :] if rows[0].startswith(TREE_PREFIX) else rows[0][:60]
         raise PointerError(f"{source}: its header names {named!r}, but it is named by a {algorithm} digest")
