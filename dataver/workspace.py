@@ -646,15 +646,14 @@ def _unchanged_folder(repo: Repo, t: Tracked, check_cache: bool, per_file: bool 
     return records or [Record(t.rel, UNCHANGED, None, t.rel)]
 
 
-def _folder_in_cache(repo: Repo, t: Tracked, digest: Digest | None = None, display: str | None = None) -> bool:
-    """Whether the cache holds every blob of the folder (or of its subfolder whose
-    manifest is ``digest``): looked up file by file, unless the cache's stamp is the
-    one under which that was last found true."""
-    digest = digest or t.pointer.digest
+def _folder_in_cache(repo: Repo, t: Tracked) -> bool:
+    """Whether the cache holds every blob of the folder: looked up file by file, unless
+    the cache's stamp is the one under which that was last found true."""
+    digest = t.pointer.digest
     stamp = repo.cache.stamp(digest.algorithm)  # before the look-up: a change during it shows
     if stamp is not None and repo.state.presence_stamp(digest) == stamp:
         return True
-    hexes = folder_hexes(repo.cache, digest, display or t.rel)
+    hexes = folder_hexes(repo.cache, digest, t.rel)
     held = len(repo.cache.hexes_present(hexes, digest.algorithm)) == len(set(hexes))
     if held and stamp is not None:
         repo.state.put_presence(digest, stamp)
@@ -686,19 +685,50 @@ def matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> dict[str, D
     return same
 
 
+def _subfolders_in_cache(repo: Repo, t: Tracked, same: dict[str, Digest]) -> dict[str, bool]:
+    """``_folder_in_cache`` of many subfolders: those the presence table does not vouch
+    for are looked up together, ~100,000 objects at a time (one listing per fan-out
+    folder for all of them, not per subfolder)."""
+    algorithm = t.pointer.digest.algorithm
+    stamp = repo.cache.stamp(algorithm)  # before the look-ups: a change during them shows
+    held: dict[str, bool] = {}
+    batch: list[tuple[str, Digest, list[str]]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal batch, count
+        present = repo.cache.hexes_present([h for _, _, hexes in batch for h in hexes], algorithm)
+        for sub, digest, hexes in batch:
+            held[sub] = all(h in present for h in hexes)
+            if held[sub] and stamp is not None:
+                repo.state.put_presence(digest, stamp)
+        batch, count = [], 0
+
+    for sub, digest in sorted(same.items()):
+        if stamp is not None and repo.state.presence_stamp(digest) == stamp:
+            held[sub] = True
+            continue
+        hexes = folder_hexes(repo.cache, digest, f"{t.rel}/{sub[:-1]}")
+        batch.append((sub, digest, hexes))
+        count += len(hexes)
+        if count >= 100_000:
+            flush()
+    if batch:
+        flush()
+    return held
+
+
 def _matched_records(
     repo: Repo, t: Tracked, same: dict[str, Digest], check_cache: bool, per_file: bool
 ) -> list[Record]:
     """Status records of subfolders found unchanged by ``matching_subfolders``: one per
     file, or one per subfolder when the files are not asked for."""
     out: list[Record] = []
+    if not per_file:
+        held = _subfolders_in_cache(repo, t, same) if check_cache else {}
+        return [Record(f"{t.rel}/{sub[:-1]}", UNCHANGED, held.get(sub), t.rel) for sub in sorted(same)]
     for sub, digest in sorted(same.items()):
         where = f"{t.rel}/{sub[:-1]}"
-        if not per_file:
-            out.append(
-                Record(where, UNCHANGED, _folder_in_cache(repo, t, digest, where) if check_cache else None, t.rel)
-            )
-            continue
         listing = list(folder_listing(repo.cache, digest, where))
         absent: set[str] = set()
         if check_cache:
