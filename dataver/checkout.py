@@ -76,10 +76,10 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
             try:
                 if os.path.isdir(t.path):
                     scan = scan_folder(t.path, t.rel, repo)
-                    same = set(matching_subfolders(repo, t, scan))
+                    read = tree.keeping(repo.cache.read_manifest_bytes, t.pointer.digest)
+                    same = set(matching_subfolders(repo, t, scan, read))
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
-                    read = repo.cache.read_manifest_bytes
                     manifests[t.path] = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
                 else:
                     manifests[t.path] = read_manifest(repo, t)

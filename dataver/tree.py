@@ -420,6 +420,21 @@ def entries(read: Read, digest: Digest, source: str) -> list[Entry]:
     return list(walk(read, digest, source))
 
 
+def keeping(read: Read, digest: Digest) -> Read:
+    """``read``, with the bytes of ``digest`` (a folder's top manifest, which the caller
+    reads more than once) kept after the first read: read and checked once."""
+    kept: list[bytes] = []
+
+    def again(d: Digest) -> bytes:
+        if d != digest:
+            return read(d)
+        if not kept:
+            kept.append(read(d))
+        return kept[0]
+
+    return again
+
+
 def subfolders(read: Read, digest: Digest, source: str) -> list[tuple[str, Digest]]:
     """(name, manifest digest) of each subfolder a tree node names (its pieces read
     through ``read``); none for a flat manifest, whose subfolders have none of their own."""

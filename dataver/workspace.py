@@ -536,9 +536,10 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
     # Subfolders whose fingerprint vouches for the manifest the pointer names for them are
     # not compared file by file: after a change, only the changed parts are.
-    same = matching_subfolders(repo, t, scan)
+    read = tree.keeping(repo.cache.read_manifest_bytes, t.pointer.digest)
+    same = matching_subfolders(repo, t, scan, read)
     skip = (lambda sub: sub in same) if same else None
-    entries = list(tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}", skip))
+    entries = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
     if same:
         scan.files = outside(scan.files, set(same))
     if not entries and not scan.files and not same:
@@ -660,7 +661,7 @@ def _folder_in_cache(repo: Repo, t: Tracked) -> bool:
     return held
 
 
-def matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> dict[str, Digest]:
+def matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan, read: tree.Read) -> dict[str, Digest]:
     """Subfolders ("a/b/" -> manifest digest) that a tree node of the pointer's manifest
     names and whose files the workspace holds unchanged: the fingerprint of the
     workspace's subfolder vouches for that same manifest (recorded by an add, under the
@@ -672,7 +673,7 @@ def matching_subfolders(repo: Repo, t: Tracked, scan: FolderScan) -> dict[str, D
     todo = [("", t.pointer.digest)]
     while todo:
         prefix, digest = todo.pop()
-        for name, child in tree.subfolders(repo.cache.read_manifest_bytes, digest, f"manifest of {t.rel}"):
+        for name, child in tree.subfolders(read, digest, f"manifest of {t.rel}"):
             sub = f"{prefix}{name}/"
             here = prints.get(sub)
             if here is None or here.combined is None:
