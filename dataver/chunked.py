@@ -20,6 +20,7 @@ whole files, and the local cache keeps whole files (checkout links them).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import defaultdict
@@ -167,15 +168,17 @@ class LocalChunks:
         return out
 
 
-def read_map(files: Files, record: Record, where: str) -> tuple[bytes, int, list[tuple[Digest, int]]]:
-    """(map bytes, file size, chunks) of a map record, checked."""
+def read_map(files: Files, record: Record, where: str) -> tuple[bytes, int]:
+    """(map bytes, file size) of a map record, checked (``packfmt.check_map``); its
+    chunks are then read with ``packfmt.iter_map``."""
     if record.entry.size > MAP_MAX:
         raise IntegrityError(f"the chunk map of {record.entry.digest} on {where} claims {record.entry.size} bytes")
     data = read_entry(files, record)
-    size, chunks = packfmt.parse_map(data, f"the chunk map of {record.entry.digest} on {where}")
-    if chunks and chunks[0][0].algorithm != record.entry.digest.algorithm:
-        raise IntegrityError(f"the chunk map of {record.entry.digest} on {where} names chunks of another algorithm")
-    return data, size, chunks
+    what = f"the chunk map of {record.entry.digest} on {where}"
+    size, _, algorithm = packfmt.check_map(data, what)
+    if algorithm != record.entry.digest.algorithm:
+        raise IntegrityError(f"{what} names chunks of another algorithm")
+    return data, size
 
 
 REBUILD_WINDOW = 2048  # chunks (~512 MiB of file) a rebuild looks up and reads at a time
@@ -193,16 +196,19 @@ def rebuild(
     """Write the chunked file of map ``record`` with ``write(offset, bytes)``: chunks from
     ``local`` where it holds them, the rest from the packs. ``span`` = (start, end):
     only the chunks that overlap it. Returns (the map's bytes, the file's size).
-    ``REBUILD_WINDOW`` chunks at a time, so memory does not grow with the file."""
+    The map's chunks are parsed, looked up and read ``REBUILD_WINDOW`` at a time, so
+    memory does not grow with the file (the map's own bytes are 36 per chunk)."""
     where = files.where
-    data, size, chunks = read_map(files, record, where)
+    data, size = read_map(files, record, where)
     lo, hi = span if span is not None else (0, size)
+    items = packfmt.iter_map(data, f"the chunk map of {record.entry.digest} on {where}")
     offset = 0
-    for first in range(0, len(chunks), REBUILD_WINDOW):
-        window = chunks[first : first + REBUILD_WINDOW]
+    while window := list(itertools.islice(items, REBUILD_WINDOW)):
         start = offset
+        if start >= hi:
+            break
         offset += sum(length for _, length in window)
-        if offset > lo and start < hi:
+        if offset > lo:
             _rebuild_window(files, index, record, window, start, (lo, hi), write, local, jobs)
     return data, size
 

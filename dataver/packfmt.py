@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import xxhash
 
@@ -219,10 +219,10 @@ def map_item(digest: Digest, length: int) -> bytes:
     return _MAP_ITEM.pack(_digest_field(digest), length)
 
 
-def parse_map(data: bytes | memoryview, where: str) -> tuple[int, list[tuple[Digest, int]]]:
-    """(file size, [(chunk digest, length), ...]) of a map, every field checked: the
-    lengths add up to the size, each is 1 to MAP_CHUNK_MAX bytes, the digests are the
-    map's algorithm's."""
+def check_map(data: bytes | memoryview, where: str) -> tuple[int, int, str]:
+    """(file size, chunk count, algorithm) of a map, every length checked (each 1 to
+    MAP_CHUNK_MAX bytes, adding up to the size), without building its list: a rebuild
+    then reads it ``iter_map`` a window at a time, so memory does not grow with the file."""
     if len(data) < _MAP_HEAD.size:
         raise IntegrityError(f"{where} is too short to be a chunk map")
     magic, size, n, algo = _MAP_HEAD.unpack(data[: _MAP_HEAD.size])
@@ -230,17 +230,36 @@ def parse_map(data: bytes | memoryview, where: str) -> tuple[int, list[tuple[Dig
         raise IntegrityError(f"{where} is not a chunk map")
     if len(data) != _MAP_HEAD.size + n * MAP_ITEM_SIZE:
         raise IntegrityError(f"{where} is not as long as its {n} chunk(s) need")
-    chunks, total = [], 0
-    for i in range(n):
-        at = _MAP_HEAD.size + i * MAP_ITEM_SIZE
-        field, length = _MAP_ITEM.unpack(data[at : at + MAP_ITEM_SIZE])
+    name = ALGORITHM_NAMES.get(algo)
+    if name is None:
+        raise IntegrityError(f"{where} names an unknown hash algorithm (number {algo})")
+    width = _hex_length(name) // 2
+    _digest_from(bytes(32), algo, where)  # an algorithm this build hashes with
+    pad = bytes(32 - width)
+    total = 0
+    for field, length in _MAP_ITEM.iter_unpack(memoryview(data)[_MAP_HEAD.size :]):
         if not 0 < length <= MAP_CHUNK_MAX:
             raise IntegrityError(f"{where} has a chunk of {length} bytes")
-        chunks.append((_digest_from(field, algo, where), length))
+        if field[width:] != pad:
+            raise IntegrityError(f"{where} has a malformed {name} digest")
         total += length
     if total != size:
         raise IntegrityError(f"{where}: its chunks add up to {total} bytes, not {size}")
-    return size, chunks
+    return size, n, name
+
+
+def iter_map(data: bytes | memoryview, where: str) -> Iterator[tuple[Digest, int]]:
+    """(chunk digest, length) of each chunk of a map ``check_map`` passed, in order (the
+    checks were all made there: a rebuild writes nothing before the whole map passed)."""
+    algo = _MAP_HEAD.unpack(data[: _MAP_HEAD.size])[3]
+    for field, length in _MAP_ITEM.iter_unpack(memoryview(data)[_MAP_HEAD.size :]):
+        yield _digest_from(field, algo, where), length
+
+
+def parse_map(data: bytes | memoryview, where: str) -> tuple[int, list[tuple[Digest, int]]]:
+    """(file size, [(chunk digest, length), ...]) of a map, every field checked."""
+    size, _, _ = check_map(data, where)
+    return size, list(iter_map(data, where))
 
 
 # -- index files ------------------------------------------------------------------------

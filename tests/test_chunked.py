@@ -134,9 +134,12 @@ def _count_pack_reads(monkeypatch):
     monkeypatch.setattr(LocalRemoteStore, "read_file", counted)
 
 
-def test_split_and_rebuild_round_trip_and_ranges(tmp_path):
+@pytest.mark.parametrize("window", [chunked.REBUILD_WINDOW, 3])
+def test_split_and_rebuild_round_trip_and_ranges(tmp_path, monkeypatch, window):
     from dataver.remotes import LocalRemoteStore
     from dataver.store import ObjRef
+
+    monkeypatch.setattr(chunked, "REBUILD_WINDOW", window)  # 3: the map is read in many windows
 
     rng = random.Random(5)
     data = rng.randbytes(3 << 20) + bytes(1 << 20) + rng.randbytes(12345)
@@ -194,6 +197,8 @@ def test_a_hostile_map_is_refused_and_nothing_is_written(tmp_path):
         packfmt.encode_map(0, "xxh3-128", [(d, 0)]),  # an empty chunk
         packfmt.encode_map(1 << 40, "xxh3-128", [(d, 1 << 31)] * 512),  # chunks larger than any dataver cuts
         b"DVCHUNKX" + good[8:],
+        good[:-1] + b"\x01",  # a length made huge
+        good[: good.index(b"\xab" * 16) + 16] + b"\x01" + good[good.index(b"\xab" * 16) + 17 :],  # padding set
     ):
         with pytest.raises(Exception) as e:
             packfmt.parse_map(bad, "the map")
