@@ -259,7 +259,7 @@ def _rebuild_window(
         if not put(part.digest, piece):  # type: ignore[arg-type]
             raise IntegrityError(f"{part} of {record.entry.digest} on {where} does not match its bytes")
 
-    gone = read_many(files, remote, sink, jobs)  # type: ignore[arg-type]
+    gone = read_many(files, remote, sink, jobs, views=True)  # type: ignore[arg-type]
     if gone:  # a gc repacked them meanwhile: once more from where they are now
         index.load(force=True)
         again = []
@@ -268,7 +268,7 @@ def _rebuild_window(
             if rec is None:
                 raise ObjectsMissing(f"{part} of {record.entry.digest} is not on {where}")
             again.append((part, rec))
-        if read_many(files, again, sink, jobs):  # type: ignore[arg-type]
+        if read_many(files, again, sink, jobs, views=True):  # type: ignore[arg-type]
             raise ObjectsMissing(f"chunks of {record.entry.digest} vanished from {where} twice; re-run")
 
 

@@ -69,6 +69,11 @@ class Files(Protocol):
         """Bytes ``[start, end)``; ObjectsMissing when the file is absent."""
         ...
 
+    def read_buffer(self, rel: str, start: int, end: int) -> bytes | bytearray:
+        """``read_file``, where the answer may be a bytearray (a large ranged read that
+        was streamed into one buffer is not copied again)."""
+        ...
+
     def write_file(self, rel: str, data: bytes) -> None:
         """Write the whole file atomically (a reader sees all of it or none)."""
         ...
@@ -780,13 +785,20 @@ Sink = Callable[[ObjRef, "bytes | DataverError"], None]
 
 
 def read_many(
-    files: Files, wanted: Sequence[tuple[ObjRef, Record]], sink: Sink, jobs: int, limit: int = PACKED_MAX
+    files: Files,
+    wanted: Sequence[tuple[ObjRef, Record]],
+    sink: Sink,
+    jobs: int,
+    limit: int = PACKED_MAX,
+    views: bool = False,
 ) -> list[ObjRef]:
     """Read packed objects with coalesced ranged reads; ``sink(ref, bytes)`` for each
     (from worker threads), ``sink(ref, IntegrityError)`` for one that does not unpack.
     An entry claiming more than ``limit`` bytes is refused unread (chunk maps may be
     larger than objects). Returns the refs whose pack was gone (a gc repacked it:
-    reload and ask again)."""
+    reload and ask again). ``views``: an uncompressed object comes as a memoryview into
+    the ranged read, valid during the sink call only (no copy: chunk-sized copies are
+    what fragmented the heap of a big pull)."""
     malloc.steady()
     gone: list[ObjRef] = []
     gone_lock = threading.Lock()
@@ -798,14 +810,16 @@ def read_many(
                 sink(ref, IntegrityError(f"{ref} in pack {rng.pack} on {files.where} is larger than any packed object"))
             return
         try:
-            blob = files.read_file(pack_rel(rng.pack), rng.start, rng.end)
+            blob = files.read_buffer(pack_rel(rng.pack), rng.start, rng.end)
         except ObjectsMissing:
             with gone_lock:
                 gone.extend(ref for ref, _ in rng.records)
             return
+        whole = memoryview(blob)
         for ref, rec in rng.records:
             e = rec.entry
-            stored = blob[e.offset - rng.start : e.offset - rng.start + e.stored]
+            piece = whole[e.offset - rng.start : e.offset - rng.start + e.stored]
+            stored = piece if views else piece.tobytes()
             where = f"{ref} in pack {rng.pack} on {files.where}"
             if len(stored) != e.stored:
                 sink(ref, IntegrityError(f"{where} is cut short (the pack is damaged)"))
@@ -980,7 +994,7 @@ def iter_packed(files: Files, index: PackIndex, jobs: int = 8) -> list[tuple[Obj
     def sink(part: Part, data: bytes | DataverError) -> None:
         if isinstance(data, DataverError):
             raise data
-        size, _ = packfmt.parse_map(data, f"{part} on {files.where}")
+        size, _, _ = packfmt.check_map(data, f"{part} on {files.where}")
         with lock:
             out.append((ObjRef(part.digest), size))
 

@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
-from . import chunked, packfmt, packstore
+from . import chunked, packfmt, packstore, s3io
 from .concurrency import run_parallel
 from .config import Config
 from .digest import ALGORITHMS, Digest
@@ -508,12 +508,21 @@ class RemoteStore:
         return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
 
     def read_file(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        return self._read_below(rel, start, end, streamed=False)  # type: ignore[return-value]
+
+    def read_buffer(self, rel: str, start: int, end: int) -> bytes | bytearray:
+        streamed = end - start > s3io.PIECE and self.protocol in ("s3", "s3a")
+        return self._read_below(rel, start, end, streamed)
+
+    def _read_below(self, rel: str, start: int, end: int | None, streamed: bool) -> bytes | bytearray:
         path = self._abs(rel)
 
-        def read() -> bytes:
+        def read() -> bytes | bytearray:
             if end is not None and end <= start:
                 return b""
             try:
+                if streamed and end is not None:
+                    return s3io.read_range(self.fs, path, start, end)  # one buffer: see dataver/s3io.py
                 return self.fs.cat_file(path, start=start, end=end)  # start=0: no HEAD (see _read_loose)
             except FileNotFoundError:
                 raise ObjectsMissing(f"{rel} is not on {self.where}") from None
@@ -896,6 +905,9 @@ class LocalRemoteStore(RemoteStore):
 
         return self._call(read, "download from")
 
+    def read_buffer(self, rel: str, start: int, end: int) -> bytes:
+        return self.read_file(rel, start, end)
+
     def write_file(self, rel: str, data: bytes) -> None:
         def write(tmp: str) -> None:
             with open(tmp, "xb") as f:
@@ -1120,6 +1132,9 @@ def _is_connection_error(e: BaseException) -> bool:
         "ClientOSError",
         "ServerTimeoutError",
         "FSTimeoutError",
+        "ClientPayloadError",  # the connection dropped in the middle of a body
+        "ResponseStreamingError",
+        "IncompleteReadError",
     }:
         return True
     return any(
