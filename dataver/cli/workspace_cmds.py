@@ -69,6 +69,10 @@ def status(
     of dataver run whose recorded inputs, params or code changed since (re-run it). With --remote NAME:
     which objects are only local (push them), only on the remote (pull them), or
     missing everywhere.
+
+    With watchman running (config core.fsmonitor: auto, true or false), only the
+    files it saw change since the last status are looked at; --verbose says which
+    folders it answered for.
     """
     from ..ops.core import status as do_status
 
