@@ -138,13 +138,6 @@ def known_good_entries(data: bytes) -> Iterator[tuple[str, str]]:
         yield line.split(" ", 3)[3], line[:n]
 
 
-def known_good_hexes(data: bytes) -> list[str]:
-    """The hex digest of every entry, in order (see ``known_good_entries``)."""
-    lines = _lines(data.decode("utf-8"))
-    n = _hex_length(next(lines))
-    return [line[:n] for line in lines]
-
-
 def _hex_length(first_line: str) -> int:
     """The hex length of the digests of an accepted manifest, from its header."""
     return ALGORITHMS[first_line[len(_HEADER_PREFIX) :]].hex_length
