@@ -25,7 +25,9 @@ re-run. ``-m slow`` adds ``[rounds]``: several rounds of seeded kills, half of t
 at calls, that follow each other on the same state, as when a user re-runs after a
 crash, before the command is let finish (what the default run did before the
 samples); ``[sweep]``: a denser sample (of every kind of call, the first, the last
-and three between); and ``test_many_sigkills``: bigger data, more link modes.
+and three between); ``test_many_sigkills``: bigger data, more link modes; and
+``test_folder_trees_survive_sigkill``: a folder of 13,000 small files, 4,334 directly in it,
+whose manifest is a tree node cut into pieces (add, and checkout between two versions).
 
 After every kill:
 
@@ -77,7 +79,7 @@ from typing import Callable
 
 import pytest
 
-from dataver import manifest, pointer
+from dataver import pointer, tree
 from dataver.hashing import Hasher, digest_manifest
 
 MiB = 1 << 20
@@ -101,10 +103,14 @@ class Scale:
     small: int  # small files in data/ (some in subfolders)
     big: tuple[int, ...]  # multi-chunk files in data/
     model: int  # model.bin, tracked as a single file
+    small_max: int = 16 * 1024  # the small files' sizes: 0 to this many bytes
 
 
 CI = Scale(small=160, big=(9 * MiB + 4321, 17 * MiB), model=10 * MiB)
 SLOW = Scale(small=1200, big=(24 * MiB, 40 * MiB, 33 * MiB + 12345), model=32 * MiB)
+# data/ over tree.FLAT_MAX files, and over FLAT_MAX directly in it: its manifest is a
+# node cut into pieces, with subfolders of their own (the folder-tree write paths)
+TREE = Scale(small=13_000, big=(), model=MiB, small_max=600)
 
 
 # -- data ------------------------------------------------------------------------------
@@ -112,7 +118,7 @@ def version_a(rng: random.Random, scale: Scale) -> Version:
     files: Version = {}
     for i in range(scale.small):
         rel = f"data/sub{i % 4}/s{i:04d}.bin" if i % 3 else f"data/s{i:04d}.bin"
-        files[rel] = rng.randbytes(rng.randint(0, 16 * 1024))
+        files[rel] = rng.randbytes(rng.randint(0, scale.small_max))
     for i, size in enumerate(scale.big):
         files[f"data/big{i}.bin"] = os.urandom(size)
     files["data/swap"] = b"a file in version A, a folder in version B\n"
@@ -478,7 +484,7 @@ def check_cache(root: Path, hasher: Hasher, verified: set | None = None) -> int:
             if is_manifest:
                 data = Path(obj.path).read_bytes()
                 got = digest_manifest(data).hex
-                manifest.loads(data, obj.path)
+                tree.check_object(data, obj.path, "xxh3-128")  # a flat manifest or a tree node
             else:
                 got = hasher.hash_file(obj.path).digest.hex
             assert got == hex_, f"cache object {obj.path} holds bytes that hash to {got}: a bad object"
@@ -502,9 +508,13 @@ def check_pointers(root: Path, allowed: dict[str, set[bytes | None]]) -> None:
         if not ptr.is_dir:
             assert (cache / rel).is_file(), f"{name} was written before its object"
             continue
-        mpath = cache / (rel + ".manifest")
-        assert mpath.is_file(), f"{name} was written before its manifest"
-        for entry in manifest.loads(mpath.read_bytes()):
+
+        def read(d, name=name):
+            mpath = cache / (d.relpath() + ".manifest")
+            assert mpath.is_file(), f"{name} was written before its manifest {d.short()} (a node, a piece or the top)"
+            return mpath.read_bytes()
+
+        for entry in tree.walk(read, ptr.digest, name):  # every node of a folder tree
             assert (cache / entry.digest.relpath()).is_file(), f"{name} lists {entry.path}, absent from the cache"
 
 
@@ -1055,3 +1065,12 @@ SCENARIOS = {"add": crash_add, "checkout-restore": crash_checkout_restore, "chec
 def test_many_sigkills(repo_dir, crash_totals, scenario, link, rounds, kills):
     plan = Plan(rounds, kills)
     SCENARIOS[scenario](repo_dir, f"{scenario}/{link}/slow", SLOW, link, plan, crash_totals)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["add", "checkout-switch"])
+def test_folder_trees_survive_sigkill(repo_dir, crash_totals, scenario):
+    """A folder of 13,000 files, 4,334 directly in it: a node in pieces with subfolder
+    nodes, written by add and by a re-add of version B, and checked out."""
+    assert len(range(0, TREE.small, 3)) > tree.FLAT_MAX  # the files in data/ itself (i % 3 == 0)
+    SCENARIOS[scenario](repo_dir, f"{scenario}/tree/slow", TREE, "default", SWEEP, crash_totals)
