@@ -75,6 +75,41 @@ def test_build_then_walk_gives_the_flat_manifest_order(shape, n):
             assert len(data.splitlines()) - 1 <= tree.NODE_MAX
 
 
+@pytest.mark.parametrize("shape", ["flat", "nested", "mixed"])
+@pytest.mark.parametrize("n", [0, 7, tree.FLAT_MAX + 1, 30_000])
+def test_file_hexes_lists_what_a_walk_lists(shape, n):
+    """The cache look-up's listing (lines split, not validated) names the same files as
+    the walk, one per file: a subfolder that appears twice (same manifest) is counted twice."""
+    rng = random.Random(n)
+    ents = list({e.path: e for e in random_entries(rng, n, shape)}.values())
+    if shape == "nested" and n > tree.FLAT_MAX:  # two subfolders with the same files: one shared node
+        twin = [
+            Entry("twin/" + e.path.split("/", 1)[1], e.digest, e.size, e.executable)
+            for e in ents
+            if e.path.startswith("d1/")
+        ]
+        ents += twin
+    objs = Objects()
+    root = tree.build(ents, ALGO, objs.put)
+    walked = sorted(e.digest.hex for e in tree.walk(objs.read, root, "t"))
+    assert sorted(tree.file_hexes(objs.read, root, "t")) == walked
+    assert len(walked) == len(ents)
+
+
+def test_file_hexes_is_bounded_and_names_no_junk():
+    objs = Objects()
+    child, _ = big_flat(objs, 1)
+    for _ in range(tree.MAX_DEPTH + 5):
+        child = objs.add_raw(node(f"{child.hex} 1 d x"))
+    with pytest.raises(PointerError, match="deeper than"):
+        list(tree.file_hexes(objs.read, child, "t"))
+    odd = objs.add_raw(node(f"{H} 1 - a", "not-a-line", f"{H[:-1]}g 2 - b"))
+    assert list(tree.file_hexes(objs.read, odd, "t")) == [H, f"{H[:-1]}g"]  # a look-up of junk finds nothing
+    bad_child = objs.add_raw(node(f"{'zz' * 16} 1 d a"))
+    with pytest.raises(PointerError):
+        list(tree.file_hexes(objs.read, bad_child, "t"))
+
+
 def test_one_file_change_rewrites_only_the_nodes_on_its_path():
     """1,000 folders of 30 files: a changed file costs its folder's manifest and the
     root's pieces around it; an insert into a 20,000-file flat folder costs one or two
