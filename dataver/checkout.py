@@ -30,6 +30,7 @@ from .repo import Repo
 from .safepath import reserved_name
 from .state import FileStat, Stat, StatRecorder
 from .workspace import (
+    STREAM_FILES,
     FolderScan,
     Tracked,
     file_digest,
@@ -39,6 +40,7 @@ from .workspace import (
     outside,
     read_manifest,
     scan_folder,
+    scan_outside,
 )
 
 
@@ -75,9 +77,12 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
         if t.pointer.is_dir and repo.cache.has_manifest(t.pointer.digest):
             try:
                 if os.path.isdir(t.path):
-                    scan = scan_folder(t.path, t.rel, repo)
+                    big = (t.pointer.files or 0) > STREAM_FILES  # prints first, then the files of what changed
+                    scan = scan_folder(t.path, t.rel, repo, keep=not big)
                     read = tree.keeping(repo.cache.read_manifest_bytes, t.pointer.digest)
                     same = set(matching_subfolders(repo, t, scan, read))
+                    if big:
+                        scan = scan_outside(repo, t, scan, same)
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
                     manifests[t.path] = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))

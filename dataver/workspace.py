@@ -13,7 +13,7 @@ import os
 import stat as stat_mod
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, KeysView, Mapping
+from typing import Iterable, Iterator, KeysView, Mapping
 
 import xxhash
 
@@ -276,6 +276,7 @@ def scan_folder(
     keep: bool = True,
     top_only: bool = False,
     inside: str | None = None,
+    leave: frozenset[str] = frozenset(),
 ) -> FolderScan:
     """Every regular file under ``folder``, following symlinks, refusing loops.
 
@@ -293,6 +294,8 @@ def scan_folder(
     could be pointer files, ``*.dv``, are kept in ``pointer_like``). ``top_only``: the
     folder's own files, not its subfolders' (their names are in its print). ``inside``:
     the tracked folder ``folder`` lies in (a part of one is scanned), for the link policy.
+    ``leave``: subfolders ("a/b/") not entered (their parents' prints are then partial:
+    see ``scan_outside``).
     """
     scan = FolderScan()
     confine = None
@@ -355,7 +358,7 @@ def scan_folder(
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
-                if not top_only:
+                if not top_only and (not leave or rel + "/" not in leave):
                     stack.append((e.path, rel + "/", ancestors | {key}))
                 subdirs.append(name)
             else:
@@ -364,6 +367,17 @@ def scan_folder(
         here_print.subdirs = subdirs
         scan.dirs[prefix] = here_print
     return scan
+
+
+def scan_outside(repo: Repo, t: Tracked, first: FolderScan, same: Iterable[str]) -> FolderScan:
+    """``first``, a scan of ``t``'s folder that kept no files (its prints, temporaries and
+    reserved names cover the whole folder), given the files outside the subfolders
+    ``same`` ("a/b/") from a second scan that does not enter them: what status and
+    checkout of a big folder keep, so their memory follows the parts that changed, not
+    the folder's size. The prints stay the first scan's (a change between the two scans
+    then shows at the next scan, as one just after a scan would)."""
+    first.files = scan_folder(t.path, t.rel, repo, leave=frozenset(same)).files
+    return first
 
 
 def _check_link(path: str, rel: str, display: str, confine: tuple[str, ...]) -> None:
@@ -517,11 +531,11 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
         algorithm = t.pointer.digest.algorithm
         current = manifest_digest_of(build_entries(repo, t.path, t.rel, scan, algorithm, progress), algorithm)
         return [Record(t.rel, UNCHANGED if current == t.pointer.digest else MODIFIED, False, t.rel)]
+    keep = (t.pointer.files or 0) <= STREAM_FILES  # a big folder: its fingerprint first, files not kept
     if os.path.isdir(t.path):
         watch = repo.fsmonitor.watch(t.rel, t.path, t.pointer.digest)  # unchanged since a scan, says watchman?
         if watch.unchanged:
             return _unchanged_folder(repo, t, check_cache, per_file)
-        keep = (t.pointer.files or 0) <= STREAM_FILES  # a big folder: its fingerprint first, files not kept
         scan = scan_folder(t.path, t.rel, repo, keep=keep)
         fingerprint = scan.fingerprint()
         vouched = repo.state.folder_manifest(t.rel, fingerprint, t.pointer.digest.algorithm) if fingerprint else None
@@ -529,9 +543,6 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
             watch.vouched(t.pointer.digest)
             del scan  # its records' memory goes to the status records instead
             return _unchanged_folder(repo, t, check_cache, per_file)
-        if not keep:  # something changed: file by file, from a scan that keeps them
-            scan = scan_folder(t.path, t.rel, repo)
-            fingerprint = scan.fingerprint()
     if not os.path.isdir(t.path):
         entries = read_manifest(repo, t)
         return [Record(t.rel, MISSING, _all_in_cache(repo, entries) if check_cache else None, t.rel)]
@@ -539,6 +550,8 @@ def _folder_status(repo: Repo, t: Tracked, progress: Progress, check_cache: bool
     # not compared file by file: after a change, only the changed parts are.
     read = tree.keeping(repo.cache.read_manifest_bytes, t.pointer.digest)
     same = matching_subfolders(repo, t, scan, read)
+    if not keep:  # something changed: file by file, from a scan that keeps the other parts' files
+        scan = scan_outside(repo, t, scan, same)
     skip = (lambda sub: sub in same) if same else None
     entries = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
     if same:

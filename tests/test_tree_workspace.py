@@ -49,6 +49,29 @@ def by_parts(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["kept", "streamed"])
+def streamed(request, monkeypatch):
+    """Both ways status and checkout scan a folder: keeping every file (folders up to
+    ``STREAM_FILES``), and prints first, then only the files outside the subfolders
+    that vouch (``scan_outside``; made small here so 4,502 files take that way). Yields
+    the list of the parts the second way scanned."""
+    import dataver.workspace as ws
+
+    scanned: list[frozenset] = []
+    if request.param == "streamed":
+        monkeypatch.setattr("dataver.workspace.STREAM_FILES", 100)
+        monkeypatch.setattr("dataver.checkout.STREAM_FILES", 100)
+        real = ws.scan_folder
+
+        def spy(*args, **kwargs):
+            if kwargs.get("leave"):
+                scanned.append(kwargs["leave"])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(ws, "scan_folder", spy)
+    return request.param, scanned
+
+
 def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli, by_parts):
     """Each re-add after a change (edit, new file, deletion, a new subfolder, chmod)
     gives the digest a fresh hash of the folder gives: unchanged subfolders reused from
@@ -214,7 +237,7 @@ def test_a_hostile_tree_in_the_cache_is_refused_and_nothing_written(repo_dir, cl
     assert not (repo_dir / "data").exists()
 
 
-def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli):
+def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli, streamed):
     """Back to the previous pointer after a one-file change: that file is restored, the
     rest is counted unchanged and not rewritten (subfolders whose fingerprint vouches for
     the target's manifest are not looked at file by file)."""
@@ -234,9 +257,11 @@ def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli):
     assert (repo_dir / "data/s0/f0009.txt").read_bytes() == files["s0/f0009.txt"]
     assert {p: p.stat().st_ino for p in (repo_dir / "data/s1").iterdir()} == before
     assert cli("status").out == ""
+    if streamed[0] == "streamed":  # the second scan left the subfolders that vouch alone
+        assert frozenset({"s1/", "s2/"}) in streamed[1]
 
 
-def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli, by_parts):
+def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli, by_parts, streamed):
     """The tracked folder's fingerprint no longer vouches, but its subfolders' do: the
     change is found, the unchanged subfolders are reported unchanged (one line each
     in the library's summary, every file with --json), and the cache check still works."""
@@ -262,3 +287,5 @@ def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli
     finally:
         repo.close()
     assert ("data/s1", "unchanged") in summary and ("data/s2/f0004.txt", "modified") in summary
+    if streamed[0] == "streamed":
+        assert frozenset({"s1/"}) in streamed[1]  # s0 and s2 changed: scanned file by file
