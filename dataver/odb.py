@@ -239,6 +239,39 @@ class ObjectStore:
             present.update(h for h in wanted if h[2:] in names)
         return present
 
+    def count_held(self, hexes: Iterable[str], algorithm: str) -> int | None:
+        """How many names ``hexes`` gives (``algorithm`` hex digests, repeats counted), if
+        the store holds a blob for every one; else None. For a whole folder at once:
+        the names are kept as bytes by fan-out folder (~56 bytes each, not a list and a
+        set of strings: 200 MB at 1,000,000 files), each folder listed once, stopping at
+        the first miss. A word that is no hex digest is held by nothing."""
+        base = os.path.join(self.root, algorithm)
+        by_fan: dict[bytes, list[bytes]] = {}
+        count = 0
+        for h in hexes:
+            try:
+                raw = bytes.fromhex(h)
+            except ValueError:
+                return None
+            if len(raw) < 2:
+                return None
+            by_fan.setdefault(raw[:1], []).append(raw[1:])
+            count += 1
+        for fan, wanted in by_fan.items():
+            try:
+                names = os.listdir(os.path.join(base, fan.hex()))
+            except FileNotFoundError:
+                return None
+            have = set()
+            for name in names:
+                try:
+                    have.add(bytes.fromhex(name))
+                except ValueError:
+                    continue  # a manifest (.manifest) or a stranger's file
+            if not all(w in have for w in wanted):
+                return None
+        return count
+
     def stamp(self, algorithm: str) -> str | None:
         """A value that changes whenever an ``algorithm`` object is added to or removed
         from the store: the count and newest mtime of its fan-out folders (a name added

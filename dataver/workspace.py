@@ -668,8 +668,8 @@ def _folder_in_cache(repo: Repo, t: Tracked) -> bool:
     stamp = repo.cache.stamp(digest.algorithm)  # before the look-up: a change during it shows
     if stamp is not None and repo.state.presence_stamp(digest) == stamp:
         return True
-    hexes = folder_hexes(repo.cache, digest, t.rel)
-    held = len(repo.cache.hexes_present(hexes, digest.algorithm)) == len(set(hexes))
+    names = tree.file_hexes(repo.cache.read_manifest_bytes, digest, f"manifest of {t.rel}")
+    held = repo.cache.count_held(names, digest.algorithm) is not None
     if held and stamp is not None:
         repo.state.put_presence(digest, stamp)
     return held

@@ -289,3 +289,24 @@ def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli
     assert ("data/s1", "unchanged") in summary and ("data/s2/f0004.txt", "modified") in summary
     if streamed[0] == "streamed":
         assert frozenset({"s1/"}) in streamed[1]  # s0 and s2 changed: scanned file by file
+
+
+def test_count_held_names_every_blob_or_none(repo_dir, cli):
+    """The whole-folder cache check: every file's blob there (repeats counted), or None
+    as soon as one is missing or a name is no digest."""
+    from dataver.odb import ObjectStore
+
+    files = make_big(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    cache = ObjectStore(str(repo_dir / ".dataver/cache"))
+    digest = pointer_digest(repo_dir)
+    hexes = list(tree.file_hexes(cache.read_manifest_bytes, digest, "t"))
+    assert cache.count_held(hexes, DEFAULT_ALGORITHM) == len(files)
+    assert cache.count_held(hexes + hexes[:3], DEFAULT_ALGORITHM) == len(files) + 3
+    assert cache.count_held([], DEFAULT_ALGORITHM) == 0
+    assert cache.count_held(hexes + ["../" + hexes[0][3:]], DEFAULT_ALGORITHM) is None
+    assert cache.count_held(hexes + [digest.hex], DEFAULT_ALGORITHM) is None  # a manifest is no blob
+    blob = repo_dir / ".dataver/cache" / digest_bytes(files["s1/f0002.txt"]).relpath()
+    os.chmod(blob, 0o644)
+    blob.unlink()
+    assert cache.count_held(hexes, DEFAULT_ALGORITHM) is None

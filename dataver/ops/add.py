@@ -22,7 +22,7 @@ from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
 from ..state import FileStat, StatRecorder
-from ..workspace import FolderScan, folder_hexes, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
+from ..workspace import FolderScan, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
 
 
 @dataclass
@@ -397,10 +397,9 @@ def _cache_holds(repo: Repo, digest: Digest, algorithm: str, rel: str) -> int | 
     if digest.algorithm != algorithm:
         return None
     try:
-        hexes = folder_hexes(repo.cache, digest, rel)
+        return repo.cache.count_held(tree.file_hexes(repo.cache.read_manifest_bytes, digest, rel), algorithm)
     except DataverError:  # gone or damaged: build it again
         return None
-    return len(hexes) if len(repo.cache.hexes_present(hexes, algorithm)) == len(set(hexes)) else None
 
 
 def _same_stat(h: HashedFile, st: FileStat) -> bool:
