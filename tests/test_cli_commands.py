@@ -256,6 +256,53 @@ def test_gc_without_yes_when_not_interactive_refuses(repo_dir, cli):
     assert blob(repo_dir, old).exists()
 
 
+def _gc_at_a_terminal(repo_dir, answer: bytes) -> tuple[int, str]:
+    """``dataver gc`` with a pseudo-terminal as its stdin, ``answer`` typed at the prompt."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dataver", "gc"], cwd=repo_dir, stdin=slave, stdout=slave, stderr=slave
+        )
+        os.close(slave)
+        seen = b""
+        while b"?" not in seen:  # the prompt
+            seen += os.read(master, 4096)
+        os.write(master, answer)
+        code = proc.wait(timeout=60)
+        while True:
+            try:
+                got = os.read(master, 4096)
+            except OSError:  # the terminal closed
+                break
+            if not got:
+                break
+            seen += got
+    finally:
+        os.close(master)
+    return code, seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("answer", [b"n\n", b"\n"])
+def test_gc_answered_no_removes_nothing_and_exits_0(repo_dir, cli, answer):
+    write(repo_dir / "w.bin", b"v1")
+    assert cli("add", "w.bin").code == 0
+    old = digest_of(repo_dir / "w.bin.dv")
+    write(repo_dir / "w.bin", b"v2")
+    assert cli("add", "w.bin").code == 0
+    code, out = _gc_at_a_terminal(repo_dir, answer)
+    assert code == 0, out
+    assert "remove 1 object(s)" in out and "gc: nothing removed" in out and "interrupted" not in out
+    assert blob(repo_dir, old).exists()
+    code, out = _gc_at_a_terminal(repo_dir, b"y\n")
+    assert code == 0, out
+    assert "removed 1 object(s)" in out
+    assert not blob(repo_dir, old).exists()
+
+
 # -- verify ---------------------------------------------------------------------------
 def test_verify_clean_then_modified_workspace(repo_dir, cli):
     make_tree(repo_dir / "data", 6)

@@ -57,6 +57,10 @@ def verify(
         note("verify: everything matches")
 
 
+class _Declined(Exception):
+    """The user answered no at gc's prompt."""
+
+
 @app.command()
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only report what would be removed."),
@@ -95,19 +99,24 @@ def gc(
                 f"gc would remove {plan.removed} object(s) ({human_size(plan.freed)}) from the {plan.where}",
                 "review with --dry-run, then confirm with --yes",
             )
-        typer.confirm(f"remove {plan.removed} object(s), {human_size(plan.freed)}, from the {plan.where}?", abort=True)
+        if not typer.confirm(f"remove {plan.removed} object(s), {human_size(plan.freed)}, from the {plan.where}?"):
+            raise _Declined  # an answer, not an interruption (Ctrl-C at the prompt still is one: exit 130)
 
-    with repo.lock(note, cache_exclusive=True):
-        result = do_gc(
-            repo,
-            dry_run=dry_run,
-            all_branches=all_branches,
-            all_tags=all_tags,
-            all_commits=all_commits,
-            remote_name=remote_name,
-            not_pushed_too=not_pushed_too,
-            confirm=confirm,
-        )
+    try:
+        with repo.lock(note, cache_exclusive=True):
+            result = do_gc(
+                repo,
+                dry_run=dry_run,
+                all_branches=all_branches,
+                all_tags=all_tags,
+                all_commits=all_commits,
+                remote_name=remote_name,
+                not_pushed_too=not_pushed_too,
+                confirm=confirm,
+            )
+    except _Declined:
+        note("gc: nothing removed")
+        return
     if json_out:
         emit_json({k: v for k, v in vars(result).items() if k != "removed_paths"})
         return
