@@ -283,3 +283,18 @@ def test_gitignore_entries_make_git_ignore_exactly_the_data(repo_dir, cli):
     # the escaped patterns match nothing else
     for other in ["x1.bin", "starX.bin", "qq.bin", "a", "trail", "bang.bin", "folder2"]:
         assert not git.path_is_ignored(other), other
+
+
+def test_the_next_hint_quotes_every_path_for_the_shell(repo_dir, cli):
+    """The "next: git add ..." line can be pasted into a shell as is, whatever the names."""
+    import shlex
+
+    names = ["my data", "données", "weird#name[1].bin", "it's"]
+    for name in names:
+        write(repo_dir / name, name.encode())
+    r = cli("add", *names)
+    assert r.code == 0, r.err
+    line = next(x for x in r.err.splitlines() if x.startswith("next: git add "))
+    words = shlex.split(line[len("next: ") :])
+    assert words[:2] == ["git", "add"]
+    assert sorted(words[2:]) == sorted([f"{n}.dv" for n in names] + [".gitignore"])

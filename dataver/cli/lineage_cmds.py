@@ -74,7 +74,7 @@ def run(
         if result.mlflow_run:
             note(f"logged the inputs and output digests to MLflow run {result.mlflow_run}")
         files = [f"{o.path}.dv" for o in lin.outputs] + [f"{a.path}.dv" for a in result.added_inputs]
-        note("next: git add " + " ".join(files) + " && git commit")
+        note("next: git add " + shlex.join(files) + " && git commit")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from typing import List, Optional
 
 import typer
@@ -45,7 +46,7 @@ def add(
         changed = [r.path for r in results if r.changed]
         if changed:
             gitignores = sorted({os.path.join(os.path.dirname(p), ".gitignore") for p in changed})
-            note("next: git add " + " ".join([f"{p}.dv" for p in changed] + gitignores))
+            note("next: git add " + shlex.join([f"{p}.dv" for p in changed] + gitignores))
 
 
 @app.command()
