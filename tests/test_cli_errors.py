@@ -449,3 +449,11 @@ def test_main_returns_codes_not_exceptions(repo_dir, monkeypatch, capsys):
     assert main(["frobnicate"]) == USAGE
     assert main(["--version"]) == 0
     assert sys.exc_info() == (None, None, None)
+
+
+def test_a_mistyped_command_gets_one_suggestion(tmp_path):
+    r = cli_proc("chekout", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("Did you mean") == 1 and "'checkout'" in r.stderr, r.stderr
+    r = cli_proc("zzzz", cwd=tmp_path)
+    assert r.returncode == 2 and "No such command 'zzzz'." in r.stderr and "Did you mean" not in r.stderr

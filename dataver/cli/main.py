@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except _EXIT as e:
         return e.exit_code
     except _CLICK_ERRORS as e:
+        _one_suggestion(e)
         e.show()
         return e.exit_code
     except _ABORT:
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     if rv == 130:  # click hands Ctrl-C back as the return value 130
         print("interrupted", file=sys.stderr)
     return rv if isinstance(rv, int) else 0
+
+
+def _one_suggestion(e: BaseException) -> None:
+    """click 8.4+ suggests a close command name itself (``NoSuchCommand``) and typer adds
+    the same "Did you mean ...?" to the message: keep click's only."""
+    message = getattr(e, "message", None)
+    if getattr(e, "possibilities", None) and isinstance(message, str) and " Did you mean " in message:
+        e.message = message.split(" Did you mean ", 1)[0]  # type: ignore[misc]
 
 
 def main_exit() -> None:
