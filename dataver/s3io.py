@@ -3,7 +3,7 @@
 s3fs's ``cat_file`` has aiohttp collect the body in the pieces the socket delivers
 (up to 256 KiB each) and join them at the end. With 8 ranged reads of 8 MiB in flight,
 that is up to 64 MiB of small blocks in the event loop's heap, freed in an order glibc
-cannot give back: the RSS of an 8 GiB pull grew with the file's size (182 MB; 153 MB with
+cannot give back: the RSS of an 8 GiB pull grew with the file's size (199.6 MB; 156.3 MB with
 a 128 KiB mmap threshold). Here the body is read as it arrives into one buffer of the
 range's size (a bytearray, not copied again), which sits above the mmap threshold
 (``dataver.malloc``) and so goes back to the system when freed; aiohttp's flow control
