@@ -387,8 +387,8 @@ def test_hash_needs_no_repository(tmp_path, cli):
 
 # -- config ---------------------------------------------------------------------------
 def test_config_get_set_unset_list(repo_dir, cli):
-    r = cli("config", "cache.link")
-    assert r.code == 3 and r.err.startswith("error: cache.link is not set")
+    r = cli("config", "cache.link")  # not set: the default commands use
+    assert (r.code, r.out) == (0, "reflink,copy\n")
     assert cli("config", "cache.link", "hardlink,copy").code == 0
     assert cli("config", "core.jobs", "3").code == 0
     r = cli("config", "cache.link")
@@ -399,7 +399,7 @@ def test_config_get_set_unset_list(repo_dir, cli):
     assert "core.jobs=3" in r.out.splitlines()
     assert "link = hardlink,copy" in (repo_dir / ".dataver" / "config").read_text()
     assert cli("config", "--unset", "cache.link").code == 0
-    assert cli("config", "cache.link").code == 3
+    assert cli("config", "cache.link").out == "reflink,copy\n"
     assert "cache.link=" not in cli("config", "-l").out
     r = cli("config", "--unset", "cache.link")
     assert r.code == 3 and "not set" in r.err
@@ -411,6 +411,27 @@ def test_config_local_overrides_shared(repo_dir, cli):
     assert cli("config", "core.jobs").out == "5\n"
     assert "jobs = 5" in (repo_dir / ".dataver" / "config.local").read_text()
     assert "jobs = 2" in (repo_dir / ".dataver" / "config").read_text()
+
+
+def test_config_prints_the_effective_value_and_its_origin(repo_dir, cli):
+    """Unset keys print the value commands use; --show-origin says where it comes from,
+    as git's does; a key with no default (core.remote) is still an error (exit 3)."""
+    cache = os.path.realpath(repo_dir / ".dataver" / "cache")
+    r = cli("config", "--show-origin", "cache.dir")
+    assert (r.code, r.out) == (0, f"default\t{cache}\n")
+    assert cli("config", "core.hash").out == "xxh3-128\n"
+    assert cli("config", "core.lock_timeout").out == "60\n"
+    assert cli("config", "core.fsmonitor").out == "auto\n"
+    assert int(cli("config", "core.jobs").out) >= 1
+    assert cli("config", "core.jobs", "2").code == 0
+    assert cli("config", "--show-origin", "core.jobs").out == "file:.dataver/config\t2\n"
+    assert cli("config", "--local", "core.jobs", "5").code == 0
+    assert cli("config", "--show-origin", "core.jobs").out == "file:.dataver/config.local\t5\n"
+    assert cli("config", "-l", "--show-origin").out.splitlines() == ["file:.dataver/config.local\tcore.jobs=5"]
+    r = cli("config", "core.remote")
+    assert r.code == 3 and "core.remote is not set, and has no default" in r.err and "remote default" in r.err
+    r = cli("config", "nope.key")
+    assert r.code == 3 and "unknown config key 'nope.key'" in r.err
 
 
 def test_config_without_key_lists_known_keys(repo_dir, cli):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -38,8 +38,16 @@ def config(
     local: bool = typer.Option(False, "--local", help="Write .dataver/config.local (not committed)."),
     unset: bool = typer.Option(False, "--unset", help="Remove the key."),
     list_all: bool = typer.Option(False, "--list", "-l", help="Print every set key."),
+    show_origin: bool = typer.Option(
+        False,
+        "--show-origin",
+        help="Say where each value comes from: file:.dataver/config, file:.dataver/config.local or default.",
+    ),
 ) -> None:
-    """Get or set configuration (cache.dir, cache.link, core.hash, core.jobs, core.lock_timeout)."""
+    """Get or set configuration (cache.dir, cache.link, core.hash, core.jobs, core.lock_timeout).
+
+    With only KEY: its effective value, the one commands use (the default when no
+    file sets it; core.remote has none)."""
     from ..config import KNOWN_KEYS
     from ..errors import ConfigError
     from ..repo import Repo
@@ -47,7 +55,7 @@ def config(
     repo = Repo.find()
     if list_all or key is None:
         for k, v in sorted(repo.config.items().items()):
-            print(f"{k}={v}")
+            print(f"{_origin(repo, k)}\t{k}={v}" if show_origin else f"{k}={v}")
         if key is None and not list_all:
             note("known keys:\n" + "\n".join(f"  {k}: {why}" for k, why in KNOWN_KEYS.items()))
         return
@@ -56,10 +64,42 @@ def config(
     elif value is None:
         current = repo.config.get(key)
         if current is None:
-            raise ConfigError(f"{key} is not set")
-        print(current)
+            if key not in KNOWN_KEYS:
+                raise ConfigError(f"unknown config key {key!r}", "known keys: " + ", ".join(sorted(KNOWN_KEYS)))
+            current = _default(repo, key)
+            if current is None:
+                raise ConfigError(f"{key} is not set, and has no default", "set it: dataver remote default NAME")
+        print(f"{_origin(repo, key)}\t{current}" if show_origin else current)
     else:
         repo.config.set(key, value, local)
+
+
+def _origin(repo: Any, key: str) -> str:
+    """Where ``key``'s effective value comes from, as git's --show-origin says it."""
+    section, _, option = key.partition(".")
+    if repo.config.get_in(section, option, True) is not None:
+        return "file:.dataver/config.local"
+    if repo.config.get_in(section, option, False) is not None:
+        return "file:.dataver/config"
+    return "default"
+
+
+def _default(repo: Any, key: str) -> str | None:
+    """The value a command uses for ``key`` when no config file sets it."""
+    from ..digest import DEFAULT_ALGORITHM
+    from ..hashing import default_jobs
+    from ..linking import DEFAULT_LINK_TYPES
+
+    defaults = {
+        "cache.dir": lambda: repo.cache.root,
+        "cache.link": lambda: ",".join(DEFAULT_LINK_TYPES),
+        "core.jobs": lambda: str(default_jobs()),
+        "core.lock_timeout": lambda: "60",
+        "core.fsmonitor": lambda: "auto",
+        "core.hash": lambda: DEFAULT_ALGORITHM,
+    }
+    make = defaults.get(key)
+    return make() if make is not None else None
 
 
 @app.command()
