@@ -134,6 +134,11 @@ def test_checkout_rev_without_the_objects_names_what_is_missing(history, fresh):
     manifest_hex, _ = manifest_of(history, history.by_name("c3"))
     assert manifest_hex in r.err and "data" in r.err
     assert snapshot(fresh) == {}
+    # the hint names the commands that work (pull would fetch the workspace's pointers, not v2's)
+    assert "hint: fetch them for that revision: dataver fetch --rev v2, then dataver checkout --rev v2" in r.err
+    dv_ok("fetch", "--rev", "v2", cwd=fresh)
+    dv_ok("checkout", "--rev", "v2", cwd=fresh)
+    assert {f"data/{k}": v for k, v in snapshot(fresh / "data").items()} == history.by_name("c3").data
 
 
 @pytest.mark.parametrize("name", NAMES)

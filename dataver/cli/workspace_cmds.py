@@ -141,7 +141,12 @@ def checkout(
         if a.temporaries:
             note(f"removed {a.temporaries} temporary file(s) an interrupted dataver run left")
     if result.failed:
-        raise missing_error(result.failed)
+        if rev is None:
+            raise missing_error(result.failed)
+        # pull fetches what the workspace's pointers need, not REV's: name the command that works
+        again = shlex.join(["dataver", "checkout", "--rev", rev, *(paths or [])])
+        hint = f"fetch them for that revision: {shlex.join(['dataver', 'fetch', '--rev', rev])}, then {again}"
+        raise missing_error(result.failed, hint=hint + "; or re-add the data where it exists")
 
 
 @app.command("ls")
