@@ -428,6 +428,9 @@ def test_config_prints_the_effective_value_and_its_origin(repo_dir, cli):
     assert cli("config", "--local", "core.jobs", "5").code == 0
     assert cli("config", "--show-origin", "core.jobs").out == "file:.dataver/config.local\t5\n"
     assert cli("config", "-l", "--show-origin").out.splitlines() == ["file:.dataver/config.local\tcore.jobs=5"]
+    assert cli("remote", "add", "store", str(repo_dir.parent / "store")).code == 0
+    listed = cli("config", "-l", "--show-origin").out.splitlines()
+    assert any(x.startswith("file:.dataver/config\tremote") and x.endswith("store") for x in listed), listed
     r = cli("config", "core.remote")
     assert r.code == 3 and "core.remote is not set, and has no default" in r.err and "remote default" in r.err
     r = cli("config", "nope.key")

@@ -76,7 +76,7 @@ def config(
 
 def _origin(repo: Any, key: str) -> str:
     """Where ``key``'s effective value comes from, as git's --show-origin says it."""
-    section, _, option = key.partition(".")
+    section, _, option = key.rpartition(".")  # as config._split: a remote section holds dots
     if repo.config.get_in(section, option, True) is not None:
         return "file:.dataver/config.local"
     if repo.config.get_in(section, option, False) is not None:
