@@ -134,6 +134,23 @@ def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: boo
         raise
 
 
+def place_bytes(data: bytes, dest: str, executable: bool) -> str:
+    """Make ``dest`` hold ``data`` (a packed object's checked bytes), as ``place``
+    makes a copy: a temporary sibling written whole, then renamed. Returns "copy"."""
+    return place(dest, dest, ("copy",), executable, lambda _src, tmp: write_new(tmp, data))
+
+
+def write_new(path: str, data: bytes | memoryview, mode: int = 0o600) -> None:
+    """Create the file ``path`` (it must not exist) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _make(kind: str, src: str, tmp: str, copy) -> bool:
     try:
         if kind == "reflink":

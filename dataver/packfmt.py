@@ -156,13 +156,23 @@ class PackBuilder:
 
     def finish(self) -> tuple[str, bytearray, list[Entry]]:
         """The pack's id, bytes and entries; the builder is empty afterwards."""
-        trailer = b"".join(_pack_entry(e) for e in self.entries) + struct.pack("<I", len(self.entries))
-        tail = trailer + struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
+        tail = encode_trailer(self.entries)
         if len(self.buf) + len(tail) > MAX_PACK_BYTES:
             raise ValueError("a pack must stay under 4 GiB")
         data, self.buf = self.buf, bytearray()
         data += tail
         return object_id(data), data, self.entries
+
+
+def encode_trailer(entries: Sequence[Entry]) -> bytes:
+    """What ends a pack: its entries in the order given, n, the check, the end magic."""
+    trailer = b"".join(_pack_entry(e) for e in entries) + struct.pack("<I", len(entries))
+    return trailer + struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
+
+
+def unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
+    """One 48-byte trailer entry, checked (kind, codec, algorithm, padding)."""
+    return _unpack_entry(raw, where)
 
 
 PACK_TAIL_SIZE = 4 + 8 + len(PACK_END)  # n, check, end magic

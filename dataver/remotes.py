@@ -29,6 +29,7 @@ from .config import Config
 from .digest import ALGORITHMS, Digest
 from .errors import ConfigError, IntegrityError, ObjectsMissing, PointerError, RemoteError
 from .fsutil import files_older_than, read_range
+from .linking import write_new
 from .store import MANIFEST_SUFFIX, Batch, DirectBatch, ObjRef, check_bytes, check_file
 
 T = TypeVar("T")
@@ -947,16 +948,7 @@ class LocalRemoteStore(RemoteStore):
         self._call(rm, "delete from")
 
     def upload_bytes(self, data: bytes, ref: ObjRef) -> None:
-        def write(tmp: str) -> None:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-
-        self._write_renamed(write, ref)
+        self._write_renamed(lambda tmp: write_new(tmp, data, 0o644), ref)
 
     def iter_objects(self) -> list[tuple[ObjRef, int]]:
         from .digest import ALGORITHMS
