@@ -21,7 +21,7 @@ from . import linking, tree
 from .digest import ALGORITHMS, Digest
 from .errors import CORRUPT_CACHE, IntegrityError, PathError, PointerError, StorageError, Unrestored, WouldLoseData
 from .fsutil import remove_temporaries, sibling_temporaries
-from .hashing import HashedFile
+from .hashing import HashedFile, digest_bytes
 from .history import check_not_nested
 from .manifest import Entry
 from .odb import copy_verified
@@ -29,6 +29,7 @@ from .progress import NO_PROGRESS, Progress
 from .repo import Repo
 from .safepath import reserved_name
 from .state import FileStat, Stat, StatRecorder
+from .store import ObjRef
 from .workspace import (
     STREAM_FILES,
     FolderScan,
@@ -89,7 +90,7 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
                 else:
                     manifests[t.path] = read_manifest(repo, t)
             except IntegrityError:  # a damaged cache copy costs this folder only
-                where = repo.cache.manifest_path(t.pointer.digest)
+                where = repo.cache.path(ObjRef(t.pointer.digest, manifest=True))
                 p.failed.append(Unrestored(t.rel, t.pointer.digest, CORRUPT_CACHE, where, manifest=True))
     damaged = {u.path for u in p.failed}
     for t in tracked:
@@ -326,10 +327,16 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             # Objects hashed moments ago by this process (a pull's downloads) are copied
             # plainly; anything else is verified while it is copied out.
             verify = digest.hex not in repo.cache.verified
+            src = repo.cache.blob_path(digest)
             try:
-                kind = linking.place(
-                    repo.cache.blob_path(digest), a.path, repo.link_types, a.executable, copy if verify else None
-                )
+                data = None if os.path.exists(src) else repo.cache.packed_bytes(ObjRef(digest))
+                if data is not None:  # a small packed object: written from its bytes
+                    if verify:
+                        if digest_bytes(data, hasher.chunk_size, digest.algorithm) != digest:
+                            return a, None
+                        prog.advance(len(data))
+                    return a, linking.place_bytes(data, a.path, a.executable)
+                kind = linking.place(src, a.path, repo.link_types, a.executable, copy if verify else None)
             except IntegrityError:  # place removed its temporary: the file is as it was
                 return a, None
             return a, kind
@@ -339,7 +346,7 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             if kind is None:
                 assert a.digest is not None
                 done.failed.append(
-                    Unrestored(repo.rel(a.path), a.digest, CORRUPT_CACHE, repo.cache.blob_path(a.digest))
+                    Unrestored(repo.rel(a.path), a.digest, CORRUPT_CACHE, repo.cache.path(ObjRef(a.digest)))
                 )
                 continue  # nothing written: nothing for the stat cache to record
             done.link_types[kind] = done.link_types.get(kind, 0) + 1

@@ -2,7 +2,9 @@
 
 Layout: ``<root>/<algorithm>/ab/cdef...`` for file contents (blobs), one folder per
 hash algorithm (``xxh3-128``, ``blake3``), and the same path plus ``.manifest`` for
-folder manifests; ``<root>/tmp/`` holds objects being written.
+folder manifests; ``<root>/packs/`` holds small objects packed (``cachepacks``: what
+``add`` and ``fetch`` store inside ``packing()``); ``<root>/tmp/`` holds objects being
+written. An object is in the cache if either holds it.
 
 Contract: an object is visible under its final name only once its bytes are complete
 and hash to that name. Writers copy into ``tmp/`` while hashing, check the digest,
@@ -20,15 +22,19 @@ import os
 import re
 import secrets
 import shutil
+import stat as stat_mod
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from . import packfmt
+from .cachepacks import MAX_PACKED_MANIFEST, SMALL_BLOB, CachePacks
 from .digest import ALGORITHMS, DEFAULT_ALGORITHM, Digest
 from .errors import FileChanged, IntegrityError, ObjectsMissing, PointerError, StorageError, UnreadableFile
 from .fsutil import files_older_than, read_at_most, read_range
 from .hashing import CHUNK_SIZE, HashedFile, Hasher, digest_bytes, digest_manifest
 from .linking import reflink
+from .packfmt import KIND_BLOB, KIND_MANIFEST
 from .progress import NO_PROGRESS, Progress
 from .state import is_racy
 from .store import MANIFEST_SUFFIX, DirectBatch, ObjRef, check_bytes, read_each
@@ -70,6 +76,13 @@ class ObjectStore:
         # Hex digests, not Digest objects: at 200,000 objects that is 11 MB less held
         # between a pull's fetch and its checkout.
         self.verified: set[str] = set()
+        self.packs = CachePacks(self.root, self._mkstemp, self._store_loose)
+
+    def packing(self):
+        """A context in which small objects stored go into a pack, written when it
+        ends (docs/formats.md, "Cache packs"). Callers write what names the objects
+        (pointers) only after it ends."""
+        return self.packs.session()
 
     @property
     def where(self) -> str:
@@ -77,11 +90,17 @@ class ObjectStore:
 
     # -- the store contract (dataver/store.py) -------------------------------------
     def path(self, ref: ObjRef) -> str:
-        """The object's file (blobs are placed in the workspace from here)."""
-        return os.path.join(self.root, ref.relpath())
+        """The object's file if it has one; for a packed object, its pack (for
+        messages; ``read`` reads either)."""
+        loose = os.path.join(self.root, ref.relpath())
+        if not os.path.exists(loose):
+            found = self.packs._find(ref.digest, _kind(ref))
+            if found is not None and hasattr(found[0], "path"):
+                return f"{found[0].path} ({ref.kind} {ref.digest.hex})"
+        return loose
 
     def has(self, ref: ObjRef) -> bool:
-        return os.path.exists(self.path(ref))
+        return os.path.exists(os.path.join(self.root, ref.relpath())) or self.packs.holds(ref.digest, _kind(ref))
 
     def prepare_write(self) -> None:
         """Nothing to do: writes create the folders they need."""
@@ -108,21 +127,31 @@ class ObjectStore:
             self.add_verified_copy(path, ref.digest, hasher)
 
     def read(self, ref: ObjRef, start: int = 0, end: int | None = None) -> bytes:
+        loose = os.path.join(self.root, ref.relpath())
         try:
-            with open(self.path(ref), "rb") as f:
+            with open(loose, "rb") as f:
                 return read_range(f, start, end)
         except FileNotFoundError:
-            raise ObjectsMissing(f"{ref} is not in {self.where}") from None
+            data = self.packs.read(ref.digest, _kind(ref))
+            if data is None:
+                raise ObjectsMissing(f"{ref} is not in {self.where}") from None
+            return data[start:end]
         except OSError as e:
-            raise UnreadableFile(f"cannot read cache object {self.path(ref)}: {e.strerror}") from None
+            raise UnreadableFile(f"cannot read cache object {loose}: {e.strerror}") from None
+
+    def packed_bytes(self, ref: ObjRef) -> bytes | None:
+        """A packed object's bytes (unchecked), or None if it is not packed."""
+        return self.packs.read(ref.digest, _kind(ref))
 
     def get_file(self, ref: ObjRef, dest: str, have: Any = None) -> None:
         try:
-            shutil.copyfile(self.path(ref), dest)
+            shutil.copyfile(os.path.join(self.root, ref.relpath()), dest)
         except FileNotFoundError:
-            if not self.has(ref):
+            data = self.packs.read(ref.digest, _kind(ref))
+            if data is None:
                 raise ObjectsMissing(f"{ref} is not in {self.where}") from None
-            raise
+            with open(dest, "wb") as f:
+                f.write(data)
 
     def iter_objects(self) -> Iterator[tuple[ObjRef, int]]:
         for digest, is_manifest, path in self.iter_paths():
@@ -130,15 +159,18 @@ class ObjectStore:
                 yield ObjRef(digest, is_manifest), os.lstat(path).st_size
             except FileNotFoundError:
                 continue  # removed meanwhile (gc of another process holds the lock; a race at most)
+        for digest, kind, size in self.packs.iter_objects():
+            yield ObjRef(digest, kind == KIND_MANIFEST), size
 
     def delete(self, refs: Iterable[ObjRef]) -> None:
         refs = list(refs)
         if refs:
             self.new_generation()
         for ref in refs:
-            _unlink_quietly(self.path(ref))
+            _unlink_quietly(os.path.join(self.root, ref.relpath()))
             if not ref.manifest:
                 _unlink_quietly(self.map_path(ref.digest))
+        self.packs.drop({packfmt.entry_key(r.digest, _kind(r)) for r in refs})
 
     def generation(self) -> str:
         """Changes whenever an object is removed (``new_generation``): a subfolder's
@@ -199,18 +231,34 @@ class ObjectStore:
                     digest = Digest(algorithm, name)
                 except Exception:
                     continue
-                if self.has_blob(digest):
+                if os.path.exists(self.blob_path(digest)):  # mapped blobs (>= 1 MiB) are never packed
                     yield digest, os.path.join(base, name)
 
     # -- paths ----------------------------------------------------------------
     def blob_path(self, digest: Digest) -> str:
         return os.path.join(self.root, digest.relpath())
 
+    def blob_file(self, digest: Digest) -> str:
+        """The path of a file holding the blob: its own, or for a packed blob a copy
+        unpacked to its loose place (checked first) for callers that need a path."""
+        path = self.blob_path(digest)
+        if not os.path.exists(path):
+            data = self.packs.read(digest, KIND_BLOB)
+            if data is not None:
+                actual = digest_bytes(data, CHUNK_SIZE, digest.algorithm)
+                if actual != digest:
+                    raise IntegrityError(
+                        f"cache object {self.path(ObjRef(digest))} is corrupt (its bytes hash to {actual.short()})",
+                        "replace it from a remote: dataver fetch --repair",
+                    )
+                self._store_bytes(data, path)
+        return path
+
     def manifest_path(self, digest: Digest) -> str:
         return os.path.join(self.root, digest.relpath() + MANIFEST_SUFFIX)
 
     def has_blob(self, digest: Digest) -> bool:
-        return os.path.exists(self.blob_path(digest))
+        return os.path.exists(self.blob_path(digest)) or self.packs.holds(digest, KIND_BLOB)
 
     def blobs_present(self, digests: list[Digest]) -> set[Digest]:
         """Which of ``digests`` the store holds."""
@@ -225,18 +273,28 @@ class ObjectStore:
         holds. Many at once: one listing per fan-out folder involved (at most 256)
         instead of one stat per object."""
         base = os.path.join(self.root, algorithm)
+        self.packs.refresh()
         if len(hexes) < 512:
-            return {h for h in hexes if os.path.exists(os.path.join(base, h[:2], h[2:]))}
+            return {
+                h
+                for h in hexes
+                if os.path.exists(os.path.join(base, h[:2], h[2:])) or self.packs.holds(Digest(algorithm, h), KIND_BLOB)
+            }
         by_fan: dict[str, list[str]] = {}
         for h in hexes:
             by_fan.setdefault(h[:2], []).append(h)
         present: set[str] = set()
+        algorithm_id = packfmt.ALGORITHM_IDS[algorithm]
         for fan, wanted in by_fan.items():  # one folder's listing in memory at a time
             try:
                 names = set(os.listdir(os.path.join(base, fan)))
             except FileNotFoundError:
-                continue
-            present.update(h for h in wanted if h[2:] in names)
+                names = set()
+            rest = []
+            for h in wanted:
+                (present.add(h) if h[2:] in names else rest.append(h))
+            if rest:
+                present.update(r.hex() for r in self.packs.present([bytes.fromhex(h) for h in rest], algorithm_id))
         return present
 
     def count_held(self, hexes: Iterable[str], algorithm: str) -> int | None:
@@ -257,27 +315,33 @@ class ObjectStore:
                 return None
             by_fan.setdefault(raw[:1], []).append(raw[1:])
             count += 1
+        algorithm_id = packfmt.ALGORITHM_IDS.get(algorithm)
+        self.packs.refresh()
         for fan, wanted in by_fan.items():
             try:
                 names = os.listdir(os.path.join(base, fan.hex()))
             except FileNotFoundError:
-                return None
+                names = []
             have = set()
             for name in names:
                 try:
                     have.add(bytes.fromhex(name))
                 except ValueError:
                     continue  # a manifest (.manifest) or a stranger's file
-            if not all(w in have for w in wanted):
+            rest = [fan + w for w in wanted if w not in have]
+            if rest and (algorithm_id is None or len(set(self.packs.present(rest, algorithm_id))) != len(set(rest))):
                 return None
         return count
 
     def stamp(self, algorithm: str) -> str | None:
         """A value that changes whenever an ``algorithm`` object is added to or removed
         from the store: the count and newest mtime of its fan-out folders (a name added
-        or removed changes its folder's mtime). None while that mtime is too recent to
+        or removed changes its folder's mtime), and the packs folder's mtime. None while that mtime is too recent to
         tell a later change in the same clock tick (the stat cache's racy rule)."""
         base = os.path.join(self.root, algorithm)
+        packs = self.packs.stamp()
+        if packs is None:
+            return None
         try:
             newest, count = os.stat(base).st_mtime_ns, 0
             with os.scandir(base) as it:
@@ -285,12 +349,14 @@ class ObjectStore:
                     if e.is_dir(follow_symlinks=False):
                         newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
                         count += 1
+        except FileNotFoundError:
+            return f"0:0:{packs}" if packs != "-" else None
         except OSError:
             return None
-        return None if is_racy(newest, time.time_ns()) else f"{count}:{newest}"
+        return None if is_racy(newest, time.time_ns()) else f"{count}:{newest}:{packs}"
 
     def has_manifest(self, digest: Digest) -> bool:
-        return os.path.exists(self.manifest_path(digest))
+        return os.path.exists(self.manifest_path(digest)) or self.packs.holds(digest, KIND_MANIFEST)
 
     # -- writing ----------------------------------------------------------------
     @_writes_cache
@@ -303,8 +369,13 @@ class ObjectStore:
         moving the bytes through Python) followed by hashing the copy; for a small
         one, a single pass that hashes while it writes. Either way the object's name
         is the digest of the bytes actually stored, and a source that changed in the
-        meantime is refused (FileChanged).
+        meantime is refused (FileChanged). Inside ``packing()``, a file of at most
+        ``SMALL_BLOB`` bytes is read once, hashed and appended to the pack instead.
         """
+        if self.packs.active:
+            before = _stat_or_none(path)
+            if before is not None and before.st_size <= SMALL_BLOB and stat_mod.S_ISREG(before.st_mode):
+                return self._add_small(path, hasher, progress)
         fd_tmp, tmp = self._mkstemp()
         try:
             try:
@@ -341,6 +412,17 @@ class ObjectStore:
             _unlink_quietly(tmp)
             raise
 
+    def _add_small(self, path: str, hasher: Hasher, progress: Progress) -> HashedFile:
+        pieces: list[bytes] = []
+        hashed = hasher.hash_file(path, sink=lambda off, view: pieces.append(bytes(view)), progress=progress)
+        data = b"".join(pieces)
+        if len(data) <= SMALL_BLOB:
+            self.packs.put(hashed.digest, KIND_BLOB, data)
+        elif not os.path.exists(self.blob_path(hashed.digest)):  # it grew meanwhile (hash_file saw it whole)
+            self._store_bytes(data, self.blob_path(hashed.digest))
+        self.verified.add(hashed.digest.hex)
+        return hashed
+
     @_writes_cache
     def add_verified_copy(self, src: str, digest: Digest, hasher: Hasher, progress: Progress = NO_PROGRESS) -> None:
         """Copy ``src`` (e.g. a downloaded object) in, only if it hashes to ``digest``."""
@@ -370,7 +452,10 @@ class ObjectStore:
         actual = digest_bytes(data, chunk_size, digest.algorithm)
         if actual != digest:
             raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
-        self._store_bytes(data, self.blob_path(digest))
+        if self.packs.active and len(data) <= SMALL_BLOB:
+            self.packs.put(digest, KIND_BLOB, bytes(data))
+        else:
+            self._store_bytes(data, self.blob_path(digest))
         self.verified.add(digest.hex)
 
     def read_small_blob(self, digest: Digest, limit: int) -> bytes | None:
@@ -381,7 +466,10 @@ class ObjectStore:
             with open(path, "rb") as f:
                 data = read_at_most(f, limit)
         except FileNotFoundError:
-            raise ObjectsMissing(f"object {digest} is not in the cache ({path})") from None
+            packed = self.packs.read(digest, KIND_BLOB)
+            if packed is None:
+                raise ObjectsMissing(f"object {digest} is not in the cache ({path})") from None
+            data, path = packed, self.path(ObjRef(digest))
         except OSError as e:
             raise UnreadableFile(f"cannot read cache object {path}: {e.strerror}") from None
         if len(data) > limit:
@@ -402,8 +490,17 @@ class ObjectStore:
     @_writes_cache
     def _add_checked_manifest(self, data: bytes, digest: Digest) -> None:
         path = self.manifest_path(digest)
-        if not os.path.exists(path):
+        if self.packs.active and len(data) <= MAX_PACKED_MANIFEST:
+            if not os.path.exists(path):
+                self.packs.put(digest, KIND_MANIFEST, bytes(data))
+        elif not os.path.exists(path):
             self._store_bytes(data, path)
+
+    def _store_loose(self, digest: Digest, kind: int, data: bytes) -> None:
+        """A checked object as a file of its own (what a packing session does with few)."""
+        final = self.manifest_path(digest) if kind == KIND_MANIFEST else self.blob_path(digest)
+        if not os.path.exists(final):
+            self._store_bytes(data, final)
 
     def _store_bytes(self, data: bytes, final: str) -> None:
         """Write checked bytes to a temporary, make it read-only, give it its name."""
@@ -459,9 +556,13 @@ class ObjectStore:
                         "dataver reads manifests whole; split the folder into several tracked folders",
                     )
         except FileNotFoundError:
-            raise ObjectsMissing(
-                f"manifest {digest} is not in the cache", "fetch it from a remote (dataver pull), or re-add the folder"
-            ) from None
+            packed = self.packs.read(digest, KIND_MANIFEST)
+            if packed is None:
+                raise ObjectsMissing(
+                    f"manifest {digest} is not in the cache",
+                    "fetch it from a remote (dataver pull), or re-add the folder",
+                ) from None
+            data, path = packed, self.path(ObjRef(digest, manifest=True))
         if digest_manifest(data, digest.algorithm) != digest:
             raise IntegrityError(
                 f"cache object {path} is corrupt (its bytes do not hash to {digest.short()})",
@@ -469,9 +570,18 @@ class ObjectStore:
             )
         return data
 
-    def check_blob(self, digest: Digest, hasher: Hasher) -> bool:
-        """Re-hash a blob; False if its bytes do not match its name."""
-        return hasher.hash_file(self.blob_path(digest), algorithm=digest.algorithm).digest == digest
+    def check_blob(self, digest: Digest, hasher: Hasher, progress: Progress = NO_PROGRESS) -> bool:
+        """Re-hash a blob; False if its bytes do not match its name (or a pack
+        holding it cannot give them back)."""
+        if not os.path.exists(self.blob_path(digest)):
+            try:
+                data = self.packs.read(digest, KIND_BLOB)
+            except IntegrityError:
+                return False
+            if data is not None:
+                progress.advance(len(data))
+                return digest_bytes(data, hasher.chunk_size, digest.algorithm) == digest
+        return hasher.hash_file(self.blob_path(digest), progress=progress, algorithm=digest.algorithm).digest == digest
 
     def iter_paths(self) -> Iterator[tuple[Digest, bool, str]]:
         """Yield ``(digest, is_manifest, path)`` for every object in the store, under
@@ -715,3 +825,7 @@ def adopt(
     except BaseException:
         _unlink_quietly(tmp_path)
         raise
+
+
+def _kind(ref: ObjRef) -> int:
+    return KIND_MANIFEST if ref.manifest else KIND_BLOB

@@ -152,6 +152,8 @@ class Repo:
     def close(self) -> None:
         if "state" in self.__dict__:
             self.state.close()
+        if "cache" in self.__dict__:
+            self.cache.packs.close()
 
     # -- paths ----------------------------------------------------------------------
     def resolve(self, user_path: str) -> str:

@@ -234,7 +234,11 @@ def _send(
             if not ref.manifest and size <= hasher.chunk_size:
                 batch.put_bytes(ref, cache.read(ref))  # small blobs (most): one read serves check and upload
             else:
-                batch.put_file(ref, cache.path(ref), hasher)
+                packed = cache.packed_bytes(ref)  # a manifest may be packed in the cache
+                if packed is not None:
+                    batch.put_bytes(ref, packed)
+                else:
+                    batch.put_file(ref, cache.path(ref), hasher)
         except IntegrityError:
             raise IntegrityError(
                 f"cache object {cache.path(ref)} is corrupt (its bytes do not hash to {ref.digest.short()}); "

@@ -121,7 +121,7 @@ class RevisionView:
         cache = self.repo.cache
         if not cache.has_blob(info.digest):
             self._fetch(info)
-        path = cache.blob_path(info.digest)
+        path = cache.blob_file(info.digest)  # a packed object is unpacked (checked) for a path
         if verify and info.digest not in self._verified:
             with self.repo.hasher() as hasher:
                 if hasher.hash_file(path, algorithm=info.digest.algorithm).digest != info.digest:

@@ -169,3 +169,29 @@ def age(path: Path, seconds: float = 10.0) -> None:
     paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     for p in paths:
         os.utime(p, (t, t))
+
+
+def cached(repo: Path, digest, manifest: bool = False) -> bytes:
+    """An object's bytes from the repository's cache, loose or packed (the store reads
+    both: a folder of 1,024+ small files is packed, docs/formats.md "Cache packs")."""
+    from dataver.odb import ObjectStore
+    from dataver.store import ObjRef
+
+    store = ObjectStore(str(Path(repo) / ".dataver" / "cache"))
+    try:
+        return store.read(ObjRef(digest, manifest))
+    finally:
+        store.packs.close()
+
+
+def uncache(repo: Path, digest, manifest: bool = False) -> None:
+    """Remove one object from the repository's cache, loose or packed (a packed one's
+    pack is rewritten without it, as gc does)."""
+    from dataver.odb import ObjectStore
+    from dataver.store import ObjRef
+
+    store = ObjectStore(str(Path(repo) / ".dataver" / "cache"))
+    try:
+        store.delete([ObjRef(digest, manifest)])
+    finally:
+        store.packs.close()

@@ -79,8 +79,10 @@ from typing import Callable
 
 import pytest
 
-from dataver import pointer, tree
-from dataver.hashing import Hasher, digest_manifest
+from dataver import packfmt, pointer, tree
+from dataver.hashing import Hasher, digest_bytes, digest_manifest
+from dataver.odb import ObjectStore
+from dataver.store import ObjRef
 
 MiB = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -464,10 +466,10 @@ def check_cache(root: Path, hasher: Hasher, verified: set | None = None) -> int:
     ``verified`` remembers objects already hashed, by path, inode, size, mtime and
     ctime: a changed object changes its ctime, so only new or changed ones are hashed.
     """
+    n = check_packs(root, verified)
     base = root / ".dataver" / "cache" / "xxh3-128"
     if not base.exists():
-        return 0
-    n = 0
+        return n
     for fan in os.scandir(base):
         assert fan.is_dir(follow_symlinks=False), f"stray entry in the cache: {fan.path}"
         assert len(fan.name) == 2 and set(fan.name) <= HEX, f"stray folder in the cache: {fan.path}"
@@ -494,28 +496,66 @@ def check_cache(root: Path, hasher: Hasher, verified: set | None = None) -> int:
     return n
 
 
+def check_packs(root: Path, verified: set | None = None) -> int:
+    """Invariant 2 for cache packs: each pack under ``packs/`` is whole (named by the hash
+    of its bytes, read-only, its trailer checks, its entries in key order) and every
+    object in it hashes to its name. Returns the number of objects hashed."""
+    base = root / ".dataver" / "cache" / "packs"
+    if not base.exists():
+        return 0
+    n = 0
+    for entry in os.scandir(base):
+        path = entry.path
+        st = os.lstat(path)
+        key = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if verified is not None and key in verified:
+            continue
+        assert entry.name.endswith(".pack") and len(entry.name) == 37, f"stray file in the cache's packs: {path}"
+        assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o222 == 0, f"cache pack {path} is writable or no file"
+        raw = Path(path).read_bytes()
+        assert entry.name[:-5] == packfmt.object_id(raw), f"cache pack {path} is not what its name says: torn"
+        entries = packfmt.parse_trailer(raw, path, len(raw))
+        keys = [e.key() for e in entries]
+        assert keys == sorted(set(keys)), f"cache pack {path} has entries out of order"
+        for e in entries:
+            stored = raw[e.offset : e.offset + e.stored]
+            if e.kind == packfmt.KIND_MANIFEST:
+                from dataver.packstore import decompress
+
+                data = decompress(stored, e.size, path) if e.codec == packfmt.CODEC_ZSTD else stored
+                assert digest_manifest(data) == e.digest, f"cache pack {path} holds a bad manifest"
+                tree.check_object(data, path, "xxh3-128")
+            else:
+                assert digest_bytes(stored) == e.digest, f"cache pack {path} holds a bad blob {e.digest.short()}"
+            n += 1
+        if verified is not None:
+            verified.add(key)
+    return n
+
+
 def check_pointers(root: Path, allowed: dict[str, set[bytes | None]]) -> None:
     """Invariant 3: each pointer is absent or complete, as allowed, with its objects cached."""
-    cache = root / ".dataver" / "cache"
-    for name in POINTERS:
-        path = root / name
-        data = path.read_bytes() if path.exists() else None
-        assert data in allowed[name], f"{name} is {'absent' if data is None else 'unexpected: ' + data.decode()!r}"
-        if data is None:
-            continue
-        ptr = pointer.loads(data, name)
-        rel = ptr.digest.relpath()
-        if not ptr.is_dir:
-            assert (cache / rel).is_file(), f"{name} was written before its object"
-            continue
+    store = ObjectStore(str(root / ".dataver" / "cache"))  # loose and packed objects alike
+    try:
+        for name in POINTERS:
+            path = root / name
+            data = path.read_bytes() if path.exists() else None
+            assert data in allowed[name], f"{name} is {'absent' if data is None else 'unexpected: ' + data.decode()!r}"
+            if data is None:
+                continue
+            ptr = pointer.loads(data, name)
+            if not ptr.is_dir:
+                assert store.has_blob(ptr.digest), f"{name} was written before its object"
+                continue
 
-        def read(d, name=name):
-            mpath = cache / (d.relpath() + ".manifest")
-            assert mpath.is_file(), f"{name} was written before its manifest {d.short()} (a node, a piece or the top)"
-            return mpath.read_bytes()
+            def read(d, name=name):
+                assert store.has_manifest(d), f"{name} was written before its manifest {d.short()} (a node or the top)"
+                return store.read(ObjRef(d, manifest=True))
 
-        for entry in tree.walk(read, ptr.digest, name):  # every node of a folder tree
-            assert (cache / entry.digest.relpath()).is_file(), f"{name} lists {entry.path}, absent from the cache"
+            for entry in tree.walk(read, ptr.digest, name):  # every node of a folder tree
+                assert store.has_blob(entry.digest), f"{name} lists {entry.path}, absent from the cache"
+    finally:
+        store.packs.close()
 
 
 def check_gitignore(root: Path, complete: bool = False) -> None:

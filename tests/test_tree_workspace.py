@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import age, git_commit, write
+from conftest import age, cached, git_commit, uncache, write
 
 from dataver import manifest, tree
 from dataver.digest import DEFAULT_ALGORITHM
@@ -78,8 +78,7 @@ def test_re_add_after_changes_matches_a_fresh_hash(repo_dir, cli, by_parts):
     the stat cache make the same tree as hashing everything."""
     make_big(repo_dir / "data")
     assert cli("add", "data").code == 0
-    root = (repo_dir / ".dataver/cache" / pointer_digest(repo_dir).relpath()).with_suffix(".manifest")
-    assert root.read_bytes().startswith(b"dataver-tree 1 ")
+    assert cached(repo_dir, pointer_digest(repo_dir), manifest=True).startswith(b"dataver-tree 1 ")
     assert pointer_digest(repo_dir).hex == hashed(cli, repo_dir / "data")
     steps = [
         lambda d: write(d / "s1/f0007.txt", b"edited, longer\n"),
@@ -118,9 +117,7 @@ def test_status_of_an_unchanged_big_folder_is_one_line_unless_asked(repo_dir, cl
         repo.close()
     assert [(r.path, r.state, r.in_cache) for r in records] == [("data", "unchanged", True)]
     # an object gone from the cache: named file by file again
-    blob = repo_dir / ".dataver/cache" / digest_bytes(files["s1/f0002.txt"]).relpath()
-    os.chmod(blob, 0o644)
-    blob.unlink()
+    uncache(repo_dir, digest_bytes(files["s1/f0002.txt"]))
     r = cli("status")
     assert r.out.split() == ["unchanged:", "data/s1/f0002.txt", "(not", "in", "cache)"]
 
@@ -306,7 +303,5 @@ def test_count_held_names_every_blob_or_none(repo_dir, cli):
     assert cache.count_held([], DEFAULT_ALGORITHM) == 0
     assert cache.count_held(hexes + ["../" + hexes[0][3:]], DEFAULT_ALGORITHM) is None
     assert cache.count_held(hexes + [digest.hex], DEFAULT_ALGORITHM) is None  # a manifest is no blob
-    blob = repo_dir / ".dataver/cache" / digest_bytes(files["s1/f0002.txt"]).relpath()
-    os.chmod(blob, 0o644)
-    blob.unlink()
+    uncache(repo_dir, digest_bytes(files["s1/f0002.txt"]))
     assert cache.count_held(hexes, DEFAULT_ALGORITHM) is None

@@ -230,8 +230,13 @@ def cat_object(digest: str, manifest: bool = typer.Option(False, "--manifest")) 
     from ..store import ObjRef
 
     ref = ObjRef(_parse_digest(digest), manifest)
+    cache = Repo.find().cache
+    packed = cache.packed_bytes(ref)
+    if packed is not None:
+        sys.stdout.buffer.write(packed)
+        return
     try:
-        with open(Repo.find().cache.path(ref), "rb") as f:
+        with open(cache.path(ref), "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
     except FileNotFoundError:
         raise ObjectsMissing(f"object {ref.digest} is not in the cache") from None

@@ -8,6 +8,7 @@ exists, by an atomic rename. Copy and reflink modes leave workspace files untouc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as stat_mod
 from dataclasses import dataclass
@@ -104,10 +105,13 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Add
             f"move the pin with: dataver update {rel}.dv --rev REV; or delete {rel}.dv to track it as your own",
         )
     remove_temporaries(sibling_temporaries([target]))  # what a killed add or checkout left beside it
-    if os.path.isdir(target):
-        new, hashed = _add_folder(repo, target, rel, hasher, progress, old)
-    else:
-        new, hashed = _add_file(repo, target, rel, hasher, progress)
+    # Small objects go into a pack, written before the pointer is; not where the
+    # workspace is made of links to the cache (a link needs an object of its own).
+    with repo.cache.packing() if not _links_back(repo) else contextlib.nullcontext():
+        if os.path.isdir(target):
+            new, hashed = _add_folder(repo, target, rel, hasher, progress, old)
+        else:
+            new, hashed = _add_file(repo, target, rel, hasher, progress)
     if old is not None:
         kept = old.with_content(new.digest, new.size, new.files).extra  # less a lineage block gone stale
         new = Pointer(new.kind, new.digest, new.size, new.files, kept)
@@ -424,6 +428,8 @@ def _link_back(repo: Repo, path: str, digest: Digest, executable: bool) -> Hashe
     if kind not in ("hardlink", "symlink"):
         return None
     obj = repo.cache.blob_path(digest)
+    if not os.path.exists(obj):
+        return None  # a packed object: the file stays a copy (small files gain nothing from links)
     if kind == "symlink" and os.path.islink(path) and os.path.realpath(path) == os.path.realpath(obj):
         return None
     if kind == "hardlink" and not os.path.islink(path) and os.stat(path).st_ino == os.stat(obj).st_ino:

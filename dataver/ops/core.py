@@ -163,11 +163,10 @@ def verify(repo: Repo, paths: list[str] | None = None, progress: Progress = NO_P
     with repo.hasher() as hasher:
 
         def check(item: tuple[Digest, int, str], prog: Progress) -> Problem | None:
-            digest, _, rel = item
-            path = repo.cache.blob_path(digest)
-            if not os.path.exists(path):
+            digest, size, rel = item
+            if not repo.cache.has_blob(digest):
                 return Problem(rel, f"object {digest.short()} missing from the cache")
-            if hasher.hash_file(path, progress=prog, algorithm=digest.algorithm).digest != digest:
+            if not repo.cache.check_blob(digest, hasher, prog):
                 return Problem(rel, f"cache object {digest.short()} is corrupt")
             return None
 

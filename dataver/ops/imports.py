@@ -23,13 +23,14 @@ from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
 from ..gitscm import Git, clone_bare, find_git_root
 from ..hashing import Hasher
 from ..history import pointers_at
-from ..linking import place, temp_sibling
+from ..linking import place, place_bytes, temp_sibling
 from ..odb import ObjectStore, copy_verified
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import RemoteStore, open_remote, remote_names
 from ..repo import DATAVER_DIR, Repo
 from ..safepath import reserved_in
+from ..store import ObjRef, check_bytes
 from ..transfer import TransferResult, wanted_objects
 from ..transfer import fetch as fetch_objects
 from ..workspace import Tracked, load_tracked, manifest_entries, pointer_for, tracked_ancestor
@@ -243,6 +244,11 @@ def _materialize(cache: ObjectStore, t: Tracked, dest: str, hasher: Hasher) -> i
 
 def _copy_to(cache: ObjectStore, digest, dest: str, executable: bool, hasher: Hasher) -> None:
     """A plain, verified copy of an object at ``dest`` (temporary sibling, then rename)."""
+    data = None if os.path.exists(cache.blob_path(digest)) else cache.packed_bytes(ObjRef(digest))
+    if data is not None:  # a small packed object: checked, then written from its bytes
+        check_bytes(ObjRef(digest), data, cache.where)
+        place_bytes(data, dest, executable)
+        return
     place(
         cache.blob_path(digest), dest, ("copy",), executable, lambda src, tmp: copy_verified(src, digest, tmp, hasher)
     )

@@ -187,14 +187,13 @@ def _entries(repo: Repo, item: Item) -> list[Entry]:
 
 
 def _copy_blob(repo: Repo, digest: Digest, dest: str, display: str, executable: bool) -> None:
-    src = repo.cache.blob_path(digest)
-    if not os.path.exists(src):
+    if not repo.cache.has_blob(digest):
         raise ObjectsMissing(
             f"the input {display} ({digest.short()}) is in neither the cache nor the remote",
             "push it from where the run was recorded (dataver push), then try again",
         )
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    shutil.copyfile(src, dest)
+    repo.cache.get_file(ObjRef(digest), dest)
     os.chmod(dest, 0o755 if executable else 0o644)
 
 

@@ -79,7 +79,7 @@ def fetch(
 def _fetch_from(
     repo: Repo, remote: RemoteStore, tracked: list[Tracked], jobs: int | None, progress: Progress, repair: bool
 ) -> TransferResult:
-    with repo.hasher() as hasher:
+    with repo.hasher() as hasher, repo.cache.packing():  # small objects packed; the pack is written at the end
         if repair:
             _drop_corrupt_manifests(repo, tracked)
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
