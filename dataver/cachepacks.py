@@ -41,7 +41,7 @@ from .state import is_racy
 SMALL_BLOB = 16 * 1024  # blobs of at most this many bytes are packed (larger ones waste < 1/8 of a block)
 MAX_PACKED_MANIFEST = 4 * 1024 * 1024  # a larger manifest stays a file of its own
 PACK_BYTES = 128 * 1024 * 1024  # a pack is closed when its body reaches this size...
-PACK_OBJECTS = 131_072  # ...or this many objects (what a writer holds: ~200 bytes each)
+PACK_OBJECTS = 32_768  # ...or this many objects (a writer holds ~300 bytes for each: ~10 MB)
 PACK_MIN = 1024  # a session that stores fewer small objects leaves them loose (as git does)
 EARLY_BYTES = 16 * 1024 * 1024  # ...held in memory until then, at most this much
 MERGE_OVER = 16  # more small packs than this (each under a quarter of both bounds) are merged into one
