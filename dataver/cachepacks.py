@@ -255,9 +255,7 @@ class CachePacks:
         """Store checked bytes in the pack being written (inside a session)."""
         stored, codec = data, CODEC_RAW
         if kind == KIND_MANIFEST:
-            from .packstore import compress
-
-            packed = compress(data)
+            packed = packfmt.compress(data)
             if len(packed) < len(data):
                 stored, codec = packed, CODEC_ZSTD
         with self._lock:
@@ -414,9 +412,7 @@ class CachePacks:
         if len(stored) != e.stored:
             raise IntegrityError(f"{what} is cut short")
         if e.codec == CODEC_ZSTD:
-            from .packstore import decompress
-
-            return decompress(stored, e.size, what)
+            return packfmt.decompress(stored, e.size, what)
         return stored
 
     def present(self, raws: Iterable[bytes], algorithm_id: int, kind: int = KIND_BLOB) -> Iterator[bytes]:
@@ -464,9 +460,7 @@ class CachePacks:
                 try:
                     stored = pack.read(e)
                     if e.codec == CODEC_ZSTD:
-                        from .packstore import decompress
-
-                        out.append((e.digest, e.kind, decompress(stored, e.size, path)))
+                        out.append((e.digest, e.kind, packfmt.decompress(stored, e.size, path)))
                     else:
                         out.append((e.digest, e.kind, stored))
                 except IntegrityError as err:

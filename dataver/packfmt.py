@@ -27,6 +27,7 @@ the file's size and its chunks in order::
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -364,3 +365,23 @@ def check_index(data: bytes, where: str) -> tuple[memoryview, list[bytes]]:
     if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
         raise IntegrityError(f"{where} is not sorted")
     return body, keys
+
+
+# -- compression (zstd, imported on first use) ---------------------------------------
+def compress(data: bytes, level: int = 3) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def decompress(stored: bytes, size: int, where: str) -> bytes:
+    import zstandard
+
+    try:  # a stream read at most one byte past the size: a frame cannot inflate further
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored)) as reader:
+            out = reader.read(size + 1)
+    except zstandard.ZstdError:
+        raise IntegrityError(f"{where} does not decompress") from None
+    if len(out) != size:
+        raise IntegrityError(f"{where} decompresses to {len(out)} bytes, not {size}")
+    return out

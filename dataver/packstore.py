@@ -25,7 +25,6 @@ the reader reload the index once and read the object from where it is now.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
@@ -40,7 +39,19 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 from . import malloc, packfmt
 from .digest import Digest, get_algorithm
 from .errors import DataverError, IntegrityError, LockTimeout, ObjectsMissing, RemoteError
-from .packfmt import CODEC_RAW, CODEC_ZSTD, KIND_BLOB, KIND_CHUNK, KIND_MANIFEST, KIND_MAP, Entry, PackBuilder, Record
+from .packfmt import (
+    CODEC_RAW,
+    CODEC_ZSTD,
+    KIND_BLOB,
+    KIND_CHUNK,
+    KIND_MANIFEST,
+    KIND_MAP,
+    Entry,
+    PackBuilder,
+    Record,
+    compress,
+    decompress,
+)
 from .store import ObjRef, check_bytes
 
 MARKER = "dataver.json"
@@ -487,12 +498,6 @@ def _stale(doc: dict) -> bool:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def compress(data: bytes, level: int = 3) -> bytes:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=level).compress(data)
-
-
 PROBE = 4096  # a chunk is compressed only if its first bytes compress (random data does not)
 
 
@@ -507,19 +512,6 @@ def encode_chunk(data: bytes) -> tuple[bytes, int]:
     if len(packed) <= len(data) * 0.9:
         return packed, CODEC_ZSTD
     return data, CODEC_RAW
-
-
-def decompress(stored: bytes, size: int, where: str) -> bytes:
-    import zstandard
-
-    try:  # a stream read at most one byte past the size: a frame cannot inflate further
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored)) as reader:
-            out = reader.read(size + 1)
-    except zstandard.ZstdError:
-        raise IntegrityError(f"{where} does not decompress") from None
-    if len(out) != size:
-        raise IntegrityError(f"{where} decompresses to {len(out)} bytes, not {size}")
-    return out
 
 
 class PackWriter:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dataver import packfmt
 from dataver.digest import get_algorithm
-from dataver.packstore import decompress
+from dataver.packfmt import decompress
 
 OBJECT_KEY = re.compile(r"(xxh3-128|blake3)/([0-9a-f]{2})/([0-9a-f]+?)(\.manifest)?")
 FORMAT_FILE = re.compile(r"dataver\.json|packs/[0-9a-f]{32}\.pack|index/[0-9a-f]{32}\.idx")

@@ -520,9 +520,7 @@ def check_packs(root: Path, verified: set | None = None) -> int:
         for e in entries:
             stored = raw[e.offset : e.offset + e.stored]
             if e.kind == packfmt.KIND_MANIFEST:
-                from dataver.packstore import decompress
-
-                data = decompress(stored, e.size, path) if e.codec == packfmt.CODEC_ZSTD else stored
+                data = packfmt.decompress(stored, e.size, path) if e.codec == packfmt.CODEC_ZSTD else stored
                 assert digest_manifest(data) == e.digest, f"cache pack {path} holds a bad manifest"
                 tree.check_object(data, path, "xxh3-128")
             else:

@@ -39,8 +39,10 @@ from dataver.packfmt import (
     RECORD_SIZE,
     PackBuilder,
     Record,
+    compress,
+    decompress,
 )
-from dataver.packstore import Marker, compress, decompress
+from dataver.packstore import Marker
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "formats.md"
 
