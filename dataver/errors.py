@@ -131,18 +131,38 @@ class Unrestored(NamedTuple):
     manifest: bool = False  # a folder's manifest, not a file's content
 
 
-EXIT_CODES: dict[str, int] = {
-    "success": 0,
-    "check failed / differences found": CheckFailed.exit_code,
-    "usage error (bad option or argument)": 2,
-    "repository or configuration error": RepoError.exit_code,
-    "bad path (outside the repo, missing, tracked by git, unreadable, symlink loop)": PathError.exit_code,
-    "malformed or hostile pointer file or manifest": PointerError.exit_code,
-    "refused: would lose workspace changes (use --force)": WouldLoseData.exit_code,
-    "objects missing from the cache or remote": ObjectsMissing.exit_code,
-    "integrity error (bytes do not match digest, file changed while hashed)": IntegrityError.exit_code,
-    "remote error": RemoteError.exit_code,
-    "lock held by another process (timed out)": LockTimeout.exit_code,
-    "cannot write (disk full, permissions, read-only filesystem)": StorageError.exit_code,
-    "interrupted (Ctrl-C)": 130,
+# The one table of exit codes: code -> (what ``dataver --help`` says, what docs/commands.md
+# says; its table starts each line with this text, tests/test_exported_members.py checks).
+EXIT_CODES: dict[int, tuple[str, str]] = {
+    0: ("ok", "success"),
+    CheckFailed.exit_code: ("verify found differences", "check failed / differences found"),
+    2: ("usage", "usage error (bad option or argument)"),
+    RepoError.exit_code: ("repository/config", "repository or configuration error"),
+    PathError.exit_code: (
+        "bad path",
+        "bad path (outside the repo, missing, tracked by git, unreadable, symlink loop)",
+    ),
+    PointerError.exit_code: ("bad pointer/manifest", "malformed or hostile pointer file or manifest"),
+    WouldLoseData.exit_code: (
+        "refused: would lose data (use --force/--yes)",
+        "refused: would lose workspace changes",
+    ),
+    ObjectsMissing.exit_code: ("objects missing", "objects missing from the cache or remote"),
+    IntegrityError.exit_code: (
+        "integrity (corrupt object, file changed while hashed)",
+        "integrity error (bytes do not match digest, file changed while hashed)",
+    ),
+    RemoteError.exit_code: ("remote", "remote error"),
+    LockTimeout.exit_code: ("lock timeout", "lock held by another process (timed out)"),
+    StorageError.exit_code: (
+        "cannot write (disk full, permissions)",
+        "cannot write (disk full, permissions, read-only filesystem)",
+    ),
+    130: ("interrupted", "interrupted (Ctrl-C)"),
 }
+
+
+def exit_codes_help() -> str:
+    """The exit-code line of ``dataver --help``, from ``EXIT_CODES``."""
+    codes = "; ".join(f"{code} {short}" for code, (short, _) in sorted(EXIT_CODES.items()))
+    return f"Exit codes: {codes}; run/reproduce: a failing command's own code."

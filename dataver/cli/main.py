@@ -12,7 +12,7 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import DataverError
+from ..errors import DataverError, exit_codes_help
 
 try:  # typer >= 0.26 vendors click and raises its own exception classes
     from typer._click import exceptions as _click_exceptions
@@ -23,12 +23,7 @@ _EXIT: tuple[type[BaseException], ...] = (_click_exceptions.Exit, typer.Exit)
 _ABORT: tuple[type[BaseException], ...] = (_click_exceptions.Abort, typer.Abort, KeyboardInterrupt)
 _CLICK_ERRORS: tuple[type[BaseException], ...] = (_click_exceptions.ClickException,)
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 verify found differences; 2 usage; 3 repository/config; 4 bad path; "
-    "5 bad pointer/manifest; 6 refused: would lose data (use --force/--yes); 7 objects missing; "
-    "8 integrity (corrupt object, file changed while hashed); 9 remote; 10 lock timeout; "
-    "11 cannot write (disk full, permissions); 130 interrupted; run/reproduce: a failing command's own code."
-)
+EXIT_CODES_HELP = exit_codes_help()  # from the one table, errors.EXIT_CODES
 
 app = typer.Typer(
     name="dataver",
