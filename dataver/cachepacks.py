@@ -138,14 +138,19 @@ class _Bucket:
 
 class _Writer:
     """The pack being written: its body goes to a temporary file as objects come, its
-    entries stay in memory (by key, so an object put twice is stored once)."""
+    entries stay in memory as their 48 trailer bytes (no Python object per object: a
+    dict of entries cost ~330 bytes each and left the heap fragmented). Only manifests
+    are indexed (``entries``), for a fetch that reads a node it has just stored; an
+    object put twice is stored twice and listed once (the trailer drops repeats)."""
 
     def __init__(self, fd: int, tmp: str):
         self.fd, self.tmp = fd, tmp
         self.hash = xxhash.xxh3_128()
         self.at = 0
         self._write(PACK_MAGIC)
-        self.entries: dict[bytes, Entry] = {}
+        self.records = bytearray()
+        self.count = 0
+        self.entries: dict[bytes, Entry] = {}  # manifests only
 
     def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -157,19 +162,34 @@ class _Writer:
 
     def add(self, digest: Digest, kind: int, stored: bytes, size: int, codec: int) -> None:
         key = packfmt.entry_key(digest, kind)
-        if key not in self.entries:
-            self.entries[key] = Entry(digest, kind, codec, self.at, len(stored), size)
-            self._write(stored)
+        if key in self.entries:
+            return
+        e = Entry(digest, kind, codec, self.at, len(stored), size)
+        if kind != KIND_BLOB:
+            self.entries[key] = e
+        self.records += packfmt.entry_bytes(e)
+        self.count += 1
+        self._write(stored)
+
+    @property
+    def unindexed(self) -> int:
+        """How many objects written here a look-up cannot see (blobs)."""
+        return self.count - len(self.entries)
 
     def full(self) -> bool:
-        return self.at >= PACK_BYTES or len(self.entries) >= PACK_OBJECTS
+        return self.at >= PACK_BYTES or self.count >= PACK_OBJECTS
 
     def read(self, e: Entry) -> bytes:
         return _pread(self.fd, e.stored, e.offset, self.tmp)
 
     def finish(self) -> str:
-        """Write the trailer (entries in key order); the pack's id."""
-        self._write(packfmt.encode_trailer([self.entries[k] for k in sorted(self.entries)]))
+        """Write the trailer (entries in key order, each key once); the pack's id."""
+        raw = self.records
+        self.records = bytearray()
+        ordered = sorted((bytes(raw[i : i + ENTRY_SIZE]) for i in range(0, len(raw), ENTRY_SIZE)), key=_record_key)
+        del raw
+        unique = [r for i, r in enumerate(ordered) if i == 0 or _record_key(r) != _record_key(ordered[i - 1])]
+        self._write(packfmt.trailer_of(unique))
         os.fchmod(self.fd, 0o444)
         os.close(self.fd)
         self.fd = -1
@@ -288,7 +308,7 @@ class CachePacks:
                 for key, e in held.entries.items():
                     self._loose(e.digest, e.kind, held.data[key][0])
             writer, self._writer = self._writer, None
-            if writer is None or not writer.entries:
+            if writer is None or not writer.count:
                 if writer is not None:
                     writer.abandon()
                 return
@@ -405,7 +425,13 @@ class CachePacks:
         holds it. IntegrityError if its stored bytes cannot be turned back."""
         found = self._find(digest, kind)
         if found is None:
-            return None
+            with self._lock:
+                if self._writer is None or not self._writer.unindexed:
+                    return None
+                self.flush()  # a blob stored moments ago is listed only once its pack is written
+            found = self._find(digest, kind)
+            if found is None:
+                return None
         where, e = found
         stored = where.read(e)
         what = f"{'manifest' if kind == KIND_MANIFEST else 'blob'} {digest.short()} in cache pack {_name(where)}"
@@ -426,7 +452,7 @@ class CachePacks:
         if not raws or not self._loaded() and not pending:
             return
         tag = bytes((kind, algorithm_id))
-        keys = self._bucket(raws[0][0]).keys(meta_of(kind, algorithm_id)) if self._loaded() else set()
+        keys = self._bucket_keys(raws[0][0], meta_of(kind, algorithm_id))
         for raw in raws:
             if raw.ljust(32, b"\0") + tag in pending:
                 yield raw
@@ -435,6 +461,23 @@ class CachePacks:
                     yield raw
             elif self.holds(_digest(raw, algorithm_id), kind):
                 yield raw
+
+    def _bucket_keys(self, first: int, meta: int) -> set[tuple[int, int]]:
+        """The digest halves of every packed object starting with the byte ``first``, as
+        a set made for one bulk query and dropped after it: a whole folder's check then
+        holds one byte's objects at a time, not a table of all of them."""
+        with self._lock:
+            built = self._buckets.get(first)
+        if built is not None:
+            return built.keys(meta)
+        keys: set[tuple[int, int]] = set()
+        for pack in self._loaded():
+            lo, hi = pack.span(first)
+            if lo < hi:
+                keys.update(
+                    (h, low) for h, low, k, a in _KEY.iter_unpack(pack.raw_entries(lo, hi)) if meta_of(k, a) == meta
+                )
+        return keys
 
     # -- listing, removing ------------------------------------------------------------
     def iter_objects(self) -> Iterator[tuple[Digest, int, int]]:
@@ -542,6 +585,10 @@ class CachePacks:
                 p.close()
             self._packs = None
             self._buckets.clear()
+
+
+def _record_key(raw: bytes) -> bytes:
+    return packfmt.record_key(raw)
 
 
 def _digest(raw: bytes, algorithm_id: int) -> Digest:

@@ -167,8 +167,18 @@ class PackBuilder:
 
 def encode_trailer(entries: Sequence[Entry]) -> bytes:
     """What ends a pack: its entries in the order given, n, the check, the end magic."""
-    trailer = b"".join(_pack_entry(e) for e in entries) + struct.pack("<I", len(entries))
+    return trailer_of([_pack_entry(e) for e in entries])
+
+
+def trailer_of(raw_entries: Sequence[bytes]) -> bytes:
+    """``encode_trailer`` for entries already packed (48 bytes each, ``entry_bytes``)."""
+    trailer = b"".join(raw_entries) + struct.pack("<I", len(raw_entries))
     return trailer + struct.pack("<Q", xxhash.xxh3_64_intdigest(trailer)) + PACK_END
+
+
+def entry_bytes(e: Entry) -> bytes:
+    """An entry as the 48 bytes a trailer holds."""
+    return _pack_entry(e)
 
 
 def unpack_entry(raw: bytes | memoryview, where: str) -> Entry:
