@@ -356,7 +356,9 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
                 done.replaced += 1
             st = os.stat(a.path)
             assert a.digest is not None
-            recorder.add(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable))
+            recorder.add(
+                HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable, st.st_ctime_ns)
+            )
     progress.close()
     recorder.flush()
     return done

@@ -115,6 +115,7 @@ class HashedFile:
     inode: int
     mtime_ns: int
     executable: bool
+    ctime_ns: int  # with inode, size and mtime, what the stat cache matches on
 
 
 class Hasher:
@@ -208,7 +209,9 @@ class Hasher:
             os.close(fd)
         if (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
             raise FileChanged(f"{path} changed while it was being hashed", "re-run when nothing writes to it")
-        return HashedFile(path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100))
+        return HashedFile(
+            path, digest, size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100), before.st_ctime_ns
+        )
 
     def hash_growing(
         self,

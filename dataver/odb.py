@@ -393,7 +393,13 @@ class ObjectStore:
                             f"{path} changed while it was being added", "re-run when nothing writes to it"
                         )
                     hashed = HashedFile(
-                        path, digest, before.st_size, before.st_ino, before.st_mtime_ns, bool(before.st_mode & 0o100)
+                        path,
+                        digest,
+                        before.st_size,
+                        before.st_ino,
+                        before.st_mtime_ns,
+                        bool(before.st_mode & 0o100),
+                        before.st_ctime_ns,
                     )
                 else:
                     hashed = hasher.hash_file(

@@ -1,10 +1,12 @@
-"""The stat cache: (algorithm, path, inode, size, mtime_ns) -> digest, in sqlite.
+"""The stat cache: (algorithm, path, inode, size, mtime_ns, ctime_ns) -> digest, in sqlite.
 
 Rows are keyed by hash algorithm as well as path: a repository that switched
 ``core.hash`` asks for the digest under the algorithm it compares with, and never
 gets one of another algorithm (which would read as "modified", or worse, be written
 into a pointer of the wrong kind). It lets status and re-add of unchanged files cost a ``stat`` instead of a read. An
-entry is trusted only when all four values still match. Entries for files modified
+entry is trusted only when inode, size, mtime and ctime all still match: the ctime
+because a tool can set the mtime back after an in-place edit of the same size
+(``cp -p``, ``rsync -t``) but nothing sets the ctime back (git's ``core.trustctime``). Entries for files modified
 within ``RACY_WINDOW_NS`` of being recorded are not stored: a same-size write in the
 same timestamp tick would otherwise go unseen (git's "racily clean" problem). A
 damaged database is deleted and rebuilt, never trusted. ``NullState`` is the twin
@@ -24,13 +26,13 @@ from .hashing import HashedFile
 
 RACY_WINDOW_NS = 100_000_000  # above the timestamp tick of ext4, xfs, btrfs, tmpfs
 COARSE_RACY_WINDOW_NS = 2_000_000_000  # mtimes in whole milliseconds or coarser (FAT, HFS+, some NFS)
-# Version 2 added the algorithm column. A database of another version is a cache
-# like any other: its tables are dropped and made again (PRAGMA user_version).
-SCHEMA_VERSION = 2
+# Version 2 added the algorithm column, 3 the ctime. A database of another version is a
+# cache like any other: its tables are dropped and made again (PRAGMA user_version).
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     algorithm TEXT NOT NULL, path TEXT NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (algorithm, path)
+    mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (algorithm, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS folders (
     algorithm TEXT NOT NULL, path TEXT NOT NULL, fingerprint TEXT NOT NULL, manifest TEXT NOT NULL,
@@ -53,12 +55,12 @@ _PRESENCE_TABLE = """
 CREATE TABLE IF NOT EXISTS presence (manifest TEXT PRIMARY KEY, stamp TEXT NOT NULL) WITHOUT ROWID
 """
 
-Key = tuple[int, int, int]  # inode, size, mtime_ns
+Key = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
 PUT_BATCH = 5000  # rows per transaction when files are recorded as they go (StatRecorder)
 
 
 class FileStat(NamedTuple):
-    """The four ``stat`` fields dataver compares, named as in ``os.stat_result`` so
+    """The ``stat`` fields dataver compares, named as in ``os.stat_result`` so
     either can be passed where a stat is compared. A folder scan stores them as
     columns (``workspace.ScanFiles``) and hands these out on demand."""
 
@@ -66,6 +68,7 @@ class FileStat(NamedTuple):
     st_size: int
     st_mtime_ns: int
     st_mode: int
+    st_ctime_ns: int
 
 
 Stat = os.stat_result | FileStat
@@ -171,20 +174,20 @@ class State(NullState):
         self._db = self._open()
 
     def rows_under(self, prefix: str, algorithm: str) -> Iterator[tuple[str, Key, str]]:
-        """``(path, (inode, size, mtime_ns), hex)`` of every ``algorithm`` entry under
+        """``(path, (inode, size, mtime_ns, ctime_ns), hex)`` of every ``algorithm`` entry under
         folder ``prefix``, in path order, streamed from one query (raises sqlite3.DatabaseError)."""
         lo = prefix + "/"
         hi = prefix + "0"  # '0' sorts right after '/'
         cursor = self._db.execute(
-            "SELECT path, inode, size, mtime_ns, digest FROM files"
+            "SELECT path, inode, size, mtime_ns, ctime_ns, digest FROM files"
             " WHERE algorithm = ? AND path >= ? AND path < ? ORDER BY path",
             (algorithm, lo, hi),
         )
-        for p, i, s, m, d in cursor:
-            yield p, (i, s, m), d
+        for p, i, s, m, c, d in cursor:
+            yield p, (i, s, m, c), d
 
     def recorded_under(self, prefix: str, algorithm: str) -> Generator[tuple[str, Key, str], None, None]:
-        """``(name relative to folder prefix, (inode, size, mtime_ns), hex)`` of its
+        """``(name relative to folder prefix, (inode, size, mtime_ns, ctime_ns), hex)`` of its
         entries with a well-formed digest, in name order (code-point order, as in a
         manifest), for callers that merge them with a manifest instead of collecting
         them. A damaged database ends the stream early and is rebuilt: rows already
@@ -200,7 +203,7 @@ class State(NullState):
 
     def known_under(self, prefix: str, files: Mapping[str, Stat], algorithm: str) -> dict[str, Digest]:
         """The recorded digests of ``files`` (named relative to folder ``prefix``) whose
-        inode, size and mtime still match. Rows are matched as they stream out of
+        inode, size, mtime and ctime still match. Rows are matched as they stream out of
         sqlite, so a 200,000-file folder never holds all its rows in memory."""
         cut = len(prefix) + 1
         length = ALGORITHMS[algorithm].hex_length
@@ -209,7 +212,7 @@ class State(NullState):
             for path, key, hex_ in self.rows_under(prefix, algorithm):
                 name = path[cut:]
                 st = files.get(name)
-                if st is not None and key == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(hex_, length):
+                if st is not None and key == stat_key(st) and _is_hex(hex_, length):
                     known[name] = Digest(algorithm, hex_)
         except sqlite3.DatabaseError:
             self._rebuild()
@@ -226,27 +229,24 @@ class State(NullState):
             batch = {f"{prefix}/{n}": n for n in names[i : i + 500]}
             marks = ", ".join("?" * len(batch))
             rows = self._query(
-                f"SELECT path, inode, size, mtime_ns, digest FROM files WHERE algorithm = ? AND path IN ({marks})",
+                f"SELECT path, inode, size, mtime_ns, ctime_ns, digest FROM files"
+                f" WHERE algorithm = ? AND path IN ({marks})",
                 (algorithm, *batch),
             )
-            for path, ino, size, mtime, hex_ in rows:
+            for path, ino, size, mtime, ctime, hex_ in rows:
                 name = batch[path]
-                st = files[name]
-                if (ino, size, mtime) == (st.st_ino, st.st_size, st.st_mtime_ns) and _is_hex(hex_, length):
+                if (ino, size, mtime, ctime) == stat_key(files[name]) and _is_hex(hex_, length):
                     known[name] = Digest(algorithm, hex_)
         return known
 
     def get(self, path: str, st: Stat, algorithm: str) -> Digest | None:
         """The file's recorded ``algorithm`` digest, if its stat still matches."""
         rows = self._query(
-            "SELECT inode, size, mtime_ns, digest FROM files WHERE algorithm = ? AND path = ?", (algorithm, path)
+            "SELECT inode, size, mtime_ns, ctime_ns, digest FROM files WHERE algorithm = ? AND path = ?",
+            (algorithm, path),
         )
-        if (
-            rows
-            and rows[0][:3] == (st.st_ino, st.st_size, st.st_mtime_ns)
-            and _is_hex(rows[0][3], ALGORITHMS[algorithm].hex_length)
-        ):
-            return Digest(algorithm, rows[0][3])
+        if rows and rows[0][:4] == stat_key(st) and _is_hex(rows[0][4], ALGORITHMS[algorithm].hex_length):
+            return Digest(algorithm, rows[0][4])
         return None
 
     def put_many(self, root: str, hashed: Iterable[HashedFile]) -> None:
@@ -257,13 +257,13 @@ class State(NullState):
         for h in hashed:
             if not is_racy(h.mtime_ns, now):
                 rel = os.path.relpath(h.path, root).replace(os.sep, "/")
-                rows.append((h.digest.algorithm, rel, h.inode, h.size, h.mtime_ns, h.digest.hex))
+                rows.append((h.digest.algorithm, rel, h.inode, h.size, h.mtime_ns, h.ctime_ns, h.digest.hex))
         if not rows:
             return
         try:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.DatabaseError:
             self._rebuild()
 
@@ -340,6 +340,11 @@ class State(NullState):
 
     def close(self) -> None:
         self._db.close()
+
+
+def stat_key(st: Stat) -> Key:
+    """What a stat-cache row is matched on: inode, size, mtime, ctime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def is_racy(mtime_ns: int, now_ns: int) -> bool:

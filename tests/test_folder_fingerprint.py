@@ -11,6 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from conftest import age, make_tree, write
 
 from dataver.digest import Digest
@@ -131,7 +132,7 @@ def test_racy_files_are_not_vouched_for(repo_dir, cli):
     assert _status(cli)[f"data/{rel}"]["state"] == "modified"
 
 
-def test_fingerprint_covers_name_size_mtime_inode_and_mode(tmp_path):
+def test_fingerprint_covers_name_size_mtime_ctime_inode_and_mode(tmp_path):
     folder = tmp_path / "f"
     write(folder / "a", b"12345")
     write(folder / "sub" / "b", b"x")
@@ -145,18 +146,20 @@ def test_fingerprint_covers_name_size_mtime_inode_and_mode(tmp_path):
     base = fp()
     assert fp() == base
     st = os.stat(folder / "a")
+    time.sleep(0.02)  # past the kernel's coarse clock tick: each change gets a new ctime
     os.utime(folder / "a", ns=(st.st_atime_ns, st.st_mtime_ns - 1))
-    assert fp() != base
-    os.utime(folder / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert fp() == base
+    moved = fp()
+    assert moved != base
+    time.sleep(0.02)
+    os.utime(folder / "a", ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime back, not the ctime
+    back = fp()
+    assert back not in (base, moved)  # an edit hidden by restoring the mtime still shows
+    time.sleep(0.02)
     os.chmod(folder / "a", 0o755)
-    assert fp() != base
-    os.chmod(folder / "a", st.st_mode & 0o777)
-    assert fp() == base
+    assert fp() != back
+    base = fp()
     os.rename(folder / "sub" / "b", folder / "sub" / "c")
     assert fp() != base
-    os.rename(folder / "sub" / "c", folder / "sub" / "b")
-    assert fp() == base
     copy = folder / "a.new"
     write(copy, b"12345")
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -188,7 +191,7 @@ def test_fingerprint_is_the_documented_digest(tmp_path):
         sts = [os.stat(folder / n) for n in names]
         data = "\n".join(names).encode() + b"\0"
         data += array.array("Q", [v for s in sts for v in (s.st_ino, s.st_size, s.st_mode)]).tobytes()
-        data += array.array("q", [s.st_mtime_ns for s in sts]).tobytes()
+        data += array.array("q", [v for s in sts for v in (s.st_mtime_ns, s.st_ctime_ns)]).tobytes()
         return xxhash.xxh3_128_digest(data, seed=seed)
 
     def fingerprint(folder: Path) -> str:
@@ -209,9 +212,9 @@ def test_fingerprint_is_the_documented_digest(tmp_path):
 
 def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli):
     """Without a fingerprint, status walks the manifest and the stat-cache rows side by
-    side in path order. A "stat-clean" edit (same size, inode and mtime) is what only a
-    used row can hide, so every such file reported unchanged proves its row was found;
-    the names sort differently as bytes, naively and by component ("a-b" < "a/b")."""
+    side in path order. A row whose digest was changed behind the file's back is what
+    only a used row can show, so every such file reported modified proves its row was
+    found; the names sort differently as bytes, naively and by component ("a-b" < "a/b")."""
     names = ["a-b", "a/b", "a/c d", "a0", "é.bin", "z", "zz/é/x", "Z"]
     for i, n in enumerate(names):
         write(repo_dir / "data" / n, f"content {i}\n")
@@ -221,14 +224,10 @@ def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli)
     assert cli("add", "data").code == 0
     db = sqlite3.connect(repo_dir / ".dataver" / "state.db")
     db.execute("DELETE FROM folders")  # no fingerprint: the per-file path
+    for n in names:  # the row still matches the file's stat, but names other bytes
+        db.execute("UPDATE files SET digest = ? WHERE path = ?", ("ab" * 16, f"data/{n}"))
     db.commit()
     db.close()
-    for i, n in enumerate(names):  # same size, same inode, same mtime, other bytes
-        p = repo_dir / "data" / n
-        st = os.stat(p)
-        with open(p, "r+b") as f:
-            f.write(f"CONTENT {i}\n".encode())
-        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.chmod(repo_dir / "data" / "edited", 0o644)
     (repo_dir / "data" / "edited").write_bytes(b"9876543210")  # same size, new mtime: hashed
     age(repo_dir / "data" / "edited", 5)
@@ -236,7 +235,7 @@ def test_per_file_status_merges_stat_cache_rows_in_manifest_order(repo_dir, cli)
     write(repo_dir / "data" / "a/new", b"new")
     got = {path: rec["state"] for path, rec in _status(cli).items()}
     assert got == {
-        **{f"data/{n}": "unchanged" for n in names},
+        **{f"data/{n}": "modified" for n in names},
         "data/edited": "modified",
         "data/gone": "deleted",
         "data/a/new": "added",
@@ -253,8 +252,38 @@ def test_scan_files_mapping_matches_os_stat(tmp_path):
     assert sorted(files) == ["a", "sub/é b"] and len(files) == 2 and "a" in files and "b" not in files
     for rel, st in files.items():
         real = os.stat(folder / rel)
-        assert st == (real.st_ino, real.st_size, real.st_mtime_ns, real.st_mode)
-        assert (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode) == tuple(files[rel])
+        assert st == (real.st_ino, real.st_size, real.st_mtime_ns, real.st_mode, real.st_ctime_ns)
+        assert (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_ctime_ns) == tuple(files[rel])
     assert files.get("missing") is None
     assert files.keys() - {"a"} == {"sub/é b"}
     assert [st.st_size for st in files.values()] == [files[rel].st_size for rel in files]
+
+
+@pytest.mark.parametrize("fingerprints", [True, False])
+def test_status_sees_an_in_place_edit_whose_mtime_was_set_back(repo_dir, cli, fingerprints):
+    """An edit of the same size whose mtime a tool put back (``cp -p``, ``rsync -t``):
+    inode, size and mtime all match the stat cache, the ctime does not (issue 14, defect
+    13; git's core.trustctime). Status names it, for a tracked folder (with and without
+    its fingerprint) and a tracked file."""
+    write(repo_dir / "data" / "a.csv", b"id\n1\n")
+    write(repo_dir / "data" / "b.csv", b"id\n2\n")
+    write(repo_dir / "one.csv", b"x,y\n")
+    age(repo_dir)
+    assert cli("add", "data", "one.csv").code == 0
+    assert cli("status").out == ""
+    if not fingerprints:
+        db = sqlite3.connect(repo_dir / ".dataver" / "state.db")
+        db.execute("DELETE FROM folders")
+        db.commit()
+        db.close()
+    for p, new in ((repo_dir / "data" / "a.csv", b"ID\n1\n"), (repo_dir / "one.csv", b"X,Y\n")):
+        st = os.stat(p)
+        time.sleep(0.02)  # a ctime the kernel's coarse clock can tell from the recorded one
+        with open(p, "r+b") as f:
+            f.write(new)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        after = os.stat(p)
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    got = {path: rec["state"] for path, rec in _status(cli).items() if rec["state"] != "unchanged"}
+    assert got == {"data/a.csv": "modified", "one.csv": "modified"}
+    assert cli("verify").code == 1

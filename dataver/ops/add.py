@@ -407,7 +407,7 @@ def _cache_holds(repo: Repo, digest: Digest, algorithm: str, rel: str) -> int | 
 
 
 def _same_stat(h: HashedFile, st: FileStat) -> bool:
-    return (h.inode, h.size, h.mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    return (h.inode, h.size, h.mtime_ns, h.ctime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _is_pointer_file(path: str) -> bool:
@@ -436,4 +436,4 @@ def _link_back(repo: Repo, path: str, digest: Digest, executable: bool) -> Hashe
         return None
     linking.place(obj, path, repo.link_types, executable)
     st = os.stat(path)
-    return HashedFile(path, digest, st.st_size, st.st_ino, st.st_mtime_ns, executable)
+    return HashedFile(path, digest, st.st_size, st.st_ino, st.st_mtime_ns, executable, st.st_ctime_ns)
