@@ -1,5 +1,3 @@
-import sys
+from dataver.cli.main import main_exit
 
-from dataver.cli.main import main
-
-sys.exit(main())
+main_exit()

@@ -88,6 +88,49 @@ def redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url)
 
 
+# fsspec protocols whose URL names a host, bucket or container before the first "/"
+_NEEDS_HOST = frozenset(
+    "s3 s3a gs gcs az abfs abfss adl oss http https ftp sftp ssh smb webdav webhdfs hdfs oci tos tosfs".split()
+)
+# fsspec protocols that are no place to keep objects (wrappers, archives, read-only views)
+_NOT_A_STORE = frozenset(
+    "dataver dvc cached blockcache filecache simplecache reference zip tar libarchive data generic "
+    "git github gist dir async_wrapper asyncwrapper dask jupyter jlab pyscript root wandb".split()
+)
+
+
+def check_url(url: str) -> str | None:
+    """Refuse a remote URL that cannot work (ConfigError): empty, an unknown protocol, a
+    network protocol with no host or bucket, a wrapper or archive protocol. A folder
+    path is fine. Returns a note when the protocol needs a package not installed here."""
+    shown = redact(url)
+    if not url.strip():
+        raise ConfigError("a remote URL cannot be empty", "give a folder path or a URL such as s3://BUCKET/PREFIX")
+    if "://" not in url:
+        return None  # a folder path (relative ones are taken from the repository root)
+    scheme, rest = url.split("://", 1)
+    scheme = scheme.lower()
+    example = "a folder path, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, or another fsspec URL"
+    if scheme in ("file", "local"):
+        if not rest.strip("/"):
+            raise ConfigError(f"remote URL {shown!r} names no folder", "e.g. file:///srv/dataver-store")
+        return None
+    if scheme in _NOT_A_STORE:
+        raise ConfigError(f"remote URL {shown!r}: {scheme}:// cannot hold a remote's objects", f"use {example}")
+    import fsspec
+
+    note = None
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except ValueError:
+        raise ConfigError(f"remote URL {shown!r}: unknown protocol {scheme!r}", f"use {example}") from None
+    except ImportError as e:
+        note = f"{scheme}:// needs a package not installed here: {e}"
+    if scheme in _NEEDS_HOST and not rest.split("/", 1)[0].split("@")[-1]:
+        raise ConfigError(f"remote URL {shown!r} names no host or bucket", f"e.g. {scheme}://HOST-OR-BUCKET/PATH")
+    return note
+
+
 def ref_from_name(fan: str, name: str, algorithm: str | None = None) -> ObjRef | None:
     """The object a remote file ``<algorithm>/<fan>/<name>`` holds (default algorithm:
     xxh3-128), or None if it is not one of ours (gc must never delete what it cannot name)."""
@@ -138,6 +181,12 @@ def open_remote(config: Config, name: str | None, repo_root: str | None = None) 
             f"known remotes: {', '.join(remote_names(config)) or 'none'}; add one with dataver remote add",
         )
     url = options["url"]
+    try:
+        check_url(url)  # a committed config may name a URL no remote add would take
+    except ConfigError as e:
+        raise ConfigError(
+            f"remote {name!r}: {e.message}", f"fix it: dataver remote modify {name} url NEW-URL ({e.hint})"
+        ) from None
     path = url[len("file://") :] if url.startswith("file://") else url if "://" not in url else None
     relative = path is not None and not os.path.isabs(os.path.expanduser(path))
     if relative and repo_root is not None:

@@ -457,3 +457,49 @@ def test_a_mistyped_command_gets_one_suggestion(tmp_path):
     assert r.stderr.count("Did you mean") == 1 and "'checkout'" in r.stderr, r.stderr
     r = cli_proc("zzzz", cwd=tmp_path)
     assert r.returncode == 2 and "No such command 'zzzz'." in r.stderr and "Did you mean" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("ftp://", "names no host or bucket"),
+        ("s3://", "names no host or bucket"),
+        ("https:///x", "names no host or bucket"),
+        ("nosuch://bucket/p", "unknown protocol 'nosuch'"),
+        ("zip://a.zip", "cannot hold a remote's objects"),
+        ("file://", "names no folder"),
+        ("", "cannot be empty"),
+    ],
+)
+def test_remote_add_refuses_a_url_that_cannot_work(repo_dir, cli, url, says):
+    """issue 14, defect 3: checked at remote add and remote modify, not at the first push."""
+    r = cli("remote", "add", "bad", url)
+    assert r.code == 3 and says in r.err, r.err
+    assert "bad" not in cli("remote", "list").out
+    assert cli("remote", "add", "ok", "s3://bucket/prefix").code == 0
+    r = cli("remote", "modify", "ok", "url", url)
+    assert r.code == 3 and says in r.err
+    assert "s3://bucket/prefix" in cli("remote", "list").out
+
+
+def test_a_bad_url_in_a_committed_config_is_one_error_line(repo_dir):
+    """A stranger's config can hold what remote add refuses: push names the remote and
+    the fix, exit 3, and no library teardown traceback reaches the terminal."""
+    with open(repo_dir / ".dataver" / "config", "a") as f:
+        f.write('[remote "evil"]\nurl = ftp://\n')
+    write(repo_dir / "a.txt", "a")
+    assert cli_proc("add", "a.txt", cwd=repo_dir).returncode == 0
+    r = cli_proc("push", "-r", "evil", cwd=repo_dir)
+    assert r.returncode == 3
+    assert r.stderr.splitlines()[0] == "error: remote 'evil': remote URL 'ftp://' names no host or bucket"
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    assert "dataver remote modify evil url" in r.stderr
+
+
+def test_remote_add_of_a_protocol_whose_package_is_missing_says_so(repo_dir, cli):
+    import importlib.util
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed here: nothing is missing to report")
+    r = cli("remote", "add", "g", "gs://bucket/p")
+    assert r.code == 0 and "gcsfs" in r.err

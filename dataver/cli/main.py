@@ -7,6 +7,7 @@ This is the one place where exceptions become messages: a ``DataverError`` print
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -88,5 +89,14 @@ def _one_suggestion(e: BaseException) -> None:
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and ``python -m dataver``)."""
+    sys.unraisablehook = _quiet_teardown
     sys.exit(main())
+
+
+def _quiet_teardown(unraisable) -> None:  # type: ignore[no-untyped-def]
+    """An exception in a library's ``__del__`` or finalizer (fsspec's filesystems tear
+    down their event loop after an error) is no news to a user who already got one
+    ``error:`` line: shown only with DATAVER_DEBUG=1."""
+    if os.environ.get("DATAVER_DEBUG"):
+        sys.__unraisablehook__(unraisable)

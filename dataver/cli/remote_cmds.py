@@ -33,10 +33,11 @@ def remote_add(
 ) -> None:
     """Add a remote. Relative folder paths are taken from the repository root."""
     from ..errors import ConfigError
-    from ..remotes import check_name, redact, remote_names, section_name
+    from ..remotes import check_name, check_url, redact, remote_names, section_name
 
     repo = _repo()
     check_name(name)
+    missing_package = check_url(url)
     if name in remote_names(repo.config) and not force:
         raise ConfigError(f"remote {name!r} already exists", "use --force to replace it, or remote modify")
     if redact(url) != url:
@@ -49,6 +50,8 @@ def remote_add(
     if default:
         repo.config.set("core.remote", name, local)
     note(f"remote {name} -> {url}" + (" (default)" if default else ""))
+    if missing_package:
+        note(f"note: {missing_package}; install it before the first push")
 
 
 @remote.command("list")
@@ -100,11 +103,17 @@ def remote_modify(
 ) -> None:
     """Set a remote's option. Credentials go to config.local only (--local)."""
     from ..errors import ConfigError
-    from ..remotes import SECRET_KEYS, remote_names, section_name
+    from ..remotes import SECRET_KEYS, check_url, remote_names, section_name
 
     repo = _repo()
     if name not in remote_names(repo.config):
         raise ConfigError(f"no remote named {name!r}", "add it first: dataver remote add NAME URL")
+    if key == "url" and unset:
+        raise ConfigError("a remote needs its url", f"remove the remote instead: dataver remote remove {name}")
+    if key == "url" and value is not None:
+        missing_package = check_url(value)
+        if missing_package:
+            note(f"note: {missing_package}; install it before the first push")
     if key in SECRET_KEYS and not local and not unset:
         raise ConfigError(
             f"{key} is a credential and would be committed with .dataver/config",
