@@ -11,9 +11,7 @@ def test_package_exports():
     # the whole exception tree, each named in the package docstring's tree
     import dataver.errors as mod
 
-    tree = sorted(
-        n for n, c in vars(mod).items() if isinstance(c, type) and issubclass(c, mod.DataverError)
-    )
+    tree = sorted(n for n, c in vars(mod).items() if isinstance(c, type) and issubclass(c, mod.DataverError))
     assert errors == tree
     for name in errors:
         assert getattr(dataver, name) is getattr(mod, name)
