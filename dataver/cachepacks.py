@@ -12,7 +12,8 @@ objects appear: a writer killed before it leaves a temporary, never part of a pa
 A cache pack's entries are sorted by key. A reader finds an object by the first byte
 of its digest: that byte's range of each pack's trailer (``_Pack.firsts``, one byte
 per object, is all it keeps of a pack until asked), merged across packs into one
-sorted table per byte (``_Bucket``: 22 bytes per object), built on first use.
+sorted table per byte and kind (``_Bucket``: 22 bytes per object), built on first use;
+a bulk check of a whole folder builds one byte's key set at a time and drops it.
 
 A reader keeps a file descriptor per pack: a pack that another process merges or
 rewrites away (its live objects are in the new pack first) stays readable to it.
@@ -105,35 +106,40 @@ class _Pack:
 
 
 class _Bucket:
-    """Every packed object whose digest starts with one byte, sorted: the digest's two
-    first 8-byte halves, kind and algorithm, and where it is (pack number, entry)."""
+    """The packed objects of one kind and algorithm (``meta``) whose digest starts with
+    one byte, sorted: the digest's first two 8-byte halves, and where each is (pack
+    number, entry). One kind at a time: reading the few manifests of a tree does not
+    build a table of the million blobs beside them."""
 
-    __slots__ = ("his", "los", "metas", "packs", "index")
+    __slots__ = ("his", "los", "packs", "index")
 
-    def __init__(self, packs: list[_Pack], first: int):
+    def __init__(self, packs: list[_Pack], first: int, meta: int):
         rows = []
         for p, pack in enumerate(packs):
             lo, hi = pack.span(first)
             if lo < hi:
                 raw = pack.raw_entries(lo, hi)
-                rows += [(h, low, meta_of(k, a), p, i) for i, (h, low, k, a) in enumerate(_KEY.iter_unpack(raw), lo)]
+                rows += [
+                    (h, low, p, i)
+                    for i, (h, low, k, a) in enumerate(_KEY.iter_unpack(raw), lo)
+                    if meta_of(k, a) == meta
+                ]
         rows.sort()
         self.his = array("Q", (r[0] for r in rows))
         self.los = array("Q", (r[1] for r in rows))
-        self.metas = array("B", (r[2] for r in rows))
-        self.packs = array("H", (r[3] for r in rows))
-        self.index = array("I", (r[4] for r in rows))
+        self.packs = array("H", (r[2] for r in rows))
+        self.index = array("I", (r[3] for r in rows))
 
-    def find(self, hi: int, lo: int, meta: int) -> Iterator[tuple[int, int]]:
-        """(pack number, entry) of each row with these halves and meta."""
+    def find(self, hi: int, lo: int) -> Iterator[tuple[int, int]]:
+        """(pack number, entry) of each row with these halves."""
         i = bisect.bisect_left(self.his, hi)
         while i < len(self.his) and self.his[i] == hi:
-            if self.los[i] == lo and self.metas[i] == meta:
+            if self.los[i] == lo:
                 yield self.packs[i], self.index[i]
             i += 1
 
-    def keys(self, meta: int) -> set[tuple[int, int]]:
-        return {(h, low) for h, low, m in zip(self.his, self.los, self.metas, strict=True) if m == meta}
+    def keys(self) -> set[tuple[int, int]]:
+        return set(zip(self.his, self.los, strict=True))
 
 
 class _Writer:
@@ -239,7 +245,7 @@ class CachePacks:
         self._lock = threading.RLock()
         self._packs: list[_Pack] | None = None
         self._listed: int | None = None  # the packs folder's mtime when listed
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[tuple[int, int], _Bucket] = {}  # (first byte, meta) -> table
         self._writer: _Writer | None = None
         self._depth = 0
 
@@ -385,12 +391,12 @@ class CachePacks:
                 self._packs = None
                 self._load()
 
-    def _bucket(self, first: int) -> _Bucket:
+    def _bucket(self, first: int, meta: int) -> _Bucket:
         packs = self._loaded()
         with self._lock:
-            b = self._buckets.get(first)
+            b = self._buckets.get((first, meta))
             if b is None:
-                b = self._buckets[first] = _Bucket(packs, first)
+                b = self._buckets[first, meta] = _Bucket(packs, first, meta)
             return b
 
     def _find(self, digest: Digest, kind: int) -> tuple[_Pack | _Writer | _Held, Entry] | None:
@@ -402,7 +408,7 @@ class CachePacks:
         raw = key[:32]
         hi, lo = struct.unpack(">QQ", raw[:16])
         packs = self._loaded()
-        for p, i in self._bucket(raw[0]).find(hi, lo, meta_of(kind, key[33])):
+        for p, i in self._bucket(raw[0], meta_of(kind, key[33])).find(hi, lo):
             e = packs[p].entry(i)
             if packfmt.entry_key(e.digest, e.kind) == key:
                 return packs[p], e
@@ -418,7 +424,7 @@ class CachePacks:
         if not self._loaded():
             return False
         hi, lo = struct.unpack(">QQ", key[:16])
-        return next(self._bucket(key[0]).find(hi, lo, meta_of(kind, key[33])), None) is not None
+        return next(self._bucket(key[0], meta_of(kind, key[33])).find(hi, lo), None) is not None
 
     def read(self, digest: Digest, kind: int) -> bytes | None:
         """The object's bytes (not checked against its digest), or None if no pack
@@ -467,9 +473,9 @@ class CachePacks:
         a set made for one bulk query and dropped after it: a whole folder's check then
         holds one byte's objects at a time, not a table of all of them."""
         with self._lock:
-            built = self._buckets.get(first)
+            built = self._buckets.get((first, meta))
         if built is not None:
-            return built.keys(meta)
+            return built.keys()
         keys: set[tuple[int, int]] = set()
         for pack in self._loaded():
             lo, hi = pack.span(first)

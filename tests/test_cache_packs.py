@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import test_crash
 from conftest import age, cached, git_commit, uncache, write
 from test_store import corrupt
 
@@ -225,6 +226,52 @@ def test_an_add_killed_while_packing_leaves_no_pack_and_the_rerun_completes(repo
     shutil.rmtree(repo_dir / "data")
     assert cli("checkout").code == 0
     assert read_tree(repo_dir / "data") == files
+
+
+@pytest.mark.skipif(test_crash.strace() is None, reason="needs strace to kill at a file-system call")
+def test_gc_killed_while_rewriting_packs_keeps_what_it_keeps(repo_dir, cli, tmp_path):
+    """SIGKILL a gc that rewrites packs at its first, middle and last pack write, rename
+    and unlink (strace, as the crash harness does): every pack left is whole, every object
+    the workspace needs is still there, and a re-run of gc finishes the job."""
+    old = make_small(repo_dir / "data", tag="v1 ")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v1")
+    shutil.rmtree(repo_dir / "data")
+    new = make_small(repo_dir / "data", tag="v2 ")
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v2")
+    template = tmp_path / "template"
+    shutil.copytree(repo_dir, template, symlinks=True)
+    args = ("gc", "--yes", "--not-pushed-too")
+    counts = test_crash.count_syscalls(repo_dir, args)
+    kills = 0
+    for call in ("pwrite64", "rename", "unlink"):
+        n = counts.get(call, 0)
+        for at in sorted({1, (n + 1) // 2, n} - {0}):
+            shutil.rmtree(repo_dir)
+            shutil.copytree(template, repo_dir, symlinks=True)
+            os.chdir(repo_dir)  # the old one was removed under this process
+            kills += test_crash.run_and_kill_at(repo_dir, args, call, at)
+            test_crash.check_packs(repo_dir)
+            store = ObjectStore(str(repo_dir / ".dataver/cache"))
+            try:
+                assert all(store.has_blob(digest_bytes(b)) for b in new.values()), (call, at)
+                assert store.has_manifest(pointer_digest(repo_dir))
+            finally:
+                store.packs.close()
+            r = subprocess.run([sys.executable, "-m", "dataver", *args], cwd=repo_dir, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            test_crash.check_packs(repo_dir)
+            store = ObjectStore(str(repo_dir / ".dataver/cache"))
+            try:
+                assert not any(store.has_blob(digest_bytes(b)) for b in old.values())
+            finally:
+                store.packs.close()
+    assert kills >= 5  # most points were reached (a re-run needs no rewrite and ends sooner)
+    shutil.rmtree(repo_dir / "data")
+    assert cli("checkout").code == 0
+    assert read_tree(repo_dir / "data") == new
 
 
 def test_cache_pack_vector():

@@ -599,13 +599,13 @@ WATCH_FROM = 0.6  # look for a run's first change once it has used this share of
 # one of them is where a missing temporary-file-and-rename step would show.
 TRAP_SYSCALLS = (
     "rename,renameat,renameat2,link,linkat,symlink,symlinkat,unlink,unlinkat,mkdir,mkdirat,rmdir,"
-    "chmod,fchmod,fchmodat,write"
+    "chmod,fchmod,fchmodat,write,pwrite64"
 )
 # Kernel copies that fill a file (a cache temporary; a workspace file if someone wrote it
 # in place): samples kill at them too, the seeded kills only at TRAP_SYSCALLS.
 COPY_SYSCALLS = ("copy_file_range", "sendfile")
 # The calls that publish and fill files: a sample kills at the first and the last of each.
-PUBLISH_SYSCALLS = frozenset({"rename", "renameat", "renameat2", "write"})
+PUBLISH_SYSCALLS = frozenset({"rename", "renameat", "renameat2", "write", "pwrite64"})  # pwrite64: a pack's body
 SAMPLE_MOMENTS = 8  # without strace, a sample's kills at evenly spaced moments (times inner + 1)
 
 
