@@ -448,9 +448,10 @@ class CachePacks:
         return stored
 
     def present(self, raws: Iterable[bytes], algorithm_id: int, kind: int = KIND_BLOB) -> Iterator[bytes]:
-        """Which of ``raws`` (digests as bytes, all starting with one byte) are packed:
-        the bucket's keys as a set, then one look-up each (a 16-byte digest is the
-        whole key; a longer one is confirmed from its entry)."""
+        """Which of ``raws`` (whole digests as bytes, of one algorithm, all starting with
+        one byte) are packed: that byte's digests as a set of bytes, made for this query
+        and dropped after it (a whole folder's check holds one byte's objects at a time),
+        then one set look-up each."""
         raws = list(raws)
         with self._lock:
             pending = set(self._writer.entries) if self._writer is not None else set()
@@ -458,32 +459,20 @@ class CachePacks:
         if not raws or not self._loaded() and not pending:
             return
         tag = bytes((kind, algorithm_id))
-        keys = self._bucket_keys(raws[0][0], meta_of(kind, algorithm_id))
-        for raw in raws:
-            if raw.ljust(32, b"\0") + tag in pending:
-                yield raw
-            elif len(raw) == 16:
-                if struct.unpack(">QQ", raw) in keys:
-                    yield raw
-            elif self.holds(_digest(raw, algorithm_id), kind):
-                yield raw
-
-    def _bucket_keys(self, first: int, meta: int) -> set[tuple[int, int]]:
-        """The digest halves of every packed object starting with the byte ``first``, as
-        a set made for one bulk query and dropped after it: a whole folder's check then
-        holds one byte's objects at a time, not a table of all of them."""
-        with self._lock:
-            built = self._buckets.get((first, meta))
-        if built is not None:
-            return built.keys()
-        keys: set[tuple[int, int]] = set()
+        width = len(raws[0])
+        keys: set[bytes] = set()
         for pack in self._loaded():
-            lo, hi = pack.span(first)
+            lo, hi = pack.span(raws[0][0])
             if lo < hi:
+                rec = pack.raw_entries(lo, hi)
                 keys.update(
-                    (h, low) for h, low, k, a in _KEY.iter_unpack(pack.raw_entries(lo, hi)) if meta_of(k, a) == meta
+                    rec[i : i + width]
+                    for i in range(0, len(rec), ENTRY_SIZE)
+                    if rec[i + 32] == kind and rec[i + 34] == algorithm_id
                 )
-        return keys
+        for raw in raws:
+            if raw in keys or raw.ljust(32, b"\0") + tag in pending:
+                yield raw
 
     # -- listing, removing ------------------------------------------------------------
     def iter_objects(self) -> Iterator[tuple[Digest, int, int]]:
