@@ -294,7 +294,10 @@ def test_state_round_trip(tmp_path, hasher):
     under = _recorded(s, "data")
     assert sorted(under) == ["data/a", "data/sub/b"]
     st_a, st_b = os.stat(paths[0]), os.stat(paths[1])
-    assert under["data/a"] == ((st_a.st_ino, st_a.st_size, st_a.st_mtime_ns), hashed[paths[0]].digest.hex)
+    assert under["data/a"] == (
+        (st_a.st_ino, st_a.st_size, st_a.st_mtime_ns, st_a.st_ctime_ns),
+        hashed[paths[0]].digest.hex,
+    )
     assert s.known_under("data", {"a": st_a, "sub/b": st_b, "c": st_b}, A) == {
         "a": hashed[paths[0]].digest,
         "sub/b": hashed[paths[1]].digest,
@@ -361,7 +364,7 @@ def test_state_racy_window_by_mtime_resolution(tmp_path, hasher):
     assert sorted(recorded) == ["d/coarse-5s", "d/fine-half-s"]
     for n in ("coarse-5s", "fine-half-s"):
         h = base[str(root / "d" / n)]
-        assert recorded[f"d/{n}"] == ((h.inode, h.size, mtimes[n]), h.digest.hex)
+        assert recorded[f"d/{n}"] == ((h.inode, h.size, mtimes[n], h.ctime_ns), h.digest.hex)
     s.close()
 
 
