@@ -35,6 +35,7 @@ class Walk:
 
     unknown: list[Unrestored] = field(default_factory=list)  # folders whose manifest we lack (or got corrupt)
     manifests_fetched: int = 0  # manifests downloaded to expand folders
+    manifest_bytes: int = 0  # and their bytes (a manifest's size is known only once it is read)
 
 
 def needed(
@@ -72,6 +73,7 @@ def needed(
                 walk.unknown.append(_corrupt_on(source, t.rel, mref))
                 continue
             walk.manifests_fetched += 1
+            walk.manifest_bytes += len(cache.read(mref))
         yield from _folder_objects(cache, t, walk, source, hasher)
 
 
@@ -142,6 +144,7 @@ def _fetch_nodes(
                 return
             if walk is not None:
                 walk.manifests_fetched += 1
+                walk.manifest_bytes += len(data)
 
     source.read_many(refs, sink, max(1, hasher.jobs))
     if problem:
@@ -228,6 +231,8 @@ def _send(
     hasher: Hasher,
     result: TransferResult,
 ) -> None:
+    manifest_sizes: list[int] = []  # a manifest's size is known once it is read
+
     def send(ref: ObjRef) -> None:
         size = wanted.refs[ref][0]
         try:
@@ -239,6 +244,8 @@ def _send(
                     batch.put_bytes(ref, packed)
                 else:
                     batch.put_file(ref, cache.path(ref), hasher)
+                if ref.manifest:
+                    manifest_sizes.append(len(packed) if packed is not None else os.path.getsize(cache.path(ref)))
         except IntegrityError:
             raise IntegrityError(
                 f"cache object {cache.path(ref)} is corrupt (its bytes do not hash to {ref.digest.short()}); "
@@ -256,7 +263,7 @@ def _send(
         groups = [[r for r in to_send if r not in planned], *groups]
     _run_in_order(to_send, send, jobs, wanted, progress, "uploading", groups)
     result.transferred = len(to_send)
-    result.nbytes = sum(wanted.refs[r][0] for r in to_send)
+    result.nbytes = sum(wanted.refs[r][0] for r in to_send) + sum(manifest_sizes)
 
 
 def fetch(
@@ -271,6 +278,7 @@ def fetch(
     to_get = cache.missing(known)
     result.present = len(known) - len(to_get)
     failed: dict[ObjRef, Unrestored] = {}  # filled in by the download threads
+    got: list[int] = []  # the sizes of the manifests stored (unknown until read)
 
     def stored(ref: ObjRef) -> None:
         progress.advance(wanted.refs[ref][0], 1)
@@ -295,6 +303,8 @@ def fetch(
             except IntegrityError:
                 failed[ref] = _corrupt_on(remote, display, ref)
                 return
+            if ref.manifest:
+                got.append(len(data))
             stored(ref)
 
     have = LocalChunks(cache)  # chunks of cached files, for objects stored chunked
@@ -327,7 +337,7 @@ def fetch(
     result.failed = sorted(result.failed + list(failed.values()), key=lambda u: u.path)
     result.transferred = len(to_get) - len(failed) + wanted.manifests_fetched
     result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
-    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in failed)
+    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in failed) + wanted.manifest_bytes + sum(got)
     return result
 
 

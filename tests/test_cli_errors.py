@@ -503,3 +503,29 @@ def test_remote_add_of_a_protocol_whose_package_is_missing_says_so(repo_dir, cli
         pytest.skip("gcsfs is installed here: nothing is missing to report")
     r = cli("remote", "add", "g", "gs://bucket/p")
     assert r.code == 0 and "gcsfs" in r.err
+
+
+def test_transfer_byte_counts_include_manifests(repo_dir, cli, tmp_path):
+    """issue 14, defect 8: push, a resumed push and fetch count a manifest's bytes; on a
+    loose remote the counts equal the remote's files."""
+    make_tree(repo_dir / "data", n_files=12)
+    assert cli("add", "data").code == 0
+    remote = tmp_path / "remote"
+    assert cli("remote", "add", "-d", "store", str(remote)).code == 0
+    assert cli("remote", "modify", "store", "layout", "loose").code == 0
+    git_commit(repo_dir, "v1")
+    r = cli("push", "--json")
+    assert r.code == 0, r.err
+    on_remote = {p: p.stat().st_size for p in remote.rglob("*") if p.is_file()}
+    assert json.loads(r.out)["bytes"] == sum(on_remote.values())
+    (manifest,) = [p for p in on_remote if p.name.endswith(".manifest")]
+    os.chmod(manifest, 0o644)
+    manifest.unlink()  # a push killed before its manifest: the re-run sends it alone
+    r = cli("push")
+    assert r.code == 0
+    assert r.err.startswith(f"pushed 1 object(s) ({on_remote[manifest]} B)"), r.err
+    clone = tmp_path / "clone"
+    pygit2.clone_repository(str(repo_dir), str(clone))
+    r = cli("fetch", "--json", cwd=clone)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["bytes"] == sum(on_remote.values())
