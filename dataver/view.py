@@ -34,6 +34,8 @@ class RevisionView:
         self.rev = rev
         self._tracked: dict[str, Tracked] = {t.rel: t for t in tracked_for(repo, rev, None)}
         self._folders: dict[str, dict[str, FileInfo]] = {}
+        # per tracked folder: each folder inside it -> {name: (kind, size)}, built once
+        self._dirs: dict[str, dict[str, dict[str, tuple[str, int]]]] = {}
         self._verified: set[Digest] = set()
         self._remote: Store | None | bool = False  # False: not opened yet
 
@@ -56,6 +58,26 @@ class RevisionView:
                 for e in folder_entries(self.repo, t, self.remote)
             }
         return self._folders[t.rel]
+
+    def _index(self, t: Tracked) -> dict[str, dict[str, tuple[str, int]]]:
+        """The folders inside tracked folder ``t`` (its own path included), each with its
+        entries: made in one pass over the manifest, so ``listdir`` and ``is_dir`` cost
+        a dict look-up instead of a pass over every file (fsspec's ``du``/``find`` call
+        them once per folder)."""
+        dirs = self._dirs.get(t.rel)
+        if dirs is None:
+            dirs = {t.rel: {}}
+            for full, f in self._folder(t).items():
+                parent, _, name = full.rpartition("/")
+                known = parent in dirs
+                dirs.setdefault(parent, {})[name] = ("file", f.size)
+                while not known and parent != t.rel:  # a new folder: link it to its parents
+                    up, _, sub = parent.rpartition("/")
+                    known = up in dirs
+                    dirs.setdefault(up, {})[sub] = ("directory", 0)
+                    parent = up
+            self._dirs[t.rel] = dirs
+        return dirs
 
     def file(self, path: str) -> FileInfo:
         path = _norm(path)
@@ -93,9 +115,8 @@ class RevisionView:
 
         for rel, t in self._tracked.items():
             if t.pointer.is_dir and (rel == path or path.startswith(rel + "/")):
-                for f in self._folder(t).values():  # inside a tracked folder: its manifest
-                    if f.path.startswith(prefix):
-                        add(f.path, f.size)
+                for name, (kind, size) in self._index(t).get(path, {}).items():  # inside: its manifest
+                    entries[name] = (kind, size)
             elif rel.startswith(prefix):  # a tracked path below: a file, or a folder
                 add(rel, t.pointer.size, t.pointer.is_dir)
         if not entries and path and not self.is_dir(path):
@@ -113,7 +134,7 @@ class RevisionView:
         if any(rel.startswith(prefix) for rel in self._tracked):
             return True
         owner = self._owner(path)
-        return owner is not None and any(p.startswith(prefix) for p in self._folder(owner))
+        return owner is not None and path in self._index(owner)
 
     # -- bytes ------------------------------------------------------------------------
     def local_path(self, info: FileInfo, verify: bool = True) -> str:

@@ -164,3 +164,45 @@ def test_api_verifies_bytes_and_needs_a_remote_for_missing_objects(history, fres
     dv_ok("remote", "remove", "storage", cwd=fresh)
     with pytest.raises(ObjectsMissing):
         dataver.api.read(rel, rev="v1", repo=repo)
+
+
+def test_listing_a_big_tracked_folder_reads_its_manifest_once(repo_dir, cli, monkeypatch):
+    """issue 14, defect 7: ``ls``, ``isdir``, ``info``, ``du`` and ``find`` over a tracked
+    folder answer from one index of its manifest (fsspec calls them once per folder; each
+    used to go through every file), and give what the workspace holds."""
+    from conftest import write
+
+    from dataver import view as view_mod
+
+    files = {f"data/s{i % 9}/t{i % 4}/f{i:04d}.txt": f"{i}\n" * (i % 5 + 1) for i in range(900)}
+    files["data/top.txt"] = "top\n"
+    for rel, text in files.items():
+        write(repo_dir / rel, text)
+    assert cli("add", "data").code == 0
+    passes = []
+
+    class Counted(dict):
+        def items(self):
+            passes.append(1)
+            return super().items()
+
+        def values(self):
+            passes.append(1)
+            return super().values()
+
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+
+    folder = view_mod.RevisionView._folder
+    monkeypatch.setattr(view_mod.RevisionView, "_folder", lambda self, t: Counted(folder(self, t)))
+    fs = DataverFileSystem(repo=str(repo_dir))
+    assert sorted(fs.find("data")) == sorted(files)
+    assert fs.du("data") == sum(len(t) for t in files.values())
+    for i in range(9):
+        assert fs.isdir(f"data/s{i}") and fs.isdir(f"data/s{i}/t{i % 4}")
+        assert sorted(fs.ls(f"data/s{i}", detail=False)) == [f"data/s{i}/t{j}" for j in range(4)]
+    assert not fs.isdir("data/s1/t0/f0000.txt") and not fs.exists("data/nope")
+    assert fs.info("data/top.txt")["size"] == 4
+    assert sorted(fs.ls("data", detail=False)) == sorted([f"data/s{i}" for i in range(9)] + ["data/top.txt"])
+    assert len(passes) <= 2, f"the manifest's files were gone through {len(passes)} times"
