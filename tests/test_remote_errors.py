@@ -235,3 +235,19 @@ def test_push_interrupted_by_server_death_resumes(aws_env, repo_dir, cli):
             assert [p for p in pool.map(damaged, keys) if p] == []
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/data", "http://127.0.0.1:{port}/store"])
+def test_a_closed_port_is_cannot_reach_for_every_protocol(aws_env, repo_dir, cli, url):
+    """issue 14, defect 4: an HTTP remote on a closed port said "does not exist ... push to
+    create it" where S3 said "cannot reach". One classification: every command that asks
+    the remote says it cannot reach it, exit 9."""
+    port = free_port()
+    assert cli("remote", "add", "r", url.format(port=port), "--default", cwd=repo_dir).code == 0
+    if url.startswith("s3"):
+        assert cli("remote", "modify", "r", "endpoint_url", f"http://127.0.0.1:{port}").code == 0
+    track_a_file(repo_dir, cli)
+    for args in (("push",), ("fetch",), ("status", "--remote", "r")):
+        r = cli(*args)
+        line = check_error(r.code, r.out, r.err)
+        assert r.code == 9 and "cannot reach remote 'r'" in line and "does not exist" not in r.err, (args, r.err)
