@@ -22,6 +22,7 @@ rewrites away (its live objects are in the new pack first) stays readable to it.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 import struct
@@ -465,11 +466,15 @@ class CachePacks:
             lo, hi = pack.span(raws[0][0])
             if lo < hi:
                 rec = pack.raw_entries(lo, hi)
-                keys.update(
-                    rec[i : i + width]
-                    for i in range(0, len(rec), ENTRY_SIZE)
-                    if rec[i + 32] == kind and rec[i + 34] == algorithm_id
-                )
+                n = hi - lo
+                if rec[32::ENTRY_SIZE].count(kind) == n and rec[34::ENTRY_SIZE].count(algorithm_id) == n:
+                    keys.update(_digests(width, n).unpack(rec))  # all of this kind: one C call
+                else:
+                    keys.update(
+                        rec[i : i + width]
+                        for i in range(0, len(rec), ENTRY_SIZE)
+                        if rec[i + 32] == kind and rec[i + 34] == algorithm_id
+                    )
         for raw in raws:
             if raw in keys or raw.ljust(32, b"\0") + tag in pending:
                 yield raw
@@ -580,6 +585,12 @@ class CachePacks:
                 p.close()
             self._packs = None
             self._buckets.clear()
+
+
+@functools.lru_cache(maxsize=512)
+def _digests(width: int, n: int) -> struct.Struct:
+    """Unpacks the digests (their first ``width`` bytes) of ``n`` entries in a row."""
+    return struct.Struct(f"{width}s{ENTRY_SIZE - width}x" * n)
 
 
 def _record_key(raw: bytes) -> bytes:
