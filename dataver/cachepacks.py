@@ -36,7 +36,7 @@ import xxhash
 
 from . import packfmt
 from .digest import Digest
-from .errors import IntegrityError
+from .errors import IntegrityError, StorageError
 from .packfmt import CODEC_RAW, CODEC_ZSTD, ENTRY_SIZE, KIND_BLOB, KIND_MANIFEST, PACK_MAGIC, PACK_TAIL_SIZE, Entry
 from .state import is_racy
 
@@ -249,6 +249,7 @@ class CachePacks:
         self._buckets: dict[tuple[int, int], _Bucket] = {}  # (first byte, meta) -> table
         self._writer: _Writer | None = None
         self._depth = 0
+        self._retired: list[_Pack] = []  # gone from the listing; kept open for a reader mid-read
 
     # -- sessions ---------------------------------------------------------------------
     @contextmanager
@@ -309,6 +310,15 @@ class CachePacks:
 
     def flush(self) -> None:
         """Write the pack being built, if any, and make its objects visible."""
+        try:
+            self._flush()
+        except OSError as e:
+            raise StorageError(
+                f"cannot write to the cache at {os.path.dirname(self.dir)}: {e.strerror or e}",
+                "free some space or fix permissions, then re-run (nothing was half-written)",
+            ) from None
+
+    def _flush(self) -> None:
         with self._lock:
             if self._held.entries:  # too few to pack: files of their own
                 held, self._held = self._held, _Held()
@@ -342,6 +352,7 @@ class CachePacks:
         if self._packs is not None:
             self._packs.append(_Pack(path))
             self._buckets.clear()
+            self._listed = _mtime(self.dir)  # our own change: no need to list again
 
     # -- finding ----------------------------------------------------------------------
     def _loaded(self) -> list[_Pack]:
@@ -378,27 +389,39 @@ class CachePacks:
         self._packs, self._listed = [], None
 
     def refresh(self) -> None:
-        """See packs other processes wrote since the listing (one stat when none did)."""
+        """See what other processes did to the packs since the listing (one stat when
+        they did nothing): new packs are opened, gone ones retired (kept open: a reader
+        may be reading one), the others kept as they are."""
         with self._lock:
             if self._packs is None:
                 return
+            now = _mtime(self.dir)
+            if now == self._listed:
+                return
             try:
-                now = os.stat(self.dir).st_mtime_ns
+                names = {n for n in os.listdir(self.dir) if _NAME.fullmatch(n)}
             except FileNotFoundError:
-                now = None
-            if now != self._listed:
-                for p in self._packs:
-                    p.close()
-                self._packs = None
-                self._load()
+                names = set()
+            kept = [p for p in self._packs if os.path.basename(p.path) in names]
+            self._retired += [p for p in self._packs if os.path.basename(p.path) not in names]
+            known = {os.path.basename(p.path) for p in kept}
+            for name in sorted(names - known):
+                try:
+                    kept.append(_Pack(os.path.join(self.dir, name)))
+                except (FileNotFoundError, IntegrityError):
+                    continue  # merged away meanwhile (its objects are in a newer pack), or damaged
+            self._packs, self._listed = kept, now
+            self._buckets.clear()
 
-    def _bucket(self, first: int, meta: int) -> _Bucket:
-        packs = self._loaded()
+    def _bucket(self, first: int, meta: int) -> tuple[list[_Pack], _Bucket]:
+        """The packs and the table of one first byte and kind, taken together (the
+        table's pack numbers index that list)."""
         with self._lock:
+            packs = self._loaded()
             b = self._buckets.get((first, meta))
             if b is None:
                 b = self._buckets[first, meta] = _Bucket(packs, first, meta)
-            return b
+            return packs, b
 
     def _find(self, digest: Digest, kind: int) -> tuple[_Pack | _Writer | _Held, Entry] | None:
         key = packfmt.entry_key(digest, kind)
@@ -408,12 +431,17 @@ class CachePacks:
                     return w, w.entries[key]
         raw = key[:32]
         hi, lo = struct.unpack(">QQ", raw[:16])
-        packs = self._loaded()
-        for p, i in self._bucket(raw[0], meta_of(kind, key[33])).find(hi, lo):
+        packs, bucket = self._bucket(raw[0], meta_of(kind, key[33]))
+        for p, i in bucket.find(hi, lo):
             e = packs[p].entry(i)
             if packfmt.entry_key(e.digest, e.kind) == key:
                 return packs[p], e
         return None
+
+    def pack_of(self, digest: Digest, kind: int) -> str | None:
+        """The path of a pack holding the object (for messages), or None."""
+        found = self._find(digest, kind)
+        return found[0].path if found is not None and isinstance(found[0], _Pack) else None
 
     def holds(self, digest: Digest, kind: int) -> bool:
         if len(digest.hex) != 32:  # only 16 bytes are in the table: the entry says the rest
@@ -425,7 +453,7 @@ class CachePacks:
         if not self._loaded():
             return False
         hi, lo = struct.unpack(">QQ", key[:16])
-        return next(self._bucket(key[0], meta_of(kind, key[33])).find(hi, lo), None) is not None
+        return next(self._bucket(key[0], meta_of(kind, key[33]))[1].find(hi, lo), None) is not None
 
     def read(self, digest: Digest, kind: int) -> bytes | None:
         """The object's bytes (not checked against its digest), or None if no pack
@@ -553,10 +581,11 @@ class CachePacks:
                     os.unlink(pack.path)
                 except FileNotFoundError:
                     pass
-                pack.close()
                 if self._packs is not None and pack in self._packs:
                     self._packs.remove(pack)
+                self._retired.append(pack)
             self._buckets.clear()
+            self._listed = _mtime(self.dir)
 
     def _merge_small(self) -> None:
         """Keep look-ups to a few packs: when more than ``MERGE_OVER`` packs are small
@@ -566,7 +595,7 @@ class CachePacks:
             small = [p for p in self._loaded() if p.trailer_at < PACK_BYTES // 4 and p.n < PACK_OBJECTS // 4]
             if len(small) > MERGE_OVER:
                 self._rewrite(small, set())
-        except (OSError, IntegrityError):
+        except (OSError, IntegrityError, StorageError):
             pass  # merging is an optimisation: the packs stay as they are
 
     def stamp(self) -> str | None:
@@ -581,9 +610,9 @@ class CachePacks:
     def close(self) -> None:
         with self._lock:
             self._drop_writer()
-            for p in self._packs or []:
+            for p in (self._packs or []) + self._retired:
                 p.close()
-            self._packs = None
+            self._packs, self._retired = None, []
             self._buckets.clear()
 
 
@@ -591,6 +620,13 @@ class CachePacks:
 def _digests(width: int, n: int) -> struct.Struct:
     """Unpacks the digests (their first ``width`` bytes) of ``n`` entries in a row."""
     return struct.Struct(f"{width}s{ENTRY_SIZE - width}x" * n)
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _record_key(raw: bytes) -> bytes:

@@ -95,9 +95,9 @@ class ObjectStore:
         messages; ``read`` reads either)."""
         loose = os.path.join(self.root, ref.relpath())
         if not os.path.exists(loose):
-            found = self.packs._find(ref.digest, _kind(ref))
-            if found is not None and hasattr(found[0], "path"):
-                return f"{found[0].path} ({ref.kind} {ref.digest.hex})"
+            pack = self.packs.pack_of(ref.digest, _kind(ref))
+            if pack is not None:
+                return f"{pack} ({ref.kind} {ref.digest.hex})"
         return loose
 
     def has(self, ref: ObjRef) -> bool:

@@ -326,3 +326,52 @@ def test_cache_pack_vector_is_in_the_spec():
     spec = (Path(__file__).parent.parent / "docs" / "formats.md").read_text()
     assert VECTOR_NAME[:-5] in spec
     assert VECTOR_HEX in "".join(spec.split())
+
+
+def test_a_reader_sees_packs_written_and_merged_by_another_process(repo_dir, cli, monkeypatch):
+    """Two stores over one cache, as two processes: what one packs, the other finds after
+    it (one listing of packs/); a pack the other merges away stays readable to the first
+    (its descriptor is kept), and the merged one is found at the next look."""
+    monkeypatch.setattr(cachepacks, "PACK_MIN", 2)
+    cache = str(repo_dir / ".dataver" / "cache")
+    reader, writer = ObjectStore(cache), ObjectStore(cache)
+    try:
+        first = [f"first {i}".encode() for i in range(3)]
+        with writer.packing():
+            for b in first:
+                writer.put_bytes(ObjRef(digest_bytes(b)), b)
+        assert reader.hexes_present([digest_bytes(b).hex for b in first], "xxh3-128") == {
+            digest_bytes(b).hex for b in first
+        }
+        assert reader.read(ObjRef(digest_bytes(first[0]))) == first[0]
+        for n in range(cachepacks.MERGE_OVER):  # then many small packs: the 17th merges them all
+            with writer.packing():
+                for b in (f"more {n} a".encode(), f"more {n} b".encode()):
+                    writer.put_bytes(ObjRef(digest_bytes(b)), b)
+        assert len(packs_of(repo_dir)) == 1
+        assert reader.read(ObjRef(digest_bytes(first[1]))) == first[1]  # its old pack, still open
+        late = f"more {cachepacks.MERGE_OVER - 1} b".encode()
+        assert reader.hexes_present([digest_bytes(late).hex], "xxh3-128") == {digest_bytes(late).hex}
+        assert reader.read(ObjRef(digest_bytes(late))) == late
+    finally:
+        reader.packs.close()
+        writer.packs.close()
+
+
+def test_a_full_disk_while_packing_is_one_error_line(repo_dir, monkeypatch):
+    """A pack that cannot be written (disk full) is a StorageError naming the cache, exit
+    11, and leaves no pack and no temporary."""
+    from dataver.cli.main import main
+
+    make_small(repo_dir / "data")
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        if offset > 4096:
+            raise OSError(28, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(cachepacks.os, "pwrite", full)
+    assert main(["add", "data"]) == 11
+    assert packs_of(repo_dir) == [] and not (repo_dir / "data.dv").exists()
+    assert os.listdir(repo_dir / ".dataver/cache/tmp") == []
