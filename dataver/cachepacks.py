@@ -91,13 +91,18 @@ class _Pack:
         return _pread(self.fd, (hi - lo) * ENTRY_SIZE, self.trailer_at + lo * ENTRY_SIZE, self.path)
 
     def entry(self, i: int) -> Entry:
-        e = packfmt.unpack_entry(self.raw_entries(i, i + 1), f"cache pack {self.path}")
+        return self._checked(self.raw_entries(i, i + 1))
+
+    def _checked(self, raw: bytes | memoryview) -> Entry:
+        e = packfmt.unpack_entry(raw, f"cache pack {self.path}")
         if e.offset < len(PACK_MAGIC) or e.offset + e.stored > self.trailer_at:
             raise IntegrityError(f"cache pack {self.path} lists an object outside its body")
         return e
 
     def entries(self) -> list[Entry]:
-        return [self.entry(i) for i in range(self.n)]
+        """Every entry, from one read of the trailer."""
+        raw = memoryview(self.raw_entries(0, self.n))
+        return [self._checked(raw[i : i + ENTRY_SIZE]) for i in range(0, len(raw), ENTRY_SIZE)]
 
     def read(self, e: Entry) -> bytes:
         return _pread(self.fd, e.stored, e.offset, self.path)
