@@ -150,10 +150,11 @@ class _Bucket:
 
 class _Writer:
     """The pack being written: its body goes to a temporary file as objects come, its
-    entries stay in memory as their 48 trailer bytes (no Python object per object: a
-    dict of entries cost ~330 bytes each and left the heap fragmented). Only manifests
-    are indexed (``entries``), for a fetch that reads a node it has just stored; an
-    object put twice is stored twice and listed once (the trailer drops repeats)."""
+    entries stay in memory as their 48 trailer bytes, and the keys of what it holds in a
+    set (~90 bytes per object; a dict of entry objects cost ~330 and left the heap
+    fragmented), so a look-up sees them and an object put twice is stored once. Only
+    manifests keep a readable entry (``entries``), for a fetch that reads a node it has
+    just stored; reading a blob from here first writes the pack."""
 
     def __init__(self, fd: int, tmp: str):
         self.fd, self.tmp = fd, tmp
@@ -162,6 +163,7 @@ class _Writer:
         self._write(PACK_MAGIC)
         self.records = bytearray()
         self.count = 0
+        self.keys: set[bytes] = set()  # entry_key of every object written here
         self.entries: dict[bytes, Entry] = {}  # manifests only
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -174,8 +176,9 @@ class _Writer:
 
     def add(self, digest: Digest, kind: int, stored: bytes, size: int, codec: int) -> None:
         key = packfmt.entry_key(digest, kind)
-        if key in self.entries:
+        if key in self.keys:
             return
+        self.keys.add(key)
         e = Entry(digest, kind, codec, self.at, len(stored), size)
         if kind != KIND_BLOB:
             self.entries[key] = e
@@ -185,7 +188,7 @@ class _Writer:
 
     @property
     def unindexed(self) -> int:
-        """How many objects written here a look-up cannot see (blobs)."""
+        """How many objects written here have no readable entry (blobs)."""
         return self.count - len(self.entries)
 
     def full(self) -> bool:
@@ -449,12 +452,12 @@ class CachePacks:
         return found[0].path if found is not None and isinstance(found[0], _Pack) else None
 
     def holds(self, digest: Digest, kind: int) -> bool:
-        if len(digest.hex) != 32:  # only 16 bytes are in the table: the entry says the rest
-            return self._find(digest, kind) is not None
         key = packfmt.entry_key(digest, kind)
         with self._lock:
-            if key in self._held.entries or self._writer is not None and key in self._writer.entries:
+            if key in self._held.entries or self._writer is not None and key in self._writer.keys:
                 return True
+        if len(digest.hex) != 32:  # only 16 bytes are in the table: the entry says the rest
+            return self._find(digest, kind) is not None
         if not self._loaded():
             return False
         hi, lo = struct.unpack(">QQ", key[:16])
@@ -488,8 +491,8 @@ class CachePacks:
         then one set look-up each."""
         raws = list(raws)
         with self._lock:
-            pending = set(self._writer.entries) if self._writer is not None else set()
-            pending.update(self._held.entries)
+            writing = self._writer.keys if self._writer is not None else set()
+            pending = [p for p in (writing, self._held.entries) if p]  # this session's, not yet written
         if not raws or not self._loaded() and not pending:
             return
         tag = bytes((kind, algorithm_id))
@@ -509,7 +512,7 @@ class CachePacks:
                         if rec[i + 32] == kind and rec[i + 34] == algorithm_id
                     )
         for raw in raws:
-            if raw in keys or raw.ljust(32, b"\0") + tag in pending:
+            if raw in keys or pending and any(raw.ljust(32, b"\0") + tag in p for p in pending):
                 yield raw
 
     # -- listing, removing ------------------------------------------------------------

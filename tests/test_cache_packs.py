@@ -375,3 +375,32 @@ def test_a_full_disk_while_packing_is_one_error_line(repo_dir, monkeypatch):
     assert main(["add", "data"]) == 11
     assert packs_of(repo_dir) == [] and not (repo_dir / "data.dv").exists()
     assert os.listdir(repo_dir / ".dataver/cache/tmp") == []
+
+
+def test_what_a_session_stored_is_there_before_its_pack_is_written(repo_dir, monkeypatch):
+    """The store contract inside ``packing()``: a blob or manifest just put is present
+    (``has``, ``missing``, ``hexes_present``, ``count_held``) and readable at once, in the
+    held phase and once a pack is being written; putting it again stores it once."""
+    monkeypatch.setattr(cachepacks, "PACK_MIN", 4)
+    store = ObjectStore(str(repo_dir / ".dataver" / "cache"))
+    try:
+        with store.packing():
+            blobs = [f"blob {i}".encode() for i in range(10)]
+            for n, b in enumerate(blobs):
+                ref = ObjRef(digest_bytes(b))
+                store.put_bytes(ref, b)
+                store.put_bytes(ref, b)
+                assert store.has(ref) and store.missing([ref]) == []
+                assert store.read(ref) == b
+                hexes = [digest_bytes(x).hex for x in blobs[: n + 1]]
+                assert store.hexes_present(hexes, "xxh3-128") == set(hexes)
+                assert store.count_held(hexes * 2, "xxh3-128") == 2 * len(hexes)
+            m = b"dataver-manifest 1 xxh3-128\\n"
+            store.put_bytes(ObjRef(digest_manifest(m), manifest=True), m)
+            assert store.read_manifest_bytes(digest_manifest(m)) == m
+        listed = [e.key() for pack in packs_of(repo_dir) for e in packfmt.parse_trailer(pack.read_bytes(), "p", None)]
+        assert len(listed) == len(set(listed))  # each object once (a read of one being written writes it)
+        hexes = [digest_bytes(b).hex for b in blobs]
+        assert store.count_held(hexes, "xxh3-128") == 10 and store.has_manifest(digest_manifest(m))
+    finally:
+        store.packs.close()
