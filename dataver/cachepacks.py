@@ -59,11 +59,10 @@ def meta_of(kind: int, algorithm_id: int) -> int:
 class _Pack:
     """One pack file, open: what a lookup needs of it is its trailer's first bytes."""
 
-    __slots__ = ("id", "path", "fd", "n", "trailer_at", "firsts")
+    __slots__ = ("path", "fd", "n", "trailer_at", "firsts")
 
     def __init__(self, path: str):
         self.path = path
-        self.id = os.path.basename(path)[:-5]
         self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             size = os.fstat(self.fd).st_size
@@ -386,7 +385,7 @@ class CachePacks:
                     try:
                         packs.append(_Pack(os.path.join(self.dir, name)))
                     except IntegrityError:
-                        continue  # a damaged pack holds nothing a reader trusts; verify names it
+                        continue  # a damaged trailer: its objects count as missing (status, verify say so)
             except FileNotFoundError:
                 for p in packs:
                     p.close()
@@ -517,7 +516,9 @@ class CachePacks:
 
     # -- listing, removing ------------------------------------------------------------
     def iter_objects(self) -> Iterator[tuple[Digest, int, int]]:
-        """(digest, kind, size) of every packed object (a damaged pack is skipped)."""
+        """(digest, kind, size) of every packed object (a damaged pack is skipped);
+        what this session stored is written first, so it is listed too."""
+        self.flush()
         for pack in list(self._loaded()):
             try:
                 entries = pack.entries()
@@ -527,31 +528,12 @@ class CachePacks:
                 if e.kind in (KIND_BLOB, KIND_MANIFEST):
                     yield e.digest, e.kind, e.size
 
-    def pack_paths(self) -> list[str]:
-        return [p.path for p in self._loaded()]
-
-    def check_pack(self, path: str) -> list[tuple[Digest, int, bytes | IntegrityError]]:
-        """Every object of one pack with its bytes, or the error that stops reading it."""
-        out: list[tuple[Digest, int, bytes | IntegrityError]] = []
-        pack = _Pack(path)
-        try:
-            for e in pack.entries():
-                try:
-                    stored = pack.read(e)
-                    if e.codec == CODEC_ZSTD:
-                        out.append((e.digest, e.kind, packfmt.decompress(stored, e.size, path)))
-                    else:
-                        out.append((e.digest, e.kind, stored))
-                except IntegrityError as err:
-                    out.append((e.digest, e.kind, err))
-        finally:
-            pack.close()
-        return out
-
     def drop(self, keys: set[bytes]) -> int:
         """Remove the objects with these ``entry_key``s: each pack holding one is
         rewritten without them (the new pack first, then the old one removed).
-        Returns how many packs were rewritten. The caller holds the cache exclusively."""
+        Returns how many packs were rewritten. The caller holds the cache exclusively.
+        What this session stored is written first (it may be among them)."""
+        self.flush()
         self.refresh()
         rewritten = 0
         for pack in list(self._loaded()):
@@ -639,10 +621,6 @@ def _mtime(path: str) -> int | None:
 
 def _record_key(raw: bytes) -> bytes:
     return packfmt.record_key(raw)
-
-
-def _digest(raw: bytes, algorithm_id: int) -> Digest:
-    return Digest(packfmt.ALGORITHM_NAMES[algorithm_id], raw.hex())
 
 
 def _name(where: _Pack | _Writer | _Held) -> str:

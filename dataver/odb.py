@@ -430,7 +430,14 @@ class ObjectStore:
 
     @_writes_cache
     def add_verified_copy(self, src: str, digest: Digest, hasher: Hasher, progress: Progress = NO_PROGRESS) -> None:
-        """Copy ``src`` (e.g. a downloaded object) in, only if it hashes to ``digest``."""
+        """Copy ``src`` (e.g. a downloaded object) in, only if it hashes to ``digest``.
+        A small one the packs already hold is checked and not stored a second time."""
+        st = _stat_or_none(src)
+        if st is not None and st.st_size <= SMALL_BLOB and self.packs.holds(digest, KIND_BLOB):
+            actual = hasher.hash_file(src, progress=progress, algorithm=digest.algorithm).digest
+            if actual != digest:
+                raise IntegrityError(f"{src} hashes to {actual}, expected {digest}; not stored")
+            return
         fd_tmp, tmp = self._mkstemp()
         try:
             try:

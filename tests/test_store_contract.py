@@ -268,6 +268,21 @@ class TestCache(StoreContract):
         path.write_bytes(data)
 
 
+class TestPackingCache(TestCache):
+    """The cache inside ``ObjectStore.packing()`` (what add and fetch use): small objects
+    go into a pack (from the first, here), still under every promise of the contract."""
+
+    @pytest.fixture
+    def store(self, tmp_path, monkeypatch):
+        from dataver import cachepacks
+
+        monkeypatch.setattr(cachepacks, "PACK_MIN", 1)
+        store = ObjectStore(str(tmp_path / "cache"))
+        with store.packing():
+            yield store
+        store.packs.close()
+
+
 class RemoteContract(StoreContract):
     """What remotes add: a store that is not there is an error, not an empty store."""
 
