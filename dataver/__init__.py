@@ -7,6 +7,7 @@ handle. The tree (exit code of the CLI in brackets, ``dataver.errors.EXIT_CODES`
 
     DataverError            [1]  root: .message, .hint (what to do next)
     ├── CheckFailed         [1]  a check ran and found differences (verify)
+    ├── UsageError          [2]  options or arguments that cannot go together
     ├── RepoError           [3]  not in a repository, or its configuration is invalid
     │   └── ConfigError     [3]  a configuration key or value is not valid
     ├── PathError           [4]  a path cannot be used (outside the repo, missing, ...)
@@ -39,6 +40,7 @@ from .errors import (
     StorageError,
     SymlinkLoop,
     UnreadableFile,
+    UsageError,
     WouldLoseData,
 )
 
@@ -60,5 +62,6 @@ __all__ = [
     "StorageError",
     "SymlinkLoop",
     "UnreadableFile",
+    "UsageError",
     "WouldLoseData",
 ]

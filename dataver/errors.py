@@ -34,6 +34,12 @@ class CheckFailed(DataverError):
     exit_code = 1
 
 
+class UsageError(DataverError):
+    """Options or arguments that cannot go together (the CLI's own usage errors)."""
+
+    exit_code = 2
+
+
 class RepoError(DataverError):
     """Not inside a dataver repository, or its configuration is invalid."""
 
@@ -136,7 +142,7 @@ class Unrestored(NamedTuple):
 EXIT_CODES: dict[int, tuple[str, str]] = {
     0: ("ok", "success"),
     CheckFailed.exit_code: ("verify found differences", "check failed / differences found"),
-    2: ("usage", "usage error (bad option or argument)"),
+    UsageError.exit_code: ("usage", "usage error (bad option or argument)"),
     RepoError.exit_code: ("repository/config", "repository or configuration error"),
     PathError.exit_code: (
         "bad path",

@@ -7,6 +7,8 @@ data in the workspace while git stays where it is.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from . import pointer as pointer_mod
 from .errors import PathError, PointerError, RepoError
@@ -82,8 +84,126 @@ def tracked_at(repo: Repo, rev: str, user_paths: list[str] | None = None) -> lis
     ]
 
 
-def tracked_for(repo: Repo, rev: str | None, user_paths: list[str] | None) -> list[Tracked]:
-    """Pointers from the workspace (``rev`` None) or from a revision."""
+def tracked_for(repo: Repo, rev: str | Sequence[str] | Revisions | None, user_paths: list[str] | None) -> list[Tracked]:
+    """Pointers from the workspace (``rev`` None), from one revision, or from every
+    revision a ``Revisions`` covers (``tracked_across``)."""
     from .workspace import find_tracked
 
-    return find_tracked(repo, user_paths) if rev is None else tracked_at(repo, rev, user_paths)
+    revisions = Revisions.of(rev)
+    if revisions.plain:
+        return find_tracked(repo, user_paths)
+    if revisions.single is not None:
+        return tracked_at(repo, revisions.single, user_paths)
+    return tracked_across(repo, revisions, user_paths)
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """Which committed pointers a command covers (push, fetch, pull, ``status --remote``,
+    ``verify --remote``), with the meaning ``gc`` gives the same flags.
+
+    ``revs`` are the ``--rev`` values, in order; ``all_branches``/``all_tags``/
+    ``all_commits`` add every branch tip, tag or commit. The workspace's pointers are
+    covered too unless ``--rev`` names revisions: ``push -a`` sends the workspace's
+    data and every branch's, ``push --rev v1 --rev v2`` exactly those two commits'.
+    """
+
+    revs: tuple[str, ...] = ()
+    all_branches: bool = False
+    all_tags: bool = False
+    all_commits: bool = False
+
+    @classmethod
+    def of(cls, rev: str | Sequence[str] | Revisions | None) -> Revisions:
+        if isinstance(rev, Revisions):
+            return rev
+        if rev is None:
+            return cls()
+        return cls((rev,) if isinstance(rev, str) else tuple(rev))
+
+    @property
+    def expands(self) -> bool:
+        return self.all_branches or self.all_tags or self.all_commits
+
+    @property
+    def workspace(self) -> bool:
+        return not self.revs
+
+    @property
+    def single(self) -> str | None:
+        """The one revision, when exactly one ``--rev`` and no ``--all-*`` was given."""
+        return self.revs[0] if len(self.revs) == 1 and not self.expands else None
+
+    @property
+    def plain(self) -> bool:
+        """Only the workspace's pointers (no ``--rev``, no ``--all-*``)."""
+        return not self.revs and not self.expands
+
+    def commits(self, git: Git) -> list[str]:
+        """The covered commits, resolved, each once: the ``--rev`` values first, in order."""
+        out: dict[str, None] = {}
+        for rev in self.revs:
+            out[git.resolve(rev)] = None
+        expanded: set[str] = set()
+        if self.all_commits:
+            expanded.update(git.all_commits())
+        if self.all_branches:
+            expanded.update(git.branches())
+        if self.all_tags:
+            expanded.update(git.tags())
+        for commit in sorted(expanded):
+            out.setdefault(commit, None)
+        return list(out)
+
+    def describe(self) -> str:
+        parts = [*self.revs]
+        parts += [name for name, on in (("every branch", self.all_branches), ("every tag", self.all_tags)) if on]
+        if self.all_commits:
+            parts.append("every commit")
+        if self.workspace:
+            parts.insert(0, "the workspace")
+        return ", ".join(parts)
+
+
+def tracked_across(repo: Repo, revisions: Revisions, user_paths: list[str] | None = None) -> list[Tracked]:
+    """The pointers of every revision ``revisions`` covers (and the workspace's, when it
+    does), each distinct pointer once; for display, a revision's path reads ``PATH at
+    COMMIT``. With ``user_paths``, only those targets, and each must be tracked in at
+    least one of them (a path that exists in some revisions only is normal)."""
+    from .workspace import find_tracked
+
+    git = require_git(repo)
+    wanted: dict[str, str] | None = None
+    if user_paths:
+        wanted = {}
+        for up in user_paths:
+            rel = repo.rel(repo.resolve(up))
+            wanted[rel[: -len(pointer_mod.SUFFIX)] if rel.endswith(pointer_mod.SUFFIX) else rel] = up
+    out: list[Tracked] = []
+    seen: set[tuple[str, Pointer]] = set()
+    found: set[str] = set()
+
+    def take(rel: str, ptr: Pointer, label: str | None) -> None:
+        if wanted is not None and rel not in wanted:
+            return
+        found.add(rel)
+        if (rel, ptr) in seen:
+            return
+        seen.add((rel, ptr))
+        shown = rel if label is None else f"{rel} at {label}"
+        out.append(Tracked(os.path.join(repo.root, rel + pointer_mod.SUFFIX), os.path.join(repo.root, rel), shown, ptr))
+
+    if revisions.workspace:
+        for t in find_tracked(repo):
+            take(t.rel, t.pointer, None)
+    for commit in revisions.commits(git):
+        for rel, ptr in sorted(pointers_at(git, commit).items()):
+            take(rel, ptr, commit[:10])
+    if wanted is not None:
+        for rel, up in wanted.items():
+            if rel not in found:
+                raise PathError(
+                    f"{up} is not tracked in any revision covered ({revisions.describe()})",
+                    "see dataver ls --rev REV for what each revision tracks",
+                )
+    return out

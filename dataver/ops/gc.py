@@ -28,7 +28,7 @@ from .. import tree
 from ..digest import Digest
 from ..errors import MISSING, IntegrityError, ObjectsMissing, PointerError, RemoteError
 from ..gitscm import Git
-from ..history import pointers_at, require_git
+from ..history import Revisions, pointers_at, require_git
 from ..manifest import listed_hexes
 from ..remotes import open_remote, remote_names
 from ..repo import Repo
@@ -74,17 +74,12 @@ class KeepSet:
 def keep_set(repo: Repo, all_branches: bool = False, all_tags: bool = False, all_commits: bool = False) -> KeepSet:
     keep = KeepSet()
     pointers = [(t.rel, t.pointer) for t in find_tracked(repo)]
-    if all_branches or all_tags or all_commits:
+    revisions = Revisions(all_branches=all_branches, all_tags=all_tags, all_commits=all_commits)
+    if revisions.expands:
         git = require_git(repo)
-        revs: set[str] = set()
-        if all_commits:
-            revs.update(git.all_commits())
-        if all_branches:
-            revs.update(git.branches())
-        if all_tags:
-            revs.update(git.tags())
+        revs = revisions.commits(git)
         keep.revisions = len(revs)
-        for rev in sorted(revs):
+        for rev in revs:
             pointers += [(f"{rel} at {rev[:10]}", p) for rel, p in pointers_at(git, rev, check_paths=False).items()]
     remote = open_remote(repo.config, None, repo.root) if remote_names(repo.config) else None
     walk = Walk()
