@@ -27,6 +27,12 @@ def verify(
     deep: bool = typer.Option(
         False, "--deep", help="With --remote: also read every pack (or object) there and re-hash what it holds."
     ),
+    rev: Optional[List[str]] = typer.Option(
+        None, "--rev", help="With --remote: the pointers at this revision instead of HEAD; repeat for several."
+    ),
+    all_branches: bool = typer.Option(False, "--all-branches", "-a", help="With --remote: also every branch tip's."),
+    all_tags: bool = typer.Option(False, "--all-tags", "-T", help="With --remote: also every tag's pointers."),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="With --remote: also every commit's."),
 ) -> None:
     """Re-read everything and exit 1 if the workspace or cache disagrees with any pointer.
 
@@ -35,15 +41,25 @@ def verify(
     that the remote has every object the pointers committed at HEAD need (catches
     "forgot to dataver push") and, on a packed remote, that its index agrees with its
     packs; --deep also downloads every pack and re-hashes every object in it.
+    --rev REV (repeatable), -a, -T and -A check other revisions' pointers instead of
+    HEAD's (-a/-T/-A with HEAD's, as gc keeps them).
     """
+    from ..errors import UsageError
     from ..ops.core import verify as do_verify
     from ..repo import Repo
+    from .options import revisions
 
     repo = Repo.find()
+    revs = revisions(rev, all_branches, all_tags, all_commits)
     if remote_name is not None:
         from ..ops.sync import verify_remote
 
-        problems = verify_remote(repo, remote_name, deep)
+        problems = verify_remote(repo, remote_name, deep, rev=_at_head(revs))
+    elif not revs.plain:
+        raise UsageError(
+            "verify checks the workspace against its own pointers; --rev and --all-* go with --remote",
+            "dataver verify --remote NAME --rev REV",
+        )
     else:
         problems = do_verify(repo, paths, progress_for(quiet))
     if json_out:
@@ -55,6 +71,16 @@ def verify(
         raise CheckFailed(f"verify found {len(problems)} problem(s)")
     if not quiet and not json_out:
         note("verify: everything matches")
+
+
+def _at_head(revs):
+    """verify --remote's revisions: HEAD's pointers by default, and beside -a/-T/-A
+    (None keeps the plain default, HEAD)."""
+    if revs.plain:
+        return None
+    if revs.revs:
+        return revs
+    return type(revs)(("HEAD",), revs.all_branches, revs.all_tags, revs.all_commits)
 
 
 class _Declined(Exception):
@@ -148,10 +174,9 @@ def _report_unpushed(result: GcResult) -> None:
         )
     if result.unpushed_kept:
         revs = [r[:10] for r in result.unpushed_revisions]
-        how = f"dataver push --rev {revs[0]}"
-        if len(revs) > 1:
-            more = f" and {len(revs) - 3} more" if len(revs) > 3 else ""
-            how = f"dataver push --rev REV for each of {', '.join(revs[:3])}{more}"
+        how = "dataver push " + " ".join(f"--rev {r}" for r in revs)
+        if len(revs) > 3:  # a long history: every commit at once
+            how = f"dataver push --all-commits: {len(revs)} commits need them"
         note(
             f"kept {result.unpushed_kept} object(s) ({human_size(result.unpushed_bytes)}) that committed revisions "
             f"need and no remote holds; push them ({how}), or pass --not-pushed-too"

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .main import app
-from .options import JOBS, JSON, QUIET, REV
+from .options import ALL_BRANCHES, ALL_COMMITS, ALL_TAGS, JOBS, JSON, QUIET, REVS, revisions
 from .render import emit_json, failures_json, human_size, note, progress_for
 
 remote = typer.Typer(help="Configure remotes (local folders, s3://, any fsspec URL).", no_args_is_help=True)
@@ -199,20 +199,28 @@ def _transfer_json(result) -> dict:
 def push(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
-    rev: Optional[str] = REV,
+    rev: Optional[List[str]] = REVS,
+    all_branches: bool = ALL_BRANCHES,
+    all_tags: bool = ALL_TAGS,
+    all_commits: bool = ALL_COMMITS,
     jobs: Optional[int] = JOBS,
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
     """Upload the objects the pointers need that the remote lacks (in parallel).
 
-    Interrupted? Run it again: only what is still missing moves.
+    The pointers are the workspace's; --rev REV (repeatable) takes those committed at
+    each REV instead; -a/-T/-A add every branch tip's, tag's or commit's (with the
+    workspace's unless --rev is given). Interrupted? Run it again: only what is still
+    missing moves.
     """
     from ..ops.sync import push as do_push
 
     repo = _repo()
     with repo.lock(note):
-        result = do_push(repo, paths, remote_name, jobs, progress_for(quiet), rev)
+        result = do_push(
+            repo, paths, remote_name, jobs, progress_for(quiet), revisions(rev, all_branches, all_tags, all_commits)
+        )
     if json_out:
         emit_json(_transfer_json(result))
     _report("pushed", result, quiet or json_out)
@@ -222,7 +230,10 @@ def push(
 def fetch(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
-    rev: Optional[str] = REV,
+    rev: Optional[List[str]] = REVS,
+    all_branches: bool = ALL_BRANCHES,
+    all_tags: bool = ALL_TAGS,
+    all_commits: bool = ALL_COMMITS,
     jobs: Optional[int] = JOBS,
     repair: bool = typer.Option(
         False, "--repair", help="Re-hash the cache objects first; replace corrupt ones from the remote."
@@ -235,13 +246,15 @@ def fetch(
     Each object is hashed before it enters the cache. One the remote lacks or holds
     corrupt is skipped, the others still arrive, and all such are listed at the end
     (exit 8 if any is corrupt, else 7). With --repair, objects already in the cache
-    are checked too, and damaged ones are fetched again.
+    are checked too, and damaged ones are fetched again. Revisions: as for push
+    (--rev repeatable, -a/-T/-A).
     """
     from ..ops.sync import fetch as do_fetch
 
     repo = _repo()
+    revs = revisions(rev, all_branches, all_tags, all_commits)
     with repo.lock(note):
-        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet), rev, repair)
+        result = do_fetch(repo, paths, remote_name, jobs, progress_for(quiet), revs, repair)
     if json_out:
         emit_json(_transfer_json(result))
     _report("fetched", result, quiet or json_out)
@@ -251,7 +264,12 @@ def fetch(
 def pull(
     paths: Optional[List[str]] = PATHS,
     remote_name: Optional[str] = REMOTE,
-    rev: Optional[str] = REV,
+    rev: Optional[List[str]] = typer.Option(
+        None, "--rev", help="Fetch and check out the pointers committed at this git revision (one only)."
+    ),
+    all_branches: bool = typer.Option(False, "--all-branches", "-a", help="Also fetch every branch tip's data."),
+    all_tags: bool = typer.Option(False, "--all-tags", "-T", help="Also fetch every tag's data."),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="Also fetch every commit's data."),
     jobs: Optional[int] = JOBS,
     force: bool = typer.Option(False, "--force", "-f", help="Let checkout discard unsaved workspace changes."),
     quiet: bool = QUIET,
@@ -261,14 +279,17 @@ def pull(
 
     A file whose object is missing or corrupt (on the remote or in the cache) is left
     as it was; every other file is restored, then all such files are listed with the
-    reason (exit 8 if any is corrupt, else 7).
+    reason (exit 8 if any is corrupt, else 7). -a/-T/-A also fetch every branch
+    tip's, tag's or commit's data into the cache; only one revision is checked out
+    (--rev's, else the workspace's pointers).
     """
     from ..ops.core import missing_error
     from ..ops.sync import pull as do_pull
 
     repo = _repo()
+    revs = revisions(rev, all_branches, all_tags, all_commits)
     with repo.lock(note):
-        result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet), rev)
+        result = do_pull(repo, paths, remote_name, jobs, force, progress_for(quiet), revs)
     a = result.checkout.applied
     failed = result.failed
     if json_out:

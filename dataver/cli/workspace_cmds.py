@@ -61,6 +61,12 @@ def status(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Say on stderr, per tracked folder, whether watchman or a scan answered."
     ),
+    rev: Optional[List[str]] = typer.Option(
+        None, "--rev", help="With --remote: the pointers committed at this revision; repeat for several."
+    ),
+    all_branches: bool = typer.Option(False, "--all-branches", help="With --remote: also every branch tip's pointers."),
+    all_tags: bool = typer.Option(False, "--all-tags", "-T", help="With --remote: also every tag's pointers."),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="With --remote: also every commit's pointers."),
 ) -> None:
     """Show how the workspace differs from the pointers, file by file.
 
@@ -69,17 +75,26 @@ def status(
     the content a pointer records is absent from the cache; 'stale' marks an output
     of dataver run whose recorded inputs, params or code changed since (re-run it). With --remote NAME:
     which objects are only local (push them), only on the remote (pull them), or
-    missing everywhere.
+    missing everywhere, for the workspace's pointers or, with --rev (repeatable),
+    --all-branches, -T or -A, those of other revisions (as for push; -a is --all here).
 
     With watchman running (config core.fsmonitor: auto, true or false), only the
     files it saw change since the last status are looked at; --verbose says which
     folders it answered for.
     """
+    from ..errors import UsageError
     from ..ops.core import status as do_status
+    from .options import revisions
 
     repo = _repo()
+    revs = revisions(rev, all_branches, all_tags, all_commits)
     if remote_name is not None:
-        return _remote_status(repo, paths, remote_name, show_all, json_out, quiet)
+        return _remote_status(repo, paths, remote_name, show_all, json_out, quiet, revs)
+    if not revs.plain:
+        raise UsageError(
+            "status compares the workspace with its own pointers; --rev and --all-* go with --remote",
+            "dataver status --remote NAME --rev REV, or dataver diff REV for what changed since REV",
+        )
     # Unchanged folders as one line unless every file is to be listed (--all, --json).
     records = do_status(repo, paths, progress_for(quiet), per_file=show_all or json_out)
     stale = _stale(repo, paths, records)
@@ -192,10 +207,10 @@ def _stale(repo, paths, records) -> list:
     return found
 
 
-def _remote_status(repo, paths, remote_name, show_all, json_out, quiet) -> None:
+def _remote_status(repo, paths, remote_name, show_all, json_out, quiet, revs) -> None:
     from ..ops.sync import remote_status
 
-    records = remote_status(repo, paths, remote_name)
+    records = remote_status(repo, paths, remote_name, rev=revs)
     if json_out:
         emit_json(records)
         return

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import MISSING, RemoteError, Unrestored
-from ..history import tracked_at, tracked_for
+from ..errors import MISSING, RemoteError, Unrestored, UsageError
+from ..history import Revisions, tracked_at, tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import RemoteStore, open_remote, remote_names
 from ..repo import Repo
@@ -28,8 +28,10 @@ def push(
     remote_name: str | None = None,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
-    rev: str | None = None,
+    rev: str | Revisions | None = None,
 ) -> TransferResult:
+    """Send to the remote what the pointers (of the workspace, of ``rev``, or of every
+    revision a ``Revisions`` covers) need and it lacks."""
     remote = open_remote(repo.config, remote_name, repo.root)
     wanted = wanted_objects(repo.cache, tracked_for(repo, rev, paths))
     with repo.hasher() as hasher:
@@ -42,10 +44,11 @@ def fetch(
     remote_name: str | None = None,
     jobs: int | None = None,
     progress: Progress = NO_PROGRESS,
-    rev: str | None = None,
+    rev: str | Revisions | None = None,
     repair: bool = False,
 ) -> TransferResult:
-    """Bring into the cache what the pointers (of the workspace, or at ``rev``) need.
+    """Bring into the cache what the pointers (of the workspace, at ``rev``, or of every
+    revision a ``Revisions`` covers) need.
 
     Imported pointers are served from our remote when it has their objects, else
     from their source repository at the pinned commit. With ``repair``, cache objects
@@ -139,11 +142,22 @@ def pull(
     jobs: int | None = None,
     force: bool = False,
     progress: Progress = NO_PROGRESS,
-    rev: str | None = None,
+    rev: str | Revisions | None = None,
 ) -> PullResult:
-    """fetch, then checkout of everything that arrived (missing objects are reported)."""
-    fetched = fetch(repo, paths, remote_name, jobs, progress, rev)
-    return PullResult(fetched, checkout(repo, paths, force, progress, rev))
+    """fetch, then checkout of everything that arrived (missing objects are reported).
+
+    The fetch covers every revision ``rev`` names; the checkout is of one: the only
+    ``--rev``, else the workspace's pointers (``pull -a`` fetches every branch's data
+    and checks out the workspace's, as ``dvc pull -a`` does)."""
+    revisions = Revisions.of(rev)
+    if len(revisions.revs) > 1:
+        raise UsageError(
+            f"pull checks out one revision, and {len(revisions.revs)} were given ({', '.join(revisions.revs)})",
+            "fetch them all (dataver fetch --rev A --rev B), then dataver checkout --rev REV for the one you want",
+        )
+    fetched = fetch(repo, paths, remote_name, jobs, progress, revisions)
+    at = revisions.revs[0] if revisions.revs else None
+    return PullResult(fetched, checkout(repo, paths, force, progress, at))
 
 
 @dataclass
@@ -167,10 +181,12 @@ def remote_status(
     remote_name: str | None = None,
     jobs: int | None = None,
     at_head: bool = False,
+    rev: str | Revisions | None = None,
 ) -> list[RemoteRecord]:
-    """Per object the pointers need: is it in the cache, on the remote, both, neither?"""
+    """Per object the pointers need (the workspace's, HEAD's with ``at_head``, or those
+    of the revisions ``rev`` covers): is it in the cache, on the remote, both, neither?"""
     remote = open_remote(repo.config, remote_name, repo.root)
-    tracked = tracked_at_head(repo) if at_head else find_tracked(repo, paths)
+    tracked = tracked_at_head(repo) if at_head and rev is None else tracked_for(repo, rev, paths)
     with repo.hasher() as hasher:
         wanted = wanted_objects(repo.cache, tracked, remote, hasher)
     unknown = set(wanted.unknown_refs())
@@ -191,22 +207,29 @@ def _display(wanted: Wanted, ref: ObjRef) -> str:
     return f"{display} (manifest)" if ref.manifest else display
 
 
-def verify_remote(repo: Repo, remote_name: str | None, deep: bool = False, jobs: int | None = None) -> list:
-    """``verify --remote``: every object the pointers at HEAD need is on the remote, and a
-    packed remote's index agrees with its packs. ``deep``: every pack is read whole and
-    every object in it re-hashed; on a loose remote, every object HEAD needs is re-hashed."""
+def verify_remote(
+    repo: Repo,
+    remote_name: str | None,
+    deep: bool = False,
+    jobs: int | None = None,
+    rev: str | Revisions | None = None,
+) -> list:
+    """``verify --remote``: every object the pointers at HEAD (or of the revisions ``rev``
+    covers) need is on the remote, and a packed remote's index agrees with its packs.
+    ``deep``: every pack is read whole and every object in it re-hashed; on a loose
+    remote, every object those pointers need is re-hashed."""
     from ..errors import IntegrityError
     from ..store import check_bytes
     from .core import Problem
 
     remote = open_remote(repo.config, remote_name, repo.root)
     name = remote.name
-    records = remote_status(repo, None, name, jobs, at_head=True)
+    records = remote_status(repo, None, name, jobs, at_head=True, rev=rev)
     problems = [Problem(r.path, f"object {r.digest} is not on remote {name!r}") for r in records if not r.remote]
     n = transfer_jobs(repo, remote, jobs)
     problems += [Problem(what, problem) for what, problem in remote.check_packs(deep, n)]
     if deep and remote.marker is None:
-        tracked = tracked_at_head(repo)
+        tracked = tracked_at_head(repo) if rev is None else tracked_for(repo, rev, None)
         wanted = wanted_objects(repo.cache, tracked)
         present = [r for r in wanted.refs if r not in set(remote.missing(list(wanted.refs), n))]
         bad: list = []
