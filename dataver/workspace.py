@@ -33,6 +33,10 @@ from .state import COARSE_RACY_WINDOW_NS, FileStat, Stat, StatRecorder, is_racy,
 _FINGERPRINT_SEED = int.from_bytes(b"dvfinger", "little")
 _MAY_BE_RESERVED = frozenset(".gGdD")  # first letters of every ASCII spelling of .git or .dataver (safepath)
 STREAM_FILES = 50_000  # status of a folder this big takes its fingerprint without keeping its files
+# A prints-only scan shares a folder out to other processes (scan_processes) once it has
+# listed this many files and has SHARE_DIRS_PER_PROCESS folders per process left to list.
+SHARE_MIN_FILES = 20_000
+SHARE_DIRS_PER_PROCESS = 4
 
 UNCHANGED, MODIFIED, ADDED, DELETED, MISSING = "unchanged", "modified", "added", "deleted", "missing"
 
@@ -309,11 +313,149 @@ def scan_folder(
     except OSError as e:
         raise PathError(f"cannot read folder {display}: {e.strerror}") from None
     stack: list[tuple[str, str, frozenset]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
+    workers = 1 if keep or top_only else scan_processes()
+    if workers > 1:  # breadth-first until the folder proves big, then shares of it in parallel
+        _list_dirs(stack, scan, display, confine, keep, top_only, leave, share_at=SHARE_DIRS_PER_PROCESS * workers)
+        if stack:
+            _scan_shares(stack, scan, display, confine, leave, workers)
+            return scan
+    _list_dirs(stack, scan, display, confine, keep, top_only, leave)
+    return scan
+
+
+def scan_processes() -> int:
+    """How many processes a prints-only scan of a big folder uses: the CPUs this process
+    may run on (at most 8), or ``DATAVER_SCAN_PROCESSES`` (1: never more than this one)."""
+    raw = os.environ.get("DATAVER_SCAN_PROCESSES", "").strip()
+    if raw.isdigit():
+        return max(1, min(int(raw), 64))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _scan_shares(
+    stack: list[tuple[str, str, frozenset]],
+    scan: FolderScan,
+    display: str,
+    confine: tuple[str, ...] | None,
+    leave: frozenset[str],
+    workers: int,
+) -> None:
+    """The folders left in ``stack`` (and all below them) listed by ``workers`` processes:
+    this one and ``workers - 1`` others running ``dataver.scanshare``, each a share of
+    every ``workers``-th folder. Python's per-file cost (a stat, a tuple, the print) is
+    the wall of a million-file scan, and one interpreter runs on one core. A share whose
+    process fails to start or to answer is listed here instead; a user error it met
+    (a symbolic link loop, an unreadable folder) is raised here as it would have been."""
+    import marshal
+    import subprocess
+    import sys
+
+    shares = [stack[i::workers] for i in range(workers)]
+    stack.clear()
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    started: list[tuple[subprocess.Popen | None, list]] = []
+    try:
+        for share in shares[1:]:
+            job = marshal.dumps((share_job(share), display, confine, sorted(leave), scan.started_ns))
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "dataver.scanshare"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+                assert proc.stdin is not None
+                proc.stdin.write(job)
+                proc.stdin.close()
+            except OSError:
+                proc = None  # listed here, below
+            started.append((proc, share))
+        _list_dirs(shares[0], scan, display, confine, False, False, leave)
+        for proc, share in started:
+            answer = None
+            if proc is not None:
+                assert proc.stdout is not None
+                out = proc.stdout.read()
+                proc.stdout.close()
+                if proc.wait() == 0:
+                    try:
+                        answer = marshal.loads(out)
+                    except (EOFError, ValueError, TypeError):
+                        answer = None
+            if answer is None:
+                _list_dirs(share, scan, display, confine, False, False, leave)
+            else:
+                merge_share(scan, answer)
+    finally:
+        for proc, _ in started:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def share_job(share: list[tuple[str, str, frozenset]]) -> list:
+    """A share of folders in marshal's types (``_scan_shares``, ``dataver.scanshare``)."""
+    return [(path, prefix, sorted(ancestors)) for path, prefix, ancestors in share]
+
+
+def scan_share(job: bytes) -> bytes:
+    """``dataver.scanshare``'s work: list a share of folders (``share_job``) as
+    ``_list_dirs`` does, prints only; the answer is ``merge_share``'s input, or a user
+    error's class name, message and hint."""
+    import marshal
+
+    share, display, confine, leave, started_ns = marshal.loads(job)
+    scan = FolderScan(started_ns=started_ns)
+    stack = [(path, prefix, frozenset(map(tuple, ancestors))) for path, prefix, ancestors in share]
+    try:
+        _list_dirs(stack, scan, display, None if confine is None else tuple(confine), False, False, frozenset(leave))
+    except (PathError, PointerError) as e:
+        return marshal.dumps(("error", type(e).__name__, e.message, e.hint))
+    dirs = {prefix: (d.own, d.subdirs, d.racy, d.files, d.size) for prefix, d in scan.dirs.items()}
+    return marshal.dumps(("ok", dirs, scan.temporaries, scan.reserved, scan.pointer_like))
+
+
+_SHARE_ERRORS = {cls.__name__: cls for cls in (PathError, UnreadableFile, SymlinkLoop, PointerError)}
+
+
+def merge_share(scan: FolderScan, answer: tuple) -> None:
+    """Add a share's answer (``scan_share``) to ``scan``, or raise the error it met."""
+    if answer[0] == "error":
+        raise _SHARE_ERRORS.get(answer[1], PathError)(answer[2], answer[3])
+    _, dirs, temporaries, reserved, pointer_like = answer
+    for prefix, (own, subdirs, racy, files, size) in dirs.items():
+        scan.dirs[prefix] = DirPrint(own, subdirs, racy, files, size)  # its own files' totals (not yet summed)
+    scan.temporaries += temporaries
+    scan.reserved += reserved
+    scan.pointer_like += pointer_like
+
+
+def _list_dirs(
+    stack: list[tuple[str, str, frozenset]],
+    scan: FolderScan,
+    display: str,
+    confine: tuple[str, ...] | None,
+    keep: bool,
+    top_only: bool,
+    leave: frozenset[str],
+    share_at: int = 0,
+) -> None:
+    """scan_folder's walk: list each folder of ``stack`` (path, prefix, the (device,
+    inode) of its ancestors) into ``scan``, pushing its subfolders. ``share_at``: walk
+    breadth-first and stop once that many folders wait and ``SHARE_MIN_FILES`` files
+    were listed (what is left is then shared out: ``_scan_shares``)."""
     files = scan.files
     S_ISREG, S_ISDIR = stat_mod.S_ISREG, stat_mod.S_ISDIR
     started = scan.started_ns
+    listed = 0
     while stack:
-        here, prefix, ancestors = stack.pop()
+        if share_at and len(stack) >= share_at and listed >= SHARE_MIN_FILES:
+            return
+        here, prefix, ancestors = stack.pop(0) if share_at else stack.pop()
         try:
             entries = list(os.scandir(here))
         except OSError as e:
@@ -368,7 +510,7 @@ def scan_folder(
         here_print = _own_print(names, stats, started)
         here_print.subdirs = subdirs
         scan.dirs[prefix] = here_print
-    return scan
+        listed += len(names)
 
 
 def scan_outside(repo: Repo, t: Tracked, first: FolderScan, same: Iterable[str]) -> FolderScan:

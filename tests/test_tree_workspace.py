@@ -49,16 +49,30 @@ def by_parts(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["kept", "streamed"])
+@pytest.fixture(params=["kept", "streamed", "shared"])
 def streamed(request, monkeypatch):
     """Both ways status and checkout scan a folder: keeping every file (folders up to
     ``STREAM_FILES``), and prints first, then only the files outside the subfolders
     that vouch (``scan_outside``; made small here so 4,502 files take that way). Yields
-    the list of the parts the second way scanned."""
+    the list of the parts the second way scanned. "shared": the second way with the
+    prints scan shared out to other processes (``_scan_shares``), one subfolder each;
+    the test checks that they answered."""
     import dataver.workspace as ws
 
     scanned: list[frozenset] = []
-    if request.param == "streamed":
+    if request.param == "shared":
+        monkeypatch.setenv("DATAVER_SCAN_PROCESSES", "3")
+        monkeypatch.setattr(ws, "SHARE_MIN_FILES", 0)
+        monkeypatch.setattr(ws, "SHARE_DIRS_PER_PROCESS", 1)
+        real_merge = ws.merge_share
+
+        def merged(scan, answer):
+            assert answer[0] == "ok"
+            scanned.append("answered")
+            return real_merge(scan, answer)
+
+        monkeypatch.setattr(ws, "merge_share", merged)
+    if request.param in ("streamed", "shared"):
         monkeypatch.setattr("dataver.workspace.STREAM_FILES", 100)
         monkeypatch.setattr("dataver.checkout.STREAM_FILES", 100)
         real = ws.scan_folder
@@ -254,8 +268,10 @@ def test_checkout_of_one_changed_file_in_a_big_tree(repo_dir, cli, streamed):
     assert (repo_dir / "data/s0/f0009.txt").read_bytes() == files["s0/f0009.txt"]
     assert {p: p.stat().st_ino for p in (repo_dir / "data/s1").iterdir()} == before
     assert cli("status").out == ""
-    if streamed[0] == "streamed":  # the second scan left the subfolders that vouch alone
+    if streamed[0] != "kept":  # the second scan left the subfolders that vouch alone
         assert frozenset({"s1/", "s2/"}) in streamed[1]
+    if streamed[0] == "shared":
+        assert "answered" in streamed[1]
 
 
 def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli, by_parts, streamed):
@@ -284,8 +300,10 @@ def test_status_after_a_change_compares_only_the_changed_subfolder(repo_dir, cli
     finally:
         repo.close()
     assert ("data/s1", "unchanged") in summary and ("data/s2/f0004.txt", "modified") in summary
-    if streamed[0] == "streamed":
+    if streamed[0] != "kept":
         assert frozenset({"s1/"}) in streamed[1]  # s0 and s2 changed: scanned file by file
+    if streamed[0] == "shared":
+        assert "answered" in streamed[1]
 
 
 def test_count_held_names_every_blob_or_none(repo_dir, cli):
