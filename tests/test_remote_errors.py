@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import cli_proc, write
+from conftest import cli_proc, git_commit, write
 from s3servers import MotoServer, s3_client
 
 from dataver.errors import RemoteError
@@ -84,12 +84,32 @@ def test_unknown_bucket(s3_each_bucket, repo_dir, cli):
     assert cli("remote", "add", "s3", f"s3://{missing}/data", "--default", cwd=repo_dir).code == 0
     assert cli("remote", "modify", "s3", "endpoint_url", s3_each_bucket.endpoint).code == 0
     track_a_file(repo_dir, cli)
-    for args in (("push",), ("status", "--remote", "s3")):
+    git_commit(repo_dir, "track f.txt")  # verify --remote reads HEAD's pointers
+    for args in (("push",), ("status", "--remote", "s3"), ("verify", "--remote", "s3"), ("fetch",), ("pull",)):
         r = cli(*args)
         line = check_error(r.code, r.out, r.err)
         assert missing in line and "does not exist" in line, line
     # nothing was created on the way
     assert missing not in [b["Name"] for b in s3_each_bucket.client.list_buckets()["Buckets"]]
+
+
+def test_a_folder_remote_that_does_not_exist_is_exit_9_until_the_first_push(repo_dir, cli, tmp_path):
+    """issue 14, defect 9: fetch and pull from a folder remote that does not exist exit 9
+    with one error naming it (docs/remotes.md's exit-code table), as status -r and
+    verify -r do; the first push creates it."""
+    folder = tmp_path / "not-yet"
+    assert cli("remote", "add", "later", str(folder), "--default").code == 0
+    track_a_file(repo_dir, cli)
+    git_commit(repo_dir, "track f.txt")
+    for args in (("fetch",), ("pull",), ("status", "--remote", "later"), ("verify", "--remote", "later")):
+        r = cli(*args)
+        line = check_error(r.code, r.out, r.err)
+        assert f"remote 'later' ({folder}) does not exist" in line, line
+        assert "dataver push to create it" in r.err
+        assert not folder.exists()
+    assert cli("push", "-q").code == 0 and folder.is_dir()
+    assert cli("fetch", "-q").code == 0
+    assert cli("verify", "--remote", "later").code == 0
 
 
 def test_unreachable_endpoint_fails_fast(aws_env, repo_dir, cli):
