@@ -25,6 +25,7 @@ import bisect
 import functools
 import os
 import re
+import shlex
 import struct
 import threading
 import time
@@ -379,6 +380,12 @@ class CachePacks:
             except FileNotFoundError:
                 self._packs, self._listed = [], None
                 return
+            except NotADirectoryError:
+                raise StorageError(
+                    f"{self.dir} is not a folder, so the cache's packs cannot be read",
+                    f"move it aside (mv {shlex.quote(self.dir)} {shlex.quote(self.dir + '.bad')}), then dataver "
+                    "fetch --repair (or re-add the data) to bring back what it held",
+                ) from None
             packs: list[_Pack] = []
             try:
                 for name in names:

@@ -7,6 +7,7 @@ cache, the stat cache, the lock and path helpers shared by every operation.
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 from functools import cached_property
 from typing import TYPE_CHECKING, Callable
@@ -65,6 +66,13 @@ class Repo:
             raise ConfigError(
                 f"cache.dir {configured!r} (in .dataver/config or config.local) is inside a .git folder",
                 "point it elsewhere: dataver config cache.dir PATH, or remove the setting",
+            )
+        if os.path.lexists(path) and not os.path.isdir(path):  # a file (or a dangling link) in its place
+            where = self.rel(path) if (path + os.sep).startswith(self.root + os.sep) else path
+            raise RepoError(
+                f"the cache {where} is not a folder",
+                f"move it aside (mv {shlex.quote(path)} {shlex.quote(path + '.bad')}): dataver makes a new, empty "
+                "cache, then dataver pull (or add) brings the data back",
             )
         return ObjectStore(path)
 

@@ -68,6 +68,35 @@ def test_not_in_a_dataver_repository(tmp_path, cli, args):
     assert not (tmp_path / ".dataver").exists()
 
 
+@pytest.mark.parametrize("args", [("status",), ("add", "f.txt"), ("checkout",), ("get", "/no/such/repo", "data")])
+def test_a_file_where_the_cache_should_be(repo_dir, cli, args):
+    """issue 14, defect 10: it said "cannot open the cache lock ... File exists" with a
+    permissions hint, or a NotADirectoryError traceback; now one error names the cache."""
+    write(repo_dir / "f.txt", "data\n")
+    assert cli("add", "f.txt", "-q").code == 0
+    import shutil
+
+    shutil.rmtree(repo_dir / ".dataver/cache")
+    write(repo_dir / ".dataver/cache", b"not a folder")
+    r = cli(*args)
+    assert_user_error(r, RepoError.exit_code, "the cache .dataver/cache is not a folder", "move it aside (mv ")
+    assert "permission" not in r.err
+    assert (repo_dir / ".dataver/cache").read_bytes() == b"not a folder"  # left as it was
+    assert not (repo_dir / "data").exists()
+
+
+def test_get_from_a_path_that_does_not_exist_names_no_pointer(tmp_path, cli):
+    """issue 14, defect 10: get writes no pointer, so "fix source.repo in the pointer"
+    was the wrong advice; import the same (no pointer exists yet)."""
+    for args in (("get", "/no/such/repo", "data"),):
+        r = cli(*args, cwd=tmp_path)
+        assert_user_error(
+            r, RepoError.exit_code, "source repository /no/such/repo does not exist", "check the path or URL"
+        )
+        assert "source.repo" not in r.err and "pointer" not in r.err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_outside_git_and_no_scm(tmp_path, cli):
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -55,7 +55,12 @@ def _is_bare(path: str) -> bool:
 class Source:
     """Another dataver repository, opened read-only at git level."""
 
-    def __init__(self, url: str):
+    NOT_FOUND_HINT = "check the path or URL: a dataver repository on this machine, or any URL git can clone"
+    MOVED_HINT = "it may have moved: fix source.repo in the pointer, or import it again"
+
+    def __init__(self, url: str, missing_hint: str = NOT_FOUND_HINT):
+        """``missing_hint``: what to do when ``url`` is a local path that does not exist
+        (a pointer's ``source.repo`` calls for ``MOVED_HINT``)."""
         self.url = url
         self._tmp: str | None = None
         local = url[len("file://") :] if url.startswith("file://") else url
@@ -71,10 +76,7 @@ class Source:
             self.git = Git(root)
             self.display = root
         elif "://" not in url and not _scp_like(url):
-            raise RepoError(
-                f"source repository {url} does not exist",
-                "it may have moved: fix source.repo in the pointer, or import it again",
-            )
+            raise RepoError(f"source repository {url} does not exist", missing_hint)
         else:
             self._tmp = tempfile.mkdtemp(prefix="dataver-source-")
             self.git = Git(clone_bare(url, os.path.join(self._tmp, "repo.git")))
@@ -306,7 +308,7 @@ def update(repo: Repo, pointer_path: str, rev: str | None = None, progress: Prog
 def _pin(
     repo: Repo, url: str, path: str, rev: str | None, target: str, old: Pointer | None, progress: Progress
 ) -> ImportResult:
-    with Source(url) as src, repo.hasher() as hasher:
+    with Source(url, Source.NOT_FOUND_HINT if old is None else Source.MOVED_HINT) as src, repo.hasher() as hasher:
         commit, t = _source_tracked(src, rev or "HEAD", path, target)
         fetched = bring(repo.cache, src, commit, [t], hasher, progress)
     if fetched.failed:
@@ -331,7 +333,7 @@ def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PR
         if s.get("repo") and s.get("commit"):
             groups.setdefault((s["repo"], s["commit"]), []).append(t)
     for (url, commit), ts in groups.items():
-        with Source(url) as src, repo.hasher() as hasher:
+        with Source(url, Source.MOVED_HINT) as src, repo.hasher() as hasher:
             result = bring(repo.cache, src, commit, ts, hasher, progress)
         missing += result.failed
     return missing
