@@ -85,6 +85,20 @@ def test_post_checkout_and_post_merge_restore_the_data(project):
     assert dv("status", cwd=project.root).out == ""
 
 
+def test_a_failing_post_checkout_says_git_already_switched_and_what_to_run(project):
+    """issue 14, defect 11: the data checkout refuses (an unsaved change to tracked data)
+    after git has moved HEAD; the hook says so and names the command that finishes it."""
+    dv_ok("install", cwd=project.root)
+    write(project.root / "data/a.txt", b"an unsaved edit\n")
+    r = git("checkout", "--quiet", "v1", cwd=project.root, check=False)
+    assert git("rev-parse", "HEAD", cwd=project.root).stdout == git("rev-parse", "v1", cwd=project.root).stdout
+    assert "dataver: git has already switched commits, but the data in the workspace was not updated" in r.stderr
+    assert "then run: dataver checkout (--force discards unsaved changes" in r.stderr
+    assert (project.root / "data/a.txt").read_bytes() == b"an unsaved edit\n"  # nothing lost
+    dv_ok("checkout", "--force", cwd=project.root)  # what the message says finishes the switch
+    assert snapshot(project.root) == V1
+
+
 def test_an_existing_hook_is_kept_and_still_runs(project):
     original = '#!/bin/sh\necho "post-checkout $*" >> "$(git rev-parse --git-dir)/marker"\n'
     (project.hooks / "post-checkout").write_text(original)

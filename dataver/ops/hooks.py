@@ -19,6 +19,7 @@ from ..history import require_git
 from ..repo import Repo
 
 MARKER = "# installed by `dataver install`"
+FORCE_NOTE = "(--force discards unsaved changes to tracked data)"
 HOOKS = {
     "post-checkout": "checkout --quiet",
     "post-merge": "checkout --quiet",
@@ -49,7 +50,15 @@ else
     done < "$input_file"
 fi"""
     else:
-        body = f"dv {command}"
+        # git has already moved HEAD (or merged) when this runs, and its exit status
+        # changes nothing: say so, and what to run once the error above is dealt with.
+        moved = "switched commits" if name == "post-checkout" else "merged"
+        body = f"""dv {command} || {{
+    status=$?
+    echo "dataver: git has already {moved}, but the data in the workspace was not updated to match" >&2
+    echo "dataver: deal with the error above, then run: dataver checkout {FORCE_NOTE}" >&2
+    exit $status
+}}"""
     reads_stdin = name == "pre-push"  # the only one of these hooks git feeds on stdin
     capture = (
         'input_file=$(mktemp)\ntrap \'rm -f "$input_file"\' EXIT\ncat > "$input_file"'
