@@ -168,7 +168,7 @@ def test_a_scaling_run_fills_every_dataver_step_the_cache_and_the_targets(tmp_pa
     assert result["config"]["shape"] == "small" and result["errors"] == []
     (count,) = result["counts"]
     assert count["nfiles"] == 40 and count["folders"] == 1 and 40 * 50 <= count["many_bytes"] <= 40 * 600
-    for key in ("add_many", "status_clean", "readd_one", "checkout_one"):
+    for key in ("add_many", "status_clean", "status_again", "readd_one", "checkout_one"):
         row = count["summary"][key]["dataver"]
         assert row["median_s"] > 0 and row["peak_rss_mib"] > 0, (key, row)
     for key in ("ref_git_add", "ref_git_status"):
@@ -188,7 +188,8 @@ def test_the_targets_table_is_filled_at_one_million_files():
     def count(n, add_s, rss, cache_bytes):
         summary = {
             "add_many": {"dataver": _sample(add_s), "dvc": _sample(add_s * 3)},
-            "status_clean": {"dataver": _sample(2.5)},
+            "status_clean": {"dataver": _sample(4.5)},
+            "status_again": {"dataver": _sample(2.5)},
             "readd_one": {"dataver": _sample(6.0)},
             "checkout_one": {"dataver": {**_sample(1.0), "peak_rss_mib": rss}},
             "ref_git_status": {"git": _sample(0.4)},

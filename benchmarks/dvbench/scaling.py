@@ -116,6 +116,7 @@ class ScalingBench(Bench):
                 self.step_add_many(t, run, repo)
                 self.measure_cache(t, repo)
                 self.step_status_clean(t, run, repo)
+                self.step_status_again(t, run, repo)
                 if t.name == "dataver" and self.watchman_skipped is None:
                     self.step_status_watchman(t, run, repo)
                 self.step_readd_one(t, run, repo)
@@ -142,6 +143,14 @@ class ScalingBench(Bench):
             "apparent_bytes": du_bytes(cache, apparent=True),
             "tool_dir_allocated_bytes": du_bytes(repo / Path(t.cache_dir).parts[0]),
         }
+
+    def step_status_again(self, t: Tool, run: int, repo: Path) -> None:
+        """status once more, nothing changed: the first after an add may still re-check
+        files modified within the racy window of the add's scan (and records what it
+        found), so the second is what every later status costs."""
+        out = self.timed("status_again", t, run, [(t.status(), repo)])
+        if "modified" in out:
+            raise StepFailed(f"the second status after add reports changes:\n{out[-1000:]}")
 
     def step_status_watchman(self, t: Tool, run: int, repo: Path) -> None:
         """The optional step: `watchman watch-project` the repository, `dataver status` twice
