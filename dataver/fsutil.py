@@ -81,6 +81,36 @@ def ensure_gitignored(target: str) -> bool:
     return True
 
 
+def remove_gitignored(target: str) -> bool:
+    """Take ``ensure_gitignored``'s ``/name`` line for ``target`` out of the .gitignore
+    beside it (every copy of it; other lines kept as they are). A .gitignore left with
+    nothing in it is deleted. True if it changed."""
+    folder, name = os.path.split(target)
+    gitignore = os.path.join(folder, ".gitignore")
+    pattern = _gitignore_pattern(name)
+    try:
+        with open(gitignore, "rb") as f:
+            text = f.read().decode("utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise StorageError(f"cannot read {gitignore}: {e.strerror}") from None
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if line.rstrip("\r\n") != pattern]
+    if len(kept) == len(lines):
+        return False
+    if not "".join(kept).strip():
+        try:
+            os.unlink(gitignore)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(f"cannot remove {gitignore}: {e.strerror}") from None
+        return True
+    atomic_write(gitignore, "".join(kept).encode("utf-8", errors="surrogateescape"))
+    return True
+
+
 def sibling_temporaries(targets: Iterable[str]) -> list[str]:
     """dataver's temporaries left beside ``targets`` by a killed write: of the target
     itself, of its pointer file, or of the ``.gitignore`` beside it. Each folder is

@@ -119,6 +119,9 @@ class NullState:
     def forget(self, folder: str, names: list[str]) -> None:
         pass
 
+    def rename(self, old: str, new: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -335,6 +338,26 @@ class State(NullState):
                 self._db.execute("BEGIN")
                 self._db.executemany("DELETE FROM files WHERE algorithm = ? AND path = ?", keys)
                 self._db.execute("DELETE FROM folders WHERE path = ?", (folder,))
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def rename(self, old: str, new: str) -> None:
+        """What is recorded for path ``old`` and everything under it, now under ``new``
+        (``dataver move``: rename(2) keeps the files' inodes and times, so their rows
+        still vouch; a moved file's own ctime changed, and its row then simply misses)."""
+        lo, hi, cut = old + "/", old + "0", len(old) + 1
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                for table in ("files", "folders"):
+                    self._db.execute(
+                        f"DELETE FROM {table} WHERE path = ? OR (path >= ? AND path < ?)", (new, new + "/", new + "0")
+                    )
+                    self._db.execute(
+                        f"UPDATE {table} SET path = ? || substr(path, ?) WHERE path = ? OR (path >= ? AND path < ?)",
+                        (new, cut, old, lo, hi),
+                    )
+                self._db.execute("DELETE FROM fsmonitor WHERE path IN (?, ?)", (old, new))
         except sqlite3.DatabaseError:
             self._rebuild()
 
