@@ -260,3 +260,66 @@ def diff_cmd(
     if not quiet:
         counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "modified", "deleted")}
         note(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@app.command()
+def move(
+    src: str = typer.Argument(..., help="A tracked file or folder (or its .dv pointer)."),
+    dst: str = typer.Argument(..., help="The new path, or an existing folder to move it into."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Move tracked data, its pointer and its .gitignore line to a new place.
+
+    The data is renamed (never copied), the pointer keeps its content, the old
+    .gitignore line goes and a new one is written beside the new place. Stage the
+    result with the git add the hint prints.
+    """
+    from ..ops.move import move as do_move
+
+    repo = _repo()
+    with repo.lock(note):
+        moved = do_move(repo, src, dst)
+    repo.close()
+    if json_out:
+        emit_json(moved)
+        return
+    if not quiet:
+        what = "" if moved.moved_data else " (pointer only: the data was not in the workspace)"
+        note(f"moved {moved.source} -> {moved.dest}{what}")
+        touched = [f"{moved.source}.dv", f"{moved.dest}.dv"]
+        touched += sorted({os.path.join(os.path.dirname(p), ".gitignore") for p in (moved.source, moved.dest)})
+        note("next: git add " + shlex.join(touched))
+
+
+@app.command()
+def remove(
+    paths: List[str] = typer.Argument(..., help="Tracked files or folders (or their .dv pointers)."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete the data from the workspace (refused unless its bytes are in the cache)."
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="With --purge: delete even data not in the cache."),
+    json_out: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    """Stop tracking data: delete its pointer and its .gitignore line.
+
+    The data stays in the workspace (now an ordinary, untracked file or folder)
+    unless --purge; the cache keeps its objects until gc. Stage the pointer's
+    removal with the git add the hint prints.
+    """
+    from ..ops.move import remove as do_remove
+
+    repo = _repo()
+    with repo.lock(note):
+        removed = do_remove(repo, paths, purge, force)
+    repo.close()
+    if json_out:
+        emit_json(removed)
+        return
+    if not quiet:
+        for r in removed:
+            note(f"removed {r.path}.dv" + (f"; deleted {r.path}" if r.purged else f"; {r.path} kept, untracked"))
+        touched = [f"{r.path}.dv" for r in removed]
+        touched += sorted({os.path.join(os.path.dirname(r.path), ".gitignore") for r in removed})
+        note("next: git add " + shlex.join(touched))

@@ -1,0 +1,152 @@
+"""``move`` and ``remove``: a tracked path renamed, or no longer tracked, with its
+pointer and the ``.gitignore`` line ``add`` wrote kept in step (a hand-made ``mv``
+leaves a stale ``/data`` line and a pointer naming the old place).
+
+Each step is atomic, and the steps are ordered so that a command killed between two
+of them loses nothing and finishes when run again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+
+from .. import pointer as pointer_mod
+from ..errors import PathError, StorageError, WouldLoseData
+from ..fsutil import atomic_write, ensure_gitignored, remove_gitignored
+from ..repo import Repo
+from ..safepath import check_target
+from ..workspace import MISSING, UNCHANGED, Tracked, find_tracked, load_tracked, pointer_for, status, tracked_ancestor
+
+
+@dataclass
+class Moved:
+    source: str  # repo-relative
+    dest: str
+    moved_data: bool  # False: only the pointer moved (the data was not in the workspace)
+
+
+@dataclass
+class Removed:
+    path: str  # repo-relative
+    purged: bool  # the workspace data was deleted too
+
+
+def move(repo: Repo, src: str, dst: str) -> Moved:
+    """Move tracked ``src`` (a target or its ``.dv``) to ``dst``, or into ``dst`` when it
+    is an existing folder that is not tracked data, as ``mv`` does. Its pointer is
+    written at the new place first, then the data is renamed, then the old pointer and
+    ``.gitignore`` line go: run again after a kill, it takes up where it stopped."""
+    (t,) = find_tracked(repo, [src])
+    dest = repo.resolve(dst)
+    if dest.endswith(pointer_mod.SUFFIX) and not os.path.isdir(dest):
+        dest = dest[: -len(pointer_mod.SUFFIX)]
+    if os.path.isdir(dest) and not os.path.exists(pointer_for(dest)):
+        dest = os.path.join(dest, os.path.basename(t.path))
+    rel = repo.rel(dest)
+    _check_dest(repo, t, dest, rel, dst)
+    resuming = os.path.exists(pointer_for(dest))  # a move killed after writing the new pointer
+    has_data = os.path.lexists(t.path)
+    if resuming and has_data and os.path.lexists(dest):
+        raise PathError(
+            f"both {t.rel} and {rel} exist",
+            f"move or delete one of them by hand, then run: {shlex.join(['dataver', 'move', t.rel, rel])}",
+        )
+    if not resuming and os.path.lexists(dest):
+        raise PathError(f"{rel} already exists", "choose another destination, or move that one away first")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    atomic_write(pointer_for(dest), pointer_mod.dumps(t.pointer))
+    ensure_gitignored(dest)
+    if has_data:
+        try:
+            os.rename(t.path, dest)
+        except OSError as e:
+            if e.errno == errno.EXDEV:
+                raise PathError(
+                    f"{rel} is on another file system than {t.rel}",
+                    "move within one file system, or dataver add the data at the new place",
+                ) from None
+            raise StorageError(f"cannot move {t.rel} to {rel}: {e.strerror}") from None
+        repo.state.rename(t.rel, rel)  # the stat cache's rows still vouch for the moved files
+    _drop_pointer(t)
+    remove_gitignored(t.path)
+    return Moved(t.rel, rel, has_data)
+
+
+def _check_dest(repo: Repo, t: Tracked, dest: str, rel: str, user: str) -> None:
+    if dest == t.path:
+        raise PathError(f"{user} is where {t.rel} already is")
+    if (dest + os.sep).startswith(t.path + os.sep):
+        raise PathError(f"cannot move {t.rel} into itself ({rel})")
+    check_target(rel, user)
+    owner = tracked_ancestor(repo, dest)
+    if owner is not None:
+        raise PathError(
+            f"{rel} is inside the tracked folder {repo.rel(owner)}",
+            "a tracked folder's files belong to its manifest: move the data elsewhere",
+        )
+    probe = os.path.dirname(dest)
+    while len(probe) > len(repo.root):
+        if os.path.islink(probe):
+            raise PathError(f"{rel} is beyond a symbolic link ({repo.rel(probe)})", "name the real path")
+        probe = os.path.dirname(probe)
+    if os.path.exists(pointer_for(dest)):
+        there = load_tracked(repo, pointer_for(dest)).pointer
+        if there != t.pointer:
+            raise PathError(f"{rel} is already tracked ({rel}.dv)", "choose another destination")
+    elif repo.git is not None:
+        repo.git.check_not_tracked(rel)
+
+
+def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = False) -> list[Removed]:
+    """Stop tracking each path: its pointer and ``.gitignore`` line go, the data stays
+    (``purge``: it is deleted too, when its bytes are all in the cache, or ``force``).
+    Every path is checked before anything is changed."""
+    tracked = find_tracked(repo, paths)
+    if purge and not force:
+        unsafe = []
+        for t in tracked:
+            if not os.path.lexists(t.path):
+                continue
+            for r in status(repo, [t], check_cache=True):
+                if r.state != MISSING and (r.state != UNCHANGED or r.in_cache is False):
+                    unsafe.append(r.path)
+        if unsafe:
+            more = f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
+            raise WouldLoseData(
+                f"--purge would delete data whose bytes are not in the cache: {', '.join(unsafe[:5])}{more}",
+                "dataver add it first (then remove --purge), or remove without --purge to keep the data, "
+                "or --force to delete it anyway",
+            )
+    out = []
+    for t in tracked:
+        purged = False
+        if purge and os.path.lexists(t.path):
+            _delete(t)  # the data first: killed here, the pointer still names it, in the cache
+            purged = True
+        remove_gitignored(t.path)  # killed here, the pointer is still there: run it again
+        _drop_pointer(t)
+        out.append(Removed(t.rel, purged))
+    return out
+
+
+def _delete(t: Tracked) -> None:
+    try:
+        if os.path.isdir(t.path) and not os.path.islink(t.path):
+            shutil.rmtree(t.path)
+        else:
+            os.unlink(t.path)
+    except OSError as e:
+        raise StorageError(f"cannot delete {t.rel}: {e.strerror}") from None
+
+
+def _drop_pointer(t: Tracked) -> None:
+    try:
+        os.unlink(t.pointer_path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise StorageError(f"cannot remove {t.rel}.dv: {e.strerror}") from None
