@@ -21,6 +21,7 @@ from . import manifest, pointer, tree
 from .digest import Digest
 from .errors import PathError, PointerError, SymlinkLoop, UnreadableFile
 from .hashing import HashedFile
+from .ignore import IGNORE_FILE, Rule, ignored, read_rule, rules_above
 from .linking import is_temp_name
 from .manifest import Entry
 from .odb import ObjectStore
@@ -312,7 +313,10 @@ def scan_folder(
         top = os.stat(folder)
     except OSError as e:
         raise PathError(f"cannot read folder {display}: {e.strerror}") from None
-    stack: list[tuple[str, str, frozenset]] = [(folder, "", frozenset({(top.st_dev, top.st_ino)}))]
+    rules = rules_above(repo.root, folder) if repo is not None else ()  # .dataverignore files above it
+    stack: list[tuple[str, str, frozenset, tuple[Rule, ...]]] = [
+        (folder, "", frozenset({(top.st_dev, top.st_ino)}), rules)
+    ]
     workers = 1 if keep or top_only else scan_processes()
     if workers > 1:  # breadth-first until the folder proves big, then shares of it in parallel
         _list_dirs(stack, scan, display, confine, keep, top_only, leave, share_at=SHARE_DIRS_PER_PROCESS * workers)
@@ -334,7 +338,7 @@ def scan_processes() -> int:
 
 
 def _scan_shares(
-    stack: list[tuple[str, str, frozenset]],
+    stack: list[tuple[str, str, frozenset, tuple[Rule, ...]]],
     scan: FolderScan,
     display: str,
     confine: tuple[str, ...] | None,
@@ -397,9 +401,12 @@ def _scan_shares(
                 proc.wait()
 
 
-def share_job(share: list[tuple[str, str, frozenset]]) -> list:
+def share_job(share: list[tuple[str, str, frozenset, tuple[Rule, ...]]]) -> list:
     """A share of folders in marshal's types (``_scan_shares``, ``dataver.scanshare``)."""
-    return [(path, prefix, sorted(ancestors)) for path, prefix, ancestors in share]
+    return [
+        (path, prefix, sorted(ancestors), [(r.source, r.lead, r.strip, r.lines) for r in rules])
+        for path, prefix, ancestors, rules in share
+    ]
 
 
 def scan_share(job: bytes) -> bytes:
@@ -410,7 +417,10 @@ def scan_share(job: bytes) -> bytes:
 
     share, display, confine, leave, started_ns = marshal.loads(job)
     scan = FolderScan(started_ns=started_ns)
-    stack = [(path, prefix, frozenset(map(tuple, ancestors))) for path, prefix, ancestors in share]
+    stack = [
+        (path, prefix, frozenset(map(tuple, ancestors)), tuple(Rule(*r) for r in rules))
+        for path, prefix, ancestors, rules in share
+    ]
     try:
         _list_dirs(stack, scan, display, None if confine is None else tuple(confine), False, False, frozenset(leave))
     except (PathError, PointerError) as e:
@@ -435,7 +445,7 @@ def merge_share(scan: FolderScan, answer: tuple) -> None:
 
 
 def _list_dirs(
-    stack: list[tuple[str, str, frozenset]],
+    stack: list[tuple[str, str, frozenset, tuple[Rule, ...]]],
     scan: FolderScan,
     display: str,
     confine: tuple[str, ...] | None,
@@ -455,11 +465,15 @@ def _list_dirs(
     while stack:
         if share_at and len(stack) >= share_at and listed >= SHARE_MIN_FILES:
             return
-        here, prefix, ancestors = stack.pop(0) if share_at else stack.pop()
+        here, prefix, ancestors, rules = stack.pop(0) if share_at else stack.pop()
         try:
             entries = list(os.scandir(here))
         except OSError as e:
             raise UnreadableFile(f"cannot list {display}/{prefix}: {e.strerror}") from None
+        if any(e.name == IGNORE_FILE for e in entries):
+            rule = read_rule(os.path.join(here, IGNORE_FILE), f"{display}/{prefix}{IGNORE_FILE}", strip=len(prefix))
+            if rule is not None:
+                rules = (*rules, rule)
         names: list[str] = []
         stats: list[tuple[int, int, int, int, int]] = []
         subdirs: list[str] = []
@@ -473,6 +487,8 @@ def _list_dirs(
             # a reserved one need the full check (an ASCII spelling starts with . g or d)
             if (name[0] in _MAY_BE_RESERVED or not name.isascii() or "\\" in name) and reserved_name(name) is not None:
                 scan.reserved.append(rel)
+                continue
+            if rules and ignored(rules, rel, e.is_dir()):  # .dataverignore: not data, not looked into
                 continue
             if confine is not None and e.is_symlink():
                 _check_link(e.path, rel, display, confine)
@@ -503,7 +519,7 @@ def _list_dirs(
                 if key in ancestors:
                     raise SymlinkLoop(f"{display}/{rel} is a symbolic link loop (it leads back to a parent)")
                 if not top_only and (not leave or rel + "/" not in leave):
-                    stack.append((e.path, rel + "/", ancestors | {key}))
+                    stack.append((e.path, rel + "/", ancestors | {key}, rules))
                 subdirs.append(name)
             else:
                 raise PathError(f"{display}/{rel} is not a regular file or folder (dataver tracks only those)")

@@ -110,7 +110,8 @@ def test_the_share_process_answers_an_error_by_name(tmp_path):
     os.symlink("..", tmp_path / "data" / "d01" / "up")
     top = os.stat(tmp_path / "data")
     sub = os.stat(tmp_path / "data" / "d01")
-    share = [(str(tmp_path / "data" / "d01"), "d01/", frozenset({(top.st_dev, top.st_ino), (sub.st_dev, sub.st_ino)}))]
+    ancestors = frozenset({(top.st_dev, top.st_ino), (sub.st_dev, sub.st_ino)})
+    share = [(str(tmp_path / "data" / "d01"), "d01/", ancestors, ())]
     job = marshal.dumps((ws.share_job(share), "data", None, [], 0))
     out = subprocess.run([sys.executable, "-m", "dataver.scanshare"], input=job, capture_output=True, check=True)
     answer = marshal.loads(out.stdout)
