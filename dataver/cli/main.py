@@ -51,9 +51,9 @@ def _root(
     """Version large data and models beside git."""
 
 
-from . import cache_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
+from . import cache_cmds, info_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds  # noqa: E402  (commands register on app)
 
-_ = (cache_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds)
+_ = (cache_cmds, info_cmds, lineage_cmds, remote_cmds, repo_cmds, workspace_cmds)
 
 
 def main(argv: list[str] | None = None) -> int:
