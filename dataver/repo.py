@@ -6,11 +6,13 @@ cache, the stat cache, the lock and path helpers shared by every operation.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shlex
 import sqlite3
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import Config
 from .errors import ConfigError, PathError, RepoError
@@ -28,6 +30,21 @@ DATAVER_DIR = ".dataver"
 DATAVER_GITIGNORE = "/cache/\n/state.db*\n/lock\n/config.local\n/*.tmp\n"
 
 
+def takes_lock(fn: Callable | None = None, *, cache_exclusive: bool = False) -> Callable:
+    """An op that writes (its first argument a ``Repo``) runs holding the repository
+    lock (re-entrant: the CLI may hold it already)."""
+
+    def wrap(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def locked(repo: Repo, *args, **kwargs):
+            with repo.lock(cache_exclusive=cache_exclusive):
+                return f(repo, *args, **kwargs)
+
+        return locked
+
+    return wrap(fn) if fn is not None else wrap
+
+
 class Repo:
     """A dataver repository rooted at ``root`` (the folder holding ``.dataver/``)."""
 
@@ -38,6 +55,16 @@ class Repo:
             raise RepoError(f"{self.root} is not a dataver repository", "run: dataver init")
         self.config = Config(self.dataver_dir)
         self._use_state = use_state
+        self._held: Locks | None = None  # the repository lock, while this object holds it
+        self._depth = 0
+        self._held_exclusive = False
+
+    def __enter__(self) -> Repo:
+        """``with Repo.find() as repo:`` closes the stat cache and the cache's packs after."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def find(cls, start: str | None = None) -> Repo:
@@ -126,8 +153,30 @@ class Repo:
         """A hasher for this repository: new content gets its ``core.hash`` algorithm."""
         return Hasher(jobs or self.jobs, algorithm=self.hash_algorithm)
 
-    def lock(self, on_wait: Callable[[str], None] | None = None, cache_exclusive: bool = False) -> Locks:
-        """The repository lock, then the cache lock (shared; exclusive for gc)."""
+    @contextlib.contextmanager
+    def lock(self, on_wait: Callable[[str], None] | None = None, cache_exclusive: bool = False) -> Iterator[None]:
+        """The repository lock, then the cache lock (shared; exclusive for gc). Every op
+        that writes takes it itself, so the library is as safe as the CLI; it is
+        re-entrant per ``Repo`` (the CLI's ``with repo.lock(note)`` around an op, pull's
+        fetch and checkout), as one process's second ``flock`` would wait for its first."""
+        if self._held is not None:
+            if cache_exclusive and not self._held_exclusive:
+                raise RuntimeError("the cache lock is held shared; an exclusive one must be taken first")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        locks = self._locks(on_wait, cache_exclusive)
+        with locks:
+            self._held, self._depth, self._held_exclusive = locks, 1, cache_exclusive
+            try:
+                yield
+            finally:
+                self._held, self._depth, self._held_exclusive = None, 0, False
+
+    def _locks(self, on_wait: Callable[[str], None] | None, cache_exclusive: bool) -> Locks:
         text = self.config.get("core.lock_timeout", "60")
         try:
             timeout = float(text)

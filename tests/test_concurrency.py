@@ -629,3 +629,44 @@ def test_pull_and_gc_at_once_across_repos_sharing_a_cache(repo_dir, tmp_path, cl
         assert r.code == 0, r.err
     _check_workspace(collector, p.v2 if gc_rev == "v2" else p.v1)
     _verify(cli, collector)
+
+
+@pytest.mark.parametrize("op", ["add", "checkout", "push", "move", "remove", "gc"])
+def test_library_ops_take_the_repository_lock_themselves(repo_dir, tmp_path, op):
+    """issue 14: locking was decided in the CLI, so ops called from Python wrote while
+    another process held the lock. Each op that writes takes it itself (and the CLI's
+    own lock around an op is re-entrant: the CLI tests run every command that way)."""
+    from dataver.errors import LockTimeout
+    from dataver.ops.add import add
+    from dataver.ops.core import checkout
+    from dataver.ops.gc import gc
+    from dataver.ops.move import move, remove
+    from dataver.ops.sync import push
+    from dataver.repo import Repo
+
+    write(repo_dir / "w.bin", b"weights")
+    assert cli_proc("add", "w.bin", cwd=repo_dir).returncode == 0
+    assert cli_proc("remote", "add", "-d", "r", str(tmp_path / "store"), cwd=repo_dir).returncode == 0
+    assert cli_proc("config", "core.lock_timeout", "0.5", cwd=repo_dir).returncode == 0
+    calls = {
+        "add": lambda r: add(r, ["w.bin"]),
+        "checkout": lambda r: checkout(r),
+        "push": lambda r: push(r),
+        "move": lambda r: move(r, "w.bin", "v.bin"),
+        "remove": lambda r: remove(r, ["w.bin"]),
+        "gc": lambda r: gc(r),
+    }
+    before = sorted(p.name for p in repo_dir.iterdir())
+    holder = _hold_lock(str(repo_dir / ".dataver" / "lock"))
+    try:
+        with Repo.find(str(repo_dir)) as repo:
+            with pytest.raises(LockTimeout, match=f"held by PID {holder.pid}"):
+                calls[op](repo)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in repo_dir.iterdir()) == before  # nothing written
+    assert not (tmp_path / "store").exists()
+    with Repo.find(str(repo_dir)) as repo:  # once the holder is gone, the same call goes ahead
+        with repo.lock(cache_exclusive=op == "gc"):  # and inside a lock the caller holds (re-entrant)
+            calls[op](repo)

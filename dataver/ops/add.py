@@ -21,7 +21,7 @@ from ..hashing import HashedFile, Hasher
 from ..manifest import Entry
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
-from ..repo import Repo
+from ..repo import Repo, takes_lock
 from ..state import FileStat, StatRecorder
 from ..workspace import FolderScan, load_tracked, outside, pointer_for, scan_folder, tracked_ancestor
 
@@ -37,6 +37,7 @@ class Added:
     changed: bool  # the pointer file was written
 
 
+@takes_lock
 def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS) -> list[Added]:
     targets = [_check_target(repo, p) for p in user_paths]
     for user_path, target in zip(user_paths, targets, strict=True):

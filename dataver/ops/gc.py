@@ -31,7 +31,7 @@ from ..gitscm import Git
 from ..history import Revisions, pointers_at, require_git
 from ..manifest import listed_hexes
 from ..remotes import open_remote, remote_names
-from ..repo import Repo
+from ..repo import Repo, takes_lock
 from ..store import ObjRef, Store
 from ..transfer import Walk, needed
 from ..workspace import Tracked, find_tracked
@@ -101,6 +101,7 @@ def keep_set(repo: Repo, all_branches: bool = False, all_tags: bool = False, all
     return keep
 
 
+@takes_lock(cache_exclusive=True)
 def gc(
     repo: Repo,
     dry_run: bool = False,

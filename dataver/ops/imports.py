@@ -28,7 +28,7 @@ from ..odb import ObjectStore, copy_verified
 from ..pointer import Pointer
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import RemoteStore, open_remote, remote_names
-from ..repo import DATAVER_DIR, Repo
+from ..repo import DATAVER_DIR, Repo, takes_lock
 from ..safepath import reserved_in
 from ..store import ObjRef, check_bytes
 from ..transfer import TransferResult, wanted_objects
@@ -266,6 +266,7 @@ class ImportResult:
     checkout: CheckoutResult | None
 
 
+@takes_lock
 def import_(
     repo: Repo, url: str, path: str, rev: str | None = None, out: str | None = None, progress: Progress = NO_PROGRESS
 ) -> ImportResult:
@@ -290,6 +291,7 @@ def import_(
     return _pin(repo, source_url, path, rev, target, None, progress)
 
 
+@takes_lock
 def update(repo: Repo, pointer_path: str, rev: str | None = None, progress: Progress = NO_PROGRESS) -> ImportResult:
     """Re-resolve an import's revision (or move it to ``rev``) and check out the result."""
     path = repo.resolve(pointer_path)

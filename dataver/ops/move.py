@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .. import pointer as pointer_mod
 from ..errors import PathError, StorageError, WouldLoseData
 from ..fsutil import atomic_write, ensure_gitignored, remove_gitignored
-from ..repo import Repo
+from ..repo import Repo, takes_lock
 from ..safepath import check_target
 from ..workspace import MISSING, UNCHANGED, Tracked, find_tracked, load_tracked, pointer_for, status, tracked_ancestor
 
@@ -35,6 +35,7 @@ class Removed:
     purged: bool  # the workspace data was deleted too
 
 
+@takes_lock
 def move(repo: Repo, src: str, dst: str) -> Moved:
     """Move tracked ``src`` (a target or its ``.dv``) to ``dst``, or into ``dst`` when it
     is an existing folder that is not tracked data, as ``mv`` does. Its pointer is
@@ -101,6 +102,7 @@ def _check_dest(repo: Repo, t: Tracked, dest: str, rel: str, user: str) -> None:
         repo.git.check_not_tracked(rel)
 
 
+@takes_lock
 def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = False) -> list[Removed]:
     """Stop tracking each path: its pointer and ``.gitignore`` line go, the data stays
     (``purge``: it is deleted too, when its bytes are all in the cache, or ``force``).
