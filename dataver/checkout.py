@@ -195,9 +195,13 @@ def _plan_file(repo: Repo, t: Tracked, p: Plan, progress: Progress) -> None:
     if not repo.cache.has_blob(want):
         p.missing.append((t.rel, want))
         return
+    # a file of a tracked folder named on its own (ops.targets.PartFile): the folder is
+    # the one link allowed on its way, and the manifest says whether it is executable
+    root = getattr(t, "root", "") or t.path
+    executable = getattr(t, "executable", False)
     if st is not None and stat_mod.S_ISDIR(st.st_mode):
-        p.actions.append(Action("delete", t.path, t.path))  # a folder cannot be renamed over
-    p.actions.append(Action("create" if st is None else "replace", t.path, t.path, want, t.pointer.size))
+        p.actions.append(Action("delete", t.path, root))  # a folder cannot be renamed over
+    p.actions.append(Action("create" if st is None else "replace", t.path, root, want, t.pointer.size, executable))
 
 
 def _folder_saved(repo: Repo, t: Tracked, progress: Progress) -> bool:

@@ -49,6 +49,23 @@ class Git:
         except KeyError:
             return None
 
+    def set_config(self, key: str, value: str) -> None:
+        """Set ``key`` in the repository's own git config (.git/config)."""
+        self._repo.config[key] = value
+
+    def conflicts(self, suffix: str) -> list[tuple[str, bytes | None, bytes | None, bytes | None]]:
+        """(path, base, ours, theirs) bytes of each unmerged index entry whose path ends
+        in ``suffix`` (None: absent on that side)."""
+        index = self._repo.index
+        if index.conflicts is None:
+            return []
+        out = []
+        for base, ours, theirs in index.conflicts:
+            path = next(e.path for e in (base, ours, theirs) if e is not None)
+            if path.endswith(suffix):
+                out.append((path, *(None if e is None else self._repo[e.id].data for e in (base, ours, theirs))))
+        return sorted(out)
+
     @property
     def workdir(self) -> str | None:
         return None if self._repo.workdir is None else os.path.normpath(self._repo.workdir)

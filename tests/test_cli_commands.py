@@ -131,13 +131,19 @@ def test_status_nothing_tracked(repo_dir, cli):
     assert "nothing is tracked" in r.err
 
 
-def test_status_of_untracked_path_is_an_error(repo_dir, cli):
+def test_status_of_a_path_inside_a_tracked_folder(repo_dir, cli):
+    """A part of a tracked folder (issue 14's granular targets; it was an error)."""
     make_tree(repo_dir / "data", 2)
     assert cli("add", "data").code == 0
     r = cli("status", "data/f0.bin")
+    assert r.code == 0 and r.out == "", r.err
+    write(repo_dir / "data/f0.bin", b"changed")
+    assert cli("status", "data/f0.bin").out.split() == ["modified:", "data/f0.bin"]
+    r = cli("status", "data/nothere.bin")
     assert r.code == 4
-    assert r.err.startswith("error: data/f0.bin is not tracked")
-    assert "inside the tracked folder data" in r.err
+    assert r.err.startswith("error: data/nothere.bin is not in data")
+    r = cli("status", "elsewhere.bin")
+    assert r.code == 4 and "not tracked" in r.err
 
 
 # -- ls -------------------------------------------------------------------------------

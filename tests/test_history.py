@@ -194,9 +194,15 @@ def test_path_not_tracked_at_a_revision_is_exit_4(history, fresh, tmp_path):
         r = dv(*args, cwd=fresh)
         assert r.code == 4, (args, r.err)
         assert "model.bin" in r.err and "v1" in r.err, (args, r.err)
-    # a file inside a tracked folder: the hint names the folder
+    # a file inside a tracked folder is a part of it (issue 14): without the folder's
+    # manifest in the cache, checkout names the fetch that brings it
     r = dv("checkout", "data/a.txt", "--rev", "v1", cwd=fresh)
-    assert r.code == 4 and "inside data" in r.err, r.err
+    assert r.code == 7 and "inside data, whose manifest at v1 is not in the cache" in r.err, r.err
+    assert "dataver fetch --rev v1 data/a.txt" in r.err
+    dv_ok("fetch", "--rev", "v1", "data/a.txt", cwd=fresh)
+    dv_ok("checkout", "data/a.txt", "--rev", "v1", cwd=fresh)
+    assert snapshot(fresh) == {"data/a.txt": history.by_name("c1").files["data/a.txt"]}
+    (fresh / "data/a.txt").unlink()
     # tracked at another revision is fine
     dv_ok("pull", "model.bin", "--rev", history.by_name("c2").sha, cwd=fresh)
     assert snapshot(fresh) == {"model.bin": history.by_name("c2").files["model.bin"]}

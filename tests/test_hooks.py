@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ def project(tmp_path) -> Project:
     return Project(root, store, root / ".git" / "hooks", objects)
 
 
+def snap(root: Path) -> dict[str, bytes]:
+    """The work tree's files less the .gitattributes install writes (the merge driver)."""
+    return {k: v for k, v in snapshot(root).items() if k != ".gitattributes"}
+
+
 def installed(p: Project) -> dict[str, str]:
     return {name: (p.hooks / name).read_text() for name in HOOKS}
 
@@ -72,15 +78,17 @@ def test_install_writes_executable_hooks_and_is_idempotent(project):
 
 def test_post_checkout_and_post_merge_restore_the_data(project):
     dv_ok("install", cwd=project.root)
+    git("add", ".gitattributes", cwd=project.root)  # as install's hint says
+    git("commit", "--quiet", "-m", "merge driver", cwd=project.root)
     git("checkout", "--quiet", "v1", cwd=project.root)
-    assert snapshot(project.root) == V1
+    assert snap(project.root) == V1
     git("checkout", "--quiet", "main", cwd=project.root)
-    assert snapshot(project.root) == V2
+    assert snap(project.root) == V2
     # a fast-forward merge runs post-merge
     git("checkout", "--quiet", "-b", "old", "v1", cwd=project.root)
-    assert snapshot(project.root) == V1
+    assert snap(project.root) == V1
     git("merge", "--quiet", "--ff-only", "main", cwd=project.root)
-    assert snapshot(project.root) == V2
+    assert snap(project.root) == V2
     assert git("status", "--porcelain", cwd=project.root).stdout == ""
     assert dv("status", cwd=project.root).out == ""
 
@@ -96,7 +104,62 @@ def test_a_failing_post_checkout_says_git_already_switched_and_what_to_run(proje
     assert "then run: dataver checkout (--force discards unsaved changes" in r.stderr
     assert (project.root / "data/a.txt").read_bytes() == b"an unsaved edit\n"  # nothing lost
     dv_ok("checkout", "--force", cwd=project.root)  # what the message says finishes the switch
-    assert snapshot(project.root) == V1
+    assert snap(project.root) == V1
+
+
+def _untrack_data_in_a_commit(p: Project) -> None:
+    """A commit on a new branch where data.dv is gone (dataver remove, then committed)."""
+    git("checkout", "--quiet", "-b", "no-data", cwd=p.root)
+    dv_ok("remove", "data", "--purge", cwd=p.root)  # the files go too (git add -A would commit them)
+    git("add", "-A", cwd=p.root)
+    git("commit", "--quiet", "-m", "no data", cwd=p.root)
+
+
+def test_leaving_a_commit_removes_data_no_pointer_tracks(project):
+    """issue 14: git checkout to a commit without data.dv left data/ as untracked files
+    (a git add -A would commit them into git); the hook now removes them, as their
+    bytes are in the cache, and checking out the old commit brings them back."""
+    dv_ok("install", cwd=project.root)
+    _untrack_data_in_a_commit(project)
+    git("checkout", "--quiet", "main", cwd=project.root)
+    assert snap(project.root) == V2
+    r = git("checkout", "--quiet", "no-data", cwd=project.root)
+    assert not (project.root / "data").exists(), r.stderr
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=project.root).stdout == ""
+    git("checkout", "--quiet", "main", cwd=project.root)
+    assert snap(project.root) == V2
+    # a merge that deletes the pointer does the same (post-merge, from ORIG_HEAD)
+    git("merge", "--quiet", "--ff-only", "no-data", cwd=project.root)
+    assert not (project.root / "data").exists()
+
+
+def test_leaving_a_commit_keeps_data_with_unsaved_changes(project):
+    dv_ok("install", cwd=project.root)
+    _untrack_data_in_a_commit(project)
+    git("checkout", "--quiet", "main", cwd=project.root)
+    write(project.root / "data/a.txt", b"edited, never added\n")
+    write(project.root / "data/mine.txt", b"a file the pointer never had\n")
+    r = git("checkout", "--quiet", "no-data", cwd=project.root, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "kept data, no longer tracked at this commit: data/a.txt and 1 more differ from the cache" in r.stderr
+    assert (project.root / "data/a.txt").read_bytes() == b"edited, never added\n"
+    assert (project.root / "data/mine.txt").exists()
+
+
+def test_checkout_previous_by_hand(project, tmp_path):
+    """Without hooks: dataver checkout --previous COMMIT does what the hook does."""
+    _untrack_data_in_a_commit(project)
+    git("checkout", "--quiet", "main", cwd=project.root)
+    dv_ok("checkout", cwd=project.root)  # no hooks: the data back by hand
+    git("checkout", "--quiet", "no-data", cwd=project.root)
+    assert (project.root / "data").is_dir()  # what git leaves behind without the hook
+    r = dv("checkout", "--previous", "main", "--json", cwd=project.root)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["left"] == {"removed": ["data"], "kept": {}}
+    assert not (project.root / "data").exists()
+    # unknown or null commits: nothing to compare with, nothing removed
+    for previous in ("0" * 40, "no-such-rev"):
+        assert dv("checkout", "--previous", previous, cwd=project.root).code == 0
 
 
 def test_an_existing_hook_is_kept_and_still_runs(project):
@@ -111,13 +174,13 @@ def test_an_existing_hook_is_kept_and_still_runs(project):
     marker = project.root / ".git" / "marker"
     assert marker.read_text().startswith("post-checkout ")  # the old hook ran, with git's arguments
     assert len(marker.read_text().split()) == 4
-    assert snapshot(project.root) == V1  # and so did dataver
+    assert snap(project.root) == V1  # and so did dataver
     # re-installing keeps the chain as it is
     dv_ok("install", cwd=project.root)
     assert (project.hooks / "post-checkout.pre-dataver").read_text() == original
     git("checkout", "--quiet", "main", cwd=project.root)
     assert len(marker.read_text().splitlines()) == 2
-    assert snapshot(project.root) == V2
+    assert snap(project.root) == V2
 
 
 def test_a_failing_chained_hook_stops_the_chain(project):

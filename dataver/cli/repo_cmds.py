@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, Optional
 
 import typer
@@ -104,11 +105,48 @@ def _default(repo: Any, key: str) -> str | None:
 
 @app.command()
 def install() -> None:
-    """Install git hooks: post-checkout and post-merge run dataver checkout,
-    pre-push runs dataver push. Existing hooks are kept and run first."""
+    """Install git hooks and the merge driver for pointer files.
+
+    post-checkout and post-merge run dataver checkout, pre-push runs dataver push;
+    existing hooks are kept and run first. *.dv files merge with dataver's driver
+    (a three-way merge of folder manifests): commit .gitattributes.
+    """
     from ..ops.hooks import install as do_install
+    from ..ops.merge import install as install_driver
     from ..repo import Repo
 
-    for h in do_install(Repo.find()):
+    repo = Repo.find()
+    for h in do_install(repo):
         chained = f" (runs the previous hook first: {h.chained})" if h.chained else ""
         note(f"{h.hook}: {'installed' if h.changed else 'already installed'}{chained}")
+    changed = install_driver(repo)
+    note(f"merge driver for *.dv: {'installed' if changed else 'already installed'}")
+    if ".gitattributes" in changed:
+        note("next: git add .gitattributes")
+
+
+@app.command("merge-driver", hidden=True)
+def merge_driver(
+    base: str = typer.Argument(..., help="The merge base's version (git's %O)."),
+    ours: str = typer.Argument(..., help="Our version, overwritten with the result (git's %A)."),
+    theirs: str = typer.Argument(..., help="Their version (git's %B)."),
+    path: str = typer.Argument("pointer", help="The pointer file's path (git's %P)."),
+) -> None:
+    """git's merge driver for *.dv (set by dataver install): exit 0 with the merged
+    pointer in OURS, or 1 naming each conflicting file."""
+    from ..ops.merge import merge_files
+    from ..repo import Repo
+
+    result = merge_files(Repo.find(), base, ours, theirs, path)
+    if result.pointer is None:
+        what = result.why or f"{len(result.conflicts)} file(s) changed differently on each side"
+        note(f"dataver: cannot merge {path}: {what}")
+        for c in result.conflicts[:20]:
+            note(f"  {c}")
+        if len(result.conflicts) > 20:
+            note(f"  ... and {len(result.conflicts) - 20} more")
+        note(
+            f"dataver: {path} keeps our version; pick one (git checkout --ours/--theirs {shlex.quote(path)}), "
+            f"or edit the data and dataver add it; then git add {shlex.quote(path)} and dataver checkout"
+        )
+        raise typer.Exit(1)

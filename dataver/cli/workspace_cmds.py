@@ -96,13 +96,23 @@ def status(
             "dataver status --remote NAME --rev REV, or dataver diff REV for what changed since REV",
         )
     # Unchanged folders as one line unless every file is to be listed (--all, --json).
+    from ..ops.merge import conflicts
+
     records = do_status(repo, paths, progress_for(quiet), per_file=show_all or json_out)
     stale = _stale(repo, paths, records)
+    unmerged = conflicts(repo)  # pointer files a git merge left in conflict
     repo.close()
     for line in repo.fsmonitor.report(verbose):
         note(line)
     if json_out:
-        emit_json(records + [{"path": s.path, "state": "stale", "in_cache": None, "reasons": s.reasons} for s in stale])
+        emit_json(
+            records
+            + [{"path": s.path, "state": "stale", "in_cache": None, "reasons": s.reasons} for s in stale]
+            + [
+                {"path": p, "state": "unmerged", "in_cache": None, "conflicts": m.conflicts, "why": m.why}
+                for p, m in unmerged
+            ]
+        )
         return
     shown = [r for r in records if show_all or r.state != "unchanged" or r.in_cache is False]
     for r in shown:
@@ -110,7 +120,17 @@ def status(
         print(f"{r.state + ':':<11} {r.path}{flag}")
     for s in stale:
         print(f"{'stale:':<11} {s.path}  ({'; '.join(s.reasons)})")
-    if not shown and not stale and not quiet:
+    for p, m in unmerged:
+        print(f"{'unmerged:':<11} {p}")
+        more = f"; and {len(m.conflicts) - 5} more" if len(m.conflicts) > 5 else ""
+        what = m.why or "; ".join(m.conflicts[:5]) + more
+        if m.pointer is not None:  # the driver failed then (a manifest missing), not now
+            what = "its versions merge now (what they need arrived): git merge --abort, then merge again"
+        note(
+            f"{p}: a git merge left it in conflict: {what}. Pick a side (git checkout --ours/--theirs "
+            f"{shlex.quote(p)}) or edit the data and dataver add it; then git add {shlex.quote(p)}"
+        )
+    if not shown and not stale and not unmerged and not quiet:
         note("everything matches the pointers" if records else "nothing is tracked yet: dataver add PATH")
 
 
@@ -119,6 +139,12 @@ def checkout(
     paths: Optional[List[str]] = typer.Argument(None, help="Tracked paths (default: all)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite or delete changes not saved in the cache."),
     rev: Optional[str] = REV,
+    previous: Optional[str] = typer.Option(
+        None,
+        "--previous",
+        help="The commit git just left (the hooks pass it): also remove the data of its pointers that are gone, "
+        "where every byte is in the cache.",
+    ),
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
@@ -136,9 +162,10 @@ def checkout(
 
     repo = _repo()
     with repo.lock(note):
-        result = do_checkout(repo, paths, force, progress_for(quiet), rev)
+        result = do_checkout(repo, paths, force, progress_for(quiet), rev, previous)
     repo.close()
     a = result.applied
+    left = result.left
     if json_out:
         emit_json(
             {
@@ -149,12 +176,19 @@ def checkout(
                 "link_types": a.link_types,
                 "temporaries": a.temporaries,
                 **failures_json(result.failed),
+                **({"left": {"removed": left.removed, "kept": dict(left.kept)}} if left is not None else {}),
             }
         )
     elif not quiet:
         note(f"checkout: {a.created} created, {a.replaced} replaced, {a.deleted} deleted, {result.unchanged} unchanged")
         if a.temporaries:
             note(f"removed {a.temporaries} temporary file(s) an interrupted dataver run left")
+    if left is not None and not json_out:
+        for rel in left.removed:
+            if not quiet:
+                note(f"removed {rel}: no pointer tracks it at this commit (its bytes are in the cache)")
+        for rel, why in left.kept:  # said even with --quiet (the hooks): the user must decide
+            note(f"kept {rel}, no longer tracked at this commit: {why}; dataver add it, or delete it")
     if result.failed:
         if rev is None:
             raise missing_error(result.failed)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import checkout as checkout_mod
 from .. import linking
+from .. import pointer as pointer_mod
 from ..digest import DEFAULT_ALGORITHM, Digest
-from ..errors import CORRUPT_CACHE, CORRUPT_REMOTE, MISSING, IntegrityError, ObjectsMissing, PathError, Unrestored
-from ..history import tracked_for
+from ..errors import (
+    CORRUPT_CACHE,
+    CORRUPT_REMOTE,
+    MISSING,
+    IntegrityError,
+    ObjectsMissing,
+    PathError,
+    RepoError,
+    StorageError,
+    Unrestored,
+)
+from ..history import pointers_at, require_git, tracked_for
 from ..manifest import Entry
 from ..progress import NO_PROGRESS, Progress
-from ..repo import Repo
+from ..repo import Repo, takes_lock
 from ..store import Store
 from ..workspace import (
     UNCHANGED,
@@ -23,6 +35,7 @@ from ..workspace import (
     manifest_digest_of,
     read_manifest,
     scan_folder,
+    tracked_ancestor,
 )
 from ..workspace import status as workspace_status
 
@@ -30,8 +43,21 @@ from ..workspace import status as workspace_status
 def status(
     repo: Repo, paths: list[str] | None = None, progress: Progress = NO_PROGRESS, per_file: bool = True
 ) -> list[Record]:
-    """How the workspace differs from the pointers (``workspace.status``)."""
-    return workspace_status(repo, find_tracked(repo, paths), progress, per_file=per_file)
+    """How the workspace differs from the pointers (``workspace.status``). A path inside
+    a tracked folder keeps the records of that part of it."""
+    from .targets import kept, status_paths
+
+    tracked, keep = status_paths(repo, paths)
+    if keep is None:
+        return workspace_status(repo, tracked, progress, per_file=per_file)
+    records = [r for r in workspace_status(repo, tracked, progress, per_file=True) if kept(r.path, keep)]
+    for k in keep:
+        if not any(kept(r.path, [k]) for r in records):
+            owner = next((t.rel for t in tracked if k.startswith(t.rel + "/")), None)
+            raise PathError(
+                f"{k} is not in {owner} (neither its manifest nor the workspace has it)", f"see dataver ls {owner}"
+            )
+    return records
 
 
 @dataclass
@@ -39,24 +65,81 @@ class CheckoutResult:
     applied: checkout_mod.Applied
     unchanged: int
     failed: list[Unrestored]  # files left as they were: object missing from the cache, or corrupt there
+    left: Left | None = None  # with ``previous``: data no longer tracked, removed or kept
 
 
+@dataclass
+class Left:
+    """Data a pointer committed at the commit git left tracked, and no pointer tracks now."""
+
+    removed: list[str] = field(default_factory=list)  # repo-relative; its bytes are in the cache
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (path, why it stays)
+
+
+def leave(repo: Repo, previous: str, progress: Progress = NO_PROGRESS) -> Left:
+    """Remove the data of pointers committed at ``previous`` that the workspace no longer
+    has (git checkout or merge moved to a commit without them), when every byte of it
+    matches that pointer and is in the cache, so a later ``git add -A`` cannot commit it
+    into git. Anything else (an edit, a file the pointer never had, an object missing
+    from the cache, a path git tracks now) is kept and reported."""
+    out = Left()
+    git = require_git(repo)
+    if not previous.strip("0"):  # git's null id: nothing was checked out before (a clone)
+        return out
+    try:
+        before = pointers_at(git, previous)
+    except RepoError:
+        return out  # an unknown or unborn commit: nothing to compare with
+    now = {t.rel for t in find_tracked(repo)}
+    for rel, ptr in sorted(before.items()):
+        path = os.path.join(repo.root, rel)
+        if rel in now or not os.path.lexists(path):
+            continue
+        if tracked_ancestor(repo, path) is not None:
+            continue  # inside a folder tracked now: that folder's checkout decides
+        if git.tracked_under(rel):
+            out.kept.append((rel, "git tracks it at this commit"))
+            continue
+        t = Tracked(os.path.join(repo.root, rel + pointer_mod.SUFFIX), path, rel, ptr)
+        unsaved = [r.path for r in workspace_status(repo, [t], progress) if r.state != UNCHANGED or r.in_cache is False]
+        if unsaved:
+            more = f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""
+            out.kept.append((rel, f"{unsaved[0]}{more} differ from the cache"))
+            continue
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError as e:
+            raise StorageError(f"cannot remove {rel}: {e.strerror}") from None
+        out.removed.append(rel)
+    return out
+
+
+@takes_lock
 def checkout(
     repo: Repo,
     paths: list[str] | None = None,
     force: bool = False,
     progress: Progress = NO_PROGRESS,
     rev: str | None = None,
+    previous: str | None = None,
 ) -> CheckoutResult:
     """Make the workspace match the pointers (of the workspace, or committed at
     ``rev``). Files whose object is absent from the cache, or turns out corrupt while
     it is copied out, are left as they were and reported in ``failed`` after all the
-    others are written (the caller decides how loudly). Git's HEAD and index never move."""
-    tracked = tracked_for(repo, rev, paths)
+    others are written (the caller decides how loudly). Git's HEAD and index never move.
+    ``previous``: the commit git just left (the hooks pass it); the data of its pointers
+    that are gone is removed first (``leave``)."""
+    from .targets import resolve
+
+    tracked = resolve(repo, rev, paths)  # a path inside a tracked folder: its files
     plan = checkout_mod.plan(repo, tracked, progress)
+    left = leave(repo, previous, progress) if previous and rev is None and not paths else None
     applied = checkout_mod.apply(repo, plan, force, progress)
     failed = [Unrestored(path, digest) for path, digest in plan.missing] + plan.failed + applied.failed
-    return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path))
+    return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path), left)
 
 
 def missing_error(

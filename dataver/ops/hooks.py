@@ -21,8 +21,11 @@ from ..repo import Repo
 MARKER = "# installed by `dataver install`"
 FORCE_NOTE = "(--force discards unsaved changes to tracked data)"
 HOOKS = {
-    "post-checkout": "checkout --quiet",
-    "post-merge": "checkout --quiet",
+    # git passes the commit it left, the commit it moved to, and 1 for a branch checkout
+    # (0: files checked out); the data of pointers the left commit had and this one
+    # lacks is removed (checkout --previous).
+    "post-checkout": 'checkout --quiet $( [ "$3" = 1 ] && printf -- "--previous %s" "$1" )',
+    "post-merge": "checkout --quiet --previous ORIG_HEAD",
     "pre-push": "push --quiet --rev",  # once per commit being pushed (read from git's stdin)
 }
 

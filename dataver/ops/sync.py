@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import MISSING, RemoteError, Unrestored, UsageError
+from ..errors import MISSING, ObjectsMissing, RemoteError, Unrestored, UsageError
 from ..history import Revisions, tracked_at, tracked_for
 from ..progress import NO_PROGRESS, Progress
 from ..remotes import RemoteStore, open_remote, remote_names
-from ..repo import Repo
+from ..repo import Repo, takes_lock
 from ..store import ObjRef
 from ..transfer import TransferResult, Walk, Wanted, needed, remove_corrupt, wanted_objects
 from ..transfer import fetch as fetch_objects
 from ..transfer import push as push_objects
 from ..workspace import Tracked, find_tracked
 from .core import CheckoutResult, checkout
+from .targets import resolve
 
 
 def transfer_jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
@@ -22,6 +23,7 @@ def transfer_jobs(repo: Repo, remote: RemoteStore, jobs: int | None) -> int:
     return jobs or remote.jobs or remote.default_jobs()
 
 
+@takes_lock
 def push(
     repo: Repo,
     paths: list[str] | None = None,
@@ -33,11 +35,12 @@ def push(
     """Send to the remote what the pointers (of the workspace, of ``rev``, or of every
     revision a ``Revisions`` covers) need and it lacks."""
     remote = open_remote(repo.config, remote_name, repo.root)
-    wanted = wanted_objects(repo.cache, tracked_for(repo, rev, paths))
+    wanted = wanted_objects(repo.cache, resolve(repo, rev, paths))
     with repo.hasher() as hasher:
         return push_objects(repo.cache, remote, wanted, transfer_jobs(repo, remote, jobs), progress, hasher)
 
 
+@takes_lock
 def fetch(
     repo: Repo,
     paths: list[str] | None = None,
@@ -54,7 +57,11 @@ def fetch(
     from their source repository at the pinned commit. With ``repair``, cache objects
     whose bytes do not match their names are deleted first and fetched again.
     """
-    tracked = tracked_for(repo, rev, paths)
+    try:
+        tracked = resolve(repo, rev, paths)
+    except ObjectsMissing:  # a path inside a folder whose manifest the cache lacks: from the remote
+        with repo.hasher() as hasher:
+            tracked = resolve(repo, rev, paths, open_remote(repo.config, remote_name, repo.root), hasher)
     imported = [t for t in tracked if t.pointer.source]
     only_imports = bool(imported) and len(imported) == len(tracked)
     if remote_name is None and not remote_names(repo.config) and only_imports:
@@ -135,6 +142,7 @@ class PullResult:
         return sorted(out, key=lambda u: u.path)
 
 
+@takes_lock
 def pull(
     repo: Repo,
     paths: list[str] | None = None,
