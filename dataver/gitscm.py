@@ -30,6 +30,19 @@ def clone_bare(url: str, dest: str) -> str:
     return dest
 
 
+def update_bare(path: str) -> str | None:
+    """Fetch every branch and tag of a bare clone's ``origin`` into it (forced, pruned);
+    None when that worked, else git's reason (the clone is left as it was)."""
+    import pygit2
+
+    try:
+        repo = pygit2.Repository(path)
+        repo.remotes["origin"].fetch(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], prune=True)
+    except (pygit2.GitError, KeyError, ValueError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
 class Git:
     def __init__(self, root: str):
         import pygit2

@@ -227,3 +227,35 @@ def test_a_relative_source_remote_works_from_its_path_and_is_refused_through_a_u
     assert r.code == 9, r.err
     assert "relative" in r.err and "../rel-store" in r.err
     assert not (repo_dir / "by-url").exists() and not (repo_dir / "by-url.dv").exists()
+
+
+def test_a_url_is_cloned_once_and_fetched_again_before_each_use(own_source, tmp_path, monkeypatch):
+    """issue 14: repositories by URL are kept in a per-user cache of clones
+    (DATAVER_CLONES here), reused and updated, instead of a fresh clone per command."""
+    clones = tmp_path / "clones"
+    monkeypatch.setenv("DATAVER_CLONES", str(clones))
+    bare = clone(own_source, tmp_path / "shared.git", "--bare")
+    url = f"file://localhost{bare}"  # a URL (not a local path, which is opened in place)
+    out = tmp_path / "out"
+    out.mkdir()
+    dv_ok("get", url, "model.bin", "-o", out / "one", cwd=out)
+    (kept,) = [p for p in clones.iterdir() if p.is_dir()]
+    assert (kept / "url").read_text() == url + "\n" and (kept / "repo.git" / "HEAD").is_file()
+    objects = (kept / "repo.git" / "objects").stat().st_ino
+    # the source moves on: a new commit pushed to the bare repository
+    write(own_source / "model.bin", b"a model, moved on\n")
+    dv_ok("add", "model.bin", cwd=own_source)
+    dv_ok("push", cwd=own_source)
+    git("add", "-A", cwd=own_source)
+    git("commit", "--quiet", "-m", "moved on", cwd=own_source)
+    git("push", "--quiet", str(bare), "HEAD:main", cwd=own_source)
+    r = dv_ok("get", url, "model.bin", "-o", out / "two", cwd=out)
+    assert (out / "two").read_bytes() == b"a model, moved on\n"  # fetched again: the new commit
+    assert [p for p in clones.iterdir() if p.is_dir()] == [kept]
+    assert (kept / "repo.git" / "objects").stat().st_ino == objects  # the same clone, updated
+    assert "warning" not in r.err
+    # the URL unreachable: the clone as it was serves, with a warning
+    shutil.move(bare, tmp_path / "gone.git")
+    r = dv_ok("get", url, "model.bin", "-o", out / "three", cwd=out)
+    assert (out / "three").read_bytes() == b"a model, moved on\n"
+    assert f"warning: could not fetch {url} again" in r.err

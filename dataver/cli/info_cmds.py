@@ -79,6 +79,7 @@ def doctor(
     print(f"git {d.git.removeprefix('git version ')}")
     print("libraries " + ", ".join(f"{k} {v}" for k, v in d.libraries.items()))
     print(f"scan processes {d.scan_processes}")
+    print(f"clones of other repositories {d.clones}")
     if repo is None:
         print("repository: none here (run doctor inside one for the rest)")
         return

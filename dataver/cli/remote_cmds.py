@@ -335,6 +335,7 @@ def get(
     from ..ops.imports import get as do_get
 
     result = do_get(url, path, rev, out, progress_for(quiet))
+    _stale(url, result.stale)
     if json_out:
         emit_json(result)
     elif not quiet:
@@ -379,7 +380,13 @@ def update(
     _report_pin("updated" if result.changed else "up to date:", result, quiet, json_out)
 
 
+def _stale(url: str, why: str | None) -> None:
+    if why:
+        note(f"warning: could not fetch {url} again ({why}); used the copy cloned before")
+
+
 def _report_pin(verb: str, result, quiet: bool, json_out: bool) -> None:
+    _stale(f"the source of {result.path}", result.stale)
     if json_out:
         emit_json(
             {"path": result.path, "commit": result.commit, "changed": result.changed, **_transfer_json(result.fetched)}

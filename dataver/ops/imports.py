@@ -20,7 +20,7 @@ from .. import pointer as pointer_mod
 from ..config import Config
 from ..errors import PathError, RemoteError, RepoError, Unrestored
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
-from ..gitscm import Git, clone_bare, find_git_root
+from ..gitscm import Git, find_git_root
 from ..hashing import Hasher
 from ..history import pointers_at
 from ..linking import place, place_bytes, temp_sibling
@@ -63,6 +63,7 @@ class Source:
         (a pointer's ``source.repo`` calls for ``MOVED_HINT``)."""
         self.url = url
         self._tmp: str | None = None
+        self.stale: str | None = None  # why the cached clone of a URL could not be fetched again
         local = url[len("file://") :] if url.startswith("file://") else url
         if os.path.isdir(local) and _is_bare(local):  # a bare repository here: git objects only
             self.root: str | None = None
@@ -78,8 +79,10 @@ class Source:
         elif "://" not in url and not _scp_like(url):
             raise RepoError(f"source repository {url} does not exist", missing_hint)
         else:
-            self._tmp = tempfile.mkdtemp(prefix="dataver-source-")
-            self.git = Git(clone_bare(url, os.path.join(self._tmp, "repo.git")))
+            from ..clones import cached_clone
+
+            path, self.stale = cached_clone(url)  # cloned once per user, fetched before each use
+            self.git = Git(path)
             self.root = None
             self.display = url
 
@@ -180,6 +183,7 @@ class GetResult:
     files: int
     size: int
     commit: str
+    stale: str | None = None  # why the cached clone of the URL could not be fetched again
 
 
 def get(
@@ -218,7 +222,7 @@ def get(
                     "ask the source repository's owners to dataver push them",
                 )
             files = _materialize(cache, t, dest, hasher)
-        return GetResult(dest, files, t.pointer.size, commit)
+        return GetResult(dest, files, t.pointer.size, commit, src.stale)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -264,6 +268,7 @@ class ImportResult:
     changed: bool
     fetched: TransferResult
     checkout: CheckoutResult | None
+    stale: str | None = None  # why the cached clone of the URL could not be fetched again
 
 
 @takes_lock
@@ -313,6 +318,7 @@ def _pin(
     with Source(url, Source.NOT_FOUND_HINT if old is None else Source.MOVED_HINT) as src, repo.hasher() as hasher:
         commit, t = _source_tracked(src, rev or "HEAD", path, target)
         fetched = bring(repo.cache, src, commit, [t], hasher, progress)
+        stale = src.stale
     if fetched.failed:
         raise missing_error(fetched.failed, f"{url} and its remote")
     new = Pointer(t.pointer.kind, t.pointer.digest, t.pointer.size, t.pointer.files, old.extra if old else ())
@@ -320,7 +326,7 @@ def _pin(
     ensure_gitignored(target)
     changed = atomic_write(pointer_for(target), pointer_mod.dumps(new))
     result = checkout(repo, [repo.rel(target)], False, progress)
-    return ImportResult(repo.rel(target), commit, changed, fetched, result)
+    return ImportResult(repo.rel(target), commit, changed, fetched, result, stale)
 
 
 def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> list[Unrestored]:

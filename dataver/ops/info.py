@@ -85,6 +85,7 @@ class Doctor:
     hooks: dict[str, str] = field(default_factory=dict)  # name -> installed / not installed / someone else's
     fsmonitor: str = ""
     scan_processes: int = 1
+    clones: str = ""  # the per-user cache of other repositories' clones (get, import)
 
 
 LIBRARIES = ("typer", "xxhash", "pygit2", "fsspec", "s3fs", "zstandard", "blake3", "tqdm")
@@ -107,6 +108,9 @@ def doctor(repo: Repo | None, check_remotes: bool = True) -> Doctor:
     from ..workspace import scan_processes
 
     d.scan_processes = scan_processes()
+    from ..clones import clones_root
+
+    d.clones = clones_root()
     if repo is None:
         return d
     d.repository = repo.root
