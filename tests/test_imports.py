@@ -259,3 +259,43 @@ def test_a_url_is_cloned_once_and_fetched_again_before_each_use(own_source, tmp_
     r = dv_ok("get", url, "model.bin", "-o", out / "three", cwd=out)
     assert (out / "three").read_bytes() == b"a model, moved on\n"
     assert f"warning: could not fetch {url} again" in r.err
+
+
+def test_get_a_file_or_a_subfolder_inside_a_tracked_folder(source, tmp_path):
+    """issue 14's granular targets across repositories: get of data/sub (a part of a
+    tracked folder there) writes that part; from a path (the source's cache) and from a
+    URL (the manifest from the source's remote)."""
+    c1 = source.by_name("c1")
+    bare = clone(source.root, tmp_path / "source.git", "--bare")
+    out = tmp_path / "out"
+    out.mkdir()
+    for where, src in (("path", str(source.root)), ("url", f"file://localhost{bare}")):
+        r = dv_ok("get", src, "data/sub", "--rev", "v1", "-o", out / f"sub-{where}", cwd=out)
+        assert snapshot(out / f"sub-{where}") == {
+            "c.txt": c1.files["data/sub/c.txt"],
+            "deep/d.bin": c1.files["data/sub/deep/d.bin"],
+        }, r.err
+        dv_ok("get", src, "data/sub/deep/d.bin", "--rev", "v1", "-o", out / f"d-{where}.bin", cwd=out)
+        assert (out / f"d-{where}.bin").read_bytes() == c1.files["data/sub/deep/d.bin"]
+    r = dv("get", str(source.root), "data/nothere.txt", "-o", out / "x", cwd=out)
+    assert r.code == 4 and "data/nothere.txt is not in data" in r.err, r.err
+    assert not (out / "x").exists()
+
+
+def test_import_one_file_of_a_tracked_folder_and_update_it(source, repo_dir, cli, tmp_path):
+    r = cli("import", str(source.root), "data/sub/deep/d.bin", "--rev", "v1", "-o", "d.bin")
+    assert r.code == 0, r.err
+    f = fields(repo_dir, "d.bin.dv")
+    assert (f["kind"], f["source.path"], f["source.rev"]) == ("file", "data/sub/deep/d.bin", "v1")
+    assert (repo_dir / "d.bin").read_bytes() == source.by_name("c1").files["data/sub/deep/d.bin"]
+    git_commit(repo_dir, "import one file")
+    consumer = clone(repo_dir, tmp_path / "consumer")
+    dv_ok("pull", cwd=consumer)  # served from the source, at the pinned commit
+    assert (consumer / "d.bin").read_bytes() == source.by_name("c1").files["data/sub/deep/d.bin"]
+    d1 = source.by_name("c1").files["data/sub/deep/d.bin"]
+    later = next(c for c in source.commits if c.files.get("data/sub/deep/d.bin", d1) != d1)
+    dv_ok("update", "d.bin.dv", "--rev", later.sha, cwd=consumer)  # a commit that changed it
+    assert (consumer / "d.bin").read_bytes() == later.files["data/sub/deep/d.bin"]
+    r = cli("import", str(source.root), "data/sub", "-o", "sub")  # a folder inside one: refused
+    assert r.code == 4 and "an import pins a tracked path or one file inside one" in r.err, r.err
+    assert not (repo_dir / "sub").exists() and not (repo_dir / "sub.dv").exists()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
 from ..config import Config
-from ..errors import PathError, RemoteError, RepoError, Unrestored
+from ..errors import ObjectsMissing, PathError, RemoteError, RepoError, Unrestored
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
 from ..gitscm import Git, find_git_root
 from ..hashing import Hasher
@@ -176,6 +176,44 @@ def _source_tracked(src: Source, rev: str, path: str, where: str) -> tuple[str, 
     return commit, Tracked(where + pointer_mod.SUFFIX, where, rel, ptr)
 
 
+def _source_targets(
+    src: Source, cache: ObjectStore, hasher: Hasher, rev: str, path: str, where: str
+) -> tuple[str, list[Tracked], bool]:
+    """What ``path`` names in the source at ``rev``, to be written at ``where``: a tracked
+    path (one pointer), or a path inside a tracked folder there (each file of that part,
+    from the folder's manifest: the source's own cache, else its remote into ``cache``).
+    The flag says whether ``where`` is a folder made of a part's files."""
+    from .targets import Part, PartFile, expand
+
+    commit = src.git.resolve(rev)
+    rel = path.strip("/").removesuffix(pointer_mod.SUFFIX)
+    found = pointers_at(src.git, commit)
+    if rel in found or not any(rel.startswith(t + "/") for t in found):
+        commit, t = _source_tracked(src, rev, path, where)
+        return commit, [t], False
+    owner_rel = next(t for t in found if rel.startswith(t + "/"))
+    owner = Tracked("", owner_rel, owner_rel, found[owner_rel])
+    part = Part(owner, rel[len(owner_rel) + 1 :])
+    own = src.cache()
+    if own is not None and own.has_manifest(owner.pointer.digest):
+        files = expand(own, part)
+    else:
+        remote = src.remote(commit)
+        if remote is None:
+            raise ObjectsMissing(
+                f"the manifest of {owner_rel} is in neither {src.display}'s cache nor a remote it names",
+                "ask the source repository's owners to dataver push it",
+            )
+        files = expand(cache, part, remote, hasher)
+    single = len(files) == 1 and files[0].rel == f"{owner_rel}/{part.sub}"
+    out: list[Tracked] = []
+    for f in files:
+        inside = f.rel[len(owner_rel) + 1 + len(part.sub) + 1 :]
+        dest = where if single else os.path.join(where, *inside.split("/"))
+        out.append(PartFile(dest + pointer_mod.SUFFIX, dest, f.rel, f.pointer, where, f.executable))
+    return commit, out, not single
+
+
 # -- get ------------------------------------------------------------------------------
 @dataclass
 class GetResult:
@@ -213,16 +251,19 @@ def get(
     lock = repo.cache_lock() if repo is not None else contextlib.nullcontext()
     try:
         with lock, Source(url) as src, Hasher() as hasher:
-            commit, t = _source_tracked(src, rev or "HEAD", path, dest)
-            result = bring(cache, src, commit, [t], hasher, progress)
+            commit, targets, folder = _source_targets(src, cache, hasher, rev or "HEAD", path, dest)
+            result = bring(cache, src, commit, targets, hasher, progress)
             if result.failed:
                 raise missing_error(
                     result.failed,
                     f"{src.display} and its remote",
                     "ask the source repository's owners to dataver push them",
                 )
-            files = _materialize(cache, t, dest, hasher)
-        return GetResult(dest, files, t.pointer.size, commit, src.stale)
+            if folder:  # files of a part of a folder there
+                files = _materialize_files(cache, targets, dest, hasher)
+            else:
+                files = _materialize(cache, targets[0], dest, hasher)
+        return GetResult(dest, files, sum(t.pointer.size for t in targets), commit, src.stale)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -246,6 +287,23 @@ def _materialize(cache: ObjectStore, t: Tracked, dest: str, hasher: Hasher) -> i
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return len(entries)
+
+
+def _materialize_files(cache: ObjectStore, targets: list[Tracked], dest: str, hasher: Hasher) -> int:
+    """Write the files of a part of a folder (their paths under ``dest``) as a folder
+    that appears whole, or not at all."""
+    staging = temp_sibling(dest)
+    os.makedirs(staging)
+    try:
+        for t in targets:
+            target = os.path.join(staging, os.path.relpath(t.path, dest))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _copy_to(cache, t.pointer.digest, target, getattr(t, "executable", False), hasher)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return len(targets)
 
 
 def _copy_to(cache: ObjectStore, digest, dest: str, executable: bool, hasher: Hasher) -> None:
@@ -316,7 +374,14 @@ def _pin(
     repo: Repo, url: str, path: str, rev: str | None, target: str, old: Pointer | None, progress: Progress
 ) -> ImportResult:
     with Source(url, Source.NOT_FOUND_HINT if old is None else Source.MOVED_HINT) as src, repo.hasher() as hasher:
-        commit, t = _source_tracked(src, rev or "HEAD", path, target)
+        commit, targets, folder = _source_targets(src, repo.cache, hasher, rev or "HEAD", path, target)
+        if folder:
+            raise PathError(
+                f"{path} is a folder inside a tracked folder of {src.display}: an import pins a tracked path or one "
+                "file inside one",
+                f"import the whole folder ({path.split('/')[0]}...), or dataver get the part (no pin)",
+            )
+        t = targets[0]
         fetched = bring(repo.cache, src, commit, [t], hasher, progress)
         stale = src.stale
     if fetched.failed:

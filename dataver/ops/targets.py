@@ -21,6 +21,7 @@ from .. import tree
 from ..errors import ObjectsMissing, PathError
 from ..hashing import Hasher
 from ..history import Revisions, pointers_at, require_git, tracked_for
+from ..odb import ObjectStore
 from ..pointer import Pointer
 from ..repo import Repo
 from ..store import ObjRef, Store
@@ -59,7 +60,7 @@ def resolve(
     named = {t.rel for t in out}
     for part in parts:
         if part.owner.rel not in named:  # the whole folder named too: the part is in it
-            out += expand(repo, part, source, hasher)
+            out += expand(repo.cache, part, source, hasher)
     return out
 
 
@@ -106,15 +107,16 @@ def split(repo: Repo, rev: str | Sequence[str] | Revisions | None, paths: list[s
     return whole, parts
 
 
-def expand(repo: Repo, part: Part, source: Store | None = None, hasher: Hasher | None = None) -> list[Tracked]:
-    """The files of ``part``, from its folder's manifest: one ``PartFile`` each."""
+def expand(cache: ObjectStore, part: Part, source: Store | None = None, hasher: Hasher | None = None) -> list[PartFile]:
+    """The files of ``part``, from its folder's manifest in ``cache`` (brought from
+    ``source`` first where it lacks a node): one ``PartFile`` each."""
     owner, sub = part.owner, part.sub
     digest = owner.pointer.digest
     display = f"manifest of {owner.rel}"
 
     def read(d) -> bytes:
         ref = ObjRef(d, manifest=True)
-        if not repo.cache.has(ref):
+        if not cache.has(ref):
             if source is None or hasher is None:
                 at = ["--rev", part.rev] if part.rev else []
                 fetch = shlex.join(["dataver", "fetch", *at, f"{owner.rel}/{sub}"])
@@ -125,8 +127,8 @@ def expand(repo: Repo, part: Part, source: Store | None = None, hasher: Hasher |
                 )
             from ..transfer import download_object
 
-            download_object(repo.cache, source, ref, hasher, owner.rel)
-        return repo.cache.read_manifest_bytes(d)
+            download_object(cache, source, ref, hasher, owner.rel)
+        return cache.read_manifest_bytes(d)
 
     def skip(folder: str) -> bool:  # "a/b/": only the folders on the way to the part, and the part's own
         return not ((sub + "/").startswith(folder) or folder.startswith(sub + "/"))
