@@ -299,3 +299,26 @@ def test_import_one_file_of_a_tracked_folder_and_update_it(source, repo_dir, cli
     r = cli("import", str(source.root), "data/sub", "-o", "sub")  # a folder inside one: refused
     assert r.code == 4 and "an import pins a tracked path or one file inside one" in r.err, r.err
     assert not (repo_dir / "sub").exists() and not (repo_dir / "sub.dv").exists()
+
+
+def test_ls_of_another_repository_by_path_or_url(source, tmp_path):
+    """issue 14: ls --repo URL lists another repository's tracked paths, a folder's
+    files or a part of one (dvc list URL), from outside any repository too."""
+    bare = clone(source.root, tmp_path / "source.git", "--bare")
+    out = tmp_path / "out"
+    out.mkdir()
+    c6 = source.by_name("c6")
+    for src in (str(source.root), f"file://localhost{bare}"):
+        top = json.loads(dv_ok("ls", "--repo", src, "--json", cwd=out).out)
+        assert [(x["path"], x["kind"]) for x in top] == [("data", "dir"), ("model.bin", "file")]
+        files = json.loads(dv_ok("ls", "data", "--repo", src, "--json", cwd=out).out)
+        assert {x["path"]: x["size"] for x in files} == {k: len(v) for k, v in c6.data.items()}
+        sub = json.loads(dv_ok("ls", "data/sub", "--repo", src, "--rev", "v1", "--json", cwd=out).out)
+        assert sorted(x["path"] for x in sub) == ["data/sub/c.txt", "data/sub/deep/d.bin"]
+    assert list(out.iterdir()) == []
+
+
+def test_ls_of_a_part_in_this_repository(source, tmp_path):
+    consumer = clone(source.root, tmp_path / "consumer")  # an empty cache: the manifest from the remote
+    r = dv_ok("ls", "data/sub", "--rev", "v1", "--json", cwd=consumer)
+    assert sorted(x["path"] for x in json.loads(r.out)) == ["data/sub/c.txt", "data/sub/deep/d.bin"]

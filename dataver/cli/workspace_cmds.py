@@ -202,14 +202,26 @@ def checkout(
 def ls_cmd(
     path: Optional[str] = typer.Argument(None, help="A tracked folder to list the files of."),
     rev: Optional[str] = REV,
+    repo_url: Optional[str] = typer.Option(
+        None, "--repo", help="Another dataver repository instead of this one: a path or any URL git can clone."
+    ),
     json_out: bool = JSON,
 ) -> None:
-    """List tracked paths, or the files inside a tracked folder."""
-    from ..ops.core import ls as do_ls
+    """List tracked paths, or the files inside a tracked folder (or a part of one).
 
-    repo = _repo()
-    with repo.cache_lock(note):  # ls --rev may bring a folder's manifest into the cache
-        items = do_ls(repo, path, rev)
+    With --repo URL, those of another repository (at its HEAD, or --rev), as dvc list
+    URL does; works outside a repository too.
+    """
+    if repo_url is not None:
+        from ..ops.imports import ls_source
+
+        items = ls_source(repo_url, path, rev)
+    else:
+        from ..ops.core import ls as do_ls
+
+        repo = _repo()
+        with repo.cache_lock(note):  # ls --rev may bring a folder's manifest into the cache
+            items = do_ls(repo, path, rev)
     if json_out:
         emit_json(items)
         return

@@ -199,7 +199,19 @@ def ls(repo: Repo, path: str | None = None, rev: str | None = None) -> list[List
             Listed(t.rel, t.pointer.kind, t.pointer.size, t.pointer.digest.hex, t.pointer.files)
             for t in tracked_for(repo, rev, None)
         ]
-    (t,) = tracked_for(repo, rev, [path])
+    from .targets import PartFile, resolve
+
+    try:
+        found = resolve(repo, rev, [path])
+    except ObjectsMissing:  # a part of a folder whose manifest the cache lacks: from the default remote
+        remote = default_remote(repo)
+        if remote is None:
+            raise
+        with repo.hasher() as hasher:
+            found = resolve(repo, rev, [path], remote, hasher)
+    if len(found) != 1 or isinstance(found[0], PartFile):  # a part of a tracked folder: its files
+        return [Listed(t.rel, "file", t.pointer.size, t.pointer.digest.hex, None, t.executable) for t in found]
+    (t,) = found
     if not t.pointer.is_dir:
         return [Listed(t.rel, "file", t.pointer.size, t.pointer.digest.hex)]
     return [

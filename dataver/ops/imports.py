@@ -410,3 +410,49 @@ def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PR
             result = bring(repo.cache, src, commit, ts, hasher, progress)
         missing += result.failed
     return missing
+
+
+# -- ls of another repository ------------------------------------------------------------
+def ls_source(url: str, path: str | None = None, rev: str | None = None) -> list:
+    """``ls --repo URL``: the tracked paths of another repository at ``rev`` (its HEAD by
+    default), or the files of a tracked folder (or of a part of one) there, as
+    ``dvc list URL`` lists them. Manifests come from its cache, else its remote into a
+    scratch cache that is removed after."""
+    from .core import Listed
+
+    with Source(url) as src:
+        commit = src.git.resolve(rev or "HEAD")
+        found = pointers_at(src.git, commit)
+        if path is None:
+            return [Listed(rel, p.kind, p.size, p.digest.hex, p.files) for rel, p in sorted(found.items())]
+        scratch = tempfile.mkdtemp(prefix="dataver-ls-")
+        try:
+            cache = ObjectStore(scratch)
+            with Hasher() as hasher:
+                commit, targets, _ = _source_targets(src, cache, hasher, commit, path, "")
+                if len(targets) == 1 and targets[0].pointer.is_dir:  # a tracked folder: its files
+                    t = targets[0]
+                    own = src.cache()
+                    where = own if own is not None and own.has_manifest(t.pointer.digest) else cache
+                    if where is cache:
+                        remote = src.remote(commit)
+                        if remote is None:
+                            raise ObjectsMissing(
+                                f"the manifest of {t.rel} is in neither {src.display}'s cache nor a remote it names",
+                                "ask the source repository's owners to dataver push it",
+                            )
+                        from ..transfer import fetch_manifest
+
+                        fetch_manifest(cache, remote, t.pointer.digest, hasher, t.rel)
+                    return [
+                        Listed(f"{t.rel}/{e.path}", "file", e.size, e.digest.hex, None, e.executable)
+                        for e in manifest_entries(where, t.pointer.digest, t.rel)
+                    ]
+            return [
+                Listed(t.rel, t.pointer.kind, t.pointer.size, t.pointer.digest.hex, t.pointer.files)
+                if t.pointer.is_dir
+                else Listed(t.rel, "file", t.pointer.size, t.pointer.digest.hex, None, getattr(t, "executable", False))
+                for t in targets
+            ]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
