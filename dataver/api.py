@@ -4,7 +4,9 @@
     with dataver.api.open("data/train.csv", rev="v1.0") as f:
         header = f.readline()
 
-``repo`` is a path inside a dataver repository (default: the current directory);
+``repo`` is a path inside a dataver repository (default: the current directory), or
+another repository by path or any URL git can clone (``https://``, ``ssh://``,
+``git@host:path``; cloned once per user and fetched again, as ``dvc.api`` does);
 ``rev`` is any git revision (default: the pointers in the workspace). Bytes come
 from the cache, fetched from the default remote when missing, and are verified
 against their digest before they are handed out.
@@ -18,21 +20,22 @@ from typing import IO, Any
 from .lineagefmt import Lineage
 from .recording import note_read, record
 from .repo import Repo
-from .view import RevisionView
+from .view import RevisionView, open_view
 
 __all__ = ["open", "read", "get_path", "view", "lineage", "record"]
 
 
 def view(repo: str | None = None, rev: str | None = None) -> RevisionView:
     """The tracked data of ``repo`` at ``rev`` (reusable across many reads)."""
-    return RevisionView(Repo.find(repo), rev)
+    return open_view(repo, rev)
 
 
 def get_path(path: str, rev: str | None = None, repo: str | None = None) -> str:
     """A local, read-only file holding ``path``'s bytes at ``rev`` (a cache object)."""
     v = view(repo, rev)
     info = v.file(path)
-    note_read(v.repo, info.path, info.digest)  # an input of an active dataver.api.record block
+    if v.repo is not None:  # an input of an active dataver.api.record block (in this repository)
+        note_read(v.repo, info.path, info.digest)
     return v.local_path(info)
 
 

@@ -5,7 +5,8 @@
 
 Registered under the ``dataver`` protocol through the ``fsspec.specs`` entry point.
 Options: ``rev`` (any git revision; default the workspace pointers) and ``repo``
-(a path inside the dataver repository; default the current directory).
+(a path inside the dataver repository, default the current directory; or another
+repository by path or any URL git can clone).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem
 
 from .errors import PathError
-from .repo import Repo
-from .view import RevisionView
+from .view import open_view
 
 
 class DataverFileSystem(AbstractFileSystem):
@@ -26,7 +26,7 @@ class DataverFileSystem(AbstractFileSystem):
 
     def __init__(self, repo: str | None = None, rev: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.view = RevisionView(Repo.find(repo), rev)
+        self.view = open_view(repo, rev)
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:

@@ -8,13 +8,17 @@ fetching from the default remote when an object is not in the cache. Used by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from dataclasses import dataclass
 
 from .digest import Digest
-from .errors import IntegrityError, ObjectsMissing, PathError
+from .errors import IntegrityError, ObjectsMissing, PathError, RepoError
+from .hashing import Hasher
 from .history import tracked_for
+from .manifest import Entry
+from .odb import ObjectStore
 from .repo import Repo
 from .store import ObjRef, Store
 from .workspace import Tracked
@@ -30,9 +34,13 @@ class FileInfo:
 
 class RevisionView:
     def __init__(self, repo: Repo, rev: str | None = None):
-        self.repo = repo
+        self.repo: Repo | None = repo
         self.rev = rev
-        self._tracked: dict[str, Tracked] = {t.rel: t for t in tracked_for(repo, rev, None)}
+        self.cache: ObjectStore = repo.cache
+        self._setup({t.rel: t for t in tracked_for(repo, rev, None)})
+
+    def _setup(self, tracked: dict[str, Tracked]) -> None:
+        self._tracked = tracked
         self._folders: dict[str, dict[str, FileInfo]] = {}
         # per tracked folder: each folder inside it -> {name: (kind, size)}, built once
         self._dirs: dict[str, dict[str, dict[str, tuple[str, int]]]] = {}
@@ -45,17 +53,28 @@ class RevisionView:
         if self._remote is False:
             from .ops.core import default_remote
 
+            assert self.repo is not None
             self._remote = default_remote(self.repo)
         return self._remote  # type: ignore[return-value]
+
+    def _hasher(self) -> Hasher:
+        return self.repo.hasher() if self.repo is not None else Hasher()
+
+    def _lock(self) -> contextlib.AbstractContextManager:
+        return self.repo.cache_lock() if self.repo is not None else contextlib.nullcontext()
+
+    def _entries(self, t: Tracked) -> list[Entry]:
+        from .ops.core import folder_entries
+
+        assert self.repo is not None
+        return folder_entries(self.repo, t, self.remote)
 
     # -- lookups -------------------------------------------------------------------
     def _folder(self, t: Tracked) -> dict[str, FileInfo]:
         if t.rel not in self._folders:
-            from .ops.core import folder_entries
-
             self._folders[t.rel] = {
                 f"{t.rel}/{e.path}": FileInfo(f"{t.rel}/{e.path}", e.digest, e.size, e.executable)
-                for e in folder_entries(self.repo, t, self.remote)
+                for e in self._entries(t)
             }
         return self._folders[t.rel]
 
@@ -139,12 +158,12 @@ class RevisionView:
     # -- bytes ------------------------------------------------------------------------
     def local_path(self, info: FileInfo, verify: bool = True) -> str:
         """Path of the cache object holding ``info``'s bytes (fetched if needed, verified)."""
-        cache = self.repo.cache
+        cache = self._holder(info.digest)
         if not cache.has_blob(info.digest):
             self._fetch(info)
         path = cache.blob_file(info.digest)  # a packed object is unpacked (checked) for a path
         if verify and info.digest not in self._verified:
-            with self.repo.hasher() as hasher:
+            with self._hasher() as hasher:
                 if hasher.hash_file(path, algorithm=info.digest.algorithm).digest != info.digest:
                     raise IntegrityError(
                         f"cache object for {info.path} is corrupt ({path})",
@@ -153,14 +172,93 @@ class RevisionView:
             self._verified.add(info.digest)
         return path
 
+    def _holder(self, digest: Digest) -> ObjectStore:
+        """The cache to read ``digest`` from (a source repository's own, where it holds it)."""
+        return self.cache
+
     def _fetch(self, info: FileInfo) -> None:
         from .transfer import download_object
 
         remote = self.remote()
         if remote is None:
             raise ObjectsMissing(f"{info.path} ({info.digest}) is not in the cache and no remote is configured")
-        with self.repo.cache_lock(), self.repo.hasher() as hasher:
-            download_object(self.repo.cache, remote, ObjRef(info.digest), hasher)
+        with self._lock(), self._hasher() as hasher:
+            download_object(self.cache, remote, ObjRef(info.digest), hasher)
+
+
+class SourceView(RevisionView):
+    """The tracked data of another repository, named by path or URL (``api``'s and
+    ``dataver://``'s ``repo=``), at ``rev`` (its HEAD by default): its pointers from git
+    (a URL's clone kept in the per-user clone cache, fetched again first), manifests and
+    objects from its own cache when it is on this machine, else from the default remote
+    its committed config names, into a per-URL cache beside the clone."""
+
+    def __init__(self, url: str, rev: str | None = None):
+        from .history import pointers_at
+        from .ops.imports import Source
+
+        self.src = Source(url)
+        self.repo = None
+        self.rev = rev or "HEAD"
+        self.commit = self.src.git.resolve(self.rev)
+        self.cache = ObjectStore(_view_cache(url))
+        found = pointers_at(self.src.git, self.commit)
+        self._setup({rel: Tracked("", rel, rel, p) for rel, p in found.items()})
+        self._own = self.src.cache()
+
+    def remote(self) -> Store | None:
+        if self._remote is False:
+            self._remote = self.src.remote(self.commit)
+        return self._remote  # type: ignore[return-value]
+
+    def _entries(self, t: Tracked) -> list[Entry]:
+        from .workspace import manifest_entries
+
+        digest = t.pointer.digest
+        if self._own is not None and self._own.has_manifest(digest):
+            return manifest_entries(self._own, digest, t.rel)
+        if not self.cache.has_manifest(digest):
+            remote = self.remote()
+            if remote is None:
+                raise ObjectsMissing(
+                    f"the manifest of {t.rel} is in neither {self.src.display}'s cache nor a remote it names"
+                )
+            from .transfer import fetch_manifest
+
+            with self._hasher() as hasher:
+                fetch_manifest(self.cache, remote, digest, hasher, t.rel)
+        return manifest_entries(self.cache, digest, t.rel)
+
+    def _holder(self, digest: Digest) -> ObjectStore:
+        if self._own is not None and self._own.has_blob(digest):
+            return self._own
+        return self.cache
+
+    def close(self) -> None:
+        self.src.close()
+
+
+def _view_cache(url: str) -> str:
+    """The object cache of a repository read by URL or path: beside its clone."""
+    import hashlib
+
+    from .clones import clones_root
+
+    key = hashlib.sha256(os.path.abspath(url).encode() if os.path.exists(url) else url.encode()).hexdigest()[:32]
+    return os.path.join(clones_root(), key, "objects")
+
+
+def open_view(repo: str | None = None, rev: str | None = None) -> RevisionView:
+    """A view of ``repo`` (default: the repository here): a path inside a dataver work
+    tree is that repository; any other path or URL git can open is read as a source."""
+    if repo is None:
+        return RevisionView(Repo.find(None), rev)
+    if os.path.isdir(repo):
+        try:
+            return RevisionView(Repo.find(repo), rev)
+        except RepoError:
+            pass  # a bare repository, or a folder git knows: a source
+    return SourceView(repo, rev)
 
 
 def _norm(path: str) -> str:

@@ -322,3 +322,30 @@ def test_ls_of_a_part_in_this_repository(source, tmp_path):
     consumer = clone(source.root, tmp_path / "consumer")  # an empty cache: the manifest from the remote
     r = dv_ok("ls", "data/sub", "--rev", "v1", "--json", cwd=consumer)
     assert sorted(x["path"] for x in json.loads(r.out)) == ["data/sub/c.txt", "data/sub/deep/d.bin"]
+
+
+def test_api_and_dataver_fs_read_another_repository_by_url(source, tmp_path, monkeypatch):
+    """issue 14: dataver.api (repo=) and dataver:// accept git URLs (repo="file:///x"
+    used to become <cwd>/file:/x), as dvc.api.open(repo=URL) does: bytes at a revision,
+    from the source's remote, verified; from outside any repository."""
+    import fsspec
+
+    import dataver.api
+
+    monkeypatch.setenv("DATAVER_CLONES", str(tmp_path / "clones"))
+    bare = clone(source.root, tmp_path / "source.git", "--bare")
+    url = f"file://localhost{bare}"
+    monkeypatch.chdir(tmp_path)
+    c1, c6 = source.by_name("c1"), source.by_name("c6")
+    assert dataver.api.read("data/sub/deep/d.bin", rev="v1", repo=url) == c1.files["data/sub/deep/d.bin"]
+    assert dataver.api.read("model.bin", repo=url) == c6.files["model.bin"]  # HEAD by default
+    with dataver.api.open("data/sub/c.txt", rev="v1", repo=str(bare), mode="r") as f:  # a bare clone's path
+        assert f.read() == c1.files["data/sub/c.txt"].decode()
+    fs = fsspec.filesystem("dataver", repo=url, rev="v1")
+    assert sorted(fs.ls("data/sub", detail=False)) == ["data/sub/c.txt", "data/sub/deep"]
+    with fs.open("data/a.txt") as f:
+        assert f.read() == c1.files["data/a.txt"]
+    with pytest.raises(FileNotFoundError):
+        fs.info("data/nothere.txt")
+    # the objects came from the source's remote into the clone cache, not into any repository
+    assert list((tmp_path / "clones").rglob("*.manifest")) or list((tmp_path / "clones").rglob("*.pack"))
