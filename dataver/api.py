@@ -22,7 +22,7 @@ from .recording import note_read, record
 from .repo import Repo
 from .view import RevisionView, open_view
 
-__all__ = ["open", "read", "get_path", "view", "lineage", "record"]
+__all__ = ["open", "read", "get_path", "get_url", "view", "lineage", "record"]
 
 
 def view(repo: str | None = None, rev: str | None = None) -> RevisionView:
@@ -37,6 +37,15 @@ def get_path(path: str, rev: str | None = None, repo: str | None = None) -> str:
     if v.repo is not None:  # an input of an active dataver.api.record block (in this repository)
         note_read(v.repo, info.path, info.digest)
     return v.local_path(info)
+
+
+def get_url(path: str, rev: str | None = None, repo: str | None = None, remote: str | None = None) -> str:
+    """The URL of the object holding ``path``'s bytes (at ``rev``) on ``remote`` (the
+    default one), as ``dvc.api.get_url`` gives it: where it is a file of its own there
+    (a small object in a pack has none; read it with ``open``)."""
+    from .ops.urls import object_url
+
+    return object_url(Repo.find(repo), path, rev, remote)
 
 
 def open(

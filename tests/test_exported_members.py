@@ -45,7 +45,7 @@ def test_one_exit_code_table():
 
 
 def test_api_exports():
-    assert sorted(dataver.api.__all__) == ["get_path", "lineage", "open", "read", "record", "view"]
+    assert sorted(dataver.api.__all__) == ["get_path", "get_url", "lineage", "open", "read", "record", "view"]
     for name in dataver.api.__all__:
         assert callable(getattr(dataver.api, name)), name
 

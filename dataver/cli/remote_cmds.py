@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from typing import List, Optional
 
 import typer
@@ -371,13 +373,78 @@ def update(
     quiet: bool = QUIET,
     json_out: bool = JSON,
 ) -> None:
-    """Re-resolve an import's revision (or move it to --rev) and check out the result."""
+    """Re-resolve an import's revision (or move it to --rev) and check out the result.
+
+    For an import-url: ask the URL for its version evidence (ETag, size, mtime; a
+    folder's listing) again, and download and re-add only when it changed.
+    """
     from ..ops.imports import update as do_update
+    from ..ops.urls import update_url
+    from ..workspace import load_tracked, pointer_for
 
     repo = _repo()
+    path = repo.resolve(pointer_file)
+    pointer_path = path if path.endswith(".dv") else pointer_for(path)
+    if os.path.isfile(pointer_path) and load_tracked(repo, pointer_path).pointer.source.get("url"):
+        if rev is not None:
+            raise typer.BadParameter("an import-url has no revisions: update asks the URL again")
+        with repo.lock(note):
+            got = update_url(repo, pointer_path, progress_for(quiet))
+        _report_url("updated" if got.changed else "up to date:", got, quiet, json_out)
+        return
     with repo.lock(note):
         result = do_update(repo, pointer_file, rev, progress_for(quiet))
     _report_pin("updated" if result.changed else "up to date:", result, quiet, json_out)
+
+
+@app.command("import-url")
+def import_url(
+    url: str = typer.Argument(..., help="A file or folder at any fsspec URL: s3://, https://, gs://, a path."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Where to put it here (default: its name)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Track a file or folder from a URL, recording where it came from and its version.
+
+    Downloads it, adds it (its bytes are cached and pushed like any data) and writes
+    OUT.dv with a source block: the URL and its version evidence (ETag, size, mtime or
+    checksum; for a folder, a digest of its listing). dataver update OUT.dv asks the
+    URL again and downloads only what changed. Credentials: the backend's own (for
+    s3://, the AWS environment variables or profile).
+    """
+    from ..ops.urls import import_url as do_import_url
+
+    repo = _repo()
+    with repo.lock(note):
+        got = do_import_url(repo, url, out, progress_for(quiet))
+    _report_url("imported", got, quiet, json_out)
+    if not quiet and not json_out:
+        note("next: git add " + shlex.join([f"{got.path}.dv", os.path.join(os.path.dirname(got.path), ".gitignore")]))
+
+
+@app.command("get-url")
+def get_url(
+    url: str = typer.Argument(..., help="A file or folder at any fsspec URL: s3://, https://, gs://, a path."),
+    out: Optional[str] = typer.Argument(None, help="Where to write it (default: its name, here)."),
+    quiet: bool = QUIET,
+    json_out: bool = JSON,
+) -> None:
+    """Download a file or folder from a URL; nothing is tracked. Works anywhere."""
+    from ..ops.urls import get_url as do_get_url
+
+    got = do_get_url(url, out)
+    if json_out:
+        emit_json(got)
+    elif not quiet:
+        note(f"got {got.path} ({got.files} file(s), {human_size(got.size)}) from {url}")
+
+
+def _report_url(verb: str, got, quiet: bool, json_out: bool) -> None:
+    if json_out:
+        emit_json(got)
+    elif not quiet:
+        what = f"{got.files} files, " if got.kind == "dir" else ""
+        note(f"{verb} {got.path} ({what}{human_size(got.size)}) from {got.url} -> {got.path}.dv")
 
 
 def _stale(url: str, why: str | None) -> None:

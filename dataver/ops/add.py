@@ -38,7 +38,10 @@ class Added:
 
 
 @takes_lock
-def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS) -> list[Added]:
+def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS, imported: bool = False) -> list[Added]:
+    """Store each path's content and write its pointer. ``imported``: a pointer with a
+    ``source.*`` block may be re-added, keeping the block (``update`` of an
+    ``import-url``, which then writes the new evidence); a user's add refuses it."""
     targets = [_check_target(repo, p) for p in user_paths]
     for user_path, target in zip(user_paths, targets, strict=True):
         outer = next((o for o in targets if target.startswith(o + os.sep)), None)
@@ -50,7 +53,7 @@ def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS) -> 
     results = []
     with repo.hasher() as hasher:
         for target in targets:
-            results.append(_add_one(repo, target, hasher, progress))
+            results.append(_add_one(repo, target, hasher, progress, imported))
     return results
 
 
@@ -97,10 +100,10 @@ def _linked_parent(repo: Repo, path: str) -> str | None:
     return None
 
 
-def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress) -> Added:
+def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress, imported: bool = False) -> Added:
     rel = repo.rel(target)
     old = _existing_pointer(repo, target)
-    if old is not None and old.source:
+    if old is not None and old.source and not imported:
         raise PathError(
             f"{rel} is imported from {old.source.get('repo', 'another repository')}",
             f"move the pin with: dataver update {rel}.dv --rev REV; or delete {rel}.dv to track it as your own",

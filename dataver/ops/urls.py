@@ -1,0 +1,225 @@
+"""``import-url``, ``get-url`` and ``api.get_url``: data from any fsspec URL (``s3://``,
+``https://``, ``gs://``, a local path), and the URL of a tracked object on a remote.
+
+``import-url`` downloads the file or folder, adds it like ``add`` does (its bytes are in
+the cache and pushed like any data) and records where it came from in the pointer's
+``source.*`` block with the version evidence the store gives: the ETag, size and mtime
+(or checksum) of a file; for a folder, a digest of its listing (each file's path, size
+and ETag or mtime). ``update`` asks for that evidence again and downloads only when it
+changed. ``get-url`` downloads without tracking anything.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from .. import pointer as pointer_mod
+from ..errors import DataverError, ObjectsMissing, PathError, RemoteError
+from ..fsutil import atomic_write
+from ..linking import temp_sibling
+from ..progress import NO_PROGRESS, Progress
+from ..repo import Repo, takes_lock
+from ..store import ObjRef
+from ..workspace import load_tracked, pointer_for, tracked_ancestor
+
+EVIDENCE_KEYS = ("etag", "size", "mtime", "checksum", "listing", "files")
+
+
+@dataclass
+class UrlResult:
+    path: str  # repo-relative (get-url: where it was written)
+    url: str
+    kind: str  # "file" or "dir"
+    size: int
+    files: int
+    changed: bool  # import-url / update: the pointer changed
+    evidence: dict[str, str]
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:
+        from ..remotes import BACKEND_PACKAGES
+
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        package = BACKEND_PACKAGES.get(protocol)
+        raise RemoteError(
+            f"{url}: {protocol}:// is not available here: {e}",
+            f"install {package}" if package else "install the fsspec backend for it",
+        ) from None
+
+
+def _call(url: str, what: str, fn):
+    try:
+        return fn()
+    except FileNotFoundError:
+        raise PathError(f"{url} does not exist", "check the URL") from None
+    except PermissionError as e:
+        raise RemoteError(f"access to {url} was denied ({what}): {e}", "check the credentials for it") from None
+    except DataverError:
+        raise
+    except Exception as e:  # a backend's own error: one line naming the URL, no traceback
+        raise RemoteError(f"cannot {what} {url}: {type(e).__name__}: {e}", "check the URL and the network") from None
+
+
+def _stamp(info: dict) -> str:
+    for key in ("ETag", "etag", "checksum", "md5", "mtime", "LastModified", "last_modified", "created"):
+        if info.get(key) not in (None, ""):
+            return f"{key}={info[key]}"
+    return ""
+
+
+def evidence(fs: Any, path: str, url: str) -> tuple[str, dict[str, str]]:
+    """("file" or "dir", the version evidence of what ``path`` holds now)."""
+    info = _call(url, "read", lambda: fs.info(path))
+    if info.get("type") == "directory":
+        found = _call(url, "list", lambda: fs.find(path, detail=True))
+        lines = []
+        total = 0
+        for full, item in sorted(found.items()):
+            if item.get("type") == "directory":
+                continue
+            rel = posixpath.relpath(fs._strip_protocol(full), fs._strip_protocol(path))
+            lines.append(f"{rel}\t{item.get('size', '')}\t{_stamp(item)}")
+            total += int(item.get("size") or 0)
+        import hashlib
+
+        listing = hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+        return "dir", {"listing": listing, "files": str(len(lines)), "size": str(total)}
+    out = {"size": str(info.get("size", ""))}
+    for key, names in (
+        ("etag", ("ETag", "etag")),
+        ("checksum", ("checksum", "md5")),
+        ("mtime", ("mtime", "LastModified", "last_modified", "created")),
+    ):
+        value = next((info[n] for n in names if info.get(n) not in (None, "")), None)
+        if value is not None:
+            out[key] = str(value).strip('"')
+    return "file", out
+
+
+def _download(fs: Any, path: str, kind: str, dest: str, url: str) -> None:
+    """``path`` at ``dest``, whole or not at all (a temporary sibling, then a rename)."""
+    tmp = temp_sibling(dest)
+    try:
+        if kind == "dir":
+            os.makedirs(tmp)
+            _call(url, "download", lambda: fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True))
+        else:
+            _call(url, "download", lambda: fs.get_file(path, tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _name(url: str) -> str:
+    return posixpath.basename(url.split("://", 1)[-1].rstrip("/")) or "download"
+
+
+def get_url(url: str, out: str | None = None) -> UrlResult:
+    """Download ``url`` (a file or folder) to ``out``; nothing is tracked."""
+    dest = os.path.abspath(out or _name(url))
+    from ..safepath import reserved_in
+
+    if reserved_in(dest.split(os.sep)) is not None:
+        raise PathError(f"refusing to write {dest}: dataver never writes into .git or .dataver")
+    if os.path.lexists(dest):
+        raise PathError(f"{dest} already exists", "choose another destination with -o, or remove it")
+    fs, path = _fs(url)
+    kind, ev = evidence(fs, path, url)
+    _download(fs, path, kind, dest, url)
+    files = sum(len(f) for _, _, f in os.walk(dest)) if kind == "dir" else 1
+    size = int(ev.get("size") or 0)
+    return UrlResult(dest, url, kind, size, files, True, ev)
+
+
+@takes_lock
+def import_url(repo: Repo, url: str, out: str | None = None, progress: Progress = NO_PROGRESS) -> UrlResult:
+    """Track the file or folder at ``url`` as ``out``, with its source and version evidence."""
+    target = repo.resolve(out or _name(url))
+    rel = repo.rel(target)
+    if os.path.exists(pointer_for(target)):
+        raise PathError(f"{rel} is already tracked ({rel}.dv)", f"to download a new version: dataver update {rel}.dv")
+    if os.path.lexists(target):
+        raise PathError(f"{rel} already exists", "choose another destination with -o, or remove it")
+    owner = tracked_ancestor(repo, target)
+    if owner is not None:
+        raise PathError(f"{rel} is inside {repo.rel(owner)}, which {repo.rel(owner)}.dv tracks", "choose another -o")
+    if repo.git is not None:
+        repo.git.check_not_tracked(rel)
+    fs, path = _fs(url)
+    kind, ev = evidence(fs, path, url)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    _download(fs, path, kind, target, url)
+    return _track(repo, target, url, kind, ev, progress)
+
+
+def _track(repo: Repo, target: str, url: str, kind: str, ev: dict[str, str], progress: Progress) -> UrlResult:
+    from .add import add
+
+    pointer_path = pointer_for(target)
+    old = None
+    if os.path.exists(pointer_path):
+        with open(pointer_path, "rb") as f:
+            old = f.read()
+    # the old source block stays while the new content is added (killed then, the old
+    # evidence no longer matches and the next update downloads again)
+    (added,) = add(repo, [repo.rel(target)], progress, imported=True)
+    ptr = load_tracked(repo, pointer_path).pointer
+    new = ptr.with_source({"url": url, **{k: v for k, v in ev.items() if k in EVIDENCE_KEYS}})
+    data = pointer_mod.dumps(new)
+    atomic_write(pointer_path, data)
+    return UrlResult(repo.rel(target), url, kind, ptr.size, added.files, data != old, ev)
+
+
+@takes_lock
+def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) -> UrlResult:
+    """Ask the URL of an ``import-url`` pointer for its version evidence again; download
+    and re-add only when it changed."""
+    t = load_tracked(repo, pointer_path)
+    source = t.pointer.source
+    url = source["url"]
+    fs, path = _fs(url)
+    kind, ev = evidence(fs, path, url)
+    recorded = {k: v for k, v in source.items() if k in EVIDENCE_KEYS}
+    if ev == recorded and kind == t.pointer.kind:
+        return UrlResult(t.rel, url, kind, t.pointer.size, t.pointer.files or 1, False, ev)
+    tmp = temp_sibling(t.path)
+    _download(fs, path, kind, tmp, url)  # the new version beside the old one, then swapped in
+    if os.path.isdir(t.path) and not os.path.islink(t.path):
+        shutil.rmtree(t.path)
+    elif os.path.lexists(t.path):
+        os.unlink(t.path)
+    os.replace(tmp, t.path)
+    return _track(repo, t.path, url, kind, ev, progress)
+
+
+def object_url(repo: Repo, path: str, rev: str | None = None, remote_name: str | None = None) -> str:
+    """``api.get_url``: the URL of the object holding ``path``'s bytes (at ``rev``) on
+    the remote (the default one), where it is a file of its own there."""
+    from ..remotes import open_remote
+    from ..view import RevisionView
+
+    info = RevisionView(repo, rev).file(path)
+    remote = open_remote(repo.config, remote_name, repo.root)
+    ref = ObjRef(info.digest)
+    if remote.missing([ref]):
+        raise ObjectsMissing(f"{info.path} ({info.digest.short()}) is not on {remote.where}", "dataver push it first")
+    if remote._packed_record(ref) is not None:
+        raise PathError(
+            f"{info.path} is stored inside a pack on {remote.where}: it has no URL of its own",
+            "read it with dataver.api.open (or dataver get), which reads packs",
+        )
+    where = remote.path(ref)
+    return where if remote.protocol == "file" else f"{remote.protocol}://{where}"
