@@ -129,3 +129,22 @@ def test_a_part_of_a_folder_named_with_it_is_the_folder(project, cli):
     r = cli("checkout", "data", "data/train.csv", "--json")
     assert r.code == 0, r.err
     assert (project / "data/test.csv").read_bytes() == FILES["test.csv"]
+
+
+def test_diff_of_a_part(project, cli):
+    write(project / "data/images/cat.png", b"a new cat")
+    write(project / "data/train.csv", b"a,b\n5,6\n")
+    write(project / "data/images/new.png", b"new")
+    age(project / "data")
+    assert cli("add", "data", "-q").code == 0
+    r = cli("diff", "v1", "-p", "data/images", "--json")
+    assert r.code == 0, r.err
+    assert {c["path"]: c["change"] for c in json.loads(r.out)} == {
+        "data/images/cat.png": "modified",
+        "data/images/new.png": "added",
+    }
+    r = cli("diff", "v1", "HEAD", "-p", "data/train.csv", "--json")  # v1 is HEAD: nothing changed between them
+    assert r.code == 0 and json.loads(r.out) == []
+    assert [c["path"] for c in json.loads(cli("diff", "v1", "-p", "data/train.csv", "--json").out)] == [
+        "data/train.csv"
+    ]

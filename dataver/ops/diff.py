@@ -48,20 +48,35 @@ def diff(
 
 
 def _snapshot(repo: Repo, side: str | None, paths: list[str] | None, progress: Progress) -> Snapshot:
-    if side is WORKSPACE:
-        return _workspace_snapshot(repo, find_tracked(repo, paths), progress)
-    tracked = tracked_at(repo, side, None)
+    """Every file of the tracked data on one side; with ``paths``, only those tracked
+    paths and parts of tracked folders (``data/images``: the files under it)."""
     wanted = _wanted_rels(repo, paths)
-    out: Snapshot = {}
-    for t in tracked:
-        if wanted is not None and t.rel not in wanted:
-            continue
-        if t.pointer.is_dir:
-            for e in folder_entries(repo, t):
-                out[f"{t.rel}/{e.path}"] = (e.digest.hex, e.size)
-        else:
-            out[t.rel] = (t.pointer.digest.hex, t.pointer.size)
-    return out
+    if side is WORKSPACE:
+        tracked = find_tracked(repo)
+        if wanted is not None:
+            named = [t for t in tracked if any(_under(w, t.rel) or _under(t.rel, w) for w in wanted)]
+            if not named:  # nothing here holds them: say what find_tracked says of them
+                find_tracked(repo, paths)
+            tracked = named
+        snap = _workspace_snapshot(repo, tracked, progress)
+    else:
+        snap = {}
+        for t in tracked_at(repo, side, None):
+            if wanted is not None and not any(_under(w, t.rel) or _under(t.rel, w) for w in wanted):
+                continue
+            if t.pointer.is_dir:
+                for e in folder_entries(repo, t):
+                    snap[f"{t.rel}/{e.path}"] = (e.digest.hex, e.size)
+            else:
+                snap[t.rel] = (t.pointer.digest.hex, t.pointer.size)
+    if wanted is None:
+        return snap
+    return {path: v for path, v in snap.items() if any(_under(path, w) for w in wanted)}
+
+
+def _under(path: str, top: str) -> bool:
+    """``path`` is ``top`` or lies below it."""
+    return path == top or path.startswith(top + "/")
 
 
 def _wanted_rels(repo: Repo, paths: list[str] | None) -> set[str] | None:
