@@ -38,10 +38,16 @@ class Added:
 
 
 @takes_lock
-def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS, imported: bool = False) -> list[Added]:
+def add(
+    repo: Repo,
+    user_paths: list[str],
+    progress: Progress = NO_PROGRESS,
+    imported: bool = False,
+    source: dict[str, str] | None = None,
+) -> list[Added]:
     """Store each path's content and write its pointer. ``imported``: a pointer with a
-    ``source.*`` block may be re-added, keeping the block (``update`` of an
-    ``import-url``, which then writes the new evidence); a user's add refuses it."""
+    ``source.*`` block may be re-added (``import-url`` and its ``update``); a user's add
+    refuses it. ``source``: the block the new pointer is written with, in the same write."""
     targets = [_check_target(repo, p) for p in user_paths]
     for user_path, target in zip(user_paths, targets, strict=True):
         outer = next((o for o in targets if target.startswith(o + os.sep)), None)
@@ -53,7 +59,7 @@ def add(repo: Repo, user_paths: list[str], progress: Progress = NO_PROGRESS, imp
     results = []
     with repo.hasher() as hasher:
         for target in targets:
-            results.append(_add_one(repo, target, hasher, progress, imported))
+            results.append(_add_one(repo, target, hasher, progress, imported, source))
     return results
 
 
@@ -100,7 +106,14 @@ def _linked_parent(repo: Repo, path: str) -> str | None:
     return None
 
 
-def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress, imported: bool = False) -> Added:
+def _add_one(
+    repo: Repo,
+    target: str,
+    hasher: Hasher,
+    progress: Progress,
+    imported: bool = False,
+    source: dict[str, str] | None = None,
+) -> Added:
     rel = repo.rel(target)
     old = _existing_pointer(repo, target)
     if old is not None and old.source and not imported:
@@ -119,6 +132,8 @@ def _add_one(repo: Repo, target: str, hasher: Hasher, progress: Progress, import
     if old is not None:
         kept = old.with_content(new.digest, new.size, new.files).extra  # less a lineage block gone stale
         new = Pointer(new.kind, new.digest, new.size, new.files, kept)
+    if source is not None:
+        new = new.with_source(source)
     ensure_gitignored(target)
     changed = atomic_write(pointer_for(target), pointer.dumps(new))
     files = (new.files or 0) if new.is_dir else 1  # an empty folder has 0 files, not 1

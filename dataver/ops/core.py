@@ -28,6 +28,8 @@ from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo, takes_lock
 from ..store import Store
 from ..workspace import (
+    ADDED,
+    MODIFIED,
     UNCHANGED,
     Record,
     Tracked,
@@ -101,7 +103,13 @@ def leave(repo: Repo, previous: str, progress: Progress = NO_PROGRESS) -> Left:
             out.kept.append((rel, "git tracks it at this commit"))
             continue
         t = Tracked(os.path.join(repo.root, rel + pointer_mod.SUFFIX), path, rel, ptr)
-        unsaved = [r.path for r in workspace_status(repo, [t], progress) if r.state != UNCHANGED or r.in_cache is False]
+        # an edit or a file the pointer never had would be lost; a file already gone is not
+        # (a removal killed half-way leaves part of the folder: the next run finishes it)
+        unsaved = [
+            r.path
+            for r in workspace_status(repo, [t], progress)
+            if r.state in (MODIFIED, ADDED) or (r.state == UNCHANGED and r.in_cache is False)
+        ]
         if unsaved:
             more = f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""
             out.kept.append((rel, f"{unsaved[0]}{more} differ from the cache"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
 from ..errors import PathError, StorageError, WouldLoseData
-from ..fsutil import atomic_write, ensure_gitignored, remove_gitignored
+from ..fsutil import atomic_write, ensure_gitignored, remove_gitignored, remove_temporaries, sibling_temporaries
 from ..repo import Repo, takes_lock
 from ..safepath import check_target
 from ..workspace import MISSING, UNCHANGED, Tracked, find_tracked, load_tracked, pointer_for, status, tracked_ancestor
@@ -39,8 +39,8 @@ class Removed:
 def move(repo: Repo, src: str, dst: str) -> Moved:
     """Move tracked ``src`` (a target or its ``.dv``) to ``dst``, or into ``dst`` when it
     is an existing folder that is not tracked data, as ``mv`` does. Its pointer is
-    written at the new place first, then the data is renamed, then the old pointer and
-    ``.gitignore`` line go: run again after a kill, it takes up where it stopped."""
+    written at the new place first, then the data is renamed, then the old ``.gitignore``
+    line and pointer go: run again after a kill, it takes up where it stopped."""
     (t,) = find_tracked(repo, [src])
     dest = repo.resolve(dst)
     if dest.endswith(pointer_mod.SUFFIX) and not os.path.isdir(dest):
@@ -49,6 +49,7 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
         dest = os.path.join(dest, os.path.basename(t.path))
     rel = repo.rel(dest)
     _check_dest(repo, t, dest, rel, dst)
+    remove_temporaries(sibling_temporaries([dest, t.path]))  # what a killed move left (pointer, .gitignore)
     resuming = os.path.exists(pointer_for(dest))  # a move killed after writing the new pointer
     has_data = os.path.lexists(t.path)
     if resuming and has_data and os.path.lexists(dest):
@@ -72,8 +73,8 @@ def move(repo: Repo, src: str, dst: str) -> Moved:
                 ) from None
             raise StorageError(f"cannot move {t.rel} to {rel}: {e.strerror}") from None
         repo.state.rename(t.rel, rel)  # the stat cache's rows still vouch for the moved files
+    remove_gitignored(t.path)  # before the old pointer goes: a kill between them is finished by a re-run
     _drop_pointer(t)
-    remove_gitignored(t.path)
     return Moved(t.rel, rel, has_data)
 
 
@@ -123,15 +124,17 @@ def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = Fals
                 "dataver add it first (then remove --purge), or remove without --purge to keep the data, "
                 "or --force to delete it anyway",
             )
+    remove_temporaries(sibling_temporaries([t.path for t in tracked]))  # a killed remove's .gitignore temporary
     out = []
-    for t in tracked:
-        purged = False
-        if purge and os.path.lexists(t.path):
-            _delete(t)  # the data first: killed here, the pointer still names it, in the cache
-            purged = True
-        remove_gitignored(t.path)  # killed here, the pointer is still there: run it again
-        _drop_pointer(t)
+    for t in tracked:  # the data first: killed here, every pointer still names its data, in the cache
+        purged = purge and os.path.lexists(t.path)
+        if purged:
+            _delete(t)
         out.append(Removed(t.rel, purged))
+    for t in tracked:  # killed here, the pointers are still there: run it again
+        remove_gitignored(t.path)
+    for t in tracked:  # the pointers last (killed between two, run it again for those still tracked)
+        _drop_pointer(t)
     return out
 
 

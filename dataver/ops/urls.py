@@ -17,9 +17,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from .. import pointer as pointer_mod
 from ..errors import DataverError, ObjectsMissing, PathError, RemoteError
-from ..fsutil import atomic_write
 from ..linking import temp_sibling
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo, takes_lock
@@ -109,18 +107,28 @@ def _download(fs: Any, path: str, kind: str, dest: str, url: str) -> None:
     """``path`` at ``dest``, whole or not at all (a temporary sibling, then a rename)."""
     tmp = temp_sibling(dest)
     try:
-        if kind == "dir":
-            os.makedirs(tmp)
-            _call(url, "download", lambda: fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True))
-        else:
-            _call(url, "download", lambda: fs.get_file(path, tmp))
+        _fetch_into(fs, path, kind, tmp, url)
         os.replace(tmp, dest)
     except BaseException:
-        if os.path.isdir(tmp) and not os.path.islink(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _fetch_into(fs: Any, path: str, kind: str, tmp: str, url: str) -> None:
+    """``path`` written at ``tmp``, a temporary name (a kill leaves it for ``_clean``)."""
+    if kind == "dir":
+        os.makedirs(tmp)
+        _call(url, "download", lambda: fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True))
+    else:
+        _call(url, "download", lambda: fs.get_file(path, tmp))
+
+
+def _clean(target: str) -> None:
+    """What a killed download, pointer or .gitignore write of ``target`` left beside it."""
+    from ..fsutil import remove_temporaries, remove_temporaries_of, sibling_temporaries
+
+    remove_temporaries_of(target)  # a half-downloaded file, or a folder's staging folder
+    remove_temporaries(sibling_temporaries([target]))
 
 
 def _name(url: str) -> str:
@@ -136,6 +144,7 @@ def get_url(url: str, out: str | None = None) -> UrlResult:
         raise PathError(f"refusing to write {dest}: dataver never writes into .git or .dataver")
     if os.path.lexists(dest):
         raise PathError(f"{dest} already exists", "choose another destination with -o, or remove it")
+    _clean(dest)
     fs, path = _fs(url)
     kind, ev = evidence(fs, path, url)
     _download(fs, path, kind, dest, url)
@@ -151,18 +160,49 @@ def import_url(repo: Repo, url: str, out: str | None = None, progress: Progress 
     rel = repo.rel(target)
     if os.path.exists(pointer_for(target)):
         raise PathError(f"{rel} is already tracked ({rel}.dv)", f"to download a new version: dataver update {rel}.dv")
-    if os.path.lexists(target):
-        raise PathError(f"{rel} already exists", "choose another destination with -o, or remove it")
+    exists = os.path.lexists(target)  # a user's file, or what a killed import-url downloaded
     owner = tracked_ancestor(repo, target)
     if owner is not None:
         raise PathError(f"{rel} is inside {repo.rel(owner)}, which {repo.rel(owner)}.dv tracks", "choose another -o")
     if repo.git is not None:
         repo.git.check_not_tracked(rel)
+    _clean(target)
     fs, path = _fs(url)
     kind, ev = evidence(fs, path, url)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    _download(fs, path, kind, target, url)
+    if exists:  # adopted only if it is exactly what the URL holds (an import-url killed before its pointer)
+        fresh = temp_sibling(target)
+        try:
+            _fetch_into(fs, path, kind, fresh, url)
+            same = _same(fresh, target)
+        finally:
+            _remove(fresh)
+        if not same:
+            raise PathError(f"{rel} already exists", "choose another destination with -o, or remove it")
+    else:
+        _download(fs, path, kind, target, url)
     return _track(repo, target, url, kind, ev, progress)
+
+
+def _same(a: str, b: str) -> bool:
+    """Two files, or two folders of files, with the same names and bytes."""
+    import filecmp
+
+    if os.path.isfile(a) or os.path.isfile(b):
+        return os.path.isfile(a) and os.path.isfile(b) and filecmp.cmp(a, b, shallow=False)
+
+    def files(root: str) -> list[str]:
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+    names = files(a)
+    return names == files(b) and all(filecmp.cmp(os.path.join(a, n), os.path.join(b, n), shallow=False) for n in names)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
 
 
 def _track(repo: Repo, target: str, url: str, kind: str, ev: dict[str, str], progress: Progress) -> UrlResult:
@@ -173,14 +213,13 @@ def _track(repo: Repo, target: str, url: str, kind: str, ev: dict[str, str], pro
     if os.path.exists(pointer_path):
         with open(pointer_path, "rb") as f:
             old = f.read()
-    # the old source block stays while the new content is added (killed then, the old
-    # evidence no longer matches and the next update downloads again)
-    (added,) = add(repo, [repo.rel(target)], progress, imported=True)
-    ptr = load_tracked(repo, pointer_path).pointer
-    new = ptr.with_source({"url": url, **{k: v for k, v in ev.items() if k in EVIDENCE_KEYS}})
-    data = pointer_mod.dumps(new)
-    atomic_write(pointer_path, data)
-    return UrlResult(repo.rel(target), url, kind, ptr.size, added.files, data != old, ev)
+    # the pointer is written once, with its source block: killed before that write, the
+    # old pointer (and its old evidence) stands, and the next run downloads again
+    block = {"url": url, **{k: v for k, v in ev.items() if k in EVIDENCE_KEYS}}
+    (added,) = add(repo, [repo.rel(target)], progress, imported=True, source=block)
+    with open(pointer_path, "rb") as f:
+        data = f.read()
+    return UrlResult(repo.rel(target), url, kind, added.size, added.files, data != old, ev)
 
 
 @takes_lock
@@ -188,6 +227,7 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     """Ask the URL of an ``import-url`` pointer for its version evidence again; download
     and re-add only when it changed."""
     t = load_tracked(repo, pointer_path)
+    _clean(t.path)
     source = t.pointer.source
     url = source["url"]
     fs, path = _fs(url)
@@ -196,7 +236,11 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     if ev == recorded and kind == t.pointer.kind:
         return UrlResult(t.rel, url, kind, t.pointer.size, t.pointer.files or 1, False, ev)
     tmp = temp_sibling(t.path)
-    _download(fs, path, kind, tmp, url)  # the new version beside the old one, then swapped in
+    try:
+        _fetch_into(fs, path, kind, tmp, url)  # the new version beside the old one, then swapped in
+    except BaseException:
+        _remove(tmp)
+        raise
     if os.path.isdir(t.path) and not os.path.islink(t.path):
         shutil.rmtree(t.path)
     elif os.path.lexists(t.path):
