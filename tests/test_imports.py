@@ -296,9 +296,26 @@ def test_import_one_file_of_a_tracked_folder_and_update_it(source, repo_dir, cli
     later = next(c for c in source.commits if c.files.get("data/sub/deep/d.bin", d1) != d1)
     dv_ok("update", "d.bin.dv", "--rev", later.sha, cwd=consumer)  # a commit that changed it
     assert (consumer / "d.bin").read_bytes() == later.files["data/sub/deep/d.bin"]
-    r = cli("import", str(source.root), "data/sub", "-o", "sub")  # a folder inside one: refused
-    assert r.code == 4 and "an import pins a tracked path or one file inside one" in r.err, r.err
-    assert not (repo_dir / "sub").exists() and not (repo_dir / "sub.dv").exists()
+
+
+def test_import_a_folder_inside_a_tracked_folder(source, repo_dir, cli, tmp_path):
+    """DVC imports a part of a tracked folder too: the files come from the source; the
+    folder's manifest is made here (the source never had it), and again in a fresh
+    clone of the consumer, whose pull must give the same digest."""
+    c1 = source.by_name("c1")
+    r = cli("import", str(source.root), "data/sub", "--rev", "v1", "-o", "sub")
+    assert r.code == 0, r.err
+    f = fields(repo_dir, "sub.dv")
+    assert (f["kind"], f["source.path"], f["files"]) == ("dir", "data/sub", "2")
+    assert snapshot(repo_dir / "sub") == {
+        "c.txt": c1.files["data/sub/c.txt"],
+        "deep/d.bin": c1.files["data/sub/deep/d.bin"],
+    }
+    git_commit(repo_dir, "import a part")
+    consumer = clone(repo_dir, tmp_path / "consumer")  # no remote of its own: everything from the source
+    dv_ok("pull", cwd=consumer)
+    assert snapshot(consumer / "sub") == snapshot(repo_dir / "sub")
+    assert dv("status", cwd=consumer).out == ""
 
 
 def test_ls_of_another_repository_by_path_or_url(source, tmp_path):

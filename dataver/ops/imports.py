@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .. import pointer as pointer_mod
+from .. import tree
 from ..config import Config
 from ..errors import ObjectsMissing, PathError, RemoteError, RepoError, Unrestored
 from ..fsutil import atomic_write, ensure_gitignored, remove_temporaries_of
@@ -375,14 +376,12 @@ def _pin(
 ) -> ImportResult:
     with Source(url, Source.NOT_FOUND_HINT if old is None else Source.MOVED_HINT) as src, repo.hasher() as hasher:
         commit, targets, folder = _source_targets(src, repo.cache, hasher, rev or "HEAD", path, target)
-        if folder:
-            raise PathError(
-                f"{path} is a folder inside a tracked folder of {src.display}: an import pins a tracked path or one "
-                "file inside one",
-                f"import the whole folder ({path.split('/')[0]}...), or dataver get the part (no pin)",
-            )
-        t = targets[0]
-        fetched = bring(repo.cache, src, commit, [t], hasher, progress)
+        if folder:  # a folder inside a tracked folder there: its files, and a manifest of them made here
+            fetched = bring(repo.cache, src, commit, targets, hasher, progress)
+            t = _part_folder(repo, targets, target, path.strip("/"), hasher.algorithm)
+        else:
+            t = targets[0]
+            fetched = bring(repo.cache, src, commit, [t], hasher, progress)
         stale = src.stale
     if fetched.failed:
         raise missing_error(fetched.failed, f"{url} and its remote")
@@ -394,8 +393,25 @@ def _pin(
     return ImportResult(repo.rel(target), commit, changed, fetched, result, stale)
 
 
+def _part_folder(repo: Repo, files: list[Tracked], target: str, part: str, algorithm: str) -> Tracked:
+    """The pointer of an imported folder that is a part of a tracked folder there: a
+    manifest of its files (paths relative to it), stored in the cache."""
+    from ..manifest import Entry
+
+    entries = [
+        Entry(os.path.relpath(f.path, target).replace(os.sep, "/"), f.pointer.digest, f.pointer.size, f.executable)
+        for f in files
+    ]
+    digest = tree.build(entries, algorithm, lambda data: repo.cache.add_manifest(data, algorithm))
+    ptr = Pointer("dir", digest, sum(e.size for e in entries), len(entries))
+    return Tracked(pointer_for(target), target, part, ptr)
+
+
 def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> list[Unrestored]:
     """Bring what imported pointers need from their sources, at their pinned commits.
+    An import of a folder inside a tracked folder there has a manifest made here, which
+    the source never had: its files come from the source and the manifest is made again
+    (and must give the pointer's digest).
 
     Returns what could not be brought (missing there, or corrupt).
     """
@@ -407,8 +423,22 @@ def fetch_imports(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PR
             groups.setdefault((s["repo"], s["commit"]), []).append(t)
     for (url, commit), ts in groups.items():
         with Source(url, Source.MOVED_HINT) as src, repo.hasher() as hasher:
-            result = bring(repo.cache, src, commit, ts, hasher, progress)
-        missing += result.failed
+            found = pointers_at(src.git, commit)
+            whole = [t for t in ts if t.pointer.source.get("path") in found or not t.pointer.is_dir]
+            if whole:
+                missing += bring(repo.cache, src, commit, whole, hasher, progress).failed
+            for t in ts:
+                if t in whole:
+                    continue
+                part = t.pointer.source["path"]
+                _, files, _ = _source_targets(src, repo.cache, hasher, commit, part, t.path)
+                failed = bring(repo.cache, src, commit, files, hasher, progress).failed
+                if failed:
+                    missing += failed
+                    continue
+                made = _part_folder(repo, files, t.path, part, t.pointer.digest.algorithm)
+                if made.pointer.digest != t.pointer.digest:
+                    missing.append(Unrestored(t.rel, t.pointer.digest, manifest=True))
     return missing
 
 
