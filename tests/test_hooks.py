@@ -273,3 +273,14 @@ def test_install_follows_core_hooks_path(project):
     assert not (project.hooks / "post-checkout").exists()
     git("checkout", "--quiet", "v1", cwd=project.root)
     assert snapshot(project.root, "data") == V1
+
+
+def test_a_pointer_removed_by_hand_keeps_its_data_across_a_branch_switch(project):
+    """dataver remove (not committed) keeps the data; a git checkout -b must not delete
+    it: the pointer is still at HEAD, so git did not leave it behind."""
+    dv_ok("install", cwd=project.root)
+    git("add", ".gitattributes", cwd=project.root)
+    git("commit", "--quiet", "-m", "merge driver", cwd=project.root)
+    dv_ok("remove", "data", cwd=project.root)
+    git("checkout", "--quiet", "-b", "feature", cwd=project.root)
+    assert snap(project.root) == V2  # the files are all still there

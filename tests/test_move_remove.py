@@ -161,3 +161,19 @@ def test_remove_purge_refuses_unsaved_changes(repo_dir, cli, tracked):
 def test_remove_of_an_untracked_path_is_exit_4(repo_dir, cli, tracked):
     r = cli("remove", "nothere.bin")
     assert r.code == PathError.exit_code and "not tracked" in r.err
+
+
+def test_remove_purge_keeps_what_the_pointer_never_tracked(repo_dir, cli):
+    """A file .dataverignore hides, and a nested repository, are not the pointer's to delete."""
+    write(repo_dir / "data/a.bin", b"a\n")
+    write(repo_dir / "data/.dataverignore", "notes.txt\n")
+    assert cli("add", "data", "-q").code == 0
+    write(repo_dir / "data/notes.txt", b"my notes, never tracked\n")
+    write(repo_dir / "data/sub/.git/HEAD", b"ref: refs/heads/main\n")
+    r = cli("remove", "data", "--purge", "--json")
+    assert r.code == 0, r.err
+    (out,) = json.loads(r.out)
+    assert out["purged"] and "data/notes.txt" in out["kept"]
+    assert (repo_dir / "data/notes.txt").read_bytes() == b"my notes, never tracked\n"
+    assert (repo_dir / "data/sub/.git/HEAD").exists()
+    assert not (repo_dir / "data/a.bin").exists() and not (repo_dir / "data/.dataverignore").exists()

@@ -366,6 +366,9 @@ def remove(
     if not quiet:
         for r in removed:
             note(f"removed {r.path}.dv" + (f"; deleted {r.path}" if r.purged else f"; {r.path} kept, untracked"))
+            if r.kept:
+                more = f" and {len(r.kept) - 1} more" if len(r.kept) > 1 else ""
+                note(f"  kept what {r.path}.dv never tracked: {r.kept[0]}{more}")
         touched = [f"{r.path}.dv" for r in removed]
         touched += sorted({os.path.join(os.path.dirname(r.path), ".gitignore") for r in removed})
         note("next: git add " + shlex.join(touched))

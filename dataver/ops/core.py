@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,7 +18,6 @@ from ..errors import (
     ObjectsMissing,
     PathError,
     RepoError,
-    StorageError,
     Unrestored,
 )
 from ..history import pointers_at, require_git, tracked_for
@@ -92,7 +90,13 @@ def leave(repo: Repo, previous: str, progress: Progress = NO_PROGRESS) -> Left:
         before = pointers_at(git, previous)
     except RepoError:
         return out  # an unknown or unborn commit: nothing to compare with
-    now = {t.rel for t in find_tracked(repo)}
+    # gone: git moved to a commit without the pointer. One the user removed by hand (dataver
+    # remove, not yet committed) is still at HEAD, and its data stays where they left it.
+    try:
+        at_head = pointers_at(git, "HEAD")
+    except RepoError:
+        at_head = {}
+    now = {t.rel for t in find_tracked(repo)} | set(at_head)
     for rel, ptr in sorted(before.items()):
         path = os.path.join(repo.root, rel)
         if rel in now or not os.path.lexists(path):
@@ -114,14 +118,14 @@ def leave(repo: Repo, previous: str, progress: Progress = NO_PROGRESS) -> Left:
             more = f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""
             out.kept.append((rel, f"{unsaved[0]}{more} differ from the cache"))
             continue
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-        except OSError as e:
-            raise StorageError(f"cannot remove {rel}: {e.strerror}") from None
-        out.removed.append(rel)
+        from .move import delete_tracked
+
+        left = delete_tracked(repo, t)  # what the pointer tracked, and only that
+        if left:
+            more = f" and {len(left) - 1} more" if len(left) > 1 else ""
+            out.kept.append((rel, f"its tracked files were removed; {left[0]}{more} (never tracked: ignored?) stayed"))
+        else:
+            out.removed.append(rel)
     return out
 
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 import errno
 import os
 import shlex
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import pointer as pointer_mod
 from ..errors import PathError, StorageError, WouldLoseData
 from ..fsutil import atomic_write, ensure_gitignored, remove_gitignored, remove_temporaries, sibling_temporaries
 from ..repo import Repo, takes_lock
 from ..safepath import check_target
-from ..workspace import MISSING, UNCHANGED, Tracked, find_tracked, load_tracked, pointer_for, status, tracked_ancestor
+from ..workspace import (
+    DELETED,
+    MISSING,
+    UNCHANGED,
+    Tracked,
+    find_tracked,
+    load_tracked,
+    pointer_for,
+    read_manifest,
+    status,
+    tracked_ancestor,
+)
 
 
 @dataclass
@@ -33,6 +43,7 @@ class Moved:
 class Removed:
     path: str  # repo-relative
     purged: bool  # the workspace data was deleted too
+    kept: list[str] = field(default_factory=list)  # with purged: files there the pointer never tracked
 
 
 @takes_lock
@@ -114,8 +125,8 @@ def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = Fals
         for t in tracked:
             if not os.path.lexists(t.path):
                 continue
-            for r in status(repo, [t], check_cache=True):
-                if r.state != MISSING and (r.state != UNCHANGED or r.in_cache is False):
+            for r in status(repo, [t], check_cache=True):  # gone already (a killed purge): nothing to lose
+                if r.state not in (MISSING, DELETED) and (r.state != UNCHANGED or r.in_cache is False):
                     unsafe.append(r.path)
         if unsafe:
             more = f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
@@ -128,9 +139,8 @@ def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = Fals
     out = []
     for t in tracked:  # the data first: killed here, every pointer still names its data, in the cache
         purged = purge and os.path.lexists(t.path)
-        if purged:
-            _delete(t)
-        out.append(Removed(t.rel, purged))
+        kept = delete_tracked(repo, t) if purged else []
+        out.append(Removed(t.rel, purged, kept))
     for t in tracked:  # killed here, the pointers are still there: run it again
         remove_gitignored(t.path)
     for t in tracked:  # the pointers last (killed between two, run it again for those still tracked)
@@ -138,14 +148,32 @@ def remove(repo: Repo, paths: list[str], purge: bool = False, force: bool = Fals
     return out
 
 
-def _delete(t: Tracked) -> None:
+def delete_tracked(repo: Repo, t: Tracked) -> list[str]:
+    """Delete what ``t``'s pointer tracks, and only that: a file, or the files a folder's
+    manifest lists and the folders they leave empty. A link standing for the folder is
+    removed, not followed. What stays (files ``.dataverignore`` hides, a nested
+    repository, anything the manifest does not list) is returned, repo-relative; the
+    caller has checked that the listed files' bytes are in the cache."""
     try:
-        if os.path.isdir(t.path) and not os.path.islink(t.path):
-            shutil.rmtree(t.path)
-        else:
+        if os.path.islink(t.path) or not os.path.isdir(t.path):
             os.unlink(t.path)
+            return []
+        for e in read_manifest(repo, t):
+            try:
+                os.unlink(os.path.join(t.path, *e.path.split("/")))
+            except FileNotFoundError:
+                pass
+        left: list[str] = []
+        for here, dirs, files in os.walk(t.path, topdown=False):
+            left += [os.path.join(here, f) for f in files]
+            left += [os.path.join(here, d) for d in dirs if os.path.islink(os.path.join(here, d))]
+            try:
+                os.rmdir(here)  # fails while anything is left in it
+            except OSError:
+                pass
     except OSError as e:
         raise StorageError(f"cannot delete {t.rel}: {e.strerror}") from None
+    return sorted(repo.rel(p) for p in left)
 
 
 def _drop_pointer(t: Tracked) -> None:
