@@ -117,3 +117,29 @@ def test_api_get_url_of_a_packed_small_object_says_why_there_is_none(repo_dir, c
     assert cli("add", "tiny.txt", "-q").code == 0 and cli("push", "-q").code == 0
     with pytest.raises(PathError, match="stored inside a pack on remote 'packed'"):
         dataver.api.get_url("tiny.txt", repo=str(repo_dir))
+
+
+def test_a_folder_url_whose_names_reach_git_is_refused(repo_dir, cli):
+    """Keys of a bucket anyone can write are hostile input: each passes the path check
+    before anything is written (fsspec's recursive get would write them as they are)."""
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/hostile/x/ok.bin", b"fine")
+    mem.pipe("/hostile/x/sub/.git/hooks/post-checkout", b"#!/bin/sh\necho owned\n")
+    try:
+        r = cli("import-url", "memory://hostile/x", "-o", "x")
+        assert r.code != 0 and ".git" in r.err and "Traceback" not in r.err, r.err
+        assert not (repo_dir / "x").exists() and not (repo_dir / "x.dv").exists()
+        assert [p.name for p in repo_dir.iterdir() if "dataver-tmp" in p.name] == []
+    finally:
+        mem.rm("/hostile", recursive=True)
+
+
+def test_update_refuses_to_replace_local_edits(repo_dir, cli, upstream):
+    assert cli("import-url", str(upstream / "images"), "-q").code == 0
+    write(repo_dir / "images/cat.png", b"edited here")
+    write(upstream / "images/dog.png", b"a new dog")
+    r = cli("update", "images.dv")
+    assert r.code == 6 and "images/cat.png" in r.err, r.err
+    assert (repo_dir / "images/cat.png").read_bytes() == b"edited here"

@@ -17,12 +17,12 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DataverError, ObjectsMissing, PathError, RemoteError
+from ..errors import DataverError, ObjectsMissing, PathError, RemoteError, StorageError, WouldLoseData
 from ..linking import temp_sibling
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo, takes_lock
 from ..store import ObjRef
-from ..workspace import load_tracked, pointer_for, tracked_ancestor
+from ..workspace import ADDED, MODIFIED, UNCHANGED, load_tracked, pointer_for, status, tracked_ancestor
 
 EVIDENCE_KEYS = ("etag", "size", "mtime", "checksum", "listing", "files")
 
@@ -60,6 +60,8 @@ def _call(url: str, what: str, fn):
     except FileNotFoundError:
         raise PathError(f"{url} does not exist", "check the URL") from None
     except PermissionError as e:
+        if e.filename and os.path.isabs(str(e.filename)) and "://" in url:  # our side: a local write
+            raise StorageError(f"cannot write {e.filename}: {e.strerror}") from None
         raise RemoteError(f"access to {url} was denied ({what}): {e}", "check the credentials for it") from None
     except DataverError:
         raise
@@ -100,7 +102,7 @@ def evidence(fs: Any, path: str, url: str) -> tuple[str, dict[str, str]]:
         value = next((info[n] for n in names if info.get(n) not in (None, "")), None)
         if value is not None:
             out[key] = str(value).strip('"')
-    return "file", out
+    return "file", {k: v for k, v in out.items() if v}  # what the pointer can hold (no empty values)
 
 
 def _download(fs: Any, path: str, kind: str, dest: str, url: str) -> None:
@@ -115,12 +117,31 @@ def _download(fs: Any, path: str, kind: str, dest: str, url: str) -> None:
 
 
 def _fetch_into(fs: Any, path: str, kind: str, tmp: str, url: str) -> None:
-    """``path`` written at ``tmp``, a temporary name (a kill leaves it for ``_clean``)."""
-    if kind == "dir":
+    """``path`` written at ``tmp``, a temporary name (a kill leaves it for ``_clean``). A
+    folder's files are listed first and each name passes the path check (a key of a
+    bucket anyone can write may hold ``..`` or ``.git``) before anything is written."""
+    from ..safepath import check_relpath
+
+    try:
+        if kind != "dir":
+            _call(url, "download", lambda: fs.get_file(path, tmp))
+            return
+        top = fs._strip_protocol(path).rstrip("/")
+        found = _call(url, "list", lambda: fs.find(path, detail=True))
+        files = []
+        for full, item in sorted(found.items()):
+            if item.get("type") == "directory":
+                continue
+            rel = fs._strip_protocol(full)[len(top) + 1 :]
+            check_relpath(rel, url, "it names a path dataver never writes: copy the files you want by hand")
+            files.append((full, rel))
         os.makedirs(tmp)
-        _call(url, "download", lambda: fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True))
-    else:
-        _call(url, "download", lambda: fs.get_file(path, tmp))
+        for full, rel in files:
+            dest = os.path.join(tmp, *rel.split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            _call(url, "download", lambda full=full, dest=dest: fs.get_file(full, dest))
+    except OSError as e:
+        raise StorageError(f"cannot write the download of {url}: {e.strerror}") from None
 
 
 def _clean(target: str) -> None:
@@ -229,7 +250,20 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     t = load_tracked(repo, pointer_path)
     _clean(t.path)
     source = t.pointer.source
-    url = source["url"]
+    url = source.get("url")
+    if not url:
+        raise PathError(f"{t.rel} is not an import-url (its pointer has no source.url)")
+    unsaved = [
+        r.path
+        for r in status(repo, [t], check_cache=True)
+        if r.state in (MODIFIED, ADDED) or (r.state == UNCHANGED and r.in_cache is False)
+    ]
+    if unsaved:
+        raise WouldLoseData(
+            f"update would replace {t.rel}, which has changes not in the cache: {unsaved[0]}"
+            + (f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""),
+            f"move them away, or dataver checkout {t.rel} to drop them, then update again",
+        )
     fs, path = _fs(url)
     kind, ev = evidence(fs, path, url)
     recorded = {k: v for k, v in source.items() if k in EVIDENCE_KEYS}
@@ -241,11 +275,20 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     except BaseException:
         _remove(tmp)
         raise
-    if os.path.isdir(t.path) and not os.path.islink(t.path):
-        shutil.rmtree(t.path)
-    elif os.path.lexists(t.path):
-        os.unlink(t.path)
-    os.replace(tmp, t.path)
+    try:
+        if os.path.lexists(t.path):
+            from .move import delete_tracked
+
+            left = delete_tracked(repo, t)  # what the old version tracked (its bytes are in the cache)
+            if left:
+                _remove(tmp)
+                raise WouldLoseData(
+                    f"update would replace {t.rel}, which holds files it never tracked: {left[0]}",
+                    "move them away, then update again",
+                )
+        os.replace(tmp, t.path)
+    except OSError as e:
+        raise StorageError(f"cannot replace {t.rel}: {e.strerror}") from None
     return _track(repo, t.path, url, kind, ev, progress)
 
 
