@@ -364,6 +364,7 @@ def _scan_shares(
     try:
         for share in shares[1:]:
             job = marshal.dumps((share_job(share), display, confine, sorted(leave), scan.started_ns))
+            proc = None
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "dataver.scanshare"],
@@ -371,12 +372,18 @@ def _scan_shares(
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     env=env,
+                    cwd=package_root,  # -m puts the working folder first: never a repository's
                 )
                 assert proc.stdin is not None
                 proc.stdin.write(job)
                 proc.stdin.close()
-            except OSError:
-                proc = None  # listed here, below
+            except OSError:  # could not start, or died at once: this share is listed here, below
+                if proc is not None:
+                    proc.kill()
+                    proc.wait()
+                    if proc.stdout is not None:
+                        proc.stdout.close()
+                proc = None
             started.append((proc, share))
         _list_dirs(shares[0], scan, display, confine, False, False, leave)
         for proc, share in started:

@@ -121,3 +121,20 @@ def test_a_single_file_changed_on_both_sides_is_a_conflict(repo):
     r = git("merge", "--no-edit", "left", cwd=repo, check=False)
     assert r.returncode != 0
     assert "model.bin changed on both sides, and a file cannot be merged" in r.stdout + r.stderr
+
+
+def test_the_driver_never_imports_a_repositorys_own_dataver_package(repo):
+    """git runs the driver in the repository: 'python -m dataver' would import a committed
+    dataver/ (or typer/) package from there first, running a stranger's code on merge."""
+    marker = repo.parent / "owned"
+    for pkg in ("dataver", "typer"):
+        write(repo / pkg / "__init__.py", f"open({str(marker)!r}, 'w').write('{pkg}')\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "--quiet", "-m", "a hostile package", cwd=repo)
+    change(repo, "left", {"data/a.txt": b"a left\n"})
+    git("checkout", "--quiet", "main", cwd=repo)
+    change(repo, "right", {"data/b.txt": b"b right\n"})
+    r = git("merge", "--quiet", "--no-edit", "left", cwd=repo, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not marker.exists(), marker.read_text()
+    assert data_of(repo)["data/a.txt"] == b"a left\n" and data_of(repo)["data/b.txt"] == b"b right\n"

@@ -38,8 +38,17 @@ class Installed:
     changed: bool
 
 
+def python_command() -> str:
+    """This Python running this dataver, for a git hook or merge driver. Not ``python -m
+    dataver``: its first import path is the working folder, so a repository's own
+    ``dataver/`` (or ``typer/``) would run; the path is set to where this dataver is."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    boot = f"import sys; sys.path[0] = {root!r}; from dataver.cli.main import main_exit; main_exit()"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(boot)}"
+
+
 def _script(name: str, command: str) -> str:
-    python = shlex.quote(sys.executable)
+    python = python_command()
     if name == "pre-push":
         # git gives "<local ref> <local sha> <remote ref> <remote sha>" per ref pushed:
         # push the data of each commit going out; without a remote there is nothing to do.
@@ -76,7 +85,7 @@ hook_dir=$(dirname "$0")
 if [ -x "$hook_dir/{name}.pre-dataver" ]; then
     "$hook_dir/{name}.pre-dataver" "$@" < "$input_file" || exit $?
 fi
-if command -v dataver >/dev/null 2>&1; then dv() {{ dataver "$@"; }}; else dv() {{ {python} -m dataver "$@"; }}; fi
+if command -v dataver >/dev/null 2>&1; then dv() {{ dataver "$@"; }}; else dv() {{ {python} "$@"; }}; fi
 {body}
 """
 

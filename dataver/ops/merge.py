@@ -12,8 +12,6 @@ git marks the file unmerged, and ``status`` explains it (``conflicts``).
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from dataclasses import dataclass, field
 
 from .. import pointer as pointer_mod
@@ -23,6 +21,7 @@ from ..manifest import Entry
 from ..pointer import Pointer
 from ..repo import Repo
 from ..workspace import manifest_entries
+from .hooks import python_command
 
 DRIVER = "dataver"
 ATTRIBUTE = f"*{pointer_mod.SUFFIX} merge={DRIVER}"
@@ -146,7 +145,7 @@ def install(repo: Repo) -> list[str]:
     git = repo.git
     assert git is not None
     changed = []
-    command = f"{shlex.quote(sys.executable)} -m dataver merge-driver %O %A %B %P"
+    command = f"{python_command()} merge-driver %O %A %B %P"
     if git.config_value(f"merge.{DRIVER}.driver") != command:
         git.set_config(f"merge.{DRIVER}.name", "dataver pointer files (three-way merge of folder manifests)")
         git.set_config(f"merge.{DRIVER}.driver", command)
