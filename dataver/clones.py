@@ -44,13 +44,21 @@ def cached_clone(url: str) -> tuple[str, str | None]:
     with FileLock(os.path.join(folder, "lock"), f"the clone cache lock of {url}", False, LOCK_TIMEOUT, None):
         if os.path.isfile(os.path.join(dest, "HEAD")):
             return dest, update_bare(dest)
-        shutil.rmtree(dest, ignore_errors=True)  # a clone killed before its rename never gets here
-        scratch = tempfile.mkdtemp(prefix="clone-", dir=folder)
         try:
-            clone_bare(url, os.path.join(scratch, "repo.git"))
-            os.rename(os.path.join(scratch, "repo.git"), dest)
-            with open(os.path.join(folder, "url"), "w", encoding="utf-8", errors="surrogateescape") as f:
-                f.write(url + "\n")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            for name in os.listdir(folder):  # what a killed clone left (we hold the lock: none runs)
+                if name.startswith("clone-") or name == "repo.git":
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            scratch = tempfile.mkdtemp(prefix="clone-", dir=folder)
+            try:
+                clone_bare(url, os.path.join(scratch, "repo.git"))
+                # a bare clone names the other branches refs/remotes/origin/*: fetch them as
+                # branches and tags, so --rev BRANCH works from the first use on
+                update_bare(os.path.join(scratch, "repo.git"))
+                os.rename(os.path.join(scratch, "repo.git"), dest)
+                with open(os.path.join(folder, "url"), "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(url + "\n")
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        except OSError as e:
+            raise StorageError(f"cannot write the clone cache {folder}: {e.strerror}", "set DATAVER_CLONES") from None
     return dest, None

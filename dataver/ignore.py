@@ -90,7 +90,7 @@ def rules_above(root: str, folder: str) -> tuple[Rule, ...]:
     """The ``.dataverignore`` files from the repository ``root`` down to ``folder``'s
     parent, as rules for a scan of ``folder`` (the shallowest first)."""
     rel = os.path.relpath(folder, root)
-    if rel == "." or rel.startswith(".."):
+    if rel == "." or rel == ".." or rel.startswith(".." + os.sep):
         return ()
     parts = rel.split(os.sep)
     out = []

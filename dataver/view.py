@@ -244,7 +244,8 @@ def _view_cache(url: str) -> str:
 
     from .clones import clones_root
 
-    key = hashlib.sha256(os.path.abspath(url).encode() if os.path.exists(url) else url.encode()).hexdigest()[:32]
+    name = os.path.abspath(url) if os.path.exists(url) else url
+    key = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(clones_root(), key, "objects")
 
 

@@ -366,3 +366,21 @@ def test_api_and_dataver_fs_read_another_repository_by_url(source, tmp_path, mon
         fs.info("data/nothere.txt")
     # the objects came from the source's remote into the clone cache, not into any repository
     assert list((tmp_path / "clones").rglob("*.manifest")) or list((tmp_path / "clones").rglob("*.pack"))
+
+
+def test_the_first_use_of_a_url_sees_every_branch(own_source, tmp_path, monkeypatch):
+    """A bare clone names other branches refs/remotes/origin/*: --rev BRANCH must work
+    from the first use on, not only after the next fetch."""
+    monkeypatch.setenv("DATAVER_CLONES", str(tmp_path / "clones"))
+    git("checkout", "--quiet", "-b", "side", cwd=own_source)
+    write(own_source / "model.bin", b"the side branch's model\n")
+    dv_ok("add", "model.bin", cwd=own_source)
+    dv_ok("push", cwd=own_source)
+    git("add", "-A", cwd=own_source)
+    git("commit", "--quiet", "-m", "side", cwd=own_source)
+    git("checkout", "--quiet", "main", cwd=own_source)
+    bare = clone(own_source, tmp_path / "b.git", "--bare")
+    out = tmp_path / "out"
+    out.mkdir()
+    dv_ok("get", f"file://localhost{bare}", "model.bin", "--rev", "side", "-o", out / "m", cwd=out)
+    assert (out / "m").read_bytes() == b"the side branch's model\n"

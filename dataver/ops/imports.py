@@ -1,7 +1,8 @@
 """``get``, ``import`` and ``update``: data from another dataver repository.
 
 The other repository is read at a revision through git (a local path is opened in
-place; a URL is cloned bare into a temporary folder). Its objects come from its
+place; a URL is cloned once, bare, into the per-user clone cache and fetched again
+before each use: ``dataver/clones.py``). Its objects come from its
 local cache when it is a folder on this machine, else from the default remote named
 in its committed ``.dataver/config``. An import pointer is an ordinary pointer plus
 a ``source.*`` block (repo, rev asked for, resolved commit, path there), so ``pull``
@@ -63,7 +64,7 @@ class Source:
         """``missing_hint``: what to do when ``url`` is a local path that does not exist
         (a pointer's ``source.repo`` calls for ``MOVED_HINT``)."""
         self.url = url
-        self._tmp: str | None = None
+        self._repo: Repo | None = None  # the source's own, when it is a repository on this machine
         self.stale: str | None = None  # why the cached clone of a URL could not be fetched again
         local = url[len("file://") :] if url.startswith("file://") else url
         if os.path.isdir(local) and _is_bare(local):  # a bare repository here: git objects only
@@ -88,8 +89,9 @@ class Source:
             self.display = url
 
     def close(self) -> None:
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
 
     def __enter__(self) -> Source:
         return self
@@ -110,10 +112,13 @@ class Source:
         return commit, rel, found[rel]
 
     def cache(self) -> ObjectStore | None:
-        """The source's own cache, when it is a repository on this machine."""
+        """The source's own cache, when it is a repository on this machine (opened once;
+        ``close`` closes it)."""
         if self.root is None or not os.path.isdir(os.path.join(self.root, DATAVER_DIR)):
             return None
-        return Repo(self.root).cache
+        if self._repo is None:
+            self._repo = Repo(self.root)
+        return self._repo.cache
 
     def remote(self, commit: str) -> RemoteStore | None:
         """The default remote named in the source's committed config at ``commit``."""

@@ -121,7 +121,7 @@ def doctor(repo: Repo | None, check_remotes: bool = True) -> Doctor:
     except OSError:
         d.cache_free_bytes = None
     d.link_types = list(repo.link_types)
-    d.link_works = {kind: _link_works(kind, probe, repo.root) for kind in d.link_types}
+    d.link_works = {kind: _link_works(kind, probe, repo.dataver_dir) for kind in d.link_types}
     d.link_in_use = next((k for k in d.link_types if d.link_works[k]), "none works")
     d.remotes = _remotes(repo, check_remotes)
     d.hooks = _hooks(repo)
@@ -134,8 +134,9 @@ def doctor(repo: Repo | None, check_remotes: bool = True) -> Doctor:
 
 def _link_works(kind: str, cache_dir: str, workspace: str) -> bool:
     """Can ``kind`` make a workspace file from a cache file here? Tried on two scratch
-    files named as dataver's temporaries (removed at once; a killed doctor's are
-    removed by the next command that meets them)."""
+    files named as dataver's temporaries, removed at once: one in the cache, one in
+    ``workspace`` (the repository's ``.dataver``, on the workspace's file system, where
+    a killed doctor's never shows in ``git status``)."""
     from ..linking import reflink, temp_sibling
 
     src = temp_sibling(os.path.join(cache_dir, "doctor-probe"))

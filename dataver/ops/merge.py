@@ -152,7 +152,7 @@ def install(repo: Repo) -> list[str]:
         changed.append(f"merge.{DRIVER}.driver")
     attributes = os.path.join(repo.root, ".gitattributes")
     try:
-        with open(attributes, encoding="utf-8") as f:
+        with open(attributes, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
     except FileNotFoundError:
         text = ""
@@ -160,6 +160,6 @@ def install(repo: Repo) -> list[str]:
         from ..fsutil import atomic_write
 
         sep = "" if not text or text.endswith("\n") else "\n"
-        atomic_write(attributes, (text + sep + ATTRIBUTE + "\n").encode("utf-8"))
+        atomic_write(attributes, (text + sep + ATTRIBUTE + "\n").encode("utf-8", "surrogateescape"))
         changed.append(".gitattributes")
     return changed
