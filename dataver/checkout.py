@@ -261,12 +261,26 @@ def _plan_folder(
         if not _saved(repo, current.get(rel), os.path.join(t.path, rel), files[rel], progress):
             p.conflicts.append(f"{t.rel}/{rel}")
         p.actions.append(Action("delete", os.path.join(t.path, rel), t.path))
+    scanned = os.path.isdir(t.path)
     for e in entries:
         have = current.get(e.path)
-        if have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
+        if have is None and scanned:  # not seen by the scan, yet maybe there: a file .dataverignore hides
+            full = os.path.join(t.path, *e.path.split("/"))
+            try:
+                hidden = os.stat(full)
+            except OSError:
+                hidden = None
+            if hidden is not None and stat_mod.S_ISREG(hidden.st_mode):
+                have = file_digest(repo, full, hidden, algorithm, progress)
+                if have == e.digest and bool(hidden.st_mode & 0o100) == e.executable:
+                    p.unchanged += 1
+                    continue
+                if not _saved(repo, have, full, hidden, progress):
+                    p.conflicts.append(f"{t.rel}/{e.path}")
+        elif have == e.digest and bool(files[e.path].st_mode & 0o100) == e.executable:
             p.unchanged += 1
             continue
-        if have is not None and have != e.digest:
+        elif have is not None and have != e.digest:
             if not _saved(repo, have, os.path.join(t.path, e.path), files[e.path], progress):
                 p.conflicts.append(f"{t.rel}/{e.path}")
         if not repo.cache.has_blob(e.digest):

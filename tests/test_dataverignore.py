@@ -108,3 +108,18 @@ def test_check_ignore_explains(repo_dir, cli):
     assert d["ignored"] and d["via"] == "data/__pycache__" and d["line"] == "__pycache__/"
     r = cli("check-ignore", "data/train.csv", "-n")
     assert r.code == 1 and r.out == "::\tdata/train.csv\n" and r.err == ""
+
+
+def test_checkout_never_overwrites_an_edited_file_the_rules_now_hide(repo_dir, cli):
+    """The manifest lists notes.txt; a .dataverignore added later hides it; the user edits
+    it. The scan does not see it, so the plan took it for missing and overwrote it."""
+    make(repo_dir / "data", {"notes.txt": b"v1 notes\n", "a.bin": b"a"})
+    assert cli("add", "data", "-q").code == 0
+    write(repo_dir / ".dataverignore", "notes.txt\n")
+    write(repo_dir / "data/notes.txt", b"my edit, not in the cache\n")
+    r = cli("checkout")
+    assert r.code == 6 and "data/notes.txt" in r.err, r.err
+    assert (repo_dir / "data/notes.txt").read_bytes() == b"my edit, not in the cache\n"
+    write(repo_dir / "data/notes.txt", b"v1 notes\n")  # the same bytes as the manifest's: nothing to do
+    r = cli("checkout", "--json")
+    assert r.code == 0 and json.loads(r.out)["replaced"] == 0, r.out
