@@ -112,11 +112,15 @@ def test_fetch_a_part_brings_its_blobs_only(project, cli, tmp_path):
     assert objects_under(project / ".dataver/cache") == 4  # manifest + 3 images
 
 
-def test_push_a_part_sends_its_blobs_only(project, cli, tmp_path):
+def test_push_a_part_sends_its_blobs_and_the_folders_manifest(project, cli, tmp_path):
     r = cli("push", "data/train.csv", "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out)["transferred"] == 1
-    assert objects_under(tmp_path / "store") == 1
+    assert json.loads(r.out)["transferred"] == 2  # the file, and the manifest another clone reads first
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    r = cli("pull", "data/train.csv", "-q", cwd=clone)  # works from what that push sent
+    assert r.code == 0, r.err
+    assert (clone / "data/train.csv").read_bytes() == FILES["train.csv"]
 
 
 def test_a_path_the_manifest_does_not_list(project, cli):

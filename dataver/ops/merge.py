@@ -34,8 +34,17 @@ class Merged:
     why: str = ""  # a conflict that is not about files (two different files, a missing manifest)
 
 
-def merge_pointers(repo: Repo, path: str, base: Pointer | None, ours: Pointer | None, theirs: Pointer | None) -> Merged:
-    """The three-way merge of one pointer file's versions (None: absent on that side)."""
+def merge_pointers(
+    repo: Repo,
+    path: str,
+    base: Pointer | None,
+    ours: Pointer | None,
+    theirs: Pointer | None,
+    store: bool = True,
+) -> Merged:
+    """The three-way merge of one pointer file's versions (None: absent on that side).
+    ``store=False`` (status's explanation): the merged manifest is not stored; a clean
+    merge then answers with our pointer."""
     target = path[: -len(pointer_mod.SUFFIX)] if path.endswith(pointer_mod.SUFFIX) else path
     if ours == theirs:
         return Merged(ours)
@@ -49,6 +58,8 @@ def merge_pointers(repo: Repo, path: str, base: Pointer | None, ours: Pointer | 
         return Merged(None, why=f"{target} changed on both sides, and a file cannot be merged")
     if ours.digest.algorithm != theirs.digest.algorithm:
         return Merged(None, why=f"{target}'s two sides use different hash algorithms")
+    if ours.source or theirs.source:  # a merged manifest no source repository ever had
+        return Merged(None, why=f"{target} is an import changed on both sides: dataver update it on one")
     try:
         old = _entries(repo, base, target) if base is not None else {}
         mine, other = _entries(repo, ours, target), _entries(repo, theirs, target)
@@ -72,6 +83,8 @@ def merge_pointers(repo: Repo, path: str, base: Pointer | None, ours: Pointer | 
             merged.append(pick)
     if conflicts:
         return Merged(None, conflicts)
+    if not store:
+        return Merged(ours)
     algorithm = ours.digest.algorithm
     with repo.cache.packing():
         digest = tree.build(merged, algorithm, lambda data: repo.cache.add_manifest(data, algorithm))
@@ -102,13 +115,14 @@ def merge_files(repo: Repo, base: str, ours: str, theirs: str, path: str) -> Mer
         with open(p, "rb") as f:
             return f.read(pointer_mod.MAX_POINTER_BYTES + 1)
 
-    result = merge_pointers(
-        repo,
-        path,
-        _load(read(base), f"{path} (merge base)"),
-        _load(read(ours), f"{path} (ours)"),
-        _load(read(theirs), f"{path} (theirs)"),
-    )
+    with repo.cache_lock():  # it stores a manifest: a gc waits
+        result = merge_pointers(
+            repo,
+            path,
+            _load(read(base), f"{path} (merge base)"),
+            _load(read(ours), f"{path} (ours)"),
+            _load(read(theirs), f"{path} (theirs)"),
+        )
     if result.pointer is not None:
         from ..fsutil import atomic_write
 
@@ -131,6 +145,7 @@ def conflicts(repo: Repo) -> list[tuple[str, Merged]]:
                 _load(base or b"", f"{path} (merge base)"),
                 _load(ours or b"", f"{path} (ours)"),
                 _load(theirs or b"", f"{path} (theirs)"),
+                store=False,  # status only explains: it writes nothing to the cache
             )
         except DataverError as e:
             merged = Merged(None, why=e.message)

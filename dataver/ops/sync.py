@@ -35,9 +35,23 @@ def push(
     """Send to the remote what the pointers (of the workspace, of ``rev``, or of every
     revision a ``Revisions`` covers) need and it lacks."""
     remote = open_remote(repo.config, remote_name, repo.root)
-    wanted = wanted_objects(repo.cache, resolve(repo, rev, paths))
+    tracked = resolve(repo, rev, paths)
+    wanted = wanted_objects(repo.cache, tracked)
+    _with_folder_manifests(repo, tracked, wanted)
     with repo.hasher() as hasher:
         return push_objects(repo.cache, remote, wanted, transfer_jobs(repo, remote, jobs), progress, hasher)
+
+
+def _with_folder_manifests(repo: Repo, tracked: list[Tracked], wanted: Wanted) -> None:
+    """A part of a tracked folder is pushed with its folder's manifest (every node), or no
+    other clone could find the part: what pull of a path inside a folder reads first."""
+    from .targets import PartFile
+
+    folders = {(repo.rel(t.root), t.folder) for t in tracked if isinstance(t, PartFile) and t.folder is not None}
+    for rel, ptr in sorted(folders, key=lambda f: f[0]):
+        for ref, size, display in needed(repo.cache, [Tracked("", "", rel, ptr)], Walk()):
+            if ref.manifest:
+                wanted.add(ref, size, display)
 
 
 @takes_lock

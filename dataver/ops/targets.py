@@ -34,6 +34,7 @@ class PartFile(Tracked):
 
     root: str = ""  # the tracked folder (absolute): the one folder on its way that may be a link
     executable: bool = False
+    folder: Pointer | None = None  # the tracked folder's pointer (push sends its manifest with the part)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def expand(cache: ObjectStore, part: Part, source: Store | None = None, hasher: 
             Pointer("file", e.digest, e.size),
             owner.path,
             e.executable,
+            owner.pointer,
         )
         for e in found
     ]
