@@ -63,16 +63,24 @@ def _gitignore_pattern(name: str) -> str:
     return "/" + escaped
 
 
-def ensure_gitignored(target: str) -> bool:
-    """Add ``/name`` for ``target`` to the .gitignore beside it; True if it was added."""
+def _gitignore_of(target: str) -> tuple[str, str, str | None]:
+    """(the .gitignore beside ``target``, the ``/name`` line for it, its text or None)."""
     folder, name = os.path.split(target)
     gitignore = os.path.join(folder, ".gitignore")
-    pattern = _gitignore_pattern(name)
     try:
         with open(gitignore, "rb") as f:
-            text = f.read().decode("utf-8", errors="surrogateescape")
+            text: str | None = f.read().decode("utf-8", errors="surrogateescape")
     except FileNotFoundError:
-        text = ""
+        text = None
+    except OSError as e:
+        raise StorageError(f"cannot read {gitignore}: {e.strerror}") from None
+    return gitignore, _gitignore_pattern(name), text
+
+
+def ensure_gitignored(target: str) -> bool:
+    """Add ``/name`` for ``target`` to the .gitignore beside it; True if it was added."""
+    gitignore, pattern, found = _gitignore_of(target)
+    text = found or ""
     if pattern in text.splitlines():
         return False
     if text and not text.endswith("\n"):
@@ -85,16 +93,9 @@ def remove_gitignored(target: str) -> bool:
     """Take ``ensure_gitignored``'s ``/name`` line for ``target`` out of the .gitignore
     beside it (every copy of it; other lines kept as they are). A .gitignore left with
     nothing in it is deleted. True if it changed."""
-    folder, name = os.path.split(target)
-    gitignore = os.path.join(folder, ".gitignore")
-    pattern = _gitignore_pattern(name)
-    try:
-        with open(gitignore, "rb") as f:
-            text = f.read().decode("utf-8", errors="surrogateescape")
-    except FileNotFoundError:
+    gitignore, pattern, text = _gitignore_of(target)
+    if text is None:
         return False
-    except OSError as e:
-        raise StorageError(f"cannot read {gitignore}: {e.strerror}") from None
     lines = text.splitlines(keepends=True)
     kept = [line for line in lines if line.rstrip("\r\n") != pattern]
     if len(kept) == len(lines):
