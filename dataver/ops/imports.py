@@ -201,9 +201,13 @@ def _source_targets(
     owner = Tracked("", owner_rel, owner_rel, found[owner_rel])
     part = Part(owner, rel[len(owner_rel) + 1 :])
     own = src.cache()
+    files = None
     if own is not None and own.has_manifest(owner.pointer.digest):
-        files = expand(own, part)
-    else:
+        try:
+            files = expand(own, part)
+        except ObjectsMissing:  # its cache lacks a node below the top: the source's remote has it
+            files = None
+    if files is None:
         remote = src.remote(commit)
         if remote is None:
             raise ObjectsMissing(
