@@ -253,17 +253,6 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     url = source.get("url")
     if not url:
         raise PathError(f"{t.rel} is not an import-url (its pointer has no source.url)")
-    unsaved = [
-        r.path
-        for r in status(repo, [t], check_cache=True)
-        if r.state in (MODIFIED, ADDED) or (r.state == UNCHANGED and r.in_cache is False)
-    ]
-    if unsaved:
-        raise WouldLoseData(
-            f"update would replace {t.rel}, which has changes not in the cache: {unsaved[0]}"
-            + (f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""),
-            f"move them away, or dataver checkout {t.rel} to drop them, then update again",
-        )
     fs, path = _fs(url)
     kind, ev = evidence(fs, path, url)
     recorded = {k: v for k, v in source.items() if k in EVIDENCE_KEYS}
@@ -275,6 +264,21 @@ def update_url(repo: Repo, pointer_path: str, progress: Progress = NO_PROGRESS) 
     except BaseException:
         _remove(tmp)
         raise
+    unsaved = [
+        r.path
+        for r in status(repo, [t], check_cache=True)
+        if r.state in (MODIFIED, ADDED) or (r.state == UNCHANGED and r.in_cache is False)
+    ]
+    if unsaved:
+        same = _same(tmp, t.path)  # exactly the new version: an update killed after its swap
+        _remove(tmp)
+        if same:
+            return _track(repo, t.path, url, kind, ev, progress)
+        raise WouldLoseData(
+            f"update would replace {t.rel}, which has changes not in the cache: {unsaved[0]}"
+            + (f" and {len(unsaved) - 1} more" if len(unsaved) > 1 else ""),
+            f"move them away, or dataver checkout {t.rel} to drop them, then update again",
+        )
     try:
         if os.path.lexists(t.path):
             from .move import delete_tracked
