@@ -218,11 +218,7 @@ class SourceView(RevisionView):
         if self._own is not None and self._own.has_manifest(digest):
             return manifest_entries(self._own, digest, t.rel)
         if not self.cache.has_manifest(digest):
-            remote = self.remote()
-            if remote is None:
-                raise ObjectsMissing(
-                    f"the manifest of {t.rel} is in neither {self.src.display}'s cache nor a remote it names"
-                )
+            remote = self.remote() or self.src.manifest_remote(self.commit, t.rel)  # the latter raises
             from .transfer import fetch_manifest
 
             with self._hasher() as hasher:

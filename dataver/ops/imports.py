@@ -120,6 +120,17 @@ class Source:
             self._repo = Repo(self.root)
         return self._repo.cache
 
+    def manifest_remote(self, commit: str, folder: str) -> RemoteStore:
+        """The remote to bring ``folder``'s manifest from, when the source's own cache
+        lacks it; ObjectsMissing when the source names none."""
+        remote = self.remote(commit)
+        if remote is None:
+            raise ObjectsMissing(
+                f"the manifest of {folder} is in neither {self.display}'s cache nor a remote it names",
+                "ask the source repository's owners to dataver push it",
+            )
+        return remote
+
     def remote(self, commit: str) -> RemoteStore | None:
         """The default remote named in the source's committed config at ``commit``."""
         text = self.git.file_at(commit, f"{DATAVER_DIR}/config")
@@ -208,13 +219,7 @@ def _source_targets(
         except ObjectsMissing:  # its cache lacks a node below the top: the source's remote has it
             files = None
     if files is None:
-        remote = src.remote(commit)
-        if remote is None:
-            raise ObjectsMissing(
-                f"the manifest of {owner_rel} is in neither {src.display}'s cache nor a remote it names",
-                "ask the source repository's owners to dataver push it",
-            )
-        files = expand(cache, part, remote, hasher)
+        files = expand(cache, part, src.manifest_remote(commit, owner_rel), hasher)
     single = len(files) == 1 and files[0].rel == f"{owner_rel}/{part.sub}"
     out: list[Tracked] = []
     for f in files:
@@ -474,14 +479,9 @@ def ls_source(url: str, path: str | None = None, rev: str | None = None) -> list
                     own = src.cache()
                     where = own if own is not None and own.has_manifest(t.pointer.digest) else cache
                     if where is cache:
-                        remote = src.remote(commit)
-                        if remote is None:
-                            raise ObjectsMissing(
-                                f"the manifest of {t.rel} is in neither {src.display}'s cache nor a remote it names",
-                                "ask the source repository's owners to dataver push it",
-                            )
                         from ..transfer import fetch_manifest
 
+                        remote = src.manifest_remote(commit, t.rel)
                         fetch_manifest(cache, remote, t.pointer.digest, hasher, t.rel)
                     return [
                         Listed(f"{t.rel}/{e.path}", "file", e.size, e.digest.hex, None, e.executable)
