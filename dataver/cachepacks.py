@@ -482,7 +482,15 @@ class CachePacks:
             if found is None:
                 return None
         where, e = found
-        stored = where.read(e)
+        if isinstance(where, _Pack):
+            stored = where.read(e)
+        else:  # held, or in the pack being written: another thread's flush may close that pack
+            with self._lock:  # meanwhile, so look again and read with no flush running
+                found = self._find(digest, kind)
+                if found is None:
+                    return None
+                where, e = found
+                stored = where.read(e)
         what = f"{'manifest' if kind == KIND_MANIFEST else 'blob'} {digest.short()} in cache pack {_name(where)}"
         if len(stored) != e.stored:
             raise IntegrityError(f"{what} is cut short")
