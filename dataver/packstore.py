@@ -683,7 +683,9 @@ class PackWriter:
         if self.index.loaded:
             self.index.add(self.records)
             self.index.index_ids.append(index_id)
+            self._seen.clear()  # the index names them now
         self.records = []
+        self._slot, self._order = {}, []  # every planned pack is written (flush)
 
     def close(self) -> None:
         """Wait for the upload threads (an abandoned batch's packs are named by no index)."""

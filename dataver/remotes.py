@@ -1108,6 +1108,9 @@ class _PackedBatch(Batch):
     def chunk_maps(self) -> list[tuple[Digest, bytes]]:
         return list(self._maps)
 
+    def checkpoint(self) -> None:
+        self.commit()
+
     def commit(self) -> None:
         self.packs.flush()
         self.lock.check_held()  # a push suspended past its lock's expiry publishes nothing

@@ -217,6 +217,12 @@ class Batch:
         before them, in any order."""
         return None
 
+    def checkpoint(self) -> None:
+        """Make every object put so far visible, as ``commit`` does, and go on: a long
+        batch calls it between parts, so what it holds stays bounded and a killed run
+        keeps what was made visible. The store needs nothing here when each put is
+        visible at once."""
+
     def commit(self) -> None:
         """Make every put object visible (called when the block ends cleanly)."""
 

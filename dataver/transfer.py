@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 from . import tree
 from .chunked import CHUNKED_MIN, LocalChunks
@@ -24,6 +24,7 @@ from .errors import CORRUPT_REMOTE, DataverError, IntegrityError, ObjectsMissing
 from .hashing import Hasher
 from .odb import ObjectStore, adopt
 from .progress import NO_PROGRESS, Progress
+from .refbatch import RefBatches
 from .remotes import redact
 from .store import Batch, ObjRef, Store, check_bytes
 from .workspace import Tracked
@@ -153,24 +154,73 @@ def _fetch_nodes(
 
 @dataclass
 class Wanted(Walk):
-    """Objects some pointers need, with sizes and a path to name each in messages."""
+    """Objects some pointers need, each once, with their sizes: 42 bytes each, on a
+    temporary file past a few MiB (``refbatch``), read back a batch at a time. The path
+    that names an object in messages is found again (``names``) only for the objects
+    that need one: a failure, a listing."""
 
-    refs: dict[ObjRef, tuple[int, str]] = field(default_factory=dict)  # ref -> (size, display path)
+    cache: ObjectStore | None = None
+    tracked: list[Tracked] = field(default_factory=list)  # whose walk found them
+    objects: RefBatches | None = None
+    extra: dict[ObjRef, str] = field(default_factory=dict)  # added by hand: their names
 
-    def add(self, ref: ObjRef, size: int, display: str) -> None:
-        self.refs.setdefault(ref, (size, display))
+    def add(self, ref: ObjRef, size: int, display: str | None = None) -> None:
+        assert self.objects is not None
+        self.objects.add(ref, size)
+        if display is not None:
+            self.extra.setdefault(ref, display)
 
     def unknown_refs(self) -> list[ObjRef]:
         return [ObjRef(u.digest, manifest=True) for u in self.unknown]
+
+    def batches(self) -> Iterator[dict[ObjRef, int]]:
+        """The objects (but folders' manifests that could not be found), a batch at a time."""
+        assert self.objects is not None
+        unknown = set(self.unknown_refs())
+        for batch in self.objects.batches():
+            for ref in unknown & batch.keys():
+                del batch[ref]
+            if batch:
+                yield batch
+
+    def names(self, refs: Collection[ObjRef] | None = None) -> dict[ObjRef, tuple[int, str]]:
+        """``(size, path)`` of ``refs`` (of every object when None), from a second walk of
+        the pointers (their manifests are in the cache by now). Holds one entry per object
+        asked about: ask about failures, not about everything, where memory matters."""
+        assert self.cache is not None
+        out: dict[ObjRef, tuple[int, str]] = {}
+        for ref, display in self.extra.items():
+            if refs is None or ref in refs:
+                out[ref] = (0, display)
+        for ref, size, display in needed(self.cache, self.tracked, Walk()):
+            if (refs is None or ref in refs) and ref not in out:
+                out[ref] = (size, display)
+                if refs is not None and len(out) == len(refs):
+                    break
+        return out
+
+    def name(self, names: dict[ObjRef, tuple[int, str]], ref: ObjRef) -> str:
+        found = names.get(ref)
+        return found[1] if found is not None else str(ref.digest)
+
+    def close(self) -> None:
+        if self.objects is not None:
+            self.objects.close()
+
+    def __enter__(self) -> Wanted:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def wanted_objects(
     cache: ObjectStore, tracked: list[Tracked], source: Store | None = None, hasher: Hasher | None = None
 ) -> Wanted:
     """Everything the pointers need (``needed``), each object once."""
-    w = Wanted()
-    for ref, size, display in needed(cache, tracked, w, source, hasher):
-        w.add(ref, size, display)
+    w = Wanted(cache=cache, tracked=list(tracked), objects=RefBatches(cache.tmp_dir))
+    for ref, size, _ in needed(cache, w.tracked, w, source, hasher):
+        w.add(ref, size)
     return w
 
 
@@ -191,50 +241,80 @@ def push(
     progress: Progress,
     hasher: Hasher,
 ) -> TransferResult:
-    """Upload what the remote lacks. The store contract verifies every object on its
-    way in (``put_bytes``/``put_file``), so a damaged cache object is reported, not spread."""
-    unknown_refs = wanted.unknown_refs()
-    unknown = set(unknown_refs)
-    known = [ref for ref in wanted.refs if ref not in unknown]
-    lacking = set(cache.missing(known))
-    local = [r for r in known if r not in lacking]
-    not_local = [r for r in known if r in lacking]
-    # One question to the remote for both: what to send, and which of the objects
-    # we lack it lacks too (those are lost unless someone else still has them).
-    remote.prepare_write()
-    everything = local + not_local + unknown_refs
-    absent = set(remote.missing(everything, jobs))
+    """Upload what the remote lacks, a batch of objects at a time (every blob before any
+    manifest). The store contract verifies every object on its way in
+    (``put_bytes``/``put_file``), so a damaged cache object is reported, not spread."""
     result = TransferResult()
-    if any(r in absent for r in local):
-        # Something to send: a batch (a packed remote's shared lock, so no gc removes
-        # what we count as present), and the question asked again under it.
-        with remote.writer(jobs) as batch:
-            if batch.recheck:  # only what was there may have gone (a gc before our lock)
-                absent |= set(remote.missing([r for r in everything if r not in absent], jobs))
-            _send(cache, batch, [r for r in local if r in absent], wanted, jobs, progress, hasher, result)
-        for digest, chunk_map in batch.chunk_maps():  # hints for fetching other versions later
-            cache.put_map(digest, chunk_map)
-    result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in absent] + [
-        Unrestored(wanted.refs[r][1], r.digest, manifest=r.manifest) for r in not_local if r in absent
+    unknown_refs = wanted.unknown_refs()
+    remote.prepare_write()
+    # Asked of the remote too: a folder we cannot list is lost unless the remote has it.
+    lost = set(remote.missing(unknown_refs, jobs)) if unknown_refs else set()
+    failing: list[ObjRef] = []  # needed, in neither the cache nor the remote
+    tmp = cache.tmp_dir
+    with RefBatches(tmp) as blobs, RefBatches(tmp) as manifests, RefBatches(tmp) as there:
+        for batch in wanted.batches():
+            refs = list(batch)
+            lacking = set(cache.missing(refs))
+            absent = set(remote.missing(refs, jobs))
+            for ref in refs:
+                if ref in absent:
+                    if ref in lacking:
+                        failing.append(ref)
+                    else:
+                        (manifests if ref.manifest else blobs).add(ref, batch[ref])
+                elif ref not in lacking:
+                    there.add(ref, batch[ref])
+            result.present += len(refs) - len(absent)
+        if blobs.count or manifests.count:
+            # Something to send: a batch (a packed remote's shared lock, so no gc removes
+            # what we count as present), and what was there asked about again under it.
+            with remote.writer(jobs) as batch:
+                if batch.recheck:
+                    for held in there.batches():
+                        for ref in remote.missing(list(held), jobs):
+                            (manifests if ref.manifest else blobs).add(ref, held[ref])
+                            result.present -= 1
+                there.close()
+                progress.start(
+                    "uploading",
+                    total_bytes=blobs.nbytes + manifests.nbytes,
+                    total_files=blobs.count + manifests.count,
+                )
+                try:
+                    if blobs.count + manifests.count <= blobs.batch:  # one batch: blobs, then manifests
+                        todo = {r: s for part in (blobs, manifests) for b in part.batches() for r, s in b.items()}
+                        _send(cache, batch, todo, jobs, progress, hasher, result)
+                    else:  # each part of the blobs made visible, then the manifests that list them
+                        for todo in blobs.batches():
+                            _send(cache, batch, todo, jobs, progress, hasher, result)
+                            batch.checkpoint()
+                        for todo in manifests.batches():
+                            _send(cache, batch, todo, jobs, progress, hasher, result)
+                finally:
+                    progress.close()
+            for digest, chunk_map in batch.chunk_maps():  # hints for fetching other versions later
+                cache.put_map(digest, chunk_map)
+    names = wanted.names(set(failing)) if failing else {}
+    result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in lost] + [
+        Unrestored(wanted.name(names, r), r.digest, manifest=r.manifest) for r in failing
     ]
-    result.present = len(known) - len(absent & set(known))
     return result
 
 
 def _send(
     cache: ObjectStore,
     batch: Batch,
-    to_send: list[ObjRef],
-    wanted: Wanted,
+    todo: dict[ObjRef, int],
     jobs: int,
     progress: Progress,
     hasher: Hasher,
     result: TransferResult,
 ) -> None:
+    """Upload the objects ``todo`` names (ref -> size), in the order the store plans."""
     manifest_sizes: list[int] = []  # a manifest's size is known once it is read
 
     def send(ref: ObjRef) -> None:
-        size = wanted.refs[ref][0]
+        size = todo[ref]
         try:
             if not ref.manifest and size <= hasher.chunk_size:
                 batch.put_bytes(ref, cache.read(ref))  # small blobs (most): one read serves check and upload
@@ -255,41 +335,92 @@ def _send(
             ) from None
         progress.advance(size, 1)
 
-    groups = batch.plan(
-        [(r, wanted.refs[r][0]) for r in to_send if not r.manifest] + [(r, 0) for r in to_send if r.manifest]
-    )
+    refs = list(todo)
+    groups = batch.plan([(r, 0 if r.manifest else todo[r]) for r in refs])
     if groups is not None:  # the store's order (packs): first what it did not plan (large objects)
         planned = {r for g in groups for r in g}
-        groups = [[r for r in to_send if r not in planned], *groups]
-    _run_in_order(to_send, send, jobs, wanted, progress, "uploading", groups)
-    result.transferred = len(to_send)
-    result.nbytes = sum(wanted.refs[r][0] for r in to_send) + sum(manifest_sizes)
+        groups = [[r for r in refs if r not in planned], *groups]
+    else:  # blobs before the manifests that list them
+        groups = [[r for r in refs if not r.manifest], [r for r in refs if r.manifest]]
+    for group in groups:
+        run_parallel(send, group, jobs)
+    result.transferred += len(refs)
+    result.nbytes += sum(todo.values()) + sum(manifest_sizes)
 
 
 def fetch(
     cache: ObjectStore, remote: Store, wanted: Wanted, hasher: Hasher, jobs: int, progress: Progress = NO_PROGRESS
 ) -> TransferResult:
-    """Download what the cache lacks. An object the remote lacks, or holds corrupt, is
-    skipped and listed in ``failed`` while the other downloads go on."""
-    result = TransferResult(failed=list(wanted.unknown))
-    unknown = set(wanted.unknown_refs())
+    """Download what the cache lacks, a batch at a time (every blob before any manifest).
+    An object the remote lacks, or holds corrupt, is skipped and listed in ``failed``
+    while the other downloads go on."""
+    result = TransferResult()
     remote.check_reachable()  # a wrong URL is one clear error, not every object "missing"
-    known = [ref for ref in wanted.refs if ref not in unknown]
-    to_get = cache.missing(known)
-    result.present = len(known) - len(to_get)
-    failed: dict[ObjRef, Unrestored] = {}  # filled in by the download threads
+    failed: dict[ObjRef, bool] = {}  # filled in by the download threads: ref -> corrupt (else absent)
+    failed_bytes = [0]
     got: list[int] = []  # the sizes of the manifests stored (unknown until read)
+    have = LocalChunks(cache)  # chunks of cached files, for objects stored chunked
+    tmp = cache.tmp_dir
+    with RefBatches(tmp) as blobs, RefBatches(tmp) as manifests:
+        for batch in wanted.batches():
+            refs = list(batch)
+            lacking = cache.missing(refs)
+            result.present += len(refs) - len(lacking)
+            for ref in lacking:
+                (manifests if ref.manifest else blobs).add(ref, batch[ref])
+        if blobs.count or manifests.count:
+            progress.start(
+                "downloading", total_bytes=blobs.nbytes + manifests.nbytes, total_files=blobs.count + manifests.count
+            )
+            try:
+                for part in (blobs, manifests):
+                    for todo in part.batches():
+                        _get(cache, remote, todo, hasher, jobs, progress, have, failed, failed_bytes, got)
+            finally:
+                progress.close()
+        to_get = blobs.count + manifests.count
+        nbytes = blobs.nbytes + manifests.nbytes
+    names = wanted.names(set(failed)) if failed else {}
+    result.failed = sorted(
+        list(wanted.unknown)
+        + [
+            _corrupt_on(remote, wanted.name(names, r), r)
+            if corrupt
+            else Unrestored(wanted.name(names, r), r.digest, manifest=r.manifest)
+            for r, corrupt in failed.items()
+        ],
+        key=lambda u: u.path,
+    )
+    result.transferred = to_get - len(failed) + wanted.manifests_fetched
+    result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
+    result.nbytes = nbytes - failed_bytes[0] + wanted.manifest_bytes + sum(got)
+    return result
 
-    def stored(ref: ObjRef) -> None:
-        progress.advance(wanted.refs[ref][0], 1)
+
+def _get(
+    cache: ObjectStore,
+    remote: Store,
+    todo: dict[ObjRef, int],
+    hasher: Hasher,
+    jobs: int,
+    progress: Progress,
+    have: LocalChunks,
+    failed: dict[ObjRef, bool],
+    failed_bytes: list[int],
+    got: list[int],
+) -> None:
+    """Download the objects ``todo`` names (ref -> size) into the cache, each verified."""
+
+    def fail(ref: ObjRef, corrupt: bool) -> None:
+        failed[ref] = corrupt
+        failed_bytes[0] += todo[ref]
 
     def sink(ref: ObjRef, data: bytes | DataverError) -> None:
         """A small object read from the remote: verified into the cache, or recorded."""
-        display = wanted.refs[ref][1]
         if isinstance(data, ObjectsMissing):
-            failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
+            fail(ref, False)
         elif isinstance(data, IntegrityError):
-            failed[ref] = _corrupt_on(remote, display, ref)
+            fail(ref, True)
         elif isinstance(data, DataverError):
             raise data
         elif len(data) > hasher.chunk_size:  # larger than its pointer said: the file path
@@ -298,47 +429,34 @@ def fetch(
             try:
                 if ref.manifest:  # hashed first: only a manifest that is what it claims gets parsed
                     check_bytes(ref, data, remote.where)
-                    _manifest_check(remote, ref, display)(data)
+                    _manifest_check(remote, ref, None)(data)
                 cache.put_bytes(ref, data)
             except IntegrityError:
-                failed[ref] = _corrupt_on(remote, display, ref)
+                fail(ref, True)
                 return
             if ref.manifest:
                 got.append(len(data))
-            stored(ref)
-
-    have = LocalChunks(cache)  # chunks of cached files, for objects stored chunked
+            progress.advance(todo[ref], 1)
 
     def large(ref: ObjRef) -> None:
-        display = wanted.refs[ref][1]
         try:
             download_object(cache, remote, ref, hasher, have=have)
         except ObjectsMissing:
-            failed[ref] = Unrestored(display, ref.digest, manifest=ref.manifest)
+            fail(ref, False)
             return
         except IntegrityError:  # already discarded: nothing bad has a name in the cache
-            failed[ref] = _corrupt_on(remote, display, ref)
+            fail(ref, True)
             return
-        stored(ref)
+        progress.advance(todo[ref], 1)
 
     def small(ref: ObjRef) -> bool:
         """Read into memory (many per request); the rest, and files a packed remote may
         hold chunked, go through a temporary file."""
-        return ref.manifest or wanted.refs[ref][0] < min(hasher.chunk_size + 1, CHUNKED_MIN)
+        return ref.manifest or todo[ref] < min(hasher.chunk_size + 1, CHUNKED_MIN)
 
-    if to_get:
-        progress.start("downloading", total_bytes=sum(wanted.refs[r][0] for r in to_get), total_files=len(to_get))
-        try:
-            for part in ([r for r in to_get if not r.manifest], [r for r in to_get if r.manifest]):
-                remote.read_many([r for r in part if small(r)], sink, jobs)  # blobs, then the manifests
-                run_parallel(large, [r for r in part if not small(r)], jobs)
-        finally:
-            progress.close()
-    result.failed = sorted(result.failed + list(failed.values()), key=lambda u: u.path)
-    result.transferred = len(to_get) - len(failed) + wanted.manifests_fetched
-    result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
-    result.nbytes = sum(wanted.refs[r][0] for r in to_get if r not in failed) + wanted.manifest_bytes + sum(got)
-    return result
+    refs = list(todo)
+    remote.read_many([r for r in refs if small(r)], sink, jobs)
+    run_parallel(large, [r for r in refs if not small(r)], jobs)
 
 
 def remove_corrupt(
@@ -346,9 +464,6 @@ def remove_corrupt(
 ) -> list[tuple[str, ObjRef]]:
     """Re-hash the wanted objects present in the cache and delete those whose bytes
     do not match their names, so a fetch brings good copies. Returns what was removed."""
-    refs = list(wanted.refs)
-    lacking = set(cache.missing(refs))
-    present = [r for r in refs if r not in lacking]
 
     def check(ref: ObjRef) -> bool:
         if ref.manifest:
@@ -359,12 +474,23 @@ def remove_corrupt(
                 return False
         return cache.check_blob(ref.digest, hasher)
 
-    progress.start("checking cache", total_bytes=sum(wanted.refs[r][0] for r in present), total_files=len(present))
-    good = run_parallel(check, present, max(1, hasher.jobs))
-    progress.close()
-    bad = [r for r, ok in zip(present, good, strict=True) if not ok]
+    assert wanted.objects is not None
+    bad: list[ObjRef] = []
+    progress.start("checking cache", total_bytes=wanted.objects.nbytes, total_files=wanted.objects.count)
+    try:
+        for batch in wanted.batches():
+            lacking = set(cache.missing(list(batch)))
+            present = [r for r in batch if r not in lacking]
+            good = run_parallel(check, present, max(1, jobs))
+            for ref, ok in zip(present, good, strict=True):
+                progress.advance(batch[ref], 1)
+                if not ok:
+                    bad.append(ref)
+    finally:
+        progress.close()
     cache.delete(bad)
-    return [(wanted.refs[r][1], r) for r in bad]
+    names = wanted.names(set(bad)) if bad else {}
+    return [(wanted.name(names, r), r) for r in bad]
 
 
 def fetch_manifest(cache: ObjectStore, remote: Store, digest, hasher: Hasher, display: str | None = None) -> None:
@@ -453,27 +579,3 @@ def _remote_copy_damaged(e: IntegrityError, remote: Store, ref: ObjRef) -> Integ
         f"the remote copy is damaged: delete {redact(remote.path(ref))} on the remote, then dataver push "
         "from a machine that has the data (push never overwrites an object the remote already has)",
     )
-
-
-def _run_in_order(
-    refs: list[ObjRef],
-    fn,
-    jobs: int,
-    wanted: Wanted,
-    progress: Progress,
-    desc: str,
-    groups: list[list[ObjRef]] | None = None,
-) -> None:
-    """``fn`` on each ref, in parallel within a group, one group after the other
-    (default: blobs, then manifests); stop at the first error ``fn`` raises (per-object
-    failures that should not stop the rest, ``fn`` records instead)."""
-    if not refs:
-        return
-    if groups is None:
-        groups = [[r for r in refs if not r.manifest], [r for r in refs if r.manifest]]
-    progress.start(desc, total_bytes=sum(wanted.refs[r][0] for r in refs), total_files=len(refs))
-    try:
-        for group in groups:
-            run_parallel(fn, group, jobs)
-    finally:
-        progress.close()

@@ -82,7 +82,7 @@ from test_crash import (
     write_version,
 )
 
-from dataver import manifest, packfmt, pointer
+from dataver import manifest, packfmt, pointer, refbatch
 from dataver.digest import Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
 from dataver.store import ObjRef, check_bytes
@@ -323,8 +323,11 @@ def clone_and_pull(root: Path, clone: Path, files: Version, hasher: Hasher, tall
     assert status.stdout.strip() == "", f"status of the fresh clone is not clean:\n{status.stdout}"
 
 
+@pytest.mark.parametrize("batch", [None, "7"], ids=["one-batch", "batches-of-7"])
 @pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
-def test_push_survives_sigkill(repo_dir, crash_totals, plan):
+def test_push_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch):
+    if batch:  # objects handed out in many batches (dataver.refbatch): the path of a million
+        monkeypatch.setenv(refbatch.BATCH_ENV, batch)
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-push")
     remote = repo_dir.parent / "remote"
@@ -364,8 +367,11 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan):
     report(crash_totals, "push", "push", tally, started, plan.rounds, kills, checks)
 
 
+@pytest.mark.parametrize("batch", [None, "7"], ids=["one-batch", "batches-of-7"])
 @pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
-def test_pull_survives_sigkill(repo_dir, crash_totals, plan):
+def test_pull_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch):
+    if batch:  # objects handed out in many batches (dataver.refbatch): the path of a million
+        monkeypatch.setenv(refbatch.BATCH_ENV, batch)
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-pull")
     remote = repo_dir.parent / "remote"

@@ -170,15 +170,17 @@ def bring(
     serves each: every object verified, every manifest parsed before it is stored."""
     sources = [s for s in (src.cache(), src.remote(commit)) if s is not None]
     if not sources:
-        wanted = wanted_objects(cache, tracked)
-        lacking = set(cache.missing(list(wanted.refs)))
-        failed = [Unrestored(d, r.digest, manifest=r.manifest) for r, (_, d) in wanted.refs.items() if r in lacking]
-        return TransferResult(present=len(wanted.refs) - len(lacking), failed=list(wanted.unknown) + failed)
+        with wanted_objects(cache, tracked) as wanted:
+            names = wanted.names()
+        unknown = set(wanted.unknown_refs())
+        refs = [r for r in names if r not in unknown]
+        lacking = set(cache.missing(refs))
+        failed = [Unrestored(names[r][1], r.digest, manifest=r.manifest) for r in refs if r in lacking]
+        return TransferResult(present=len(refs) - len(lacking), failed=list(wanted.unknown) + failed)
     total = TransferResult()
     for source in sources:
-        result = fetch_objects(
-            cache, source, wanted_objects(cache, tracked, source, hasher), hasher, TRANSFER_JOBS, progress
-        )
+        with wanted_objects(cache, tracked, source, hasher) as wanted:
+            result = fetch_objects(cache, source, wanted, hasher, TRANSFER_JOBS, progress)
         total.present = result.present - total.transferred  # found in the cache, not brought by an earlier source
         total.transferred += result.transferred
         total.nbytes += result.nbytes

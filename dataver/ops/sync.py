@@ -36,9 +36,8 @@ def push(
     revision a ``Revisions`` covers) need and it lacks."""
     remote = open_remote(repo.config, remote_name, repo.root)
     tracked = resolve(repo, rev, paths)
-    wanted = wanted_objects(repo.cache, tracked)
-    _with_folder_manifests(repo, tracked, wanted)
-    with repo.hasher() as hasher:
+    with wanted_objects(repo.cache, tracked) as wanted, repo.hasher() as hasher:
+        _with_folder_manifests(repo, tracked, wanted)
         return push_objects(repo.cache, remote, wanted, transfer_jobs(repo, remote, jobs), progress, hasher)
 
 
@@ -49,9 +48,11 @@ def _with_folder_manifests(repo: Repo, tracked: list[Tracked], wanted: Wanted) -
 
     folders = {(repo.rel(t.root), t.folder) for t in tracked if isinstance(t, PartFile) and t.folder is not None}
     for rel, ptr in sorted(folders, key=lambda f: f[0]):
-        for ref, size, display in needed(repo.cache, [Tracked("", "", rel, ptr)], Walk()):
+        folder = Tracked("", "", rel, ptr)
+        wanted.tracked.append(folder)  # names its nodes in messages
+        for ref, size, _ in needed(repo.cache, [folder], Walk()):
             if ref.manifest:
-                wanted.add(ref, size, display)
+                wanted.add(ref, size)
 
 
 @takes_lock
@@ -106,9 +107,9 @@ def _fetch_from(
     with repo.hasher() as hasher, repo.cache.packing():  # small objects packed; the pack is written at the end
         if repair:
             _drop_corrupt_manifests(repo, tracked)
-        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
-        repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
-        result = fetch_objects(repo.cache, remote, wanted, hasher, transfer_jobs(repo, remote, jobs), progress)
+        with wanted_objects(repo.cache, tracked, remote, hasher) as wanted:
+            repaired = remove_corrupt(repo.cache, wanted, hasher, hasher.jobs, progress) if repair else []
+            result = fetch_objects(repo.cache, remote, wanted, hasher, transfer_jobs(repo, remote, jobs), progress)
         result.repaired = repaired
         return result
 
@@ -209,14 +210,14 @@ def remote_status(
     of the revisions ``rev`` covers): is it in the cache, on the remote, both, neither?"""
     remote = open_remote(repo.config, remote_name, repo.root)
     tracked = tracked_at_head(repo) if at_head and rev is None else tracked_for(repo, rev, paths)
-    with repo.hasher() as hasher:
-        wanted = wanted_objects(repo.cache, tracked, remote, hasher)
+    with repo.hasher() as hasher, wanted_objects(repo.cache, tracked, remote, hasher) as wanted:
+        names = wanted.names()  # a record per object: the listing holds them all anyway
     unknown = set(wanted.unknown_refs())
-    refs = [r for r in wanted.refs if r not in unknown]
+    refs = [r for r in names if r not in unknown]
     on_remote_missing = set(remote.missing(refs, transfer_jobs(repo, remote, jobs)))
     not_local = set(repo.cache.missing(refs))
     records = [
-        RemoteRecord(_display(wanted, ref), str(ref.digest), ref not in not_local, ref not in on_remote_missing)
+        RemoteRecord(_display(names, ref), str(ref.digest), ref not in not_local, ref not in on_remote_missing)
         for ref in refs
     ]
     for u in wanted.unknown:  # a manifest absent from both, or corrupt on the remote: unusable there
@@ -224,8 +225,8 @@ def remote_status(
     return sorted(records, key=lambda r: r.path)
 
 
-def _display(wanted: Wanted, ref: ObjRef) -> str:
-    display = wanted.refs[ref][1]
+def _display(names: dict[ObjRef, tuple[int, str]], ref: ObjRef) -> str:
+    display = names[ref][1]
     return f"{display} (manifest)" if ref.manifest else display
 
 
@@ -252,8 +253,10 @@ def verify_remote(
     problems += [Problem(what, problem) for what, problem in remote.check_packs(deep, n)]
     if deep and remote.marker is None:
         tracked = tracked_at_head(repo) if rev is None else tracked_for(repo, rev, None)
-        wanted = wanted_objects(repo.cache, tracked)
-        present = [r for r in wanted.refs if r not in set(remote.missing(list(wanted.refs), n))]
+        with wanted_objects(repo.cache, tracked) as wanted:
+            names = wanted.names()
+        lacking = set(remote.missing(list(names), n))
+        present = [r for r in names if r not in lacking]
         bad: list = []
 
         def sink(ref, data) -> None:
@@ -261,7 +264,7 @@ def verify_remote(
                 try:
                     check_bytes(ref, data, remote.where)
                 except IntegrityError:
-                    bad.append(Problem(wanted.refs[ref][1], f"object {ref.digest} on remote {name!r} is corrupt"))
+                    bad.append(Problem(names[ref][1], f"object {ref.digest} on remote {name!r} is corrupt"))
 
         remote.read_many(present, sink, n)
         problems += bad
