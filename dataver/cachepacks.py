@@ -475,9 +475,10 @@ class CachePacks:
         found = self._find(digest, kind)
         if found is None:
             with self._lock:
-                if self._writer is None or not self._writer.unindexed:
-                    return None
-                self.flush()  # a blob stored moments ago is listed only once its pack is written
+                if self._writer is not None and self._writer.unindexed:
+                    self.flush()  # a blob stored moments ago is listed only once its pack is written
+            # Look again even when there was nothing to flush: another thread's flush may
+            # have listed it between our look and the lock.
             found = self._find(digest, kind)
             if found is None:
                 return None
