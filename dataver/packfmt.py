@@ -308,7 +308,7 @@ def index_count(size: int) -> int | None:
 def parse_index(data: bytes, where: str) -> list[Record]:
     """Every record of a whole index file, checked (magic, length, checksum, order, and
     each record's fields)."""
-    body, _ = check_index(data, where)
+    body = check_index(data, where)
     return parse_records(body, where)
 
 
@@ -361,9 +361,10 @@ def pack_record(r: Record) -> bytes:
     )
 
 
-def check_index(data: bytes, where: str) -> tuple[memoryview, list[bytes]]:
+def check_index(data: bytes, where: str) -> memoryview:
     """The records region of a whole index file, after the checks that need no parsing
-    (magic, length, count, checksum, order); each record is parsed when it is used."""
+    (magic, length, count, checksum, order); each record is parsed when it is used.
+    Holds two keys at a time, not a list of them (an index file of a million objects)."""
     n = index_count(len(data))
     if n is None or data[:INDEX_HEADER] != INDEX_MAGIC:
         raise IntegrityError(f"{where} is not a dataver index file")
@@ -371,10 +372,13 @@ def check_index(data: bytes, where: str) -> tuple[memoryview, list[bytes]]:
     if count != n or xxhash.xxh3_64_intdigest(data[:-8]) != check:
         raise IntegrityError(f"{where} is damaged (its count or checksum does not match)")
     body = memoryview(data)[INDEX_HEADER : INDEX_HEADER + n * RECORD_SIZE]
-    keys = [record_key(body[i : i + RECORD_SIZE]) for i in range(0, len(body), RECORD_SIZE)]
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
-        raise IntegrityError(f"{where} is not sorted")
-    return body, keys
+    last = b""
+    for i in range(0, len(body), RECORD_SIZE):
+        key = record_key(body[i : i + RECORD_SIZE])
+        if key <= last:
+            raise IntegrityError(f"{where} is not sorted")
+        last = key
+    return body
 
 
 # -- compression (zstd, imported on first use) ---------------------------------------

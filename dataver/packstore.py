@@ -29,8 +29,11 @@ import json
 import os
 import secrets
 import socket
+import struct
 import threading
 import time
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -194,11 +197,25 @@ def _id_of(name: str, suffix: str) -> str | None:
 
 
 # -- the merged index ------------------------------------------------------------------------
+_KEY_HEAD = struct.Struct(f">Q{packfmt.RECORD_SIZE - 8}x")  # a record's first 8 key bytes, as an integer
+
+
+class _Run:
+    """The records of one index file (or of one push), sorted by key, at ``base`` in the
+    merged index's records: the first 8 bytes of each key, as integers, to bisect."""
+
+    __slots__ = ("his", "base")
+
+    def __init__(self, his: array, base: int):
+        self.his, self.base = his, base
+
+
 class PackIndex:
     """Every index file of a remote, merged: key -> record.
 
-    Held compactly (the records' 64 bytes each, and a dict from key to position: about
-    200 bytes an object), each record parsed when it is used. Loaded whole on first use,
+    Held compactly: the records' 64 bytes each, and per index file the first 8 bytes of
+    each key in sorted order (``_Run``: 8 bytes an object), searched by bisection; each
+    record is parsed when it is used. Loaded whole on first use,
     except when a command asks about a few objects only (a one-file pull): then each is
     looked up with one ranged read of each index file (the window
     ``packfmt.lookup_window`` gives), so a large index is not downloaded for it."""
@@ -210,15 +227,15 @@ class PackIndex:
         self.files = files
         self.index_ids: list[str] = []
         self.loaded = False
-        self._raw = bytearray()  # records, 64 bytes each
-        self._at: dict[bytes, int] = {}  # key -> offset in _raw
+        self._raw = bytearray()  # records, 64 bytes each: runs, each sorted by key
+        self._runs: list[_Run] = []  # one per index file read (or records added), in that order
         self._lock = threading.Lock()
         self._listing: list[tuple[str, int]] | None = None
         self._looked_up: dict[bytes, Record | None] = {}
 
     def __len__(self) -> int:
         self.load()
-        return len(self._at)
+        return sum(1 for _ in self._first_positions())
 
     def _list(self) -> list[tuple[str, int]]:
         listed = [(i, size) for name, size, _ in self.files.list_files("index") if (i := _id_of(name, ".idx"))]
@@ -244,35 +261,65 @@ class PackIndex:
             if self.loaded and set(self.index_ids) <= set(listed):
                 new = [i for i in listed if i not in set(self.index_ids)]
             else:
-                new, self._raw, self._at = listed, bytearray(), {}
+                new, self._raw, self._runs = listed, bytearray(), []
             for index_id in new:
-                body, keys = self._read(index_id)
-                base, at = len(self._raw), self._at
-                self._raw += body
-                for i, key in enumerate(keys):
-                    if key not in at:
-                        at[key] = base + i * packfmt.RECORD_SIZE
+                self._add_run(self._read(index_id))
             self.index_ids, self.loaded = listed, True
             self._looked_up = {}
 
-    def _add_raw(self, raw: bytes | memoryview) -> None:
-        key = packfmt.record_key(raw)
-        if key not in self._at:
-            self._at[key] = len(self._raw)
-            self._raw += raw
+    def _add_run(self, body: bytes | memoryview) -> None:
+        """Records sorted by key (an index file's body) as the newest run."""
+        base = len(self._raw)
+        self._raw += body
+        his = array("Q", (h for (h,) in _KEY_HEAD.iter_unpack(body)))
+        self._runs.append(_Run(his, base))
+
+    def _position(self, key: bytes, runs: list[_Run] | None = None) -> int | None:
+        """Where in ``_raw`` the record of ``key`` is: the first run that has it wins."""
+        hi = int.from_bytes(key[:8], "big")
+        raw, size = self._raw, packfmt.RECORD_SIZE
+        for run in self._runs if runs is None else runs:
+            his = run.his
+            i = bisect_left(his, hi)
+            while i < len(his) and his[i] == hi:
+                at = run.base + i * size
+                if raw[at : at + 33] == key[:33] and raw[at + 34] == key[33]:
+                    return at
+                i += 1
+        return None
+
+    def _first_positions(self) -> Iterator[int]:
+        """The position of each key's record once (the first run's, as look-ups find)."""
+        size = packfmt.RECORD_SIZE
+        for r, run in enumerate(self._runs):
+            earlier = self._runs[:r]
+            for i in range(len(run.his)):
+                at = run.base + i * size
+                if not earlier or self._position(packfmt.record_key(self._raw[at : at + size]), earlier) is None:
+                    yield at
 
     def add(self, records: Iterable[Record]) -> None:
         """Records just written (a push's index file), into a loaded index."""
+        by_key: dict[bytes, bytes] = {}
         for r in records:
-            self._add_raw(packfmt.pack_record(r))
+            raw = packfmt.pack_record(r)
+            by_key.setdefault(packfmt.record_key(raw), raw)
+        if by_key:
+            self._add_run(b"".join(by_key[k] for k in sorted(by_key)))
+
+    def add_file(self, data: bytes) -> None:
+        """The records of an index file just written (``packfmt.encode_index``'s bytes)."""
+        n = packfmt.index_count(len(data))
+        assert n is not None
+        self._add_run(memoryview(data)[packfmt.INDEX_HEADER : packfmt.INDEX_HEADER + n * packfmt.RECORD_SIZE])
 
     def reset(self, records: Iterable[Record], index_ids: list[str]) -> None:
-        self._raw, self._at = bytearray(), {}
+        self._raw, self._runs = bytearray(), []
         self.add(records)
         self.index_ids = index_ids
 
     def _record(self, key: bytes) -> Record | None:
-        at = self._at.get(key)
+        at = self._position(key)
         if at is None:
             return None
         where = f"the index of {self.files.where}"
@@ -280,21 +327,22 @@ class PackIndex:
 
     def keys(self) -> set[bytes]:
         self.load()
-        return set(self._at)
+        size = packfmt.RECORD_SIZE
+        return {packfmt.record_key(self._raw[at : at + size]) for at in self._first_positions()}
 
     def all_records(self) -> Iterator[Record]:
         self.load()
         where = f"the index of {self.files.where}"
-        raw = bytes(self._raw)
-        for i in range(0, len(raw), packfmt.RECORD_SIZE):
-            yield packfmt.parse_records(raw[i : i + packfmt.RECORD_SIZE], where)[0]
+        size = packfmt.RECORD_SIZE
+        for at in list(self._first_positions()):
+            yield packfmt.parse_records(bytes(self._raw[at : at + size]), where)[0]
 
-    def _read(self, index_id: str) -> tuple[memoryview, list[bytes]]:
+    def _read(self, index_id: str) -> memoryview:
         where = f"index file {index_rel(index_id)} on {self.files.where}"
         try:
             data = self.files.read_file(index_rel(index_id))
         except ObjectsMissing:
-            return memoryview(b""), []  # removed by a gc since the listing: its records are in the one replacing it
+            return memoryview(b"")  # removed by a gc since the listing: its records are in the one replacing it
         if packfmt.object_id(data) != index_id:
             raise IntegrityError(
                 f"{where} does not match its name (damaged)",
@@ -305,7 +353,7 @@ class PackIndex:
 
     def has_key(self, key: bytes) -> bool:
         """Whether a loaded index names ``key`` (``packstore.key_of``)."""
-        return key in self._at
+        return self._position(key) is not None
 
     def find_key(self, key: bytes) -> Record | None:
         """The record of ``key``, by the same route as ``find``."""
@@ -323,7 +371,9 @@ class PackIndex:
         if not self.loaded and len(self._looked_up) < self.FEW:
             return self.find_stored(ref) is not None
         self.load()
-        return key_of(ref) in self._at or (not ref.manifest and map_key(ref) in self._at)
+        return self._position(key_of(ref)) is not None or (
+            not ref.manifest and self._position(map_key(ref)) is not None
+        )
 
     def find(self, ref: ObjRef | Part) -> Record | None:
         return self.find_key(key_of(ref))
@@ -354,10 +404,8 @@ class PackIndex:
             hit = packfmt.find_in(records, key)
             inside = records and records[0].entry.key() <= key <= records[-1].entry.key()
             if hit is None and not inside and end - start < n * packfmt.RECORD_SIZE:
-                body, keys = self._read(index_id)  # outside the window: read it all
-                if key in keys:
-                    i = keys.index(key) * packfmt.RECORD_SIZE
-                    hit = packfmt.parse_records(body[i : i + packfmt.RECORD_SIZE], where)[0]
+                body = self._read(index_id)  # outside the window: read it all
+                hit = packfmt.find_in(packfmt.parse_records(body, where), key)
             if hit is not None:
                 found = hit
                 break
@@ -681,7 +729,7 @@ class PackWriter:
         index_id, data = packfmt.encode_index(self.records)
         self.files.write_file(index_rel(index_id), data)
         if self.index.loaded:
-            self.index.add(self.records)
+            self.index.add_file(data)  # its records, sorted and each key once, as the file holds them
             self.index.index_ids.append(index_id)
             self._seen.clear()  # the index names them now
         self.records = []

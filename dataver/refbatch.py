@@ -2,7 +2,7 @@
 
 What push, fetch and their missing-object checks walk at a million files: one 42-byte
 record per reference (the pack index's key of the object, then its size), in one of
-256 runs by the first byte of its digest. Up to ``MEMORY_BYTES`` of records stay in
+256 runs by the first byte of its digest. Up to ``MEMORY_BYTES`` (4 MiB) of records stay in
 memory; past that every run is appended to an unnamed temporary file in the cache's
 ``tmp/`` (created unlinked, so a killed command leaves nothing behind). ``batches``
 gives the references back run by run, several runs merged while a batch stays under
@@ -24,8 +24,8 @@ from .digest import ALGORITHMS, Digest
 from .errors import StorageError
 from .store import ObjRef
 
-MEMORY_BYTES = 8 << 20  # records held in memory before the runs go to temporary files
-BATCH = 100_000  # references in one batch (more only when one run alone holds more)
+MEMORY_BYTES = 4 << 20  # records held in memory before the runs go to temporary files
+BATCH = 50_000  # references in one batch (more only when one run alone holds more)
 BATCH_ENV = "DATAVER_REF_BATCH"  # another batch size (tests: many batches from a few objects)
 _KEY = 34  # packfmt.entry_key: digest field (32), kind, algorithm
 _RECORD = struct.Struct(f"<{_KEY}sQ")
