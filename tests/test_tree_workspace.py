@@ -162,6 +162,55 @@ def test_push_clone_pull_and_a_one_file_change(repo_dir, cli, tmp_path):
     assert cli("ls", "data", cwd=clone).out.count("\n") == len(files)
 
 
+def test_diff_of_two_trees_reads_only_the_subfolders_that_differ(repo_dir, cli, monkeypatch):
+    files = make_big(repo_dir / "data")
+    write(repo_dir / "data/s2/deep/x.txt", b"deep\n")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v1")
+    write(repo_dir / "data/s1/f0100.txt", b"changed\n")  # modified
+    os.unlink(repo_dir / "data/s1/f0200.txt")  # deleted
+    write(repo_dir / "data/s1/new.txt", b"new\n")  # added
+    os.unlink(repo_dir / "data/top.txt")  # deleted, at the top
+    write(repo_dir / "data/s3/only.txt", b"a new subfolder\n")  # added with its folder
+    age(repo_dir / "data")
+    assert cli("add", "data").code == 0
+    git_commit(repo_dir, "v2")
+    from dataver.odb import ObjectStore
+
+    nodes: list[str] = []
+    real = ObjectStore.read_manifest_bytes
+
+    def counting(self, digest):
+        nodes.append(digest.hex)
+        return real(self, digest)
+
+    monkeypatch.setattr(ObjectStore, "read_manifest_bytes", counting)
+    r = cli("diff", "HEAD~1", "HEAD", "--json")
+    assert r.code == 0, r.err
+    got = [(c["path"], c["change"]) for c in json.loads(r.out)]
+    assert got == [
+        ("data/s1/f0100.txt", "modified"),
+        ("data/s1/f0200.txt", "deleted"),
+        ("data/s1/new.txt", "added"),
+        ("data/s3/only.txt", "added"),
+        ("data/top.txt", "deleted"),
+    ]
+    changed = json.loads(r.out)[0]
+    assert (changed["old_size"], changed["new_size"]) == (len(files["s1/f0100.txt"]), 8)
+    assert changed["new_digest"] == digest_bytes(b"changed\n").hex
+    # s0 and s2 (with s2/deep) are the same on both sides: their manifests are never read
+    same = {hashed(cli, repo_dir / "data" / sub) for sub in ("s0", "s2", "s2/deep")}
+    assert not same & set(nodes), "a subfolder equal on both sides was read"
+    # a part of the folder, and the same revisions the other way round
+    r = cli("diff", "HEAD", "HEAD~1", "-p", "data/s1", "--json")
+    assert r.code == 0, r.err
+    assert [(c["path"], c["change"]) for c in json.loads(r.out)] == [
+        ("data/s1/f0100.txt", "modified"),
+        ("data/s1/f0200.txt", "added"),
+        ("data/s1/new.txt", "deleted"),
+    ]
+
+
 def test_gc_keeps_every_node_of_committed_trees_and_checkout_restores(repo_dir, cli):
     make_big(repo_dir / "data")
     assert cli("add", "data").code == 0

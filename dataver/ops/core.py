@@ -234,6 +234,13 @@ def ls(repo: Repo, path: str | None = None, rev: str | None = None) -> list[List
 def folder_entries(repo: Repo, t: Tracked, remote: Callable[[], Store | None] | None = None) -> list[Entry]:
     """A tracked folder's manifest entries, from the cache or else a remote: ``remote()``
     (a caller reading many objects opens one remote for all) or the default one."""
+    folder_entries_ready(repo, t, remote)
+    return read_manifest(repo, t)
+
+
+def folder_entries_ready(repo: Repo, t: Tracked, remote: Callable[[], Store | None] | None = None) -> None:
+    """Bring a tracked folder's manifest (every node) into the cache from a remote when
+    the cache lacks it (see ``folder_entries``), so it can be walked from the cache."""
     if not repo.cache.has_manifest(t.pointer.digest):
         from ..transfer import fetch_manifest
 
@@ -241,7 +248,6 @@ def folder_entries(repo: Repo, t: Tracked, remote: Callable[[], Store | None] | 
         if store is not None:
             with repo.hasher() as hasher:
                 fetch_manifest(repo.cache, store, t.pointer.digest, hasher, t.rel)
-    return read_manifest(repo, t)
 
 
 def default_remote(repo: Repo) -> Store | None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
+from .. import tree
 from ..history import tracked_at
 from ..progress import NO_PROGRESS, Progress
 from ..repo import Repo
 from ..workspace import Tracked, build_entries, file_digest, find_tracked, scan_folder
-from .core import folder_entries
+from .core import folder_entries, folder_entries_ready
 
 WORKSPACE = None  # the workspace side of a diff
 
@@ -35,6 +37,8 @@ def diff(
     progress: Progress = NO_PROGRESS,
 ) -> list[Change]:
     """Changes from side ``a`` to side ``b``; a side is a revision or None (workspace)."""
+    if a is not WORKSPACE and b is not WORKSPACE:
+        return _diff_revisions(repo, a, b, paths)
     old = _snapshot(repo, a, paths, progress)
     new = _snapshot(repo, b, paths, progress)
     changes = []
@@ -45,6 +49,92 @@ def diff(
         kind = "added" if o is None else "deleted" if n is None else "modified"
         changes.append(Change(path, kind, o and o[1], n and n[1], o and o[0], n and n[0]))
     return changes
+
+
+def _diff_revisions(repo: Repo, a: str, b: str, paths: list[str] | None) -> list[Change]:
+    """Two revisions' tracked data compared pointer by pointer: a folder's two trees are
+    walked in step, each in path order, and a subfolder whose manifest is the same on
+    both sides is not read at all. Holds the nodes on one path and the changes, not a
+    list of files (a one-file change in a million-file folder reads the nodes above it)."""
+    wanted = _wanted_rels(repo, paths)
+
+    def side(rev: str) -> dict[str, Tracked]:
+        return {
+            t.rel: t
+            for t in tracked_at(repo, rev, None)
+            if wanted is None or any(_under(w, t.rel) or _under(t.rel, w) for w in wanted)
+        }
+
+    old, new = side(a), side(b)
+    changes: list[Change] = []
+    for rel in sorted(old.keys() | new.keys()):
+        o, n = old.get(rel), new.get(rel)
+        if o is not None and n is not None and o.pointer.digest == n.pointer.digest:
+            continue  # the same file, or the same folder to the last byte
+        same = _same_subfolders(repo, o, n)
+        olds, news = _files(repo, o, same), _files(repo, n, same)
+        for path, was, now in _merge(olds, news):
+            if wanted is not None and not any(_under(path, w) for w in wanted):
+                continue
+            kind = "added" if was is None else "deleted" if now is None else "modified"
+            changes.append(Change(path, kind, was and was[1], now and now[1], was and was[0], now and now[0]))
+    changes.sort(key=lambda c: c.path)
+    return changes
+
+
+def _same_subfolders(repo: Repo, o: Tracked | None, n: Tracked | None) -> set[str]:
+    """Subfolders (``sub/dir/``) whose manifest is the same in two versions of a folder,
+    the outermost only: the nodes of each side are read down to where they agree."""
+    if o is None or n is None or not (o.pointer.is_dir and n.pointer.is_dir):
+        return set()
+    for t in (o, n):
+        folder_entries_ready(repo, t)
+    read = repo.cache.read_manifest_bytes
+    same: set[str] = set()
+    todo = [("", o.pointer.digest, n.pointer.digest)]
+    while todo:
+        prefix, da, db = todo.pop()
+        subs_b = dict(tree.subfolders(read, db, f"manifest of {n.rel}"))
+        for name, d in tree.subfolders(read, da, f"manifest of {o.rel}"):
+            other = subs_b.get(name)
+            if other == d:
+                same.add(f"{prefix}{name}/")
+            elif other is not None:
+                todo.append((f"{prefix}{name}/", d, other))
+    return same
+
+
+def _files(repo: Repo, t: Tracked | None, same: set[str]) -> Iterator[tuple[str, tuple[str, int]]]:
+    """``(repo-relative path, (hex, size))`` of every file of one pointer, in path order,
+    leaving out the subfolders ``same`` names."""
+    if t is None:
+        return
+    if not t.pointer.is_dir:
+        yield t.rel, (t.pointer.digest.hex, t.pointer.size)
+        return
+    folder_entries_ready(repo, t)
+    skip = (lambda sub: sub in same) if same else None
+    for e in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}", skip):
+        yield f"{t.rel}/{e.path}", (e.digest.hex, e.size)
+
+
+def _merge(
+    olds: Iterator[tuple[str, tuple[str, int]]], news: Iterator[tuple[str, tuple[str, int]]]
+) -> Iterator[tuple[str, tuple[str, int] | None, tuple[str, int] | None]]:
+    """Two path-ordered streams joined: ``(path, old, new)`` where they differ."""
+    o, n = next(olds, None), next(news, None)
+    while o is not None or n is not None:
+        if n is None or (o is not None and o[0] < n[0]):
+            assert o is not None
+            yield o[0], o[1], None
+            o = next(olds, None)
+        elif o is None or n[0] < o[0]:
+            yield n[0], None, n[1]
+            n = next(news, None)
+        else:
+            if o[1] != n[1]:
+                yield o[0], o[1], n[1]
+            o, n = next(olds, None), next(news, None)
 
 
 def _snapshot(repo: Repo, side: str | None, paths: list[str] | None, progress: Progress) -> Snapshot:
