@@ -211,6 +211,47 @@ def test_diff_of_two_trees_reads_only_the_subfolders_that_differ(repo_dir, cli, 
     ]
 
 
+def test_a_pull_records_the_prints_that_let_the_next_status_skip_the_folder(repo_dir, cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("dataver.vouch.VOUCH_MIN", 100)
+    monkeypatch.setattr("dataver.state.RACY_WINDOW_NS", 0)  # files written just now count as settled
+    files = make_big(repo_dir / "data")
+    write(repo_dir / "data/s2/deep/x.txt", b"deep\n")
+    assert cli("add", "data").code == 0
+    assert cli("remote", "add", "-d", "store", str(tmp_path / "remote")).code == 0
+    git_commit(repo_dir, "v1")
+    assert cli("push").code == 0
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo_dir), str(clone)], check=True)
+    assert cli("pull", cwd=clone).code == 0
+    import dataver.workspace as ws
+
+    compared: list[int] = []
+    real = ws._compare_folder
+
+    def counting(repo, t, scan, entries, *rest):
+        compared.append(len(entries))
+        return real(repo, t, scan, entries, *rest)
+
+    monkeypatch.setattr(ws, "_compare_folder", counting)
+    r = cli("status", cwd=clone)
+    assert (r.code, r.out) == (0, "")
+    assert compared == [], "the first status after the pull compared files one by one"
+
+    # A file changed after checkout wrote it is not vouched for: its subfolder is compared.
+    from dataver.repo import Repo
+    from dataver.vouch import vouch_folder
+    from dataver.workspace import find_tracked
+
+    write(clone / "data/s1/f0007.txt", b"edited after the checkout\n")
+    with Repo(str(clone)) as repo:
+        (t,) = find_tracked(repo)
+        recorded = vouch_folder(repo, t)
+    assert recorded == 2  # s0 and s2 (s2/deep is in s2's flat manifest): not s1, so not the whole folder
+    r = cli("status", cwd=clone)
+    assert "data/s1/f0007.txt" in r.out and r.out.count("\n") == 1
+    assert compared and max(compared) <= len([f for f in files if f.startswith("s1/")]) + 2
+
+
 def test_gc_keeps_every_node_of_committed_trees_and_checkout_restores(repo_dir, cli):
     make_big(repo_dir / "data")
     assert cli("add", "data").code == 0
