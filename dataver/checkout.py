@@ -15,7 +15,7 @@ import os
 import shutil
 import stat as stat_mod
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from . import linking, tree
 from .digest import ALGORITHMS, Digest
@@ -64,6 +64,10 @@ class Plan:
     folders: list[str] = field(default_factory=list)  # tracked folder roots touched (absolute)
     temporaries: list[str] = field(default_factory=list)  # dataver's leftovers of a killed run (absolute)
     failed: list[Unrestored] = field(default_factory=list)  # folders whose manifest is corrupt in the cache
+    # Big folders with nothing on disk yet (a fresh clone's pull): every node checked here,
+    # their files created by ``apply`` a batch at a time as it walks the manifest again, so
+    # no action per file is held (files whose object the cache lacks go into ``missing``).
+    streamed: list[Tracked] = field(default_factory=list)
 
 
 def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -> Plan:
@@ -87,14 +91,21 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
                     manifests[t.path] = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
+                elif (t.pointer.files or 0) > STREAM_FILES and not os.path.lexists(t.path):
+                    for _ in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}"):
+                        pass  # every node and path checked before anything is written
+                    p.streamed.append(t)
                 else:
                     manifests[t.path] = read_manifest(repo, t)
             except IntegrityError:  # a damaged cache copy costs this folder only
                 where = repo.cache.path(ObjRef(t.pointer.digest, manifest=True))
                 p.failed.append(Unrestored(t.rel, t.pointer.digest, CORRUPT_CACHE, where, manifest=True))
     damaged = {u.path for u in p.failed}
+    streamed = {t.path for t in p.streamed}
     for t in tracked:
-        if t.pointer.is_dir:
+        if t.path in streamed:
+            p.folders.append(t.path)
+        elif t.pointer.is_dir:
             if t.rel not in damaged:
                 _plan_folder(repo, t, manifests.pop(t.path, None), p, progress, scans.pop(t.path, None))
         else:
@@ -127,6 +138,8 @@ def _check_no_links(repo: Repo, p: Plan, tracked: list[Tracked]) -> None:
     checked: set[str] = set()
     for a in p.actions:
         _check_chain(repo, a.path, a.root, checked)
+    for t in p.streamed:  # nothing below it yet: the folders above it
+        _check_chain(repo, os.path.join(t.path, "x"), t.path, checked)
     roots = {t.path for t in tracked}
     for tmp in p.temporaries:
         probe = os.path.dirname(tmp)
@@ -327,59 +340,94 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
             with _writing(folder):
                 os.makedirs(folder)  # an empty tracked folder has no file whose write creates it
     writes = [a for a in p.actions if a.op != "delete"]
-    if not writes:
+    if not writes and not p.streamed:
         return done
-    progress.start("checkout", total_bytes=sum(a.size for a in writes), total_files=len(writes))
+    progress.start(
+        "checkout",
+        total_bytes=sum(a.size for a in writes) + sum(t.pointer.size for t in p.streamed),
+        total_files=len(writes) + sum(t.pointer.files or 0 for t in p.streamed),
+    )
     checked_dirs: set[str] = set()
+    recorder = StatRecorder(repo.state, repo.root)
     with repo.hasher() as hasher:
-        for a in writes:
-            _prepare_parent(repo, a, checked_dirs)
-
-        def place(a: Action, prog: Progress) -> tuple[Action, str | None]:
-            assert a.digest is not None
-            digest = a.digest
-
-            def copy(src: str, tmp: str) -> None:
-                return copy_verified(src, digest, tmp, hasher, prog)
-
-            # Objects hashed moments ago by this process (a pull's downloads) are copied
-            # plainly; anything else is verified while it is copied out.
-            verify = digest.hex not in repo.cache.verified
-            src = repo.cache.blob_path(digest)
-            try:
-                data = None if os.path.exists(src) else repo.cache.packed_bytes(ObjRef(digest))
-                if data is not None:  # a small packed object: written from its bytes
-                    if verify:
-                        if digest_bytes(data, hasher.chunk_size, digest.algorithm) != digest:
-                            return a, None
-                        prog.advance(len(data))
-                    return a, linking.place_bytes(data, a.path, a.executable)
-                kind = linking.place(src, a.path, repo.link_types, a.executable, copy if verify else None)
-            except IntegrityError:  # place removed its temporary: the file is as it was
-                return a, None
-            return a, kind
-
-        recorder = StatRecorder(repo.state, repo.root)
-        for a, kind in hasher.map_sized([(a, a.size) for a in writes], place, progress):
-            if kind is None:
-                assert a.digest is not None
-                done.failed.append(
-                    Unrestored(repo.rel(a.path), a.digest, CORRUPT_CACHE, repo.cache.path(ObjRef(a.digest)))
-                )
-                continue  # nothing written: nothing for the stat cache to record
-            done.link_types[kind] = done.link_types.get(kind, 0) + 1
-            if a.op == "create":
-                done.created += 1
-            else:
-                done.replaced += 1
-            st = os.stat(a.path)
-            assert a.digest is not None
-            recorder.add(
-                HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable, st.st_ctime_ns)
-            )
+        _write(repo, writes, hasher, recorder, checked_dirs, done, progress)
+        for t in p.streamed:
+            for batch in _creations(repo, t, p):
+                _write(repo, batch, hasher, recorder, checked_dirs, done, progress)
     progress.close()
     recorder.flush()
     return done
+
+
+STREAM_BATCH = 20_000  # files of a streamed folder created per batch
+
+
+def _creations(repo: Repo, t: Tracked, p: Plan) -> Iterator[list[Action]]:
+    """The files of a streamed folder (``Plan.streamed``) to create, a batch at a time,
+    from a second walk of its manifest (the plan checked every node of it)."""
+    batch: list[Action] = []
+    for e in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}"):
+        if not repo.cache.has_blob(e.digest):
+            p.missing.append((f"{t.rel}/{e.path}", e.digest))
+            continue
+        batch.append(Action("create", os.path.join(t.path, e.path), t.path, e.digest, e.size, e.executable))
+        if len(batch) >= STREAM_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write(
+    repo: Repo,
+    writes: list[Action],
+    hasher,
+    recorder: StatRecorder,
+    checked_dirs: set[str],
+    done: Applied,
+    progress: Progress,
+) -> None:
+    """Place the file of each write action from the cache, each recorded in the stat cache."""
+    for a in writes:
+        _prepare_parent(repo, a, checked_dirs)
+
+    def place(a: Action, prog: Progress) -> tuple[Action, str | None]:
+        assert a.digest is not None
+        digest = a.digest
+
+        def copy(src: str, tmp: str) -> None:
+            return copy_verified(src, digest, tmp, hasher, prog)
+
+        # Objects hashed moments ago by this process (a pull's downloads) are copied
+        # plainly; anything else is verified while it is copied out.
+        verify = digest.hex not in repo.cache.verified
+        src = repo.cache.blob_path(digest)
+        try:
+            data = None if os.path.exists(src) else repo.cache.packed_bytes(ObjRef(digest))
+            if data is not None:  # a small packed object: written from its bytes
+                if verify:
+                    if digest_bytes(data, hasher.chunk_size, digest.algorithm) != digest:
+                        return a, None
+                    prog.advance(len(data))
+                return a, linking.place_bytes(data, a.path, a.executable)
+            kind = linking.place(src, a.path, repo.link_types, a.executable, copy if verify else None)
+        except IntegrityError:  # place removed its temporary: the file is as it was
+            return a, None
+        return a, kind
+
+    for a, kind in hasher.map_sized([(a, a.size) for a in writes], place, progress):
+        if kind is None:
+            assert a.digest is not None
+            done.failed.append(Unrestored(repo.rel(a.path), a.digest, CORRUPT_CACHE, repo.cache.path(ObjRef(a.digest))))
+            continue  # nothing written: nothing for the stat cache to record
+        done.link_types[kind] = done.link_types.get(kind, 0) + 1
+        if a.op == "create":
+            done.created += 1
+        else:
+            done.replaced += 1
+        st = os.stat(a.path)
+        assert a.digest is not None
+        recorder.add(HashedFile(a.path, a.digest, st.st_size, st.st_ino, st.st_mtime_ns, a.executable, st.st_ctime_ns))
 
 
 def _remove(path: str) -> None:

@@ -75,6 +75,7 @@ def streamed(request, monkeypatch):
     if request.param in ("streamed", "shared"):
         monkeypatch.setattr("dataver.workspace.STREAM_FILES", 100)
         monkeypatch.setattr("dataver.checkout.STREAM_FILES", 100)
+        monkeypatch.setattr("dataver.checkout.STREAM_BATCH", 700)  # a fresh folder: created in batches
         real = ws.scan_folder
 
         def spy(*args, **kwargs):
@@ -136,7 +137,7 @@ def test_status_of_an_unchanged_big_folder_is_one_line_unless_asked(repo_dir, cl
     assert r.out.split() == ["unchanged:", "data/s1/f0002.txt", "(not", "in", "cache)"]
 
 
-def test_push_clone_pull_and_a_one_file_change(repo_dir, cli, tmp_path):
+def test_push_clone_pull_and_a_one_file_change(repo_dir, cli, tmp_path, streamed):
     files = make_big(repo_dir / "data")
     remote = tmp_path / "remote"
     assert cli("add", "data").code == 0
@@ -281,7 +282,7 @@ def test_gc_keeps_every_node_of_committed_trees_and_checkout_restores(repo_dir, 
     assert cli("status").out == ""
 
 
-def test_an_old_flat_pointer_of_many_files_still_checks_out(repo_dir, cli):
+def test_an_old_flat_pointer_of_many_files_still_checks_out(repo_dir, cli, streamed):
     """A folder of more than 4,096 files added before trees is one flat manifest: it
     still reads, checks out and has a clean status (and its digest is not the tree's)."""
     files = {f"f{i:05d}": f"{i}\n".encode() for i in range(tree.FLAT_MAX + 50)}
@@ -308,7 +309,7 @@ def test_an_old_flat_pointer_of_many_files_still_checks_out(repo_dir, cli):
 
 
 @pytest.mark.parametrize("bad", ["duplicate", "both"])
-def test_a_hostile_tree_in_the_cache_is_refused_and_nothing_written(repo_dir, cli, bad):
+def test_a_hostile_tree_in_the_cache_is_refused_and_nothing_written(repo_dir, cli, bad, streamed):
     """A tree whose root lists a child twice, or a name as both file and folder, is
     refused by checkout with exit 5, and no file is written."""
     objs = {}
