@@ -163,6 +163,18 @@ class Digest:
             )
 
     @classmethod
+    def of_bytes(cls, algorithm: str, raw: bytes) -> Digest:
+        """The digest whose bytes are ``raw`` (exactly the algorithm's length): hex made
+        here is well formed, so only the algorithm and the length are checked."""
+        algo = ALGORITHMS.get(algorithm) or get_algorithm(algorithm)
+        if len(raw) * 2 != algo.hex_length:
+            raise PointerError(f"a {algorithm} digest of {len(raw)} bytes (expected {algo.hex_length // 2})")
+        d = object.__new__(cls)
+        object.__setattr__(d, "algorithm", algorithm)
+        object.__setattr__(d, "hex", raw.hex())
+        return d
+
+    @classmethod
     def parse(cls, text: str, algorithm: str | None = None) -> Digest:
         """Parse ``algo:hex`` or, when ``algorithm`` is given, a bare hex string."""
         if ":" in text:

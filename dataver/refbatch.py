@@ -39,7 +39,7 @@ def _key(ref: ObjRef) -> bytes:
 def _ref(key: bytes) -> ObjRef:
     name = packfmt.ALGORITHM_NAMES[key[33]]
     length = ALGORITHMS[name].hex_length // 2
-    return ObjRef(Digest(name, key[:length].hex()), key[32] == packfmt.KIND_MANIFEST)
+    return ObjRef(Digest.of_bytes(name, key[:length]), key[32] == packfmt.KIND_MANIFEST)
 
 
 def _batch_from_env() -> int | None:

@@ -341,6 +341,40 @@ def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
     assert index.loaded and len(index) == 20_000
 
 
+def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins():
+    """A remote after many pushes: one bisection per look-up (the runs merged on load),
+    every key once, and a key that two index files name keeps the older file's record."""
+    from dataver import packfmt
+    from dataver.hashing import digest_bytes
+    from dataver.store import ObjRef
+
+    files = CountingFiles()
+    refs = [ObjRef(digest_bytes(f"object {i}".encode())) for i in range(3000)]
+    names = []
+    for part in range(6):  # 6 index files of 600 objects; each also repeats 100 of the previous one's
+        lo = part * 500
+        records = [
+            packfmt.Record(
+                packfmt.Entry(r.digest, packfmt.KIND_BLOB, packfmt.CODEC_RAW, 8 + part, 1, 1), f"{part:032x}"
+            )
+            for r in refs[lo : lo + 600]
+        ]
+        index_id, data = packfmt.encode_index(records)
+        files.write_file(f"index/{index_id}.idx", data)
+        names.append(index_id)
+    index = packstore.PackIndex(files)
+    index.load()
+    assert len(index._runs) == 1
+    assert len(index) == 3000 and len(index.keys()) == 3000 and len(list(index.all_records())) == 3000
+    order = sorted(range(6), key=lambda p: names[p])  # index files are read in name order
+    for i, r in enumerate(refs):
+        parts = [p for p in range(6) if p * 500 <= i < p * 500 + 600]
+        first = min(parts, key=order.index)
+        assert index.find(r).pack == f"{first:032x}", i
+        assert index.holds(r)
+    assert not index.holds(ObjRef(digest_bytes(b"not there")))
+
+
 class SlowFiles(CountingFiles):
     """Packs are written slowly and only their sizes kept (what a push holds is what counts)."""
 
