@@ -332,6 +332,13 @@ class PackIndex:
                 if not earlier or self._position(packfmt.record_key(self._raw[at : at + size]), earlier) is None:
                     yield at
 
+    def unload(self) -> None:
+        """Forget what was read (a push that wrote many objects: they are not kept here,
+        and a later look-up reads the index files again)."""
+        with self._lock:
+            self.loaded, self._raw, self._runs = False, bytearray(), []
+            self.index_ids, self._listing, self._looked_up = [], None, {}
+
     def add(self, records: Iterable[Record]) -> None:
         """Records just written (a push's index file), into a loaded index."""
         by_key: dict[bytes, bytes] = {}
@@ -612,10 +619,13 @@ class PackWriter:
     objects group by group (``plan``'s answer) has at most ``GROUP_PACKS`` packs
     partly filled, so a push holds a few packs whatever the number of objects."""
 
-    def __init__(self, files: Files, index: PackIndex, pack_size: int, existing: set[str] | None = None):
+    def __init__(
+        self, files: Files, index: PackIndex, pack_size: int, existing: set[str] | None = None, remember: bool = True
+    ):
         malloc.steady()
         self.files = files
         self.index = index
+        self.remember = remember  # add what it writes to the loaded index (False: the caller unloads it)
         self.pack_size = pack_size
         self.records: list[Record] = []
         self.packs_written = 0
@@ -762,10 +772,12 @@ class PackWriter:
             return
         index_id, data = packfmt.encode_index(self.records)
         self.files.write_file(index_rel(index_id), data)
-        if self.index.loaded:
+        if self.index.loaded and self.remember:
             self.index.add_file(data)  # its records, sorted and each key once, as the file holds them
             self.index.index_ids.append(index_id)
             self._seen.clear()  # the index names them now
+        else:  # the objects (each given once) need no look-up again; parts repeat across files
+            self._seen = {k for k in self._seen if k[32] in (KIND_CHUNK, KIND_MAP)}
         self.records = []
         self._slot, self._order = {}, []  # every planned pack is written (flush)
 

@@ -1052,7 +1052,9 @@ class _PackedBatch(Batch):
             self.lock.release()
             raise
         existing = set(packstore.pack_sizes(remote)[0])
-        self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing)
+        # What it writes is not added to the loaded index (72 bytes an object): the index
+        # is unloaded when the batch ends, and read again by a later look-up.
+        self.packs = packstore.PackWriter(remote, remote._index, remote.marker.pack_size, existing, remember=False)
         self._encoders: ThreadPoolExecutor | None = None
         self._encoders_lock = threading.Lock()
         self._maps: list[tuple[Digest, bytes]] = []
@@ -1122,6 +1124,7 @@ class _PackedBatch(Batch):
                 self._encoders.shutdown()
             self.packs.close()
         finally:
+            self.remote._index.unload()
             self.lock.release()
 
 
