@@ -244,10 +244,18 @@ def test_a_pull_records_the_prints_that_let_the_next_status_skip_the_folder(repo
     from dataver.workspace import find_tracked
 
     write(clone / "data/s1/f0007.txt", b"edited after the checkout\n")
+    import sqlite3
+
+    db = sqlite3.connect(clone / ".dataver/state.db")  # s0's rows gone (as when written in the racy window)
+    with db:
+        db.execute("DELETE FROM files WHERE path LIKE 'data/s0/%'")
     with Repo(str(clone)) as repo:
         (t,) = find_tracked(repo)
         recorded = vouch_folder(repo, t)
     assert recorded == 2  # s0 and s2 (s2/deep is in s2's flat manifest): not s1, so not the whole folder
+    rows = db.execute("SELECT count(*) FROM files WHERE path LIKE 'data/s0/%'").fetchone()[0]
+    db.close()
+    assert rows == PER_SUB  # s0's files were hashed, and recorded again
     r = cli("status", cwd=clone)
     assert "data/s1/f0007.txt" in r.out and r.out.count("\n") == 1
     assert compared and max(compared) <= len([f for f in files if f.startswith("s1/")]) + 2
