@@ -1,4 +1,4 @@
-"""After a checkout has written a big folder: record the folder prints that let the next
+"""After a checkout has created a big folder: record the folder prints that let the next
 ``status`` skip it, once every file has been checked against what was written.
 
 A pull into a fresh clone writes a million files and records a stat-cache row for each
@@ -24,20 +24,14 @@ from . import tree
 from .digest import Digest
 from .repo import Repo
 from .state import stat_key
-from .workspace import STREAM_FILES, Tracked, hash_files, scan_folder
-
-VOUCH_MIN = STREAM_FILES  # a folder of fewer files: the next status compares it quickly anyway
+from .workspace import Tracked, hash_files, scan_folder
 
 
-def vouch_written(repo: Repo, tracked: list[Tracked], touched: list[str]) -> int:
-    """``vouch_folder`` for each whole tracked folder of ``VOUCH_MIN`` files or more that
-    checkout wrote to (``touched``: their absolute paths)."""
-    written = set(touched)
-    return sum(
-        vouch_folder(repo, t)
-        for t in tracked
-        if type(t) is Tracked and t.pointer.is_dir and (t.pointer.files or 0) >= VOUCH_MIN and t.path in written
-    )
+def vouch_written(repo: Repo, created: list[Tracked]) -> int:
+    """``vouch_folder`` for each folder checkout created from nothing (``Plan.streamed``:
+    a fresh clone's pull). A checkout that changed part of a folder leaves the others
+    alone: their prints still vouch, and status compares only what changed."""
+    return sum(vouch_folder(repo, t) for t in created)
 
 
 def vouch_folder(repo: Repo, t: Tracked) -> int:

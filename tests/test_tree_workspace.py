@@ -213,7 +213,7 @@ def test_diff_of_two_trees_reads_only_the_subfolders_that_differ(repo_dir, cli, 
 
 
 def test_a_pull_records_the_prints_that_let_the_next_status_skip_the_folder(repo_dir, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("dataver.vouch.VOUCH_MIN", 100)
+    monkeypatch.setattr("dataver.checkout.STREAM_FILES", 100)  # the folder is created in batches, then vouched for
     monkeypatch.setattr("dataver.state.RACY_WINDOW_NS", 0)  # files written just now count as settled
     files = make_big(repo_dir / "data")
     write(repo_dir / "data/s2/deep/x.txt", b"deep\n")

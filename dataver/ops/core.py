@@ -152,8 +152,8 @@ def checkout(
     left = leave(repo, previous, progress) if previous and rev is None and not paths else None
     applied = checkout_mod.apply(repo, plan, force, progress)
     failed = [Unrestored(path, digest) for path, digest in plan.missing] + plan.failed + applied.failed
-    if applied.created or applied.replaced:
-        vouch_written(repo, tracked, plan.folders)  # so the next status need not compare them file by file
+    if plan.streamed and applied.created:
+        vouch_written(repo, plan.streamed)  # so the next status need not compare them file by file
     return CheckoutResult(applied, plan.unchanged, sorted(failed, key=lambda u: u.path), left)
 
 
