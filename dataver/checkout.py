@@ -91,7 +91,7 @@ def plan(repo: Repo, tracked: list[Tracked], progress: Progress = NO_PROGRESS) -
                     scans[t.path] = scan, same
                     skip = (lambda sub, same=same: sub in same) if same else None
                     manifests[t.path] = list(tree.walk(read, t.pointer.digest, f"manifest of {t.rel}", skip))
-                elif (t.pointer.files or 0) > STREAM_FILES and not os.path.lexists(t.path):
+                elif (t.pointer.files or 0) > _create_streamed_over() and not os.path.lexists(t.path):
                     for _ in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}"):
                         pass  # every node and path checked before anything is written
                     p.streamed.append(t)
@@ -360,18 +360,34 @@ def apply(repo: Repo, p: Plan, force: bool = False, progress: Progress = NO_PROG
 
 
 STREAM_BATCH = 20_000  # files of a streamed folder created per batch
+STREAM_CREATE_ENV = "DATAVER_STREAM_CREATE_OVER"  # another size above which a new folder is streamed (tests)
+STREAM_BATCH_ENV = "DATAVER_STREAM_BATCH"  # another STREAM_BATCH (tests: many batches from a few files)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def _create_streamed_over() -> int:
+    """A folder not on disk with more files than this is created batch by batch
+    (``Plan.streamed``): ``STREAM_FILES``, or ``DATAVER_STREAM_CREATE_OVER``."""
+    return _env_int(STREAM_CREATE_ENV, STREAM_FILES)
 
 
 def _creations(repo: Repo, t: Tracked, p: Plan) -> Iterator[list[Action]]:
     """The files of a streamed folder (``Plan.streamed``) to create, a batch at a time,
     from a second walk of its manifest (the plan checked every node of it)."""
     batch: list[Action] = []
+    size = max(1, _env_int(STREAM_BATCH_ENV, STREAM_BATCH))
     for e in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}"):
         if not repo.cache.has_blob(e.digest):
             p.missing.append((f"{t.rel}/{e.path}", e.digest))
             continue
         batch.append(Action("create", os.path.join(t.path, e.path), t.path, e.digest, e.size, e.executable))
-        if len(batch) >= STREAM_BATCH:
+        if len(batch) >= size:
             yield batch
             batch = []
     if batch:

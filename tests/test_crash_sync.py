@@ -82,7 +82,7 @@ from test_crash import (
     write_version,
 )
 
-from dataver import manifest, packfmt, pointer, refbatch
+from dataver import checkout, manifest, packfmt, pointer, refbatch
 from dataver.digest import Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
 from dataver.store import ObjRef, check_bytes
@@ -370,8 +370,10 @@ def test_push_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch)
 @pytest.mark.parametrize("batch", [None, "7"], ids=["one-batch", "batches-of-7"])
 @pytest.mark.parametrize("plan", plans(ROUNDS, KILLS))
 def test_pull_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch):
-    if batch:  # objects handed out in many batches (dataver.refbatch): the path of a million
-        monkeypatch.setenv(refbatch.BATCH_ENV, batch)
+    if batch:  # objects handed out in many batches (dataver.refbatch), folders created in
+        monkeypatch.setenv(refbatch.BATCH_ENV, batch)  # batches and vouched for: the path of a million
+        monkeypatch.setenv(checkout.STREAM_CREATE_ENV, "0")
+        monkeypatch.setenv(checkout.STREAM_BATCH_ENV, "3")
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-pull")
     remote = repo_dir.parent / "remote"
