@@ -241,62 +241,102 @@ def push(
     progress: Progress,
     hasher: Hasher,
 ) -> TransferResult:
-    """Upload what the remote lacks, a batch of objects at a time (every blob before any
-    manifest). The store contract verifies every object on its way in
-    (``put_bytes``/``put_file``), so a damaged cache object is reported, not spread."""
-    result = TransferResult()
-    unknown_refs = wanted.unknown_refs()
+    """Upload what the remote lacks, a batch of objects at a time, every blob before any
+    manifest. The store contract verifies every object on its way in
+    (``put_bytes``/``put_file``), so a damaged cache object is reported, not spread.
+
+    A first pass, without the remote's lock, says whether anything is to be sent and how
+    much. Only then is a writer opened (a packed remote's shared lock, so no gc removes
+    what counts as present) and every batch asked about again under it, each batch's
+    blobs sent and made visible (``Batch.checkpoint``) before the next: the batches are
+    the wanted objects' (``Wanted.batches``), the same on a re-run, so a push killed
+    in a batch makes the same packs again and leaves none that no index names."""
     remote.prepare_write()
-    # Asked of the remote too: a folder we cannot list is lost unless the remote has it.
-    lost = set(remote.missing(unknown_refs, jobs)) if unknown_refs else set()
-    failing: list[ObjRef] = []  # needed, in neither the cache nor the remote
-    tmp = cache.tmp_dir
-    with RefBatches(tmp) as blobs, RefBatches(tmp) as manifests, RefBatches(tmp) as there:
-        for batch in wanted.batches():
-            refs = list(batch)
-            lacking = set(cache.missing(refs))
-            absent = set(remote.missing(refs, jobs))
-            for ref in refs:
-                if ref in absent:
-                    if ref in lacking:
-                        failing.append(ref)
-                    else:
-                        (manifests if ref.manifest else blobs).add(ref, batch[ref])
-                elif ref not in lacking:
-                    there.add(ref, batch[ref])
-            result.present += len(refs) - len(absent)
-        if blobs.count or manifests.count:
-            # Something to send: a batch (a packed remote's shared lock, so no gc removes
-            # what we count as present), and what was there asked about again under it.
-            with remote.writer(jobs) as batch:
-                if batch.recheck:
-                    for held in there.batches():
-                        for ref in remote.missing(list(held), jobs):
-                            (manifests if ref.manifest else blobs).add(ref, held[ref])
-                            result.present -= 1
-                there.close()
-                progress.start(
-                    "uploading",
-                    total_bytes=blobs.nbytes + manifests.nbytes,
-                    total_files=blobs.count + manifests.count,
-                )
-                try:
-                    if blobs.count + manifests.count <= blobs.batch:  # one batch: blobs, then manifests
-                        todo = {r: s for part in (blobs, manifests) for b in part.batches() for r, s in b.items()}
-                        _send(cache, batch, todo, jobs, progress, hasher, result)
-                    else:  # each part of the blobs made visible, then the manifests that list them
-                        for todo in blobs.batches():
-                            _send(cache, batch, todo, jobs, progress, hasher, result)
-                            batch.checkpoint()
-                        for todo in manifests.batches():
-                            _send(cache, batch, todo, jobs, progress, hasher, result)
-                finally:
-                    progress.close()
-            for digest, chunk_map in batch.chunk_maps():  # hints for fetching other versions later
-                cache.put_map(digest, chunk_map)
-    names = wanted.names(set(failing)) if failing else {}
-    result.failed = [u for u, r in zip(wanted.unknown, unknown_refs, strict=True) if r in lost] + [
-        Unrestored(wanted.name(names, r), r.digest, manifest=r.manifest) for r in failing
+    first = _Sorted()
+    batches = 0
+    for batch in wanted.batches():
+        first.add(cache, remote, batch, jobs)
+        batches += 1
+        if batches > 1:
+            first.forget()  # counts only: every batch is asked about again under the lock
+    unknown_refs = wanted.unknown_refs()
+    if not first.files:
+        return _pushed(wanted, first, remote.missing(unknown_refs, jobs) if unknown_refs else [])
+    with remote.writer(jobs) as writer:
+        checked = first if batches == 1 and not writer.recheck else _Sorted()
+        progress.start("uploading", total_bytes=first.nbytes, total_files=first.files)
+        try:
+            if batches == 1:  # one batch: its blobs, then its manifests, in one plan
+                if checked is not first:
+                    for batch in wanted.batches():
+                        checked.add(cache, remote, batch, jobs)
+                _send(cache, writer, {**checked.blobs, **checked.manifests}, jobs, progress, hasher, checked.result)
+            else:
+                manifests = RefBatches(cache.tmp_dir)
+                with manifests:
+                    for batch in wanted.batches():
+                        here = _Sorted()
+                        here.add(cache, remote, batch, jobs)  # under the lock
+                        checked.merge(here)
+                        if here.blobs:
+                            _send(cache, writer, here.blobs, jobs, progress, hasher, checked.result)
+                            writer.checkpoint()
+                        for ref, size in here.manifests.items():
+                            manifests.add(ref, size)
+                    for todo in manifests.batches():
+                        _send(cache, writer, todo, jobs, progress, hasher, checked.result)
+        finally:
+            progress.close()
+        lost = remote.missing(unknown_refs, jobs) if unknown_refs else []
+    for digest, chunk_map in writer.chunk_maps():  # hints for fetching other versions later
+        cache.put_map(digest, chunk_map)
+    return _pushed(wanted, checked, lost)
+
+
+class _Sorted:
+    """Objects of push's batches sorted by where they are: to send (local, not on the
+    remote), failing (in neither), or present (on the remote)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[ObjRef, int] = {}  # to send: ref -> size (of one batch; see forget)
+        self.manifests: dict[ObjRef, int] = {}
+        self.files = 0  # to send, counted over every batch added
+        self.nbytes = 0
+        self.failing: list[ObjRef] = []
+        self.result = TransferResult()
+
+    def add(self, cache: ObjectStore, remote: Store, batch: dict[ObjRef, int], jobs: int) -> None:
+        refs = list(batch)
+        lacking = set(cache.missing(refs))
+        absent = set(remote.missing(refs, jobs))
+        for ref in refs:
+            if ref in absent:
+                if ref in lacking:
+                    self.failing.append(ref)
+                else:
+                    (self.manifests if ref.manifest else self.blobs)[ref] = batch[ref]
+                    self.files += 1
+                    self.nbytes += batch[ref]
+        self.result.present += len(refs) - len(absent)
+
+    def forget(self) -> None:
+        """Keep the counts, not the objects to send."""
+        self.blobs, self.manifests = {}, {}
+
+    def merge(self, other: _Sorted) -> None:
+        """Counts and failures of a batch sorted under the lock (its objects are sent)."""
+        self.failing += other.failing
+        self.result.present += other.result.present
+
+
+def _pushed(wanted: Wanted, done: _Sorted, lost: list[ObjRef]) -> TransferResult:
+    """The result: what was sent (``done.result``), and each object that could not be,
+    named by its path (found again for these only)."""
+    result = done.result
+    names = wanted.names(set(done.failing)) if done.failing else {}
+    gone = set(lost)
+    result.failed = [u for u, r in zip(wanted.unknown, wanted.unknown_refs(), strict=True) if r in gone] + [
+        Unrestored(wanted.name(names, r), r.digest, manifest=r.manifest) for r in done.failing
     ]
     return result
 

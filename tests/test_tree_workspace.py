@@ -212,6 +212,23 @@ def test_diff_of_two_trees_reads_only_the_subfolders_that_differ(repo_dir, cli, 
     ]
 
 
+def test_diff_of_a_folder_tracked_whole_then_in_parts_names_only_real_changes(repo_dir, cli):
+    for sub in ("x", "y"):
+        for i in range(5):
+            write(repo_dir / f"data/{sub}/f{i}.txt", f"{sub} {i}\n")
+    write(repo_dir / "data.csv", "beside it\n")
+    assert cli("add", "data", "data.csv").code == 0
+    git_commit(repo_dir, "whole")
+    assert cli("remove", "data").code == 0
+    write(repo_dir / "data/y/f3.txt", "changed\n")
+    assert cli("add", "data/x", "data/y").code == 0
+    git_commit(repo_dir, "parts")
+    for a, b, kind in (("HEAD~1", "HEAD", "modified"), ("HEAD", "HEAD~1", "modified")):
+        r = cli("diff", a, b, "--json")
+        assert r.code == 0, r.err
+        assert [(c["path"], c["change"]) for c in json.loads(r.out)] == [("data/y/f3.txt", kind)]
+
+
 def test_a_pull_records_the_prints_that_let_the_next_status_skip_the_folder(repo_dir, cli, tmp_path, monkeypatch):
     monkeypatch.setattr("dataver.checkout.STREAM_FILES", 100)  # the folder is created in batches, then vouched for
     monkeypatch.setattr("dataver.state.RACY_WINDOW_NS", 0)  # files written just now count as settled

@@ -3,6 +3,7 @@ the workspace, file by file inside tracked folders."""
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -67,12 +68,16 @@ def _diff_revisions(repo: Repo, a: str, b: str, paths: list[str] | None) -> list
 
     old, new = side(a), side(b)
     changes: list[Change] = []
-    for rel in sorted(old.keys() | new.keys()):
-        o, n = old.get(rel), new.get(rel)
-        if o is not None and n is not None and o.pointer.digest == n.pointer.digest:
-            continue  # the same file, or the same folder to the last byte
-        same = _same_subfolders(repo, o, n)
-        olds, news = _files(repo, o, same), _files(repo, n, same)
+    for group in _nesting_groups(old.keys() | new.keys()):
+        if len(group) == 1:  # one tracked path on either side or both: compared node by node
+            o, n = old.get(group[0]), new.get(group[0])
+            if o is not None and n is not None and o.pointer.digest == n.pointer.digest:
+                continue  # the same file, or the same folder to the last byte
+            same = _same_subfolders(repo, o, n)
+            olds, news = _files(repo, o, same), _files(repo, n, same)
+        else:  # tracked differently on the two sides (a folder, then its parts): file by file
+            olds = heapq.merge(*(_files(repo, old[r], set()) for r in group if r in old))
+            news = heapq.merge(*(_files(repo, new[r], set()) for r in group if r in new))
         for path, was, now in _merge(olds, news):
             if wanted is not None and not any(_under(path, w) for w in wanted):
                 continue
@@ -80,6 +85,20 @@ def _diff_revisions(repo: Repo, a: str, b: str, paths: list[str] | None) -> list
             changes.append(Change(path, kind, was and was[1], now and now[1], was and was[0], now and now[0]))
     changes.sort(key=lambda c: c.path)
     return changes
+
+
+def _nesting_groups(rels: set[str]) -> list[list[str]]:
+    """The tracked paths of two sides, in groups of paths that lie inside one another
+    (``data`` on one side, ``data/x`` and ``data/y`` on the other); most are alone."""
+    groups: list[list[str]] = []
+    top = ""
+    for rel in sorted(rels, key=lambda r: r + "/"):  # a folder's parts right after it
+        if groups and _under(rel, top):
+            groups[-1].append(rel)
+        else:
+            groups.append([rel])
+            top = rel
+    return groups
 
 
 def _same_subfolders(repo: Repo, o: Tracked | None, n: Tracked | None) -> set[str]:
