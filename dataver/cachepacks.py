@@ -483,9 +483,9 @@ class CachePacks:
             if found is None:
                 return None
         where, e = found
-        if isinstance(where, _Pack):
+        if not isinstance(where, _Writer):  # a pack, or held in memory (a flush keeps it readable)
             stored = where.read(e)
-        else:  # held, or in the pack being written: another thread's flush may close that pack
+        else:  # in the pack being written: another thread's flush may close that pack
             with self._lock:  # meanwhile, so look again and read with no flush running
                 found = self._find(digest, kind)
                 if found is None:

@@ -445,8 +445,14 @@ class PackIndex:
             hit = packfmt.find_in(records, key)
             inside = records and records[0].entry.key() <= key <= records[-1].entry.key()
             if hit is None and not inside and end - start < n * packfmt.RECORD_SIZE:
-                body = self._read(index_id)  # outside the window: read it all
-                hit = packfmt.find_in(packfmt.parse_records(body, where), key)
+                body = self._read(index_id)  # outside the window: read it all, parse only the hit
+                his = array("Q", (h for (h,) in _KEY_HEAD.iter_unpack(body)))
+                i = bisect_left(his, int.from_bytes(key[:8], "big"))
+                while hit is None and i < len(his) and his[i] == int.from_bytes(key[:8], "big"):
+                    at = i * packfmt.RECORD_SIZE
+                    if packfmt.record_key(body[at : at + packfmt.RECORD_SIZE]) == key:
+                        hit = packfmt.parse_records(body[at : at + packfmt.RECORD_SIZE], where)[0]
+                    i += 1
             if hit is not None:
                 found = hit
                 break

@@ -452,8 +452,7 @@ def _get(
     """Download the objects ``todo`` names (ref -> size) into the cache, each verified."""
 
     def fail(ref: ObjRef, corrupt: bool) -> None:
-        failed[ref] = corrupt
-        failed_bytes[0] += todo[ref]
+        failed[ref] = corrupt  # one key per thread: dict assignment is atomic
 
     def sink(ref: ObjRef, data: bytes | DataverError) -> None:
         """A small object read from the remote: verified into the cache, or recorded."""
@@ -497,6 +496,7 @@ def _get(
     refs = list(todo)
     remote.read_many([r for r in refs if small(r)], sink, jobs)
     run_parallel(large, [r for r in refs if not small(r)], jobs)
+    failed_bytes[0] += sum(size for ref, size in todo.items() if ref in failed)  # here, not on the threads
 
 
 def remove_corrupt(
@@ -516,7 +516,7 @@ def remove_corrupt(
 
     assert wanted.objects is not None
     bad: list[ObjRef] = []
-    progress.start("checking cache", total_bytes=wanted.objects.nbytes, total_files=wanted.objects.count)
+    progress.start("checking cache")  # totals unknown until the batches are read (repeats, absent objects)
     try:
         for batch in wanted.batches():
             lacking = set(cache.missing(list(batch)))
@@ -528,8 +528,8 @@ def remove_corrupt(
                     bad.append(ref)
     finally:
         progress.close()
+    names = wanted.names(set(bad)) if bad else {}  # before the delete: a bad node names files below it
     cache.delete(bad)
-    names = wanted.names(set(bad)) if bad else {}
     return [(wanted.name(names, r), r) for r in bad]
 
 
