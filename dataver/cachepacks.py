@@ -258,6 +258,7 @@ class CachePacks:
         self._writer: _Writer | None = None
         self._depth = 0
         self._retired: list[_Pack] = []  # gone from the listing; kept open for a reader mid-read
+        self._ours: set[str] = set()  # packs this process wrote from bytes it had hashed (see ``fresh``)
 
     # -- sessions ---------------------------------------------------------------------
     @contextmanager
@@ -349,6 +350,7 @@ class CachePacks:
                 writer.abandon()
                 raise
             self._add_pack(final)
+            self._ours.add(final)
 
     def _drop_writer(self) -> None:
         self._held = _Held()
@@ -468,6 +470,17 @@ class CachePacks:
             return False
         hi, lo = struct.unpack(">QQ", key[:16])
         return next(self._bucket(key[0], meta_of(kind, key[33]))[1].find(hi, lo), None) is not None
+
+    def fresh(self, digest: Digest, kind: int) -> bool:
+        """Whether the object is packed by this process, from bytes it hashed: held, in
+        the pack being written, or in a pack it wrote (not one it merged). A pull's
+        checkout copies those without hashing them again, as it does the loose objects
+        the cache's ``verified`` names, without a set that grows with the objects."""
+        found = self._find(digest, kind)
+        if found is None:
+            return False
+        where = found[0]
+        return not isinstance(where, _Pack) or where.path in self._ours
 
     def read(self, digest: Digest, kind: int) -> bytes | None:
         """The object's bytes (not checked against its digest), or None if no pack

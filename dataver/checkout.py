@@ -416,7 +416,7 @@ def _write(
 
         # Objects hashed moments ago by this process (a pull's downloads) are copied
         # plainly; anything else is verified while it is copied out.
-        verify = digest.hex not in repo.cache.verified
+        verify = not repo.cache.verified_here(digest)
         src = repo.cache.blob_path(digest)
         try:
             data = None if os.path.exists(src) else repo.cache.packed_bytes(ObjRef(digest))

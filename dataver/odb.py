@@ -73,9 +73,9 @@ class ObjectStore:
         self._made_dirs: set[str] = set()
         # Blobs whose bytes this process fetched and hashed on their way in: reading
         # them back moments later (a pull's checkout) need not hash them a second time.
-        # Hex digests, not Digest objects: at 200,000 objects that is 11 MB less held
-        # between a pull's fetch and its checkout. Not filled by add, which never reads
-        # back what it stored (at 1,000,000 files the set was ~100 MB of its peak).
+        # Loose ones only (large files: few); small ones packed this session are told by
+        # ``packs.fresh`` (a set of every hex was ~100 MB of a 1,000,000-file pull's
+        # peak). Not filled by add, which never reads back what it stored.
         self.verified: set[str] = set()
         self.packs = CachePacks(self.root, self._mkstemp, self._store_loose)
 
@@ -465,10 +465,15 @@ class ObjectStore:
         if actual != digest:
             raise IntegrityError(f"object {digest} is corrupt (its bytes hash to {actual.short()}); not stored")
         if self.packs.active and len(data) <= SMALL_BLOB:
-            self.packs.put(digest, KIND_BLOB, bytes(data))
+            self.packs.put(digest, KIND_BLOB, bytes(data))  # packs.fresh says it was verified here
         else:
             self._store_bytes(data, self.blob_path(digest))
-        self.verified.add(digest.hex)
+            self.verified.add(digest.hex)
+
+    def verified_here(self, digest: Digest) -> bool:
+        """Whether this process hashed the blob's bytes as it stored them (a pull's
+        downloads): loose ones are named in ``verified``, packed ones by ``packs.fresh``."""
+        return digest.hex in self.verified or self.packs.fresh(digest, KIND_BLOB)
 
     def read_small_blob(self, digest: Digest, limit: int) -> bytes | None:
         """The bytes of a blob of at most ``limit`` bytes, checked against its digest

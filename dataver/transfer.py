@@ -252,13 +252,7 @@ def push(
     the wanted objects' (``Wanted.batches``), the same on a re-run, so a push killed
     in a batch makes the same packs again and leaves none that no index names."""
     remote.prepare_write()
-    first = _Sorted()
-    batches = 0
-    for batch in wanted.batches():
-        first.add(cache, remote, batch, jobs)
-        batches += 1
-        if batches > 1:
-            first.forget()  # counts only: every batch is asked about again under the lock
+    first, batches = _first_pass(cache, remote, wanted, jobs)
     unknown_refs = wanted.unknown_refs()
     if not first.files:
         return _pushed(wanted, first, remote.missing(unknown_refs, jobs) if unknown_refs else [])
@@ -275,14 +269,8 @@ def push(
                 manifests = RefBatches(cache.tmp_dir)
                 with manifests:
                     for batch in wanted.batches():
-                        here = _Sorted()
-                        here.add(cache, remote, batch, jobs)  # under the lock
-                        checked.merge(here)
-                        if here.blobs:
-                            _send(cache, writer, here.blobs, jobs, progress, hasher, checked.result)
-                            writer.checkpoint()
-                        for ref, size in here.manifests.items():
-                            manifests.add(ref, size)
+                        _push_batch(cache, remote, writer, batch, jobs, progress, hasher, checked, manifests)
+                    batch = {}  # not held while the manifests go
                     for todo in manifests.batches():
                         _send(cache, writer, todo, jobs, progress, hasher, checked.result)
         finally:
@@ -291,6 +279,42 @@ def push(
     for digest, chunk_map in writer.chunk_maps():  # hints for fetching other versions later
         cache.put_map(digest, chunk_map)
     return _pushed(wanted, checked, lost)
+
+
+def _first_pass(cache: ObjectStore, remote: Store, wanted: Wanted, jobs: int) -> tuple[_Sorted, int]:
+    """Push's first look, without the remote's lock: what is to send (the objects kept
+    only when there is one batch), and how many batches there are."""
+    first = _Sorted()
+    batches = 0
+    for batch in wanted.batches():
+        first.add(cache, remote, batch, jobs)
+        batches += 1
+        if batches > 1:
+            first.forget()  # counts only: every batch is asked about again under the lock
+    return first, batches
+
+
+def _push_batch(
+    cache: ObjectStore,
+    remote: Store,
+    writer: Batch,
+    batch: dict[ObjRef, int],
+    jobs: int,
+    progress: Progress,
+    hasher: Hasher,
+    checked: _Sorted,
+    manifests: RefBatches,
+) -> None:
+    """One batch of a long push, under the writer's lock: asked about again, its blobs
+    sent and made visible, its manifests kept for the end."""
+    here = _Sorted()
+    here.add(cache, remote, batch, jobs)
+    checked.merge(here)
+    if here.blobs:
+        _send(cache, writer, here.blobs, jobs, progress, hasher, checked.result)
+        writer.checkpoint()
+    for ref, size in here.manifests.items():
+        manifests.add(ref, size)
 
 
 class _Sorted:
@@ -402,12 +426,7 @@ def fetch(
     have = LocalChunks(cache)  # chunks of cached files, for objects stored chunked
     tmp = cache.tmp_dir
     with RefBatches(tmp) as blobs, RefBatches(tmp) as manifests:
-        for batch in wanted.batches():
-            refs = list(batch)
-            lacking = cache.missing(refs)
-            result.present += len(refs) - len(lacking)
-            for ref in lacking:
-                (manifests if ref.manifest else blobs).add(ref, batch[ref])
+        result.present = _lacking(cache, wanted, blobs, manifests)
         if blobs.count or manifests.count:
             progress.start(
                 "downloading", total_bytes=blobs.nbytes + manifests.nbytes, total_files=blobs.count + manifests.count
@@ -435,6 +454,19 @@ def fetch(
     result.present -= wanted.manifests_fetched  # counted as present above, but they just arrived
     result.nbytes = nbytes - failed_bytes[0] + wanted.manifest_bytes + sum(got)
     return result
+
+
+def _lacking(cache: ObjectStore, wanted: Wanted, blobs: RefBatches, manifests: RefBatches) -> int:
+    """Put the wanted objects the cache lacks into ``blobs`` and ``manifests``; return how
+    many it holds (a function: no batch outlives it)."""
+    present = 0
+    for batch in wanted.batches():
+        refs = list(batch)
+        lacking = cache.missing(refs)
+        present += len(refs) - len(lacking)
+        for ref in lacking:
+            (manifests if ref.manifest else blobs).add(ref, batch[ref])
+    return present
 
 
 def _get(
