@@ -220,6 +220,20 @@ class StoreContract:
         assert store.missing([ref, blob(small)]) == [ref]
         assert store.read(blob(small)) == small
 
+    def test_a_checkpoint_keeps_what_was_put_before_it_when_the_batch_is_abandoned(self, store):
+        """``Batch.checkpoint`` makes the puts so far visible and the batch goes on: a batch
+        abandoned after it (a long push killed in a later part) keeps them."""
+        store = self.new(store)
+        a, b = b"put before the checkpoint", b"put after it"
+        with pytest.raises(RuntimeError):
+            with store.writer() as batch:
+                batch.put_bytes(blob(a), a)
+                batch.checkpoint()
+                batch.put_bytes(blob(b), b)
+                raise RuntimeError("abandoned here")
+        assert store.missing([blob(a)]) == []
+        assert store.read(blob(a)) == a
+
     def test_read_many_reports_an_absent_object_and_goes_on(self, store):
         store = self.new(store)
         with store.writer() as batch:
