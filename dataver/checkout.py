@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from . import linking, tree
+from .config import env_int
 from .digest import ALGORITHMS, Digest
 from .errors import CORRUPT_CACHE, IntegrityError, PathError, PointerError, StorageError, Unrestored, WouldLoseData
 from .fsutil import remove_temporaries, sibling_temporaries
@@ -364,24 +365,17 @@ STREAM_CREATE_ENV = "DATAVER_STREAM_CREATE_OVER"  # another size above which a n
 STREAM_BATCH_ENV = "DATAVER_STREAM_BATCH"  # another STREAM_BATCH (tests: many batches from a few files)
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ[name])
-    except (KeyError, ValueError):
-        return default
-
-
 def _create_streamed_over() -> int:
     """A folder not on disk with more files than this is created batch by batch
     (``Plan.streamed``): ``STREAM_FILES``, or ``DATAVER_STREAM_CREATE_OVER``."""
-    return _env_int(STREAM_CREATE_ENV, STREAM_FILES)
+    return env_int(STREAM_CREATE_ENV, STREAM_FILES)
 
 
 def _creations(repo: Repo, t: Tracked, p: Plan) -> Iterator[list[Action]]:
     """The files of a streamed folder (``Plan.streamed``) to create, a batch at a time,
     from a second walk of its manifest (the plan checked every node of it)."""
     batch: list[Action] = []
-    size = max(1, _env_int(STREAM_BATCH_ENV, STREAM_BATCH))
+    size = env_int(STREAM_BATCH_ENV, STREAM_BATCH, minimum=1)
     for e in tree.walk(repo.cache.read_manifest_bytes, t.pointer.digest, f"manifest of {t.rel}"):
         if not repo.cache.has_blob(e.digest):
             p.missing.append((f"{t.rel}/{e.path}", e.digest))

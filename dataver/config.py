@@ -151,3 +151,14 @@ def _read(path: str) -> configparser.ConfigParser:
     except (configparser.Error, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not a valid config file: {str(e).splitlines()[0]}") from None
     return parser
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """A whole number from environment variable ``name`` (the tuning knobs tests use:
+    ``DATAVER_REF_BATCH``, ``DATAVER_STREAM_BATCH``...): ``default`` when it is unset,
+    not a number, or below ``minimum``."""
+    try:
+        n = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return n if n >= minimum else default

@@ -20,8 +20,10 @@ import tempfile
 from typing import IO, Iterator
 
 from . import packfmt
+from .config import env_int
 from .digest import ALGORITHMS, Digest
 from .errors import StorageError
+from .packstore import key_of
 from .store import ObjRef
 
 MEMORY_BYTES = 4 << 20  # records held in memory before the runs go to temporary files
@@ -32,22 +34,10 @@ _RECORD = struct.Struct(f"<{_KEY}sQ")
 FANS = 256
 
 
-def _key(ref: ObjRef) -> bytes:
-    return packfmt.entry_key(ref.digest, packfmt.KIND_MANIFEST if ref.manifest else packfmt.KIND_BLOB)
-
-
 def _ref(key: bytes) -> ObjRef:
     name = packfmt.ALGORITHM_NAMES[key[33]]
     length = ALGORITHMS[name].hex_length // 2
     return ObjRef(Digest.of_bytes(name, key[:length]), key[32] == packfmt.KIND_MANIFEST)
-
-
-def _batch_from_env() -> int | None:
-    try:
-        n = int(os.environ.get(BATCH_ENV, ""))
-    except ValueError:
-        return None
-    return n if n > 0 else None
 
 
 class RefBatches:
@@ -56,7 +46,7 @@ class RefBatches:
     def __init__(self, tmp_dir: str, memory_bytes: int | None = None, batch: int | None = None):
         self.tmp_dir = tmp_dir
         self.memory_bytes = MEMORY_BYTES if memory_bytes is None else memory_bytes
-        self.batch = batch or _batch_from_env() or BATCH
+        self.batch = batch or env_int(BATCH_ENV, BATCH, minimum=1)
         self.count = 0  # references added, repeats included
         self.nbytes = 0  # their sizes added up, repeats included
         self._runs = [bytearray() for _ in range(FANS)]
@@ -68,7 +58,7 @@ class RefBatches:
         return self.count
 
     def add(self, ref: ObjRef, size: int) -> None:
-        key = _key(ref)
+        key = key_of(ref)  # a pack index's key: digest field, kind, algorithm
         fan = key[0]
         self._runs[fan] += _RECORD.pack(key, size)
         self._counts[fan] += 1
