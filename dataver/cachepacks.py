@@ -221,24 +221,36 @@ class _Writer:
 
 
 class _Held:
-    """Objects of a session not yet in a pack (fewer than ``PACK_MIN`` so far)."""
+    """Objects of a session not yet in a pack (fewer than ``PACK_MIN`` so far), as they
+    came: a manifest is compressed only when it goes into a pack (holding both forms
+    doubled what a fetch's first 1,000 tree nodes kept in memory)."""
 
     tmp = "memory"
 
     def __init__(self) -> None:
-        self.entries: dict[bytes, Entry] = {}
-        self.data: dict[bytes, tuple[bytes, bytes]] = {}  # key -> (object bytes, stored bytes)
+        self.entries: dict[bytes, Entry] = {}  # codec raw: what ``read`` gives is the object
+        self.data: dict[bytes, bytes] = {}
         self.size = 0
 
-    def add(self, digest: Digest, kind: int, data: bytes, stored: bytes, codec: int) -> None:
+    def add(self, digest: Digest, kind: int, data: bytes) -> None:
         key = packfmt.entry_key(digest, kind)
         if key not in self.entries:
-            self.entries[key] = Entry(digest, kind, codec, 0, len(stored), len(data))
-            self.data[key] = (data, stored)
-            self.size += len(stored)
+            self.entries[key] = Entry(digest, kind, CODEC_RAW, 0, len(data), len(data))
+            self.data[key] = data
+            self.size += len(data)
 
     def read(self, e: Entry) -> bytes:
-        return self.data[packfmt.entry_key(e.digest, e.kind)][1]
+        return self.data[packfmt.entry_key(e.digest, e.kind)]
+
+
+def _encoded(kind: int, data: bytes) -> tuple[bytes, int]:
+    """The bytes a pack stores for an object, and their codec: a manifest compressed
+    when that makes it smaller, a blob as it is."""
+    if kind == KIND_MANIFEST:
+        packed = packfmt.compress(data)
+        if len(packed) < len(data):
+            return packed, CODEC_ZSTD
+    return data, CODEC_RAW
 
 
 class CachePacks:
@@ -290,26 +302,24 @@ class CachePacks:
 
     def put(self, digest: Digest, kind: int, data: bytes) -> None:
         """Store checked bytes in the pack being written (inside a session)."""
-        stored, codec = data, CODEC_RAW
-        if kind == KIND_MANIFEST:
-            packed = packfmt.compress(data)
-            if len(packed) < len(data):
-                stored, codec = packed, CODEC_ZSTD
+        encoded = _encoded(kind, data) if self._writer is not None else None  # outside the lock
         with self._lock:
             if self._writer is None:
-                self._held.add(digest, kind, data, stored, codec)
+                self._held.add(digest, kind, data)
                 if len(self._held.entries) < PACK_MIN and self._held.size < EARLY_BYTES:
                     return
                 held, self._held = self._held, _Held()
                 self._writer = _Writer(*self._mkstemp())
                 try:
                     for key, e in held.entries.items():
-                        self._writer.add(e.digest, e.kind, held.data[key][1], e.size, e.codec)
+                        stored, codec = _encoded(e.kind, held.data[key])
+                        self._writer.add(e.digest, e.kind, stored, e.size, codec)
                 except BaseException:
                     self._drop_writer()
                     raise
                 return
             try:
+                stored, codec = encoded or _encoded(kind, data)
                 self._writer.add(digest, kind, stored, len(data), codec)
                 if self._writer.full():
                     self.flush()
@@ -332,7 +342,7 @@ class CachePacks:
             if self._held.entries:  # too few to pack: files of their own
                 held, self._held = self._held, _Held()
                 for key, e in held.entries.items():
-                    self._loose(e.digest, e.kind, held.data[key][0])
+                    self._loose(e.digest, e.kind, held.data[key])
             writer, self._writer = self._writer, None
             if writer is None or not writer.count:
                 if writer is not None:

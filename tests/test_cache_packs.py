@@ -377,6 +377,28 @@ def test_a_full_disk_while_packing_is_one_error_line(repo_dir, monkeypatch):
     assert os.listdir(repo_dir / ".dataver/cache/tmp") == []
 
 
+def test_manifests_held_before_a_pack_starts_are_compressed_when_it_does(repo_dir, monkeypatch):
+    """A session's first objects wait in memory as they came (one copy each); when a pack
+    starts they go into it, manifests compressed, and read back the same before and after."""
+    monkeypatch.setattr(cachepacks, "PACK_MIN", 4)
+    store = ObjectStore(str(repo_dir / ".dataver" / "cache"))
+    manifests = [b"dataver-manifest 1 xxh3-128\n" + f"{i:032x} 12 file\n".encode() * 400 for i in range(6)]
+    try:
+        with store.packing():
+            for n, m in enumerate(manifests):
+                store.put_bytes(ObjRef(digest_manifest(m), manifest=True), m)
+                for earlier in manifests[: n + 1]:
+                    assert store.read_manifest_bytes(digest_manifest(earlier)) == earlier
+        (pack,) = packs_of(repo_dir)
+        entries = packfmt.parse_trailer(pack.read_bytes(), "p", None)
+        assert len(entries) == 6
+        assert all(e.codec == packfmt.CODEC_ZSTD and e.stored < e.size == len(manifests[0]) for e in entries)
+        for m in manifests:
+            assert store.read_manifest_bytes(digest_manifest(m)) == m
+    finally:
+        store.packs.close()
+
+
 def test_what_a_session_stored_is_there_before_its_pack_is_written(repo_dir, monkeypatch):
     """The store contract inside ``packing()``: a blob or manifest just put is present
     (``has``, ``missing``, ``hexes_present``, ``count_held``) and readable at once, in the
