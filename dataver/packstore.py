@@ -31,6 +31,7 @@ import os
 import secrets
 import socket
 import struct
+import tempfile
 import threading
 import time
 from array import array
@@ -38,11 +39,12 @@ from bisect import bisect_left
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import IO, Callable, Iterable, Iterator, Protocol, Sequence
 
 from . import malloc, packfmt
+from .config import env_int
 from .digest import Digest, get_algorithm
-from .errors import DataverError, IntegrityError, LockTimeout, ObjectsMissing, RemoteError
+from .errors import DataverError, IntegrityError, LockTimeout, ObjectsMissing, RemoteError, StorageError
 from .packfmt import (
     CODEC_RAW,
     CODEC_ZSTD,
@@ -71,6 +73,8 @@ RANGE_MAX = 8 * 1024 * 1024  # ...into reads of at most this
 LOCK_STALE = 30 * 60
 LOCK_REFRESH = 5 * 60
 LOCK_WAIT = float(os.environ.get("DATAVER_LOCK_WAIT", "60"))
+INDEX_MEMORY = 16 * 1024 * 1024  # a merged index's records held in memory; more go to a temporary file
+INDEX_MEMORY_ENV = "DATAVER_INDEX_MEMORY"  # another limit, in bytes (tests: a spilled index from a few objects)
 REPACK_GARBAGE = 0.2  # gc rewrites a pack once this share of its bytes is garbage
 
 
@@ -222,12 +226,68 @@ class _Run:
         return ((h, self.at(i)) for i, h in enumerate(self.his))
 
 
+class _Records:
+    """A merged index's records, 64 bytes each, in the order their runs came: in memory
+    up to ``INDEX_MEMORY`` bytes, then all of them in an unnamed temporary file (created
+    unlinked, so a killed command leaves nothing behind), a record read with one
+    ``pread`` when a look-up needs it. A million objects' records are 64 MB; what
+    stays in memory then is the runs' 12 bytes an object. Never closed by hand: a
+    thread still looking up in a copy that a reload replaced keeps it open."""
+
+    __slots__ = ("_mem", "_file", "_size", "_limit", "_where")
+
+    def __init__(self, where: str):
+        self._mem = bytearray()
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._limit = env_int(INDEX_MEMORY_ENV, INDEX_MEMORY)
+        self._where = where
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, body: bytes | memoryview) -> int:
+        """Add records at the end; where the first of them is."""
+        base = self._size
+        try:
+            if self._file is None and base + len(body) > self._limit:
+                self._file = tempfile.TemporaryFile(prefix="dataver-index-")
+                self._write(self._mem, 0)
+                self._mem = bytearray()
+            if self._file is None:
+                self._mem += body
+            else:
+                self._write(body, base)
+        except OSError as e:
+            raise StorageError(
+                f"cannot write a temporary copy of the index of {self._where} in {tempfile.gettempdir()}: "
+                f"{e.strerror or e}",
+                "free some space there (or point TMPDIR at a larger disk) and re-run; nothing was changed",
+            ) from None
+        self._size += len(body)
+        return base
+
+    def _write(self, data: bytes | bytearray | memoryview, at: int) -> None:
+        assert self._file is not None
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._file.fileno(), view, at)
+            view, at = view[n:], at + n
+
+    def get(self, at: int) -> bytes:
+        """The record at offset ``at``."""
+        if self._file is None:
+            return bytes(self._mem[at : at + packfmt.RECORD_SIZE])
+        return os.pread(self._file.fileno(), packfmt.RECORD_SIZE, at)
+
+
 class PackIndex:
     """Every index file of a remote, merged: key -> record.
 
-    Held compactly: the records' 64 bytes each, and per index file the first 8 bytes of
-    each key in sorted order (``_Run``: 8 bytes an object), searched by bisection; each
-    record is parsed when it is used. Loaded whole on first use,
+    Held compactly: the records' 64 bytes each (``_Records``: in a temporary file past
+    16 MiB), and the first 8 bytes of each key in sorted order with where its record is
+    (``_Run``: 12 bytes an object once the index files' runs are merged), searched by
+    bisection; each record is parsed when it is used. Loaded whole on first use,
     except when a command asks about a few objects only (a one-file pull): then each is
     looked up with one ranged read of each index file (the window
     ``packfmt.lookup_window`` gives), so a large index is not downloaded for it."""
@@ -239,7 +299,7 @@ class PackIndex:
         self.files = files
         self.index_ids: list[str] = []
         self.loaded = False
-        self._raw = bytearray()  # records, 64 bytes each: runs, each sorted by key
+        self._records = _Records(files.where)  # runs of records, each run sorted by key
         self._runs: list[_Run] = []  # one per index file read (or records added), in that order
         self._lock = threading.Lock()
         self._listing: list[tuple[str, int]] | None = None
@@ -273,7 +333,7 @@ class PackIndex:
             if self.loaded and set(self.index_ids) <= set(listed):
                 new = [i for i in listed if i not in set(self.index_ids)]
             else:
-                new, self._raw, self._runs = listed, bytearray(), []
+                new, self._records, self._runs = listed, _Records(self.files.where), []
             for index_id in new:
                 self._add_run(self._read(index_id))
             if len(self._runs) > 1:
@@ -285,14 +345,14 @@ class PackIndex:
         """The runs as one (a k-way merge: 12 bytes an object, nothing per object held
         beside it). A key found in several runs keeps the first run's record."""
         size = packfmt.RECORD_SIZE
-        raw = self._raw
+        records = self._records
         his, nums = array("Q"), array("I")
         group: list[int] = []  # offsets kept under the current 8-byte head (rarely more than one)
         last = None
         for h, at in heapq.merge(*(run.entries() for run in self._runs)):  # ties: the earlier run first
             if h == last:
-                key = packfmt.record_key(raw[at : at + size])
-                if any(packfmt.record_key(raw[g : g + size]) == key for g in group):
+                key = packfmt.record_key(records.get(at))
+                if any(packfmt.record_key(records.get(g)) == key for g in group):
                     continue  # the same key in a later run: the first one's record stands
                 group.append(at)
             else:
@@ -303,40 +363,38 @@ class PackIndex:
 
     def _add_run(self, body: bytes | memoryview) -> None:
         """Records sorted by key (an index file's body) as the newest run."""
-        base = len(self._raw)
-        self._raw += body
+        base = self._records.append(body)
         his = array("Q", (h for (h,) in _KEY_HEAD.iter_unpack(body)))
         self._runs.append(_Run(his, base))
 
     def _position(self, key: bytes, runs: list[_Run] | None = None) -> int | None:
-        """Where in ``_raw`` the record of ``key`` is: the first run that has it wins."""
+        """Where in the records the record of ``key`` is: the first run that has it wins."""
         hi = int.from_bytes(key[:8], "big")
-        raw = self._raw
+        records = self._records
         for run in self._runs if runs is None else runs:
             his = run.his
             i = bisect_left(his, hi)
             while i < len(his) and his[i] == hi:
                 at = run.at(i)
-                if raw[at : at + 33] == key[:33] and raw[at + 34] == key[33]:
+                if packfmt.record_key(records.get(at)) == key:
                     return at
                 i += 1
         return None
 
     def _first_positions(self) -> Iterator[int]:
         """The position of each key's record once (the first run's, as look-ups find)."""
-        size = packfmt.RECORD_SIZE
         for r, run in enumerate(self._runs):
             earlier = self._runs[:r]
             for i in range(len(run.his)):
                 at = run.at(i)
-                if not earlier or self._position(packfmt.record_key(self._raw[at : at + size]), earlier) is None:
+                if not earlier or self._position(packfmt.record_key(self._records.get(at)), earlier) is None:
                     yield at
 
     def unload(self) -> None:
         """Forget what was read (a push that wrote many objects: they are not kept here,
         and a later look-up reads the index files again)."""
         with self._lock:
-            self.loaded, self._raw, self._runs = False, bytearray(), []
+            self.loaded, self._records, self._runs = False, _Records(self.files.where), []
             self.index_ids, self._listing, self._looked_up = [], None, {}
 
     def add(self, records: Iterable[Record]) -> None:
@@ -355,7 +413,7 @@ class PackIndex:
         self._add_run(memoryview(data)[packfmt.INDEX_HEADER : packfmt.INDEX_HEADER + n * packfmt.RECORD_SIZE])
 
     def reset(self, records: Iterable[Record], index_ids: list[str]) -> None:
-        self._raw, self._runs = bytearray(), []
+        self._records, self._runs = _Records(self.files.where), []
         self.add(records)
         self.index_ids = index_ids
 
@@ -364,19 +422,17 @@ class PackIndex:
         if at is None:
             return None
         where = f"the index of {self.files.where}"
-        return packfmt.parse_records(self._raw[at : at + packfmt.RECORD_SIZE], where)[0]
+        return packfmt.parse_records(self._records.get(at), where)[0]
 
     def keys(self) -> set[bytes]:
         self.load()
-        size = packfmt.RECORD_SIZE
-        return {packfmt.record_key(self._raw[at : at + size]) for at in self._first_positions()}
+        return {packfmt.record_key(self._records.get(at)) for at in self._first_positions()}
 
     def all_records(self) -> Iterator[Record]:
         self.load()
         where = f"the index of {self.files.where}"
-        size = packfmt.RECORD_SIZE
         for at in list(self._first_positions()):
-            yield packfmt.parse_records(bytes(self._raw[at : at + size]), where)[0]
+            yield packfmt.parse_records(self._records.get(at), where)[0]
 
     def _read(self, index_id: str) -> memoryview:
         where = f"index file {index_rel(index_id)} on {self.files.where}"

@@ -69,6 +69,12 @@ def test_a_new_folder_remote_is_packed_and_a_clone_pulls_from_it(repo_dir, tmp_p
     other = clone(repo_dir, tmp_path / "other")
     ok("pull", cwd=other)
     assert snapshot(other) == files
+    spill = tmp_path / "spill"  # a remote index too large for memory: read from a temporary file
+    spill.mkdir()
+    third = clone(repo_dir, tmp_path / "third")
+    env = {**os.environ, packstore.INDEX_MEMORY_ENV: "640", "TMPDIR": str(spill)}
+    assert json.loads(ok("pull", "--json", cwd=third, env=env))["transferred"] == 601
+    assert snapshot(third) == files and os.listdir(spill) == []
 
 
 @pytest.fixture
@@ -341,13 +347,36 @@ def test_a_few_lookups_read_windows_of_a_large_index_not_all_of_it():
     assert index.loaded and len(index) == 20_000
 
 
-def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins():
+def open_files_in(folder: Path) -> list[str]:
+    """What this process holds open in ``folder`` (Linux: /proc/self/fd)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{folder}/"):
+            out.append(target)
+    return out
+
+
+@pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled"])
+def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(spilled, tmp_path, monkeypatch):
     """A remote after many pushes: one bisection per look-up (the runs merged on load),
-    every key once, and a key that two index files name keeps the older file's record."""
+    every key once, and a key that two index files name keeps the older file's record.
+    Past its memory limit the index keeps its records in an unnamed temporary file
+    (nothing to clean up after a kill) and answers the same."""
+    import tempfile
+
     from dataver import packfmt
     from dataver.hashing import digest_bytes
     from dataver.store import ObjRef
 
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
+    if spilled:
+        monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, str(700 * packfmt.RECORD_SIZE))  # a file and a bit
     files = CountingFiles()
     refs = [ObjRef(digest_bytes(f"object {i}".encode())) for i in range(3000)]
     names = []
@@ -364,6 +393,9 @@ def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(
         names.append(index_id)
     index = packstore.PackIndex(files)
     index.load()
+    assert os.listdir(spill) == []
+    held = open_files_in(spill)
+    assert held == ([f"{held[0].split(' ')[0]} (deleted)"] if spilled else []), held
     assert len(index._runs) == 1
     assert len(index) == 3000 and len(index.keys()) == 3000 and len(list(index.all_records())) == 3000
     order = sorted(range(6), key=lambda p: names[p])  # index files are read in name order
@@ -373,6 +405,32 @@ def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(
         assert index.find(r).pack == f"{first:032x}", i
         assert index.holds(r)
     assert not index.holds(ObjRef(digest_bytes(b"not there")))
+
+
+def test_an_index_that_cannot_spill_to_its_temporary_folder_says_where_and_what_to_do(tmp_path, monkeypatch):
+    import tempfile
+
+    from dataver import packfmt
+    from dataver.errors import StorageError
+    from dataver.hashing import digest_bytes
+
+    not_a_folder = tmp_path / "tmpfile"
+    not_a_folder.write_bytes(b"")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, "64")
+    files = CountingFiles()
+    records = [
+        packfmt.Record(
+            packfmt.Entry(digest_bytes(bytes([i])), packfmt.KIND_BLOB, packfmt.CODEC_RAW, 8, 1, 1), "ab" * 16
+        )
+        for i in range(3)
+    ]
+    index_id, data = packfmt.encode_index(records)
+    files.write_file(f"index/{index_id}.idx", data)
+    with pytest.raises(StorageError) as e:
+        packstore.PackIndex(files).load()
+    assert f"temporary copy of the index of counting remote in {not_a_folder}" in e.value.message
+    assert "TMPDIR" in e.value.hint
 
 
 class SlowFiles(CountingFiles):
