@@ -361,6 +361,57 @@ def pack_record(r: Record) -> bytes:
     )
 
 
+class IndexCheck:
+    """``check_index`` for an index file read in pieces, in order, each piece's edges on
+    record boundaries (the first piece holds the magic; the last, the tail): ``feed``
+    returns a piece's records, checked for order against everything fed before;
+    ``finish`` checks the count and checksum and returns the file's ``object_id``.
+    Records fed before a failing ``finish`` are not to be used."""
+
+    def __init__(self, size: int, where: str):
+        n = index_count(size)
+        if n is None:
+            raise IntegrityError(f"{where} is not a dataver index file")
+        self.n, self.size, self.where = n, size, where
+        self.at = 0
+        self.name = xxhash.xxh3_128()
+        self.check = xxhash.xxh3_64()
+        self.last = b""
+        self.tail = b""
+
+    def feed(self, data: bytes | bytearray) -> memoryview:
+        start, self.at = self.at, self.at + len(data)
+        if self.at > self.size:
+            raise IntegrityError(f"{self.where} is longer than listed")
+        if start == 0 and bytes(data[:INDEX_HEADER]) != INDEX_MAGIC:
+            raise IntegrityError(f"{self.where} is not a dataver index file")
+        self.name.update(data)
+        self.check.update(memoryview(data)[: max(0, self.size - 8 - start)])
+        body_end = INDEX_HEADER + self.n * RECORD_SIZE
+        lo, hi = max(start, INDEX_HEADER), min(self.at, body_end)
+        if self.at > body_end:
+            self.tail += bytes(data[max(0, body_end - start) :])
+        body = memoryview(data)[lo - start : hi - start] if lo < hi else memoryview(b"")
+        if len(body) % RECORD_SIZE:
+            raise IntegrityError(f"{self.where} was read in pieces that split a record")
+        last = self.last
+        for i in range(0, len(body), RECORD_SIZE):
+            key = record_key(body[i : i + RECORD_SIZE])
+            if key <= last:
+                raise IntegrityError(f"{self.where} is not sorted")
+            last = key
+        self.last = last
+        return body
+
+    def finish(self) -> str:
+        if self.at != self.size:
+            raise IntegrityError(f"{self.where} is shorter than listed")
+        count, _, check = _INDEX_TAIL.unpack(self.tail)
+        if count != self.n or self.check.intdigest() != check:
+            raise IntegrityError(f"{self.where} is damaged (its count or checksum does not match)")
+        return self.name.hexdigest()
+
+
 def check_index(data: bytes, where: str) -> memoryview:
     """The records region of a whole index file, after the checks that need no parsing
     (magic, length, count, checksum, order); each record is parsed when it is used.

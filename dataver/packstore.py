@@ -75,6 +75,7 @@ LOCK_REFRESH = 5 * 60
 LOCK_WAIT = float(os.environ.get("DATAVER_LOCK_WAIT", "60"))
 INDEX_MEMORY = 16 * 1024 * 1024  # a merged index's records held in memory; more go to a temporary file
 INDEX_MEMORY_ENV = "DATAVER_INDEX_MEMORY"  # another limit, in bytes (tests: a spilled index from a few objects)
+INDEX_PIECE = 4 * 1024 * 1024  # an index file larger than this is read in pieces of about this size
 REPACK_GARBAGE = 0.2  # gc rewrites a pack once this share of its bytes is garbage
 
 
@@ -327,15 +328,19 @@ class PackIndex:
             if self.loaded and not force:
                 return
             if self._listing is not None and not self.loaded and not force:
-                listed = [i for i, _ in self._listing]
+                sizes = dict(self._listing)
             else:
-                listed = [i for i, _ in self._list()]
+                sizes = dict(self._list())
+            listed = sorted(sizes)
             if self.loaded and set(self.index_ids) <= set(listed):
                 new = [i for i in listed if i not in set(self.index_ids)]
             else:
                 new, self._records, self._runs = listed, _Records(self.files.where), []
             for index_id in new:
-                self._add_run(self._read(index_id))
+                if sizes[index_id] > INDEX_PIECE:
+                    self._add_streamed(index_id, sizes[index_id])
+                else:
+                    self._add_run(self._read(index_id))
             if len(self._runs) > 1:
                 self._merge_runs()  # one bisection a look-up, however many index files
             self.index_ids, self.loaded = listed, True
@@ -367,6 +372,31 @@ class PackIndex:
         his = array("Q", (h for (h,) in _KEY_HEAD.iter_unpack(body)))
         self._runs.append(_Run(his, base))
 
+    def _add_streamed(self, index_id: str, size: int) -> None:
+        """A large index file as the newest run, read and checked in pieces of about
+        ``INDEX_PIECE`` bytes (gc writes one index file for everything it keeps: a
+        million objects' is 64 MB), so that it is never in memory whole."""
+        rel = index_rel(index_id)
+        where = f"index file {rel} on {self.files.where}"
+        check = packfmt.IndexCheck(size, where)
+        step = INDEX_PIECE // packfmt.RECORD_SIZE * packfmt.RECORD_SIZE
+        his, base = array("Q"), len(self._records)
+        at, end = 0, packfmt.INDEX_HEADER + step
+        while at < size:
+            if size - end < packfmt.RECORD_SIZE:  # the last piece takes the tail
+                end = size
+            try:
+                piece = self.files.read_file(rel, at, end)
+            except ObjectsMissing:
+                return  # removed by a gc meanwhile: its records are in the one replacing it
+            body = check.feed(piece)
+            self._records.append(body)
+            his.extend(h for (h,) in _KEY_HEAD.iter_unpack(body))
+            at, end = end, end + step
+        if check.finish() != index_id:
+            raise _misnamed(where)
+        self._runs.append(_Run(his, base))
+
     def _position(self, key: bytes, runs: list[_Run] | None = None) -> int | None:
         """Where in the records the record of ``key`` is: the first run that has it wins."""
         hi = int.from_bytes(key[:8], "big")
@@ -376,7 +406,8 @@ class PackIndex:
             i = bisect_left(his, hi)
             while i < len(his) and his[i] == hi:
                 at = run.at(i)
-                if packfmt.record_key(records.get(at)) == key:
+                rec = records.get(at)
+                if rec[:33] == key[:33] and rec[34] == key[33]:  # packfmt.record_key, without a copy
                     return at
                 i += 1
         return None
@@ -441,11 +472,7 @@ class PackIndex:
         except ObjectsMissing:
             return memoryview(b"")  # removed by a gc since the listing: its records are in the one replacing it
         if packfmt.object_id(data) != index_id:
-            raise IntegrityError(
-                f"{where} does not match its name (damaged)",
-                "check the remote: dataver verify --remote NAME (a damaged index file can be removed; "
-                "the objects it named are then pushed again as needed)",
-            )
+            raise _misnamed(where)
         return packfmt.check_index(data, where)
 
     def has_key(self, key: bytes) -> bool:
@@ -520,6 +547,15 @@ class PackIndex:
         for r in self.all_records():
             out[r.pack].append(r)
         return out
+
+
+def _misnamed(where: str) -> IntegrityError:
+    """An index file whose bytes do not hash to its name."""
+    return IntegrityError(
+        f"{where} does not match its name (damaged)",
+        "check the remote: dataver verify --remote NAME (a damaged index file can be removed; "
+        "the objects it named are then pushed again as needed)",
+    )
 
 
 # -- locks ------------------------------------------------------------------------------------

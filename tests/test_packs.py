@@ -360,12 +360,16 @@ def open_files_in(folder: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled"])
-def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(spilled, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["in-memory", "spilled", "pieces"])
+def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(how, tmp_path, monkeypatch):
     """A remote after many pushes: one bisection per look-up (the runs merged on load),
     every key once, and a key that two index files name keeps the older file's record.
     Past its memory limit the index keeps its records in an unnamed temporary file
-    (nothing to clean up after a kill) and answers the same."""
+    (nothing to clean up after a kill) and answers the same; an index file larger than
+    a piece is read in pieces, each byte once, and answers the same."""
+    spilled = how == "spilled"
+    if how == "pieces":
+        monkeypatch.setattr(packstore, "INDEX_PIECE", 100 * 64)
     import tempfile
 
     from dataver import packfmt
@@ -392,7 +396,11 @@ def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(
         files.write_file(f"index/{index_id}.idx", data)
         names.append(index_id)
     index = packstore.PackIndex(files)
+    files.reads = files.read_bytes = 0
     index.load()
+    assert files.read_bytes == sum(len(v) for v in files.files.values())
+    counts = [packfmt.index_count(len(v)) for v in files.files.values()]  # 600 each, the last 500
+    assert files.reads == (6 if how != "pieces" else sum(-(-n // 100) for n in counts))  # pieces of 100
     assert os.listdir(spill) == []
     held = open_files_in(spill)
     assert held == ([f"{held[0].split(' ')[0]} (deleted)"] if spilled else []), held
@@ -431,6 +439,42 @@ def test_an_index_that_cannot_spill_to_its_temporary_folder_says_where_and_what_
         packstore.PackIndex(files).load()
     assert f"temporary copy of the index of counting remote in {not_a_folder}" in e.value.message
     assert "TMPDIR" in e.value.hint
+
+
+def test_an_index_file_read_in_pieces_is_checked_as_a_whole_one_is(monkeypatch):
+    """Damage that only the whole file shows (its checksum, its name) is still refused,
+    and the index is not left half loaded."""
+    from dataver import packfmt
+    from dataver.errors import IntegrityError
+    from dataver.hashing import digest_bytes
+
+    monkeypatch.setattr(packstore, "INDEX_PIECE", 10 * 64)
+    refs = [digest_bytes(f"object {i}".encode()) for i in range(50)]
+    records = [
+        packfmt.Record(packfmt.Entry(d, packfmt.KIND_BLOB, packfmt.CODEC_RAW, 8 + i, 1, 1), "cd" * 16)
+        for i, d in enumerate(refs)
+    ]
+    index_id, data = packfmt.encode_index(records)
+    flipped = bytearray(data)
+    flipped[packfmt.INDEX_HEADER + 30 * 64 + 50] ^= 1  # the pack id of the 31st record
+    other_id, other = packfmt.encode_index(records[:49])
+    short = data[: packfmt.INDEX_HEADER + 40 * 64] + data[-16:]  # listed with 40 records, the tail says 50
+    cases = [
+        (bytes(flipped), index_id, "is damaged (its count or checksum does not match)"),
+        (other, index_id, "does not match its name (damaged)"),
+        (data + b"\0" * 5, index_id, "is not a dataver index file"),
+        (short, packfmt.object_id(short), "is damaged (its count or checksum does not match)"),
+    ]
+    for body, name, says in cases:
+        files = CountingFiles()
+        files.write_file(f"index/{name}.idx", body)
+        index = packstore.PackIndex(files)
+        with pytest.raises(IntegrityError) as e:
+            index.load()
+        assert f"index file index/{name}.idx on counting remote" in e.value.message
+        assert says in e.value.message, e.value.message
+        assert not index.loaded
+    assert other_id != index_id
 
 
 class SlowFiles(CountingFiles):
