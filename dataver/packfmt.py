@@ -312,7 +312,7 @@ def parse_index(data: bytes, where: str) -> list[Record]:
     return parse_records(body, where)
 
 
-def parse_records(raw: bytes | memoryview, where: str) -> list[Record]:
+def parse_records(raw: bytes | bytearray | memoryview, where: str) -> list[Record]:
     """Records from a run of whole records (part of an index file's body)."""
     out = []
     for i in range(0, len(raw) - len(raw) % RECORD_SIZE, RECORD_SIZE):
@@ -342,7 +342,7 @@ def find_in(records: Sequence[Record], key: bytes) -> Record | None:
     return None
 
 
-def record_key(raw: bytes | memoryview) -> bytes:
+def record_key(raw: bytes | bytearray | memoryview) -> bytes:
     """The key of a packed record (``entry_key`` of its entry), without parsing it."""
     return bytes(raw[:33]) + bytes(raw[34:35])
 

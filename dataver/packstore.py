@@ -275,10 +275,10 @@ class _Records:
             n = os.pwrite(self._file.fileno(), view, at)
             view, at = view[n:], at + n
 
-    def get(self, at: int) -> bytes:
-        """The record at offset ``at``."""
+    def get(self, at: int) -> bytes | bytearray:
+        """The record at offset ``at`` (a copy)."""
         if self._file is None:
-            return bytes(self._mem[at : at + packfmt.RECORD_SIZE])
+            return self._mem[at : at + packfmt.RECORD_SIZE]
         return os.pread(self._file.fileno(), packfmt.RECORD_SIZE, at)
 
 

@@ -381,6 +381,8 @@ def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(
     monkeypatch.setattr(tempfile, "tempdir", str(spill))
     if spilled:
         monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, str(700 * packfmt.RECORD_SIZE))  # a file and a bit
+    else:
+        monkeypatch.delenv(packstore.INDEX_MEMORY_ENV, raising=False)
     files = CountingFiles()
     refs = [ObjRef(digest_bytes(f"object {i}".encode())) for i in range(3000)]
     names = []
