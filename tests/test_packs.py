@@ -367,15 +367,15 @@ def test_many_index_files_merge_into_one_run_and_the_first_record_of_a_key_wins(
     Past its memory limit the index keeps its records in an unnamed temporary file
     (nothing to clean up after a kill) and answers the same; an index file larger than
     a piece is read in pieces, each byte once, and answers the same."""
-    spilled = how == "spilled"
-    if how == "pieces":
-        monkeypatch.setattr(packstore, "INDEX_PIECE", 100 * 64)
     import tempfile
 
     from dataver import packfmt
     from dataver.hashing import digest_bytes
     from dataver.store import ObjRef
 
+    spilled = how == "spilled"
+    if how == "pieces":
+        monkeypatch.setattr(packstore, "INDEX_PIECE", 100 * 64)
     spill = tmp_path / "tmp"
     spill.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spill))
