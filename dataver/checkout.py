@@ -405,8 +405,8 @@ def _write(
         assert a.digest is not None
         digest = a.digest
 
-        def copy(src: str, tmp: str) -> None:
-            return copy_verified(src, digest, tmp, hasher, prog)
+        def copy(src: str, tmp: str, mode: int) -> None:
+            return copy_verified(src, digest, tmp, hasher, prog, mode)
 
         # Objects hashed moments ago by this process (a pull's downloads) are copied
         # plainly; anything else is verified while it is copied out.

@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import shutil
-import threading
 
 from .errors import ConfigError, StorageError
 
@@ -25,7 +24,6 @@ LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINK_TYPES = ("reflink", "copy")
 TEMP_MARK = ".dataver-tmp-"
 _FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
-_UMASK_LOCK = threading.Lock()  # place() runs on worker threads; os.umask is process-wide
 _UNSUPPORTED = {
     errno.EOPNOTSUPP,
     errno.ENOTSUP,
@@ -108,20 +106,20 @@ def temp_owner(name: str) -> str | None:
 def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: bool, copy=None) -> str:
     """Make ``dest`` hold the object at ``obj_path``; returns the link type used.
 
-    ``copy(src, tmp)`` performs (and may verify) a plain copy; defaults to shutil.
+    ``copy(src, tmp, mode)`` performs (and may verify) a plain copy into a new file
+    ``tmp`` it creates with ``mode``; defaults to a plain copy. A file this makes is
+    created with the mode it keeps (``new_file_mode``): the kernel applies the umask.
     """
     tmp = temp_sibling(dest)
+    mode = new_file_mode(executable)
     try:
         for kind in link_types:
             if executable and kind in ("hardlink", "symlink"):
                 continue
-            if _make(kind, obj_path, tmp, copy):
-                if kind in ("reflink", "copy"):
-                    os.chmod(tmp, _writable_mode(executable))
+            if _make(kind, obj_path, tmp, copy, mode):
                 os.replace(tmp, dest)
                 return kind
-        _make("copy", obj_path, tmp, copy)
-        os.chmod(tmp, _writable_mode(executable))
+        _make("copy", obj_path, tmp, copy, mode)
         os.replace(tmp, dest)
         return "copy"
     except BaseException as e:
@@ -137,7 +135,20 @@ def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: boo
 def place_bytes(data: bytes, dest: str, executable: bool) -> str:
     """Make ``dest`` hold ``data`` (a packed object's checked bytes), as ``place``
     makes a copy: a temporary sibling written whole, then renamed. Returns "copy"."""
-    return place(dest, dest, ("copy",), executable, lambda _src, tmp: write_new(tmp, data))
+    return place(dest, dest, ("copy",), executable, lambda _src, tmp, mode: write_new(tmp, data, mode))
+
+
+def new_file_mode(executable: bool) -> int:
+    """The mode a workspace file is created with; the kernel takes the umask from it,
+    as it does for git. (Reading the umask means setting it, process-wide: a file
+    another thread created meanwhile would get no umask at all.)"""
+    return 0o777 if executable else 0o666
+
+
+def copy_file(src: str, tmp: str, mode: int) -> None:
+    """A plain copy of ``src`` into a new file ``tmp`` created with ``mode``."""
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode))
+    shutil.copyfile(src, tmp)  # into the file just made: its mode stays
 
 
 def write_new(path: str, data: bytes | memoryview, mode: int = 0o600) -> None:
@@ -151,14 +162,14 @@ def write_new(path: str, data: bytes | memoryview, mode: int = 0o600) -> None:
         os.close(fd)
 
 
-def _make(kind: str, src: str, tmp: str, copy) -> bool:
+def _make(kind: str, src: str, tmp: str, copy, mode: int) -> bool:
     try:
         if kind == "reflink":
             if reflink_refused(os.path.dirname(tmp)):
                 return False
             fd_src = os.open(src, os.O_RDONLY)
             try:
-                fd_dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd_dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
                 try:
                     ok = reflink(fd_src, fd_dst)
                 finally:
@@ -173,19 +184,12 @@ def _make(kind: str, src: str, tmp: str, copy) -> bool:
         elif kind == "symlink":
             os.symlink(src, tmp)
         else:
-            (copy or shutil.copyfile)(src, tmp)
+            (copy or copy_file)(src, tmp, mode)
         return True
     except OSError as e:
         if kind != "copy" and e.errno in _UNSUPPORTED:
             return False
         raise StorageError(f"cannot write {_final_name(tmp)}: {e.strerror}") from e
-
-
-def _writable_mode(executable: bool) -> int:
-    with _UMASK_LOCK:
-        umask = os.umask(0)
-        os.umask(umask)
-    return (0o777 if executable else 0o666) & ~umask
 
 
 def is_protected_link(path: str, cache_root: str) -> bool:
@@ -204,8 +208,7 @@ def unprotect(path: str) -> bool:
     st = os.stat(path)
     tmp = temp_sibling(path)
     try:
-        shutil.copyfile(path, tmp)
-        os.chmod(tmp, _writable_mode(bool(st.st_mode & 0o100)))
+        copy_file(path, tmp, new_file_mode(bool(st.st_mode & 0o100)))
         os.replace(tmp, path)
     except BaseException:
         try:

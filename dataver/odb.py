@@ -777,14 +777,20 @@ def _unlink_quietly(path: str) -> None:
 
 
 def copy_verified(
-    obj_path: str, digest: Digest, dest_tmp: str, hasher: Hasher, progress: Progress = NO_PROGRESS
+    obj_path: str,
+    digest: Digest,
+    dest_tmp: str,
+    hasher: Hasher,
+    progress: Progress = NO_PROGRESS,
+    mode: int = 0o600,
 ) -> None:
-    """Copy an object out to a new file ``dest_tmp``, failing if its bytes are corrupt.
+    """Copy an object out to a new file ``dest_tmp`` (created with ``mode``), failing
+    if its bytes are corrupt.
 
     Large objects are copied inside the kernel and the copy is hashed (what is
     checked is what was written); small ones are hashed while they are written.
     """
-    fd = os.open(dest_tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(dest_tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     try:
         size = os.stat(obj_path).st_size
         actual = None

@@ -358,3 +358,50 @@ def test_copy_mode_gives_independent_files(repo_dir, cli):
     write(repo_dir / "w.bin", b"changed")
     assert obj.read_bytes() == b"weights"
     assert "unprotected 0 file(s)" in cli("unprotect", "w.bin").err
+
+
+def test_every_way_checkout_writes_a_file_takes_the_umask_and_never_sets_it(repo_dir, tmp_path, cli, monkeypatch):
+    """A file checkout writes gets the mode git would give it: 0o666 or 0o777 less the
+    umask, applied by the kernel as the file is created. Packed or loose objects,
+    checked while copied (a checkout) or fetched moments ago (a pull), and unprotect all
+    do. The process umask is never set: reading it means setting it to 0 and back, and
+    a file another thread made meanwhile would get no umask at all."""
+    from dataver import cachepacks, linking
+
+    small = {f"data/s{i:04d}.txt": f"small {i}\n".encode() for i in range(cachepacks.PACK_MIN + 10)}
+    large = {"data/big.bin": os.urandom(100_000), "data/tool.bin": os.urandom(100_000)}
+    for rel, data in {**small, **large, "data/run.sh": b"#!/bin/sh\n"}.items():
+        write(repo_dir / rel, data)
+    os.chmod(repo_dir / "data/run.sh", 0o755)
+    os.chmod(repo_dir / "data/tool.bin", 0o755)
+    assert cli("add", "data").code == 0
+    assert cli("remote", "add", "origin", str(tmp_path / "remote"), "--default").code == 0
+    assert cli("push").code == 0
+    git_commit(repo_dir, "data")
+    executables = {"run.sh", "tool.bin"}
+
+    def modes(root) -> dict[str, int]:
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in (root / "data").iterdir()}
+
+    def expected(names) -> dict[str, int]:
+        return {n: 0o750 if n in executables else 0o640 for n in names}
+
+    real, calls = os.umask, []
+    old = real(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real(m))
+        shutil.rmtree(repo_dir / "data")
+        assert cli("checkout").code == 0  # every object checked as it is copied out
+        assert modes(repo_dir) == expected(modes(repo_dir)) and len(modes(repo_dir)) == len(small) + 3
+        clone = tmp_path / "clone"
+        pygit2.clone_repository(str(repo_dir), str(clone))
+        assert cli("pull", cwd=clone).code == 0  # objects this process just fetched: copied plainly
+        assert modes(clone) == expected(modes(repo_dir))
+        assert snapshot(clone / "data") == snapshot(repo_dir / "data")
+        locked = clone / "data" / "big.bin"
+        locked.chmod(0o444)
+        assert linking.unprotect(str(locked))
+        assert stat.S_IMODE(locked.stat().st_mode) == 0o640
+    finally:
+        real(old)
+    assert calls == []

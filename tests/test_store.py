@@ -608,8 +608,8 @@ def test_place_with_verifying_copy_refuses_corrupt_object(obj, ws, hasher):
     corrupt(obj_path, 5)
     dest = str(ws / "f")
 
-    def copy(src: str, tmp: str) -> None:
-        copy_verified(src, d, tmp, hasher)
+    def copy(src: str, tmp: str, mode: int) -> None:
+        copy_verified(src, d, tmp, hasher, mode=mode)
 
     with pytest.raises(IntegrityError):
         linking.place(obj_path, dest, ("copy",), executable=False, copy=copy)

@@ -331,7 +331,11 @@ def _copy_to(cache: ObjectStore, digest, dest: str, executable: bool, hasher: Ha
         place_bytes(data, dest, executable)
         return
     place(
-        cache.blob_path(digest), dest, ("copy",), executable, lambda src, tmp: copy_verified(src, digest, tmp, hasher)
+        cache.blob_path(digest),
+        dest,
+        ("copy",),
+        executable,
+        lambda src, tmp, mode: copy_verified(src, digest, tmp, hasher, mode=mode),
     )
 
 
