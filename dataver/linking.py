@@ -146,9 +146,26 @@ def new_file_mode(executable: bool) -> int:
 
 
 def copy_file(src: str, tmp: str, mode: int) -> None:
-    """A plain copy of ``src`` into a new file ``tmp`` created with ``mode``."""
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode))
-    shutil.copyfile(src, tmp)  # into the file just made: its mode stays
+    """A plain copy of ``src`` into a new file ``tmp`` created with ``mode``, written
+    through the descriptor that created it (a mode without the owner's write bit, from
+    a umask such as 0o222, would refuse a second open for writing)."""
+    with open(src, "rb") as fsrc:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        try:
+            size, at = os.fstat(fsrc.fileno()).st_size, 0
+            try:
+                while at < size:  # inside the kernel, as shutil.copyfile does on Linux
+                    n = os.sendfile(fd, fsrc.fileno(), at, size - at)
+                    if n == 0:
+                        break
+                    at += n
+            except OSError as e:
+                if at or e.errno not in _UNSUPPORTED:
+                    raise
+                with open(fd, "wb", closefd=False) as fdst:
+                    shutil.copyfileobj(fsrc, fdst)
+        finally:
+            os.close(fd)
 
 
 def write_new(path: str, data: bytes | memoryview, mode: int = 0o600) -> None:
