@@ -648,23 +648,34 @@ def test_parse_link_types_errors(text):
     assert e.value.exit_code == 3
 
 
-def test_writable_mode_is_thread_safe(umask022):
-    """Placement runs on the hasher's threads; reading the umask must not race
-    (os.umask(0) + restore in two threads can leave the process umask at 0 and hand
-    out world-writable modes)."""
+def test_placing_files_on_many_threads_keeps_the_umask_and_every_mode(umask022, obj, ws):
+    """Placement runs on the hasher's threads. Each file gets 0o666 or 0o777 less the
+    umask, applied by the kernel as it is created; nothing reads the umask by setting it
+    (os.umask(0) and back, in two threads at once, could leave the process umask at 0
+    and hand out world-writable modes)."""
+    obj_path, data = obj
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    bad: list[int] = []
+    bad: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
     try:
 
-        def work() -> None:
-            for i in range(3000):
-                ex = bool(i % 2)
-                m = linking._writable_mode(ex)
-                if m != (0o755 if ex else 0o644):
-                    bad.append(m)
+        def work(t: int) -> None:
+            try:
+                for i in range(150):
+                    ex = bool(i % 2)
+                    dest = ws / f"t{t}-{i}"
+                    if i % 3:
+                        linking.place_bytes(b"small %d" % i, str(dest), ex)
+                    else:
+                        linking.place(obj_path, str(dest), ("copy",), ex)
+                    mode = stat.S_IMODE(os.stat(dest).st_mode)
+                    if mode != (0o755 if ex else 0o644):
+                        bad.append((dest.name, mode))
+            except BaseException as e:  # reported by the test, not as a thread warning
+                errors.append(e)
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
         for t in threads:
             t.start()
         for t in threads:
@@ -672,8 +683,9 @@ def test_writable_mode_is_thread_safe(umask022):
     finally:
         sys.setswitchinterval(old_interval)
         current = os.umask(0o022)
+    assert errors == [] and bad == []
     assert current == 0o022
-    assert bad == []
+    assert len(os.listdir(ws)) == 600 and (ws / "t0-0").read_bytes() == data
 
 
 @pytest.mark.parametrize("count", [10, 700])  # below and above the listing threshold
