@@ -320,6 +320,19 @@ class TestLocalFolder(RemoteContract, TestCache):
     plant = TestCache.plant
 
 
+class TestLocalFolderIndexOnDisk(TestLocalFolder):
+    """A packed remote whose index is read as a big one is: every index file in pieces
+    (of two records here), the records kept in a temporary file (none in memory)."""
+
+    @pytest.fixture
+    def store(self, tmp_path, monkeypatch):
+        from dataver import packfmt, packstore
+
+        monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, "0")
+        monkeypatch.setattr(packstore, "INDEX_PIECE", 2 * packfmt.RECORD_SIZE)
+        return LocalRemoteStore("folder", str(tmp_path / "remote"), {})
+
+
 class TestLooseLocalFolder(TestLocalFolder):
     """A remote written by dataver before packs (format 1: loose objects, no marker)."""
 
