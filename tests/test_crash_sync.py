@@ -82,7 +82,7 @@ from test_crash import (
     write_version,
 )
 
-from dataver import checkout, manifest, packfmt, pointer, refbatch
+from dataver import checkout, manifest, packfmt, packstore, pointer, refbatch
 from dataver.digest import Digest
 from dataver.hashing import Hasher, digest_bytes, digest_manifest
 from dataver.store import ObjRef, check_bytes
@@ -328,6 +328,7 @@ def clone_and_pull(root: Path, clone: Path, files: Version, hasher: Hasher, tall
 def test_push_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch):
     if batch:  # objects handed out in many batches (dataver.refbatch): the path of a million
         monkeypatch.setenv(refbatch.BATCH_ENV, batch)
+        monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, "0")  # the remote's index records in a temporary file
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-push")
     remote = repo_dir.parent / "remote"
@@ -374,6 +375,7 @@ def test_pull_survives_sigkill(repo_dir, crash_totals, plan, batch, monkeypatch)
         monkeypatch.setenv(refbatch.BATCH_ENV, batch)  # batches and vouched for: the path of a million
         monkeypatch.setenv(checkout.STREAM_CREATE_ENV, "0")
         monkeypatch.setenv(checkout.STREAM_BATCH_ENV, "3")
+        monkeypatch.setenv(packstore.INDEX_MEMORY_ENV, "0")  # the remote's index records in a temporary file
     started, tally = time.monotonic(), Tally()
     rng = random.Random(f"{SEED}-pull")
     remote = repo_dir.parent / "remote"
