@@ -7,9 +7,12 @@ targets table, after a --scaling run on 40 files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from test_fsmonitor import WATCHMAN, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
@@ -157,11 +160,21 @@ def test_the_s3_table_gives_requests_as_a_percentage_of_the_objects_and_the_byte
 
 def test_a_scaling_run_fills_every_dataver_step_the_cache_and_the_targets(tmp_path):
     """`--scaling 40 --scaling-shape small --no-scaling-dvc`: issue 16's steps (add, status,
-    re-add, checkout of the change), the git reference, the cache's sizes, the targets table."""
+    re-add, checkout of the change), the git reference, the cache's sizes, the targets table.
+    Its watchman step talks to a private watchman server, stopped by PID at the end: a
+    plain `watchman watch-project` would start the machine's own server and leave it running."""
     out, doc = tmp_path / "out", tmp_path / "scaling.md"
     argv = ["--scaling", "40", "--scaling-shape", "small", "--no-scaling-dvc", "--out", str(out)]
     argv += ["--scratch", str(tmp_path / "scratch"), "--doc", str(doc)]
-    proc = subprocess.run([sys.executable, str(RUN), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    server = Server(tmp_path / "watchman") if WATCHMAN else None
+    env = {**os.environ, **({"WATCHMAN_SOCK": server.sock} if server else {})}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(RUN), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+        )
+    finally:
+        if server:
+            server.stop()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     result = json.loads((tmp_path / "scaling.json").read_text())

@@ -24,6 +24,14 @@ from .tools import Dataver, Dvc, Tool, find_dataver, find_or_install_dvc
 FSMONITOR_ENV = {"DATAVER_FSMONITOR": "1"}
 
 
+def watchman_argv(*args: str) -> list[str]:
+    """A watchman command for the server dataver asks: the one ``WATCHMAN_SOCK`` names,
+    if set (as dataver.fsmonitor does; the watchman 4.9 client does not read it, and
+    would start the machine's own server beside it), else the machine's."""
+    sock = os.environ.get("WATCHMAN_SOCK")
+    return ["watchman", *([f"--sockname={sock}", "--no-spawn"] if sock else []), *args]
+
+
 def du_bytes(path: Path, apparent: bool = False) -> int:
     """`du -sb` (apparent size) or `du -sk` × 1024 (allocated blocks) of a path; 0 if absent."""
     if not path.exists():
@@ -157,7 +165,7 @@ class ScalingBench(Bench):
         with DATAVER_FSMONITOR=1, the second timed. A failure is an error, not the end of the
         tool's steps."""
         try:
-            self.r.run(["watchman", "watch-project", str(repo)], repo)
+            self.r.run(watchman_argv("watch-project", str(repo)), repo)
             self.r.run(t.status(), repo, {**t.env, **FSMONITOR_ENV})
             out = self.timed("status_watchman", t, run, [(t.status(), repo)], env=FSMONITOR_ENV)
             if "modified" in out:
@@ -169,7 +177,7 @@ class ScalingBench(Bench):
             self.errors.append(msg)
             print("ERROR " + msg, file=sys.stderr)
         finally:
-            subprocess.run(["watchman", "watch-del", str(repo)], capture_output=True, timeout=120, check=False)
+            subprocess.run(watchman_argv("watch-del", str(repo)), capture_output=True, timeout=120, check=False)
 
     def step_checkout_one(self, t: Tool, run: int, repo: Path) -> None:
         """After step_readd_one's commit: the previous pointer back from git (untimed), then
