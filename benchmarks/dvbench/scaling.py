@@ -26,8 +26,8 @@ FSMONITOR_ENV = {"DATAVER_FSMONITOR": "1"}
 
 def watchman_argv(*args: str) -> list[str]:
     """A watchman command for the server dataver asks: the one ``WATCHMAN_SOCK`` names,
-    if set (as dataver.fsmonitor does; the watchman 4.9 client does not read it, and
-    would start the machine's own server beside it), else the machine's."""
+    if set (as dataver.fsmonitor does: given only the variable, the watchman 4.9 client
+    still started the machine's own server, which outlived the command), else the machine's."""
     sock = os.environ.get("WATCHMAN_SOCK")
     return ["watchman", *([f"--sockname={sock}", "--no-spawn"] if sock else []), *args]
 
