@@ -108,10 +108,10 @@ def place(obj_path: str, dest: str, link_types: tuple[str, ...], executable: boo
 
     ``copy(src, tmp, mode)`` performs (and may verify) a plain copy into a new file
     ``tmp`` it creates with ``mode``; defaults to a plain copy. A file this makes is
-    created with the mode it keeps (``new_file_mode``): the kernel applies the umask.
+    created with the mode it keeps (``_new_file_mode``): the kernel applies the umask.
     """
     tmp = temp_sibling(dest)
-    mode = new_file_mode(executable)
+    mode = _new_file_mode(executable)
     try:
         for kind in link_types:
             if executable and kind in ("hardlink", "symlink"):
@@ -138,14 +138,14 @@ def place_bytes(data: bytes, dest: str, executable: bool) -> str:
     return place(dest, dest, ("copy",), executable, lambda _src, tmp, mode: write_new(tmp, data, mode))
 
 
-def new_file_mode(executable: bool) -> int:
+def _new_file_mode(executable: bool) -> int:
     """The mode a workspace file is created with; the kernel takes the umask from it,
     as it does for git. (Reading the umask means setting it, process-wide: a file
     another thread created meanwhile would get no umask at all.)"""
     return 0o777 if executable else 0o666
 
 
-def copy_file(src: str, tmp: str, mode: int) -> None:
+def _copy_file(src: str, tmp: str, mode: int) -> None:
     """A plain copy of ``src`` into a new file ``tmp`` created with ``mode``, written
     through the descriptor that created it (a mode without the owner's write bit, from
     a umask such as 0o222, would refuse a second open for writing)."""
@@ -201,7 +201,7 @@ def _make(kind: str, src: str, tmp: str, copy, mode: int) -> bool:
         elif kind == "symlink":
             os.symlink(src, tmp)
         else:
-            (copy or copy_file)(src, tmp, mode)
+            (copy or _copy_file)(src, tmp, mode)
         return True
     except OSError as e:
         if kind != "copy" and e.errno in _UNSUPPORTED:
@@ -225,7 +225,7 @@ def unprotect(path: str) -> bool:
     st = os.stat(path)
     tmp = temp_sibling(path)
     try:
-        copy_file(path, tmp, new_file_mode(bool(st.st_mode & 0o100)))
+        _copy_file(path, tmp, _new_file_mode(bool(st.st_mode & 0o100)))
         os.replace(tmp, path)
     except BaseException:
         try:
